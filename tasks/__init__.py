@@ -1,0 +1,29 @@
+"""fabjupyter: Fabric tasks that set up, run and tunnel to Jupyter on a machine you SSH into.
+
+    fab -H HOST setup     configure, set the password, start Jupyter detached, wait until it answers
+    fab -H HOST tunnel    forward a local port to it and print the URL
+"""
+
+from invoke import Collection
+
+from . import config, password, server, setup, tunnel
+
+ns = Collection(
+    setup.setup,
+    tunnel.tunnel,
+    config.config,
+    password.password,
+    server.start,
+    server.stop,
+    server.restart,
+    server.status,
+    server.logs,
+)
+ns.configure(
+    {
+        # jupyter.hosts_file: another inventory (env: FABRIC_JUPYTER_HOSTS_FILE); default: hosts.yaml here
+        "jupyter": {"hosts_file": None},
+        # Fabric's default is to wait for the OS (minutes); -t SECONDS overrides this.
+        "timeouts": {"connect": 10},
+    }
+)

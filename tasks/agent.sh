@@ -1,0 +1,391 @@
+# fabjupyter's remote agent (POSIX sh).
+#
+# The client sends this file on the standard input of `sh -s`, after lines that set the FJ_*
+# variables (every value quoted by tasks/remote.py) and before a last line that calls fj_main.
+# Everything here is a function definition, so a script cut off in transit runs nothing.
+# Secrets arrive only inside this script, on stdin: never in an argument list.
+# Output: `fj:key=value` lines that the client parses; `fj:error=CODE` ends a failed step.
+
+fj_say() { printf 'fj:%s=%s\n' "$1" "$2"; }
+
+# fj_fail CODE [DETAIL]: report a failure the user can fix and stop.
+fj_fail() {
+    fj_say error "$1"
+    [ -n "${2-}" ] && fj_say detail "$2"
+    exit 3
+}
+
+fj_paths() {
+    umask 077
+    D=$HOME/.fabjupyter
+    RUN=$D/run.sh
+    CFG=$D/config/jupyter_server_config.json
+    PWF=$D/password/jupyter_server_config.json
+    STATE=$D/state
+    LOG=$D/jupyter.log
+    TMUX_SOCKET=fabjupyter
+    TMUX_SESSION=jupyter
+}
+
+fj_dirs() {
+    err=$(mkdir -p "$D/config" "$D/password" 2>&1 && chmod 700 "$D" "$D/config" "$D/password" 2>&1) ||
+        fj_fail cannot_write "$err"
+}
+
+fj_lastline() { printf '%s\n' "$1" | sed -n '$p'; }
+
+# fj_same FILE CONTENT: does FILE hold exactly CONTENT?
+fj_same() {
+    [ -f "$1" ] && [ "$(cat "$1" 2>/dev/null && printf x)" = "${2}x" ]
+}
+
+# fj_put FILE CONTENT MODE: replace FILE atomically (temporary name, then mv) unless it already
+# holds CONTENT. Sets PUT_CHANGED=1 when it wrote.
+fj_put() {
+    PUT_CHANGED=
+    if fj_same "$1" "$2"; then
+        chmod "$3" "$1"
+        return 0
+    fi
+    err=$( { printf '%s' "$2" > "$1.tmp" && chmod "$3" "$1.tmp" && mv -f "$1.tmp" "$1"; } 2>&1 ) || {
+        rm -f "$1.tmp"
+        fj_fail cannot_write "$1: $(fj_lastline "$err")"
+    }
+    PUT_CHANGED=1
+}
+
+fj_read_state() {
+    PID= PORT= LAUNCHER= FP= WANT_PORT= STARTED=
+    [ -f "$STATE" ] || return 0
+    while IFS='=' read -r k v; do
+        case $k in
+            pid) PID=$v ;;
+            port) PORT=$v ;;
+            launcher) LAUNCHER=$v ;;
+            fingerprint) FP=$v ;;
+            requested_port) WANT_PORT=$v ;;
+            started) STARTED=$v ;;
+        esac
+    done < "$STATE"
+}
+
+# fj_alive [PID]: is that process (default: the recorded server) a live Jupyter?
+fj_alive() {
+    p=${1-$PID}
+    case $p in '' | *[!0-9]*) return 1 ;; esac
+    kill -0 "$p" 2>/dev/null || return 1
+    if [ -r "/proc/$p/cmdline" ]; then
+        tr '\0' ' ' < "/proc/$p/cmdline" | grep -q jupyter
+    else
+        ps -p "$p" -o args= 2>/dev/null | grep -q jupyter
+    fi
+}
+
+fj_nap() { sleep 0.1 2>/dev/null || sleep 1; }
+
+# What the files on disk (launcher script, settings, password) add up to; recorded at start so
+# that a later run can tell whether the running server uses the current configuration.
+fj_fingerprint() {
+    cat "$RUN" "$CFG" "$PWF" 2>/dev/null | cksum | sed 's/ /-/'
+}
+
+# The fingerprint the files will have once FJ_RUN_SH, FJ_CONFIG (and FJ_PASSWORD_JSON) are written.
+fj_wanted_fingerprint() {
+    if [ -n "${FJ_PASSWORD_JSON-}" ]; then
+        printf '%s%s%s' "$FJ_RUN_SH" "$FJ_CONFIG" "$FJ_PASSWORD_JSON" | cksum | sed 's/ /-/'
+    else
+        { printf '%s%s' "$FJ_RUN_SH" "$FJ_CONFIG"; cat "$PWF" 2>/dev/null; } | cksum | sed 's/ /-/'
+    fi
+}
+
+fj_report_state() {
+    if fj_alive; then
+        fj_say running 1
+        fj_say pid "$PID"
+        fj_say port "$PORT"
+        fj_say launcher "$LAUNCHER"
+        fj_say started "$STARTED"
+        if [ "$FP" = "$(fj_fingerprint)" ]; then fj_say current 1; else fj_say current 0; fi
+    else
+        fj_say running 0
+        [ -n "$PID" ] && fj_say stale "$PID"
+    fi
+    [ -f "$PWF" ] && fj_say has_password 1
+    [ -f "$RUN" ] && [ -f "$CFG" ] && fj_say configured 1
+    return 0
+}
+
+fj_check_launcher() {
+    case $FJ_LAUNCHER in
+        tmux) command -v tmux > /dev/null 2>&1 || fj_fail no_tmux ;;
+        nohup) ;;
+        *) fj_fail bad_launcher "$FJ_LAUNCHER" ;;
+    esac
+}
+
+# The root directory as the launcher resolves it (relative paths are from the home directory).
+fj_root_dir() {
+    case $FJ_ROOT in
+        '') printf '%s' "$HOME" ;;
+        /*) printf '%s' "$FJ_ROOT" ;;
+        *) printf '%s/%s' "$HOME" "$FJ_ROOT" ;;
+    esac
+}
+
+fj_check_root() {
+    root=$(fj_root_dir)
+    if [ -e "$root" ] && [ ! -d "$root" ]; then fj_fail root_not_dir "$root"; fi
+}
+
+fj_make_root() {
+    root=$(fj_root_dir)
+    if [ ! -e "$root" ]; then
+        err=$(mkdir -p "$root" 2>&1 && chmod 700 "$root" 2>&1) || fj_fail cannot_write "$root: $err"
+        fj_say root_created "$root"
+    fi
+}
+
+# fj_probe SCRIPT [PORT]: run the launcher script's probe (activation, finding Jupyter and its
+# Python, the first free port from PORT). Sets PY, CMD, FREE_PORT, VERSION.
+fj_probe() {
+    out=$(sh "$1" probe "${2-}" 2>&1 < /dev/null)
+    rc=$?
+    PY= CMD= FREE_PORT= VERSION= perr= pdetail=
+    while IFS= read -r line; do
+        case $line in
+            fj:python=*) PY=${line#fj:python=} ;;
+            fj:command=*) CMD=${line#fj:command=} ;;
+            fj:port=*) FREE_PORT=${line#fj:port=} ;;
+            fj:version=*) VERSION=${line#fj:version=} ;;
+            fj:error=*) perr=${line#fj:error=} ;;
+            fj:detail=*) pdetail=${line#fj:detail=} ;;
+        esac
+    done <<EOF
+$out
+EOF
+    if [ -n "$perr" ] || [ "$rc" -ne 0 ]; then
+        # what the activation or Jupyter printed, without our own protocol lines
+        noise=$(printf '%s\n' "$out" | grep -v '^fj:' | tail -n 5)
+        fj_fail "${perr:-probe_failed}" "${pdetail:-$noise}"
+    fi
+}
+
+fj_launch() {
+    [ -f "$PWF" ] || fj_fail no_password
+    [ -f "$RUN" ] && [ -f "$CFG" ] || fj_fail not_configured
+    fj_check_launcher
+    fj_check_root
+    fj_make_root
+    want=${FJ_PORT:-8888}
+    attempt=0
+    while :; do
+        attempt=$((attempt + 1))
+        fj_probe "$RUN" "$want"
+        [ -f "$LOG" ] && mv -f "$LOG" "$LOG.1"
+        : > "$LOG"
+        rm -f "$D/pid"
+        case $FJ_LAUNCHER in
+            nohup)
+                if command -v setsid > /dev/null 2>&1; then
+                    (nohup setsid sh "$RUN" serve "$FREE_PORT" < /dev/null >> "$LOG" 2>&1 &)
+                else
+                    (nohup sh "$RUN" serve "$FREE_PORT" < /dev/null >> "$LOG" 2>&1 &)
+                fi
+                ;;
+            tmux)
+                tmux -L "$TMUX_SOCKET" kill-session -t "$TMUX_SESSION" 2> /dev/null
+                err=$(tmux -L "$TMUX_SOCKET" new-session -d -s "$TMUX_SESSION" sh "$RUN" serve "$FREE_PORT" 2>&1 < /dev/null) ||
+                    fj_fail launch_failed "tmux: $err"
+                ;;
+        esac
+        # run.sh writes its own pid just before it execs Jupyter
+        i=0
+        while [ ! -s "$D/pid" ] && [ $i -lt 100 ]; do fj_nap; i=$((i + 1)); done
+        pid=$(cat "$D/pid" 2> /dev/null)
+        [ -n "$pid" ] || fj_fail launch_failed "the launcher did not start (see $LOG)"
+        result=$("$PY" - "$FREE_PORT" "$pid" "${FJ_TIMEOUT:-60}" 2>&1 <<'EOF'
+import os, sys, time, urllib.error, urllib.request
+port, pid, timeout = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+deadline = time.monotonic() + timeout
+while True:
+    try:
+        opener.open("http://127.0.0.1:%d/api" % port, timeout=2).close()
+        print("ready")
+        break
+    except urllib.error.HTTPError:
+        print("ready")  # any HTTP answer means the server is serving
+        break
+    except OSError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        print("died")
+        break
+    except PermissionError:
+        pass
+    if time.monotonic() > deadline:
+        print("timeout")
+        break
+    time.sleep(0.05)
+EOF
+)
+        case $result in
+            ready) break ;;
+            died)
+                if [ $attempt -lt 3 ] && grep -q 'already in use' "$LOG" 2> /dev/null; then
+                    want=$((FREE_PORT + 1))  # taken between our probe and Jupyter's bind
+                    continue
+                fi
+                fj_tail_log
+                fj_fail died
+                ;;
+            timeout)
+                kill -TERM "$pid" 2> /dev/null
+                fj_tail_log
+                fj_fail timeout "${FJ_TIMEOUT:-60}"
+                ;;
+            *) fj_fail launch_failed "$result" ;;
+        esac
+    done
+    PID=$pid PORT=$FREE_PORT LAUNCHER=$FJ_LAUNCHER STARTED=$(date +%s)
+    printf 'pid=%s\nport=%s\nrequested_port=%s\nlauncher=%s\nfingerprint=%s\nstarted=%s\n' \
+        "$PID" "$PORT" "${FJ_PORT:-8888}" "$LAUNCHER" "$(fj_fingerprint)" "$STARTED" > "$STATE.tmp" &&
+        mv -f "$STATE.tmp" "$STATE"
+    fj_say started 1
+    fj_say pid "$PID"
+    fj_say port "$PORT"
+    fj_say launcher "$LAUNCHER"
+    fj_say command "$CMD"
+    fj_say version "$VERSION"
+}
+
+fj_tail_log() {
+    tail -n "${FJ_LINES:-20}" "$LOG" 2> /dev/null | while IFS= read -r line; do fj_say log "$line"; done
+}
+
+# fj_stop: end the recorded server (TERM, then KILL after 10 s) and its tmux session.
+fj_stop() {
+    fj_read_state
+    STOPPED=
+    if fj_alive; then
+        kill -TERM "$PID" 2> /dev/null
+        i=0
+        while fj_alive && [ $i -lt 100 ]; do fj_nap; i=$((i + 1)); done
+        if fj_alive; then
+            kill -KILL "$PID" 2> /dev/null
+            while fj_alive; do fj_nap; done
+        fi
+        STOPPED=$PID
+    fi
+    if command -v tmux > /dev/null 2>&1; then
+        tmux -L "$TMUX_SOCKET" kill-session -t "$TMUX_SESSION" 2> /dev/null
+    fi
+    rm -f "$STATE" "$D/pid"
+}
+
+fj_write_config() {
+    fj_dirs
+    fj_put "$RUN" "$FJ_RUN_SH" 700
+    c1=$PUT_CHANGED
+    fj_put "$CFG" "$FJ_CONFIG" 600
+    [ -n "$c1$PUT_CHANGED" ] && fj_say config_changed 1
+    return 0
+}
+
+fj_write_password() {
+    fj_dirs
+    fj_put "$PWF" "$FJ_PASSWORD_JSON" 600
+    [ -n "$PUT_CHANGED" ] && fj_say password_changed 1
+    return 0
+}
+
+# The salt part of the stored hash (argon2:$argon2id$v=..$m=..,t=..,p=..$SALT$DIGEST -> up to
+# SALT): lets the client hash the same password with the same salt, so that a password given
+# again is recognised as unchanged. The digest never leaves the host.
+fj_say_salt() {
+    salt=$(sed -n 's/.*"\(argon2:\$argon2id\$[^$]*\$[^$]*\$[^$]*\)\$.*/\1/p' "$PWF" 2> /dev/null)
+    fj_say password_salt "$salt"
+}
+
+fj_setup() {
+    fj_read_state
+    if [ -z "${FJ_PASSWORD_JSON-}" ] && [ ! -f "$PWF" ]; then
+        fj_say need_password 1
+        return 0
+    fi
+    if [ -n "${FJ_PASSWORD_JSON-}" ] && [ -f "$PWF" ] && [ -z "${FJ_SALTED-}" ]; then
+        fj_say_salt
+        return 0
+    fi
+    if [ -n "${FJ_PASSWORD_JSON-}" ] && fj_same "$PWF" "$FJ_PASSWORD_JSON"; then
+        FJ_PASSWORD_JSON=
+    fi
+    if fj_alive && [ "$FP" = "$(fj_wanted_fingerprint)" ] && [ "$LAUNCHER" = "$FJ_LAUNCHER" ] &&
+        [ "$WANT_PORT" = "${FJ_PORT:-8888}" ]; then
+        fj_say unchanged 1
+        fj_report_state
+        return 0
+    fi
+    # Check everything that can fail before changing anything: the new launcher script must
+    # find Jupyter (written beside the real one, probed, then moved into place).
+    fj_check_launcher
+    fj_check_root
+    fj_dirs
+    printf '%s' "$FJ_RUN_SH" > "$RUN.new" 2> /dev/null || fj_fail cannot_write "$RUN.new"
+    (fj_probe "$RUN.new") || { rm -f "$RUN.new"; exit 3; }
+    rm -f "$RUN.new"
+    fj_write_config
+    [ -n "${FJ_PASSWORD_JSON-}" ] && fj_write_password
+    if fj_alive; then
+        fj_stop
+        fj_say restarted "$STOPPED"
+    fi
+    fj_launch
+}
+
+fj_main() {
+    fj_paths
+    case $FJ_ACTION in
+        status) fj_read_state; fj_report_state ;;
+        config)
+            fj_read_state
+            fj_check_root
+            fj_write_config
+            fj_alive && [ "$FP" != "$(fj_fingerprint)" ] && fj_say restart_needed 1
+            ;;
+        password)
+            fj_read_state
+            fj_write_password
+            fj_alive && [ "$FP" != "$(fj_fingerprint)" ] && fj_say restart_needed 1
+            ;;
+        start)
+            fj_read_state
+            if fj_alive; then
+                fj_say already_running 1
+                fj_report_state
+            else
+                fj_launch
+            fi
+            ;;
+        stop)
+            fj_stop
+            [ -n "$STOPPED" ] && fj_say stopped "$STOPPED"
+            ;;
+        restart)
+            fj_read_state
+            [ -f "$PWF" ] || fj_fail no_password
+            fj_check_launcher
+            fj_stop
+            [ -n "$STOPPED" ] && fj_say stopped "$STOPPED"
+            fj_launch
+            ;;
+        setup) fj_setup ;;
+        logs)
+            if [ -f "$LOG" ]; then tail -n "${FJ_LINES:-50}" "$LOG"; else fj_say no_log 1; fi
+            ;;
+        *) fj_fail bad_action "$FJ_ACTION" ;;
+    esac
+    return 0
+}

@@ -1,0 +1,89 @@
+"""The Jupyter configuration this tool owns: a launcher script and a settings file, both in
+~/.fabjupyter on the remote. The user's own Jupyter config files are never edited."""
+
+import json
+from importlib import resources
+
+from invoke import task
+
+from .errors import user_task
+from .remote import run_agent, sh_assign, sh_words, target
+
+LAUNCHER = resources.files(__package__).joinpath("launcher.sh").read_text()
+REMOTE_DIR = "~/.fabjupyter"
+
+
+def root_for_launcher(root_dir):
+    """root_dir as the launcher reads it: '' is home, relative paths are from home."""
+    if root_dir in ("~", "~/", ""):
+        return ""
+    if root_dir.startswith("~/"):
+        return root_dir[2:]
+    return root_dir
+
+
+def launcher_script(settings):
+    """The remote run.sh: activation, finding Jupyter, and the command line that starts it."""
+    block = "\n".join(
+        [
+            sh_assign("FJ_ACTIVATE", settings.activate),
+            sh_assign("FJ_JUPYTER", sh_words(settings.jupyter)),
+            sh_assign("FJ_ROOT", root_for_launcher(settings.root_dir)),
+            sh_assign("FJ_IP", "127.0.0.1"),
+        ]
+    )
+    return LAUNCHER.replace("# @SETTINGS@", block, 1)
+
+
+def server_config(settings):
+    """Jupyter Server 2 settings. This file comes first in JUPYTER_CONFIG_PATH, so each key here
+    outranks the same key in a venv's etc/jupyter or ~/.jupyter; keys set to their empty value
+    make sure a user's TLS or socket setting cannot sneak into the SSH-tunnel setup."""
+    config = {
+        "ServerApp": {
+            "ip": "127.0.0.1",
+            "port_retries": 0,  # a busy port is an error we handle, never a silent move
+            "open_browser": False,
+            "base_url": "/",
+            "certfile": "",
+            "keyfile": "",
+            "sock": "",
+        },
+        "IdentityProvider": {"token": ""},  # the password is the only way in
+        "PasswordIdentityProvider": {"password_required": True},
+    }
+    return json.dumps(config, indent=2, sort_keys=True) + "\n"
+
+
+def config_values(settings):
+    """The agent variables that describe the wanted configuration."""
+    return {
+        "FJ_RUN_SH": launcher_script(settings),
+        "FJ_CONFIG": server_config(settings),
+        "FJ_ROOT": root_for_launcher(settings.root_dir),
+        "FJ_LAUNCHER": settings.launcher,
+        "FJ_PORT": settings.port,
+        "FJ_TIMEOUT": settings.start_timeout,
+    }
+
+
+def write_config(t):
+    return run_agent(t, "config", **config_values(t.settings))
+
+
+@task(
+    help={
+        "root-dir": "Jupyter's root directory on the remote (default ~; created 0700 if missing)",
+    }
+)
+@user_task
+def config(c, root_dir=None):
+    """Write the Jupyter configuration on the host (~/.fabjupyter); your own files stay as they are."""
+    t = target(c, root_dir=root_dir)
+    reply = write_config(t)
+    if reply.flag("config_changed"):
+        print(f"{t.label}: configuration written to {REMOTE_DIR}")
+    else:
+        print(f"{t.label}: configuration unchanged")
+    if reply.flag("restart_needed"):
+        print(f"{t.label}: the running Jupyter uses the old configuration; `fab -H {t.label} restart` applies it")

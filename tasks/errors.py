@@ -1,0 +1,40 @@
+"""One failure path: problems a user can fix end as one line on stderr, without a traceback."""
+
+import functools
+import signal
+import sys
+
+from invoke import Exit
+
+
+class UserError(Exception):
+    """Something the user can fix. The message is one line: what is wrong, and what to do."""
+
+    def __init__(self, message, code=1):
+        super().__init__(message)
+        self.code = code
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def user_task(body):
+    """Wrap a task body so that a UserError or Ctrl-C ends the run with a message, not a traceback."""
+
+    @functools.wraps(body)
+    def wrapper(c, *args, **kwargs):
+        try:
+            return body(c, *args, **kwargs)
+        except UserError as e:
+            raise Exit(str(e), code=e.code)
+        except KeyboardInterrupt:
+            sys.stdout.flush()
+            raise Exit("interrupted", code=130)
+
+    return wrapper
+
+
+def sigterm_as_interrupt():
+    """Let SIGTERM unwind like Ctrl-C, so that `finally:` blocks clean up (tunnel children)."""
+    signal.signal(signal.SIGTERM, _raise_interrupt)

@@ -1,0 +1,214 @@
+"""hosts.yaml: per-host settings, validated once into a typed Settings object.
+
+Precedence: built-in defaults < `defaults:` < the host's entry < command-line options.
+"""
+
+import difflib
+import os
+import shlex
+from dataclasses import dataclass, field, fields, replace
+
+import yaml
+
+from .errors import UserError
+
+LAUNCHERS = ("nohup", "tmux")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What one host should run. Every field can come from hosts.yaml or an option."""
+
+    launcher: str = "nohup"
+    port: int = 8888  # the remote port Jupyter listens on (the next free one if taken)
+    local_port: int = 8888  # the tunnel's port on this machine
+    root_dir: str = "~"  # Jupyter's root directory on the remote; relative means from home
+    jupyter: tuple = ()  # the remote command; empty: jupyter lab, else notebook, else server
+    activate: str = ""  # a shell line run before Jupyter (venv, conda, module load)
+    start_timeout: int = 60  # seconds to wait for Jupyter to answer
+
+
+@dataclass(frozen=True)
+class HostEntry:
+    """A host named in hosts.yaml: its settings and, optionally, how to reach it."""
+
+    name: str
+    settings: dict = field(default_factory=dict)
+    host: str = ""
+    user: str = ""
+    ssh_port: int = 0
+    identity: str = ""
+
+
+CONNECTION_KEYS = ("host", "user", "ssh_port", "identity")
+SETTING_KEYS = tuple(f.name for f in fields(Settings))
+TOP_KEYS = ("defaults", "hosts", "groups")
+
+
+def _port(value, where):
+    if isinstance(value, bool):
+        raise UserError(f"{where}: must be a port number 1-65535 (got {value!r})")
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        raise UserError(f"{where}: must be a port number 1-65535 (got {value!r})") from None
+    if not 1 <= number <= 65535:
+        raise UserError(f"{where}: must be a port number 1-65535 (got {number})")
+    return number
+
+
+def _positive(value, where):
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise UserError(f"{where}: must be a whole number of seconds (got {value!r})")
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        raise UserError(f"{where}: must be a whole number of seconds (got {value!r})") from None
+    if number < 1:
+        raise UserError(f"{where}: must be at least 1 (got {number})")
+    return number
+
+
+def _text(value, where, allow_empty=True):
+    if not isinstance(value, str):
+        raise UserError(f"{where}: must be a string (got {type(value).__name__} {value!r})")
+    if any(ord(ch) < 32 and ch != "\t" for ch in value):
+        raise UserError(f"{where}: must not contain control characters or line breaks")
+    if not allow_empty and not value.strip():
+        raise UserError(f"{where}: must not be empty")
+    return value
+
+
+def _launcher(value, where):
+    if value not in LAUNCHERS:
+        raise UserError(f"{where}: must be one of {', '.join(LAUNCHERS)} (got {value!r})")
+    return value
+
+
+def _root_dir(value, where):
+    value = _text(value, where, allow_empty=False)
+    if value.startswith("~") and not (value == "~" or value.startswith("~/")):
+        raise UserError(f"{where}: write ~/path or an absolute path (~user is not supported)")
+    return value
+
+
+def _jupyter(value, where):
+    if isinstance(value, str):
+        _text(value, where)
+        try:
+            words = shlex.split(value)
+        except ValueError as e:
+            raise UserError(f"{where}: cannot split {value!r} into words: {e}") from None
+    elif isinstance(value, list) and all(isinstance(w, str) for w in value):
+        words = [_text(w, where) for w in value]
+    else:
+        raise UserError(f"{where}: must be a command string or a list of words (got {value!r})")
+    return tuple(words)
+
+
+CHECKS = {
+    "launcher": _launcher,
+    "port": _port,
+    "local_port": _port,
+    "root_dir": _root_dir,
+    "jupyter": _jupyter,
+    "activate": _text,
+    "start_timeout": _positive,
+}
+
+
+def check_setting(key, value, where):
+    """Validate one setting's value; `where` names it in the message (file and key, or option)."""
+    return CHECKS[key](value, where)
+
+
+def _unknown(key, known, where):
+    close = difflib.get_close_matches(str(key), known, n=1)
+    hint = f" (did you mean {close[0]}?)" if close else f"; known keys: {', '.join(known)}"
+    return UserError(f"{where}: unknown key {key!r}{hint}")
+
+
+def _mapping(value, where):
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise UserError(f"{where}: must be a mapping of keys to values (got {type(value).__name__})")
+    return value
+
+
+def _settings(raw, where, extra=()):
+    known = SETTING_KEYS + tuple(extra)
+    out, conn = {}, {}
+    for key, value in _mapping(raw, where).items():
+        if key in CHECKS:
+            out[key] = check_setting(key, value, f"{where}.{key}")
+        elif key in extra:
+            conn[key] = value
+        else:
+            raise _unknown(key, known, where)
+    return out, conn
+
+
+@dataclass(frozen=True)
+class Inventory:
+    path: str
+    defaults: dict = field(default_factory=dict)
+    hosts: dict = field(default_factory=dict)
+    groups: dict = field(default_factory=dict)
+
+    def entry(self, name):
+        return self.hosts.get(name)
+
+    def settings_for(self, name, overrides=None):
+        """Built-in defaults < defaults: < the host's entry < command-line overrides."""
+        values = dict(self.defaults)
+        entry = self.hosts.get(name)
+        if entry:
+            values.update(entry.settings)
+        values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+        return replace(Settings(), **values)
+
+
+def load(path, required=False):
+    """Read and validate a hosts.yaml; any problem is one UserError naming the file and key."""
+    if not os.path.exists(path):
+        if required:
+            raise UserError(f"{path}: no such file (set jupyter.hosts_file or FABRIC_JUPYTER_HOSTS_FILE)")
+        return Inventory(path)
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise UserError(f"{path}{line}: YAML syntax error: {problem}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"{path}: cannot read: {e}") from None
+    top = _mapping(data, path)
+    for key in top:
+        if key not in TOP_KEYS:
+            raise _unknown(key, TOP_KEYS, path)
+    defaults, _ = _settings(top.get("defaults"), f"{path}: defaults")
+    hosts = {}
+    for name, raw in _mapping(top.get("hosts"), f"{path}: hosts").items():
+        where = f"{path}: hosts.{name}"
+        if not isinstance(name, str):
+            raise UserError(f"{where}: host names must be strings")
+        settings, conn = _settings(raw, where, extra=CONNECTION_KEYS)
+        if "ssh_port" in conn:
+            conn["ssh_port"] = _port(conn["ssh_port"], f"{where}.ssh_port")
+        for key in ("host", "user", "identity"):
+            if key in conn:
+                conn[key] = _text(conn[key], f"{where}.{key}", allow_empty=False)
+        hosts[name] = HostEntry(name=name, settings=settings, **conn)
+    groups = {}
+    for name, members in _mapping(top.get("groups"), f"{path}: groups").items():
+        where = f"{path}: groups.{name}"
+        if not isinstance(members, list) or not all(isinstance(m, str) for m in members):
+            raise UserError(f"{where}: must be a list of host names")
+        for member in members:
+            if member not in hosts:
+                raise UserError(f"{where}: {member!r} is not a host in hosts:")
+        groups[name] = tuple(members)
+    return Inventory(path, defaults, hosts, groups)

@@ -1,0 +1,135 @@
+#!/bin/sh
+# Jupyter launcher written by fabjupyter; `fab -H HOST config` rewrites it.
+# Change settings in hosts.yaml or with the tasks' options, not here.
+#   sh run.sh probe [PORT]   print the Jupyter command, its Python and the first free port from PORT
+#   sh run.sh serve PORT     run Jupyter on PORT (the launcher, nohup or tmux, detaches it)
+# @SETTINGS@
+
+MODE=${1-} PORT=${2-}
+D=$HOME/.fabjupyter
+# Jupyter's output (and the activation's) goes to the log, whichever launcher detached it.
+[ "$MODE" = serve ] && exec >> "$D/jupyter.log" 2>&1 < /dev/null
+# Our settings and password come first in Jupyter's config search path, before a venv's
+# etc/jupyter and ~/.jupyter, whose files stay as the user wrote them.
+JUPYTER_CONFIG_PATH=$D/password:$D/config${JUPYTER_CONFIG_PATH:+:$JUPYTER_CONFIG_PATH}
+export JUPYTER_CONFIG_PATH
+# JUPYTER_PORT would override our port, JUPYTER_NO_CONFIG would drop our configuration.
+unset JUPYTER_PORT JUPYTER_NO_CONFIG
+PATH=$PATH:$HOME/.local/bin
+cd || exit 1
+
+# Non-interactive shells read no rc files: the activation line does what they would.
+command -v source > /dev/null 2>&1 || eval 'source() { . "$@"; }'
+if [ -n "$FJ_ACTIVATE" ]; then
+    command eval "$FJ_ACTIVATE" < /dev/null >&2 || {
+        echo "fj:error=activate_failed"
+        exit 3
+    }
+fi
+
+# The interpreter named by a Python script's first line (or pip's long-path form on line 2).
+python_of() {
+    IFS= read -r first < "$1" || return 1
+    case $first in
+        '#!/bin/sh'*)
+            sed -n "2s/^'''exec' \"\\(.*\\)\" \"\$0\" \"\$@\".*/\\1/p" "$1"
+            ;;
+        '#!'*)
+            set -- ${first#??}
+            if [ "${1##*/}" = env ]; then command -v "$2"; else printf '%s\n' "$1"; fi
+            ;;
+        *) return 1 ;;
+    esac
+}
+
+if [ -n "$FJ_JUPYTER" ]; then
+    eval "set -- $FJ_JUPYTER"
+    exe=$(command -v "$1") || {
+        echo "fj:error=no_jupyter"
+        echo "fj:detail=$1"
+        exit 3
+    }
+    shift
+    set -- "$exe" "$@"
+else
+    # like `jupyter lab`, else `jupyter notebook`, else `jupyter server`
+    exe= dir=
+    j=$(command -v jupyter 2> /dev/null) && dir=${j%/*}
+    for sub in lab notebook server; do
+        if [ -n "$dir" ] && [ -x "$dir/jupyter-$sub" ]; then
+            exe=$dir/jupyter-$sub
+            break
+        fi
+        exe=$(command -v "jupyter-$sub" 2> /dev/null) && break
+        exe=
+    done
+    [ -n "$exe" ] || {
+        echo "fj:error=no_jupyter"
+        exit 3
+    }
+    set -- "$exe"
+fi
+PY=$(python_of "$exe" 2> /dev/null)
+[ -n "$PY" ] && [ -x "$PY" ] || PY=$(command -v python3 2> /dev/null) || {
+    echo "fj:error=no_python"
+    echo "fj:detail=$exe"
+    exit 3
+}
+case $FJ_ROOT in
+    '') root=$HOME ;;
+    /*) root=$FJ_ROOT ;;
+    *) root=$HOME/$FJ_ROOT ;;
+esac
+
+case $MODE in
+    probe)
+        echo "fj:python=$PY"
+        echo "fj:command=$*"
+        "$PY" - "$PORT" "$FJ_IP" << 'EOF'
+import socket, sys
+from importlib import metadata
+
+def version(name):
+    try:
+        return metadata.version(name)
+    except Exception:
+        return ""
+
+server, lab, notebook = version("jupyter_server"), version("jupyterlab"), version("notebook")
+print("fj:version=" + ", ".join(
+    "%s %s" % (n, v) for n, v in (("JupyterLab", lab), ("Notebook", notebook), ("jupyter_server", server)) if v))
+major = int(server.split(".")[0]) if server[:1].isdigit() else 0
+if major < 2:
+    print("fj:error=unsupported")
+    print("fj:detail=" + ("jupyter_server " + server if server else "classic Notebook " + notebook).strip())
+    sys.exit(3)
+if sys.argv[1]:
+    first = int(sys.argv[1])
+    for port in range(first, min(first + 100, 65536)):
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as Tornado binds
+        try:
+            s.bind((sys.argv[2], port))
+        except OSError:
+            continue
+        finally:
+            s.close()
+        print("fj:port=%d" % port)
+        break
+    else:
+        print("fj:error=no_free_port")
+        print("fj:detail=%d" % first)
+        sys.exit(3)
+EOF
+        ;;
+    serve)
+        allow_root=
+        [ "$(id -u)" = 0 ] && allow_root=--allow-root
+        echo "$$" > "$D/pid"
+        exec "$@" --ServerApp.port="$PORT" --ServerApp.root_dir="$root" $allow_root
+        ;;
+    *)
+        echo "usage: sh run.sh probe [PORT] | sh run.sh serve PORT" >&2
+        exit 2
+        ;;
+esac

@@ -1,0 +1,83 @@
+"""The Jupyter password: read here (prompt or stdin), hashed here with Argon2id in the format
+jupyter_server's passwd_check accepts, and only the hash is sent, inside the agent's stdin."""
+
+import base64
+import getpass
+import json
+import os
+import re
+import sys
+
+from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
+from invoke import task
+
+from .errors import UserError, user_task
+from .remote import run_agent, target
+
+# jupyter_server.auth.security.passwd uses argon2-cffi's PasswordHasher with these parameters.
+MEMORY_KIB, TIME_COST, LANES = 10240, 10, 8
+SALTED = re.compile(r"^argon2:\$argon2id\$v=19\$m=(\d+),t=(\d+),p=(\d+)\$([A-Za-z0-9+/]+)$")
+
+_from_stdin = None  # one password read from stdin serves every task and host of the run
+
+
+def _b64(data):
+    return base64.b64encode(data).decode("ascii").rstrip("=")
+
+
+def hash_password(password, salted=None):
+    """`argon2:$argon2id$v=19$m=..,t=..,p=..$SALT$DIGEST`; with `salted` (that string up to SALT,
+    from a stored hash) the same salt and parameters are used, so equal passwords give equal hashes."""
+    if salted:
+        m = SALTED.match(salted)
+        if not m:
+            raise UserError("the stored password hash has an unknown format; set a new one with `password`")
+        memory, time_cost, lanes = (int(x) for x in m.group(1, 2, 3))
+        salt = base64.b64decode(m.group(4) + "=" * (-len(m.group(4)) % 4))
+    else:
+        memory, time_cost, lanes, salt = MEMORY_KIB, TIME_COST, LANES, os.urandom(16)
+    digest = Argon2id(salt=salt, length=32, iterations=time_cost, lanes=lanes, memory_cost=memory).derive(
+        password.encode("utf-8")
+    )
+    return f"argon2:$argon2id$v=19$m={memory},t={time_cost},p={lanes}${_b64(salt)}${_b64(digest)}"
+
+
+def password_json(hashed):
+    return json.dumps({"PasswordIdentityProvider": {"hashed_password": hashed}}, indent=2) + "\n"
+
+
+def read_password(label, from_stdin):
+    """One line from stdin (for scripts), or two matching prompts on the terminal."""
+    global _from_stdin
+    if from_stdin:
+        if _from_stdin is None:
+            line = sys.stdin.readline()
+            password = line[:-1] if line.endswith("\n") else line
+            password = password[:-1] if password.endswith("\r") else password
+            if not password:
+                raise UserError("--password-stdin: standard input gave no password; pipe one line in, e.g. `printf '%s\\n' \"$PW\" | fab ...`")
+            _from_stdin = password
+        return _from_stdin
+    if not sys.stdin.isatty():
+        raise UserError(f"{label}: a password is needed and there is no terminal to ask on; use --password-stdin")
+    password = getpass.getpass(f"New Jupyter password for {label}: ")
+    if not password:
+        raise UserError(f"{label}: an empty password is not allowed; nothing was changed")
+    if getpass.getpass("Repeat it: ") != password:
+        raise UserError(f"{label}: the two passwords differ; nothing was changed")
+    return password
+
+
+def set_password(t, password):
+    return run_agent(t, "password", FJ_PASSWORD_JSON=password_json(hash_password(password)))
+
+
+@task(help={"password-stdin": "read the password from the first line of standard input instead of prompting"})
+@user_task
+def password(c, password_stdin=False):
+    """Set the Jupyter password on the host (prompted twice, or --password-stdin); only its hash is stored."""
+    t = target(c)
+    reply = set_password(t, read_password(t.label, password_stdin))
+    print(f"{t.label}: password set (Argon2id hash in ~/.fabjupyter/password, mode 0600)")
+    if reply.flag("restart_needed"):
+        print(f"{t.label}: the running Jupyter still uses the old password; `fab -H {t.label} restart` applies it")

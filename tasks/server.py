@@ -1,0 +1,132 @@
+"""Running Jupyter detached on the host: start, stop, restart, status, logs."""
+
+import json as jsonlib
+
+from invoke import task
+
+from .errors import UserError, user_task
+from .remote import run_agent, target
+
+LAUNCHER_HELP = "how Jupyter is detached from the SSH session: nohup (default) or tmux"
+PORT_HELP = "remote port (default 8888; the next free one if taken, and reported)"
+
+
+def url_on_host(port):
+    return f"http://127.0.0.1:{port}/"
+
+
+def launch_values(t):
+    return {"FJ_LAUNCHER": t.settings.launcher, "FJ_PORT": t.settings.port, "FJ_TIMEOUT": t.settings.start_timeout}
+
+
+def describe_start(t, reply):
+    """Lines telling what was started where."""
+    lines = []
+    if reply["root_created"]:
+        lines.append(f"{t.label}: created root directory {reply['root_created']} (mode 0700)")
+    port = int(reply["port"])
+    if port != t.settings.port:
+        lines.append(f"{t.label}: port {t.settings.port} is taken on the host; Jupyter uses {port} instead")
+    version = reply["version"] or "Jupyter"
+    lines.append(
+        f"{t.label}: Jupyter started ({version}; pid {reply['pid']}, {reply['launcher']}) at {url_on_host(port)} on the host"
+    )
+    return lines
+
+
+def describe_running(t, reply):
+    return (
+        f"{t.label}: Jupyter is running (pid {reply['pid']}, {reply['launcher']}) at {url_on_host(reply['port'])} on the host"
+    )
+
+
+def status_record(t, reply):
+    running = reply.flag("running")
+    port = int(reply["port"]) if running and reply["port"] else None
+    return {
+        "host": t.label,
+        "running": running,
+        "pid": int(reply["pid"]) if running else None,
+        "port": port,
+        "url": url_on_host(port) if port else None,
+        "launcher": reply["launcher"] or None if running else None,
+        "current": reply.flag("current") if running else None,
+        "password": reply.flag("has_password"),
+        "configured": reply.flag("configured"),
+        "stale_pid": int(reply["stale"]) if reply["stale"] else None,
+    }
+
+
+def fetch_status(t):
+    return status_record(t, run_agent(t, "status"))
+
+
+@task(help={"launcher": LAUNCHER_HELP, "port": PORT_HELP})
+@user_task
+def start(c, launcher=None, port=None):
+    """Start Jupyter detached on the host and wait until it answers; does nothing if it runs."""
+    t = target(c, launcher=launcher, port=port)
+    reply = run_agent(t, "start", **launch_values(t))
+    if reply.flag("already_running"):
+        print(describe_running(t, reply) + "; nothing to do")
+    else:
+        print("\n".join(describe_start(t, reply)))
+
+
+@task
+@user_task
+def stop(c):
+    """Stop Jupyter on the host (and its tmux session); no process is left behind."""
+    t = target(c)
+    reply = run_agent(t, "stop")
+    if reply["stopped"]:
+        print(f"{t.label}: Jupyter stopped (pid {reply['stopped']})")
+    else:
+        print(f"{t.label}: Jupyter was not running")
+
+
+@task(help={"launcher": LAUNCHER_HELP, "port": PORT_HELP})
+@user_task
+def restart(c, launcher=None, port=None):
+    """Stop Jupyter if it runs, then start it with the current configuration."""
+    t = target(c, launcher=launcher, port=port)
+    reply = run_agent(t, "restart", **launch_values(t))
+    if reply["stopped"]:
+        print(f"{t.label}: Jupyter stopped (pid {reply['stopped']})")
+    print("\n".join(describe_start(t, reply)))
+
+
+@task(help={"json": "print one JSON object per host instead of a sentence"})
+@user_task
+def status(c, json_=False):
+    """Tell whether Jupyter runs on the host, with its pid, port, URL and launcher."""
+    t = target(c)
+    record = fetch_status(t)
+    if json_:
+        print(jsonlib.dumps(record))
+        return
+    if record["running"]:
+        line = f"{t.label}: running (pid {record['pid']}, {record['launcher']}) at {record['url']} on the host"
+        if not record["current"]:
+            line += f"; the configuration changed since it started (`fab -H {t.label} restart` applies it)"
+        print(line)
+        print(f"{t.label}: reach it with `fab -H {t.label} tunnel`")
+    else:
+        extra = f" (pid {record['stale_pid']} is gone: it was killed or crashed)" if record["stale_pid"] else ""
+        print(f"{t.label}: not running{extra}")
+        if not record["password"] or not record["configured"]:
+            print(f"{t.label}: not set up yet; run `fab -H {t.label} setup`")
+
+
+@task(help={"lines": "how many of the last lines to show (default 50)"})
+@user_task
+def logs(c, lines=50):
+    """Show the last lines of Jupyter's log on the host."""
+    t = target(c)
+    if lines < 1:
+        raise UserError("--lines: must be at least 1")
+    reply = run_agent(t, "logs", FJ_LINES=lines)
+    if reply.flag("no_log"):
+        print(f"{t.label}: no log yet (Jupyter has not been started by this tool)")
+    elif reply.text:
+        print(reply.text)

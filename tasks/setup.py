@@ -1,0 +1,65 @@
+"""setup: configuration, password (only if none is set), start, wait until Jupyter answers."""
+
+from invoke import task
+
+from .config import REMOTE_DIR, config_values
+from .errors import user_task
+from .password import hash_password, password_json, read_password
+from .remote import run_agent, target
+from .server import LAUNCHER_HELP, PORT_HELP, describe_running, describe_start
+
+
+def run_setup(t, password_stdin=False):
+    """Bring the host to the wanted state in as few SSH sessions as possible (usually one).
+
+    The agent checks everything first and changes nothing when the running server already uses
+    the wanted configuration. It asks back only for a password when none is stored, or for the
+    stored salt when a password is given again (to tell an unchanged password from a new one)."""
+    values = config_values(t.settings)
+    password = read_password(t.label, True) if password_stdin else None
+    if password:
+        values["FJ_PASSWORD_JSON"] = password_json(hash_password(password))
+    reply = run_agent(t, "setup", **values)
+    if reply.flag("need_password"):
+        password = read_password(t.label, password_stdin)
+        values["FJ_PASSWORD_JSON"] = password_json(hash_password(password))
+        reply = run_agent(t, "setup", **values)
+    if "password_salt" in reply.values:
+        values["FJ_PASSWORD_JSON"] = password_json(hash_password(password, salted=reply["password_salt"] or None))
+        values["FJ_SALTED"] = "1"
+        reply = run_agent(t, "setup", **values)
+    return reply
+
+
+def next_command(c, label, task_name):
+    words = ["fab"]
+    ssh_config = getattr(c.config, "_runtime_ssh_path", None)
+    if ssh_config:
+        words += ["-S", ssh_config]
+    return " ".join(words + ["-H", label, task_name])
+
+
+@task(
+    help={
+        "launcher": LAUNCHER_HELP,
+        "port": PORT_HELP,
+        "root-dir": "Jupyter's root directory on the remote (default ~; created 0700 if missing)",
+        "password-stdin": "read the password from the first line of standard input (used only if none is set, or to change it)",
+    }
+)
+@user_task
+def setup(c, launcher=None, port=None, root_dir=None, password_stdin=False):
+    """Set up Jupyter on the host: config, password, start, wait until it answers."""
+    t = target(c, launcher=launcher, port=port, root_dir=root_dir)
+    reply = run_setup(t, password_stdin)
+    if reply.flag("unchanged"):
+        print(f"{t.label}: nothing changed; " + describe_running(t, reply)[len(t.label) + 2 :])
+    else:
+        if reply.flag("config_changed"):
+            print(f"{t.label}: configuration written to {REMOTE_DIR}")
+        if reply.flag("password_changed"):
+            print(f"{t.label}: password set (only its hash is stored, mode 0600)")
+        if reply["restarted"]:
+            print(f"{t.label}: stopped the running Jupyter (pid {reply['restarted']}) to apply the changes")
+        print("\n".join(describe_start(t, reply)))
+    print(f"Next: {next_command(c, t.label, 'tunnel')}   (then open the URL it prints and log in with your password)")

@@ -1,0 +1,229 @@
+"""Throwaway SSH hosts for tests and the demo: a real OpenSSH sshd on loopback, its own host key,
+its own test users (real accounts, homes under one temporary directory), and an ssh_config file
+that the client (Fabric with -S, and the tunnel's ssh with -F) uses to reach them.
+
+Needs root (accounts, sshd as root so that it can switch users). Everything it starts is
+stopped by close(): sshd, and every process of the test users (Jupyter, tmux, kernels)."""
+
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+SSHD = "/usr/sbin/sshd"
+JUPYTER_VENV = Path(os.environ.get("FABJUPYTER_TEST_VENV", "/opt/fabjupyter-test/venv"))
+STANDARD_PATH = "/usr/local/bin:/usr/bin:/bin"
+
+
+def free_port(start=None):
+    """A TCP port that nothing on 127.0.0.1 listens on now."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def wait_port(port, timeout=10.0, host="127.0.0.1"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection((host, port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {host}:{port} after {timeout} s")
+
+
+@dataclass
+class User:
+    name: str
+    home: Path
+    uid: int
+    shell: str
+    jupyter_on_path: bool
+
+
+def _run(*cmd, **kw):
+    return subprocess.run(cmd, check=True, capture_output=True, text=True, **kw)
+
+
+class SSHHost:
+    """One sshd on 127.0.0.1 serving the given users; `alias(user)` names it in ssh_config."""
+
+    def __init__(self, users=(("fjtest", "/bin/bash", True),), prefix="fabjupyter-tests-"):
+        if os.geteuid() != 0:
+            raise RuntimeError("the SSH test host needs root (it creates accounts and runs sshd)")
+        self.base = Path(tempfile.mkdtemp(prefix=prefix))
+        self.base.chmod(0o755)
+        self.port = free_port()
+        self.proc = None
+        self.users = {}
+        try:
+            self._keys()
+            for name, shell, on_path in users:
+                self.add_user(name, shell, on_path)
+            self._start()
+        except BaseException:
+            self.close()
+            raise
+
+    # --- set-up -------------------------------------------------------------------------
+    def _keys(self):
+        self.client_key = self.base / "client_key"
+        _run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "fabjupyter-test-client", "-f", str(self.client_key))
+        self.host_key = self.base / "ssh_host_ed25519_key"
+        _run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "fabjupyter-test-host", "-f", str(self.host_key))
+        self.keys_dir = self.base / "authorized_keys"
+        self.keys_dir.mkdir(mode=0o755)
+        self.keys_dir.chmod(0o755)
+        public = (self.base / "client_key.pub").read_text().split()
+        self.known_hosts = self.base / "known_hosts"
+        host_public = (self.base / "ssh_host_ed25519_key.pub").read_text().split()
+        self.known_hosts.write_text(f"[127.0.0.1]:{self.port} {host_public[0]} {host_public[1]}\n")
+        self._client_public = f"{public[0]} {public[1]}\n"
+
+    def add_user(self, name, shell="/bin/bash", jupyter_on_path=True, uid0=False):
+        """A fresh account (removed first if a crashed run left it) with its home in self.base."""
+        home = self.base / "home" / name
+        home.parent.mkdir(mode=0o755, exist_ok=True)
+        subprocess.run(["userdel", "-f", name], capture_output=True)
+        cmd = ["useradd", "-M", "-d", str(home), "-s", shell]
+        if uid0:
+            cmd += ["-o", "-u", "0", "-g", "0"]
+        else:
+            cmd += ["-U"]
+        _run(*cmd, name)
+        _run("usermod", "-p", "*", name)  # not locked: sshd without PAM refuses locked accounts
+        info = pwd.getpwnam(name)
+        home.mkdir(mode=0o700)
+        os.chown(home, info.pw_uid, info.pw_gid)
+        keys = self.keys_dir / name
+        keys.write_text(self._client_public)
+        keys.chmod(0o644)
+        user = User(name, home, info.pw_uid, shell, jupyter_on_path)
+        self.users[name] = user
+        return user
+
+    def _start(self):
+        os.makedirs("/run/sshd", exist_ok=True)
+        with_path = [u.name for u in self.users.values() if u.jupyter_on_path]
+        lines = [
+            f"Port {self.port}",
+            "ListenAddress 127.0.0.1",
+            f"HostKey {self.host_key}",
+            f"PidFile {self.base / 'sshd.pid'}",
+            f"AuthorizedKeysFile {self.keys_dir}/%u",
+            "UsePAM no",
+            "StrictModes no",
+            "PasswordAuthentication no",
+            "KbdInteractiveAuthentication no",
+            "PubkeyAuthentication yes",
+            "PermitRootLogin prohibit-password",
+            "Subsystem sftp internal-sftp",
+            "LogLevel VERBOSE",
+            "MaxStartups 100",
+            "MaxSessions 100",
+        ]
+        if with_path:
+            lines += [f"Match User {','.join(with_path)}", f"    SetEnv PATH={JUPYTER_VENV}/bin:{STANDARD_PATH}"]
+        self.sshd_config = self.base / "sshd_config"
+        self.sshd_config.write_text("\n".join(lines) + "\n")
+        _run(SSHD, "-t", "-f", str(self.sshd_config))
+        self.sshd_log = self.base / "sshd.log"
+        self.proc = subprocess.Popen(
+            [SSHD, "-D", "-e", "-f", str(self.sshd_config)],
+            stdout=subprocess.DEVNULL,
+            stderr=open(self.sshd_log, "wb"),
+        )
+        wait_port(self.port)
+        self.ssh_config = self.base / "ssh_config"
+        self.write_ssh_config()
+
+    def write_ssh_config(self, extra=""):
+        blocks = []
+        for name in self.users:
+            blocks.append(
+                "\n".join(
+                    [
+                        f"Host {name}",
+                        "    HostName 127.0.0.1",
+                        f"    Port {self.port}",
+                        f"    User {name}",
+                        f"    IdentityFile {self.client_key}",
+                        "    IdentitiesOnly yes",
+                        f"    UserKnownHostsFile {self.known_hosts}",
+                        "    StrictHostKeyChecking yes",
+                    ]
+                )
+            )
+        self.ssh_config.write_text("\n\n".join(blocks) + "\n" + extra)
+
+    # --- use ----------------------------------------------------------------------------
+    def as_user(self, name, script, check=True, input=None):
+        """Run a shell script as the test user directly (not through sshd): for checks and set-up."""
+        user = self.users[name]
+        env = {"HOME": str(user.home), "PATH": f"{JUPYTER_VENV}/bin:{STANDARD_PATH}", "USER": name, "LANG": "C.UTF-8"}
+        cmd = ["sh", "-c", script] if user.uid == 0 else ["setpriv", f"--reuid={user.uid}", f"--regid={user.uid}", "--init-groups", "sh", "-c", script]
+        return subprocess.run(cmd, cwd=user.home, env=env, capture_output=True, text=True, check=check, input=input)
+
+    def processes(self, name=None):
+        """pids of processes started for test users (found by their HOME), excluding sshd itself."""
+        homes = [str(u.home) for u in self.users.values() if name in (None, u.name)]
+        found = []
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit() or int(entry) == os.getpid():
+                continue
+            try:
+                with open(f"/proc/{entry}/environ", "rb") as f:
+                    env = f.read().split(b"\0")
+            except OSError:
+                continue
+            for item in env:
+                if item.startswith(b"HOME=") and item[5:].decode(errors="replace") in homes:
+                    found.append(int(entry))
+                    break
+        return found
+
+    def kill_user_processes(self, name=None):
+        for _ in range(50):
+            pids = self.processes(name)
+            if not pids:
+                return
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            time.sleep(0.1)
+
+    def reset_user(self, name):
+        """Back to a fresh account: no processes, no files but the empty home."""
+        self.kill_user_processes(name)
+        user = self.users[name]
+        for child in user.home.iterdir():
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child)
+            else:
+                child.unlink()
+
+    def close(self):
+        try:
+            self.kill_user_processes()
+        finally:
+            if self.proc and self.proc.poll() is None:
+                self.proc.terminate()
+                try:
+                    self.proc.wait(5)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    self.proc.wait()
+            for name in list(self.users):
+                subprocess.run(["userdel", "-f", name], capture_output=True)
+            shutil.rmtree(self.base, ignore_errors=True)
