@@ -145,11 +145,22 @@ fj_make_root() {
     fi
 }
 
-# fj_probe SCRIPT [PORT]: run the launcher script's probe (activation, finding Jupyter and its
+# fj_probe FILE [PORT]: run the launcher script's probe (activation, finding Jupyter and its
 # Python, the first free port from PORT). Sets PY, CMD, FREE_PORT, VERSION.
 fj_probe() {
     out=$(sh "$1" probe "${2-}" 2>&1 < /dev/null)
-    rc=$?
+    fj_probe_result $?
+}
+
+# fj_probe_script TEXT: the same for a launcher script not written yet (fed to sh on stdin), so
+# that a setup that cannot work fails before it changes anything.
+fj_probe_script() {
+    out=$(printf '%s' "$1" | sh -s probe 2>&1)
+    fj_probe_result $?
+}
+
+fj_probe_result() {
+    rc=$1
     PY= CMD= FREE_PORT= VERSION= perr= pdetail=
     while IFS= read -r line; do
         case $line in
@@ -332,10 +343,7 @@ fj_setup() {
     # find Jupyter (written beside the real one, probed, then moved into place).
     fj_check_launcher
     fj_check_root
-    fj_dirs
-    printf '%s' "$FJ_RUN_SH" > "$RUN.new" 2> /dev/null || fj_fail cannot_write "$RUN.new"
-    (fj_probe "$RUN.new") || { rm -f "$RUN.new"; exit 3; }
-    rm -f "$RUN.new"
+    fj_probe_script "$FJ_RUN_SH"
     fj_write_config
     [ -n "${FJ_PASSWORD_JSON-}" ] && fj_write_password
     if fj_alive; then
@@ -376,6 +384,7 @@ fj_main() {
         restart)
             fj_read_state
             [ -f "$PWF" ] || fj_fail no_password
+            FJ_LAUNCHER=${FJ_LAUNCHER:-${LAUNCHER:-nohup}}
             fj_check_launcher
             fj_stop
             [ -n "$STOPPED" ] && fj_say stopped "$STOPPED"

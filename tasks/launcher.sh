@@ -8,7 +8,12 @@
 MODE=${1-} PORT=${2-}
 D=$HOME/.fabjupyter
 # Jupyter's output (and the activation's) goes to the log, whichever launcher detached it.
-[ "$MODE" = serve ] && exec >> "$D/jupyter.log" 2>&1 < /dev/null
+# Standard input stays: under tmux it is the pane's terminal, and tmux hangs up on a pane whose
+# terminal nobody holds open any more.
+if [ "$MODE" = serve ]; then
+    [ -t 1 ] && echo "Jupyter's output goes to $D/jupyter.log (fab -H HOST logs shows it)"
+    exec >> "$D/jupyter.log" 2>&1
+fi
 # Our settings and password come first in Jupyter's config search path, before a venv's
 # etc/jupyter and ~/.jupyter, whose files stay as the user wrote them.
 JUPYTER_CONFIG_PATH=$D/password:$D/config${JUPYTER_CONFIG_PATH:+:$JUPYTER_CONFIG_PATH}

@@ -85,12 +85,15 @@ def stop(c):
         print(f"{t.label}: Jupyter was not running")
 
 
-@task(help={"launcher": LAUNCHER_HELP, "port": PORT_HELP})
+@task(help={"launcher": "nohup or tmux (default: the one it runs with)", "port": PORT_HELP})
 @user_task
 def restart(c, launcher=None, port=None):
     """Stop Jupyter if it runs, then start it with the current configuration."""
     t = target(c, launcher=launcher, port=port)
-    reply = run_agent(t, "restart", **launch_values(t))
+    values = launch_values(t)
+    if launcher is None:
+        values["FJ_LAUNCHER"] = ""  # keep the launcher it runs with (setup applies hosts.yaml's)
+    reply = run_agent(t, "restart", **values)
     if reply["stopped"]:
         print(f"{t.label}: Jupyter stopped (pid {reply['stopped']})")
     print("\n".join(describe_start(t, reply)))

@@ -57,7 +57,8 @@ def _run(*cmd, **kw):
 class SSHHost:
     """One sshd on 127.0.0.1 serving the given users; `alias(user)` names it in ssh_config."""
 
-    def __init__(self, users=(("fjtest", "/bin/bash", True),), prefix="fabjupyter-tests-"):
+    def __init__(self, users=(("fjtest", "/bin/bash", True, False),), prefix="fabjupyter-tests-"):
+        """users: (name, login shell, Jupyter on the PATH sshd gives, uid 0) for each account."""
         if os.geteuid() != 0:
             raise RuntimeError("the SSH test host needs root (it creates accounts and runs sshd)")
         self.base = Path(tempfile.mkdtemp(prefix=prefix))
@@ -67,8 +68,8 @@ class SSHHost:
         self.users = {}
         try:
             self._keys()
-            for name, shell, on_path in users:
-                self.add_user(name, shell, on_path)
+            for name, shell, on_path, uid0 in users:
+                self.add_user(name, shell, on_path, uid0=uid0)
             self._start()
         except BaseException:
             self.close()

@@ -1,0 +1,149 @@
+"""Fixtures: one real sshd for the session, test accounts reset around every test, and helpers
+that run the real `fab` command line against it."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from .sshhost import JUPYTER_VENV, SSHHost, free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+FAB = [sys.executable, "-m", "fabric"]
+
+# name, login shell, jupyter on the PATH that sshd gives, uid 0
+USERS = [
+    ("fjtest", "/bin/bash", True, False),
+    ("fjdash", "/bin/sh", False, False),
+    ("fjroot", "/bin/bash", True, True),
+]
+
+
+@pytest.fixture(scope="session")
+def sshhost():
+    if not Path(JUPYTER_VENV / "bin" / "jupyter-lab").exists():
+        pytest.fail(f"JupyterLab for the test host is missing at {JUPYTER_VENV}: run .ci/setup first")
+    h = SSHHost(users=USERS)
+    try:
+        yield h
+    finally:
+        h.close()
+
+
+class Fab:
+    """The `fab` command line, run from the repository root against the test host."""
+
+    def __init__(self, sshhost, user, hosts_file):
+        self.sshhost = sshhost
+        self.user = user
+        self.hosts_file = hosts_file
+        self.hosts_file.write_text("")
+        self.children = []
+
+    @property
+    def home(self):
+        return self.sshhost.users[self.user].home
+
+    def env(self):
+        env = dict(os.environ, FABRIC_JUPYTER_HOSTS_FILE=str(self.hosts_file))
+        env.pop("JUPYTER_PORT", None)
+        return env
+
+    def args(self, *args, host=None):
+        return [*FAB, "-S", str(self.sshhost.ssh_config), "-H", host or self.user, *args]
+
+    def __call__(self, *args, input=None, check=True, timeout=240, host=None, ssh_config=True):
+        cmd = self.args(*args, host=host)
+        if not ssh_config:
+            cmd = [*FAB, "-H", host or self.user, *args]
+        r = subprocess.run(cmd, cwd=ROOT, env=self.env(), input=input, capture_output=True, text=True, timeout=timeout)
+        if check and r.returncode != 0:
+            raise AssertionError(f"{cmd} failed ({r.returncode}):\nstdout:\n{r.stdout}\nstderr:\n{r.stderr}")
+        return r
+
+    def setup(self, *args, password="correct horse", **kw):
+        return self("setup", *args, "--password-stdin", input=password + "\n", **kw)
+
+    def status(self):
+        lines = self("status", "--json").stdout.strip().splitlines()
+        assert len(lines) == 1, lines
+        return json.loads(lines[0])
+
+    def hosts(self, text):
+        self.hosts_file.write_text(text)
+
+    def as_user(self, script, check=True):
+        return self.sshhost.as_user(self.user, script, check=check)
+
+    def tunnel(self, *args, cmd=None):
+        """Start `fab tunnel` and return once it printed its URL (or ended)."""
+        proc = subprocess.Popen(
+            cmd or self.args("tunnel", *args),
+            cwd=ROOT,
+            env=self.env(),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.children.append(proc)
+        lines = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if "Jupyter is at http://localhost:" in line:
+                url = line.split("Jupyter is at ", 1)[1].split()[0]
+                return proc, url, "".join(lines)
+        proc.wait(10)
+        return proc, None, "".join(lines) + proc.stderr.read()
+
+    def cleanup(self):
+        for proc in self.children:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+
+
+def _fab_fixture(sshhost, tmp_path, user):
+    sshhost.reset_user(user)
+    fab = Fab(sshhost, user, tmp_path / "hosts.yaml")
+    try:
+        yield fab
+    finally:
+        fab.cleanup()
+        sshhost.reset_user(user)
+
+
+@pytest.fixture
+def fab(sshhost, tmp_path):
+    """`fab` against the account `fjtest` (bash, Jupyter on its PATH), fresh for each test."""
+    yield from _fab_fixture(sshhost, tmp_path, "fjtest")
+
+
+@pytest.fixture
+def fab_dash(sshhost, tmp_path):
+    """`fab` against `fjdash`: login shell dash, no Jupyter on its PATH."""
+    yield from _fab_fixture(sshhost, tmp_path, "fjdash")
+
+
+@pytest.fixture
+def fab_root(sshhost, tmp_path):
+    """`fab` against `fjroot`: uid 0, as in a container."""
+    yield from _fab_fixture(sshhost, tmp_path, "fjroot")
+
+
+@pytest.fixture
+def local_port():
+    return free_port()

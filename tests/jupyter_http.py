@@ -1,0 +1,43 @@
+"""Talking to Jupyter over HTTP as a browser would: the login form, then the REST API."""
+
+import http.cookiejar
+import urllib.error
+import urllib.parse
+import urllib.request
+
+
+class Session:
+    def __init__(self, base):
+        self.base = base if base.endswith("/") else base + "/"
+        self.jar = http.cookiejar.CookieJar()
+        self.opener = urllib.request.build_opener(
+            urllib.request.ProxyHandler({}), urllib.request.HTTPCookieProcessor(self.jar)
+        )
+
+    def get(self, path):
+        """(status, body) for a GET; HTTP errors are answers too."""
+        try:
+            with self.opener.open(self.base + path, timeout=20) as r:
+                return r.status, r.read().decode("utf-8", "replace")
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode("utf-8", "replace")
+
+    def login(self, password):
+        """Submit the login form; returns the status of the answer (after redirects)."""
+        status, _ = self.get("login")
+        assert status == 200, f"login page answered {status}"
+        xsrf = next((c.value for c in self.jar if c.name == "_xsrf"), "")
+        data = urllib.parse.urlencode({"password": password, "_xsrf": xsrf}).encode()
+        try:
+            with self.opener.open(self.base + "login?next=%2Fapi%2Fstatus", data=data, timeout=20) as r:
+                return r.status
+        except urllib.error.HTTPError as e:
+            return e.code
+
+
+def login_and_list(base, password):
+    """Log in with the password and list the root directory: (login status, /api/contents status, body)."""
+    s = Session(base)
+    login_status = s.login(password)
+    status, body = s.get("api/contents")
+    return login_status, status, body

@@ -1,0 +1,351 @@
+"""The core, end to end: real `fab`, real sshd, real JupyterLab, real `ssh -L`."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+
+import pytest
+
+from .jupyter_http import Session, login_and_list
+from .sshhost import JUPYTER_VENV, free_port
+
+PASSWORD = "correct horse"
+
+
+def ssh_forwarders(local_port):
+    """pids of ssh clients forwarding this local port."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                args = f.read().split(b"\0")
+        except OSError:
+            continue
+        if args and args[0].endswith(b"ssh") and any(f"127.0.0.1:{local_port}:".encode() in a for a in args):
+            found.append(int(entry))
+    return found
+
+
+def port_free(port):
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", port))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+def alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def listening(port):
+    """Local addresses listening on this TCP port, from /proc/net/tcp (hex addr:port, state 0A)."""
+    found = []
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            addr, p = local.split(":")
+            if state == "0A" and int(p, 16) == port:
+                found.append(socket.inet_ntoa(bytes.fromhex(addr)[::-1]))
+    return found
+
+
+def stop_tunnel(proc):
+    proc.stdin = None  # already closed, if it was a pipe
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=15)
+    return proc.returncode, out, err
+
+
+def test_setup_then_password_login_through_tunnel(fab, local_port):
+    r = fab.setup()
+    assert "Jupyter started" in r.stdout
+    assert f"fab -S {fab.sshhost.ssh_config} -H fjtest tunnel" in r.stdout
+    proc, url, out = fab.tunnel("--local-port", str(local_port))
+    assert url == f"http://localhost:{local_port}/", out
+    login, api, body = login_and_list(url, PASSWORD)
+    assert login == 200
+    assert api == 200 and json.loads(body)["type"] == "directory"
+    # a wrong password is refused, and so is the API without a login
+    wrong_login, wrong_api, _ = login_and_list(url, "wrong horse")
+    assert wrong_api == 403
+    assert Session(url).get("api/contents")[0] == 403
+    code, _, err = stop_tunnel(proc)
+    assert code == 0, err
+    assert ssh_forwarders(local_port) == []
+    assert port_free(local_port)
+
+
+def test_second_setup_changes_nothing(fab):
+    fab.setup()
+    before = fab.status()
+    files = {p: p.stat().st_mtime_ns for p in (fab.home / ".fabjupyter").rglob("*")}
+    r = fab.setup()
+    assert "nothing changed" in r.stdout
+    assert fab.status()["pid"] == before["pid"]
+    assert {p: p.stat().st_mtime_ns for p in (fab.home / ".fabjupyter").rglob("*")} == files
+    # without --password-stdin too: a password is set, so nobody is asked
+    r = fab("setup", input="")
+    assert "nothing changed" in r.stdout and fab.status()["pid"] == before["pid"]
+
+
+def test_new_password_restarts_and_old_one_stops_working(fab, local_port):
+    fab.setup()
+    pid = fab.status()["pid"]
+    r = fab.setup(password="new horse")
+    assert "password set" in r.stdout and "stopped the running Jupyter" in r.stdout
+    assert fab.status()["pid"] != pid
+    proc, url, out = fab.tunnel("--local-port", str(local_port))
+    assert url, out
+    assert login_and_list(url, "new horse")[1] == 200
+    assert login_and_list(url, PASSWORD)[1] == 403
+
+
+@pytest.mark.parametrize("launcher", ["nohup", "tmux"])
+def test_survives_disconnect_and_stop_leaves_nothing(fab, launcher):
+    fab.setup("--launcher", launcher)
+    record = fab.status()
+    assert record["running"] and record["launcher"] == launcher
+    # every SSH session is over once fab has exited: no sshd session process is left for the user
+    time.sleep(1)
+    assert not [p for p in fab.sshhost.processes("fjtest") if b"sshd" in open(f"/proc/{p}/cmdline", "rb").read()]
+    assert alive(record["pid"])
+    assert Session(f"http://127.0.0.1:{record['port']}/").get("api")[0] == 200
+    tmux = fab.as_user("tmux -L fabjupyter has-session -t jupyter", check=False)
+    assert (tmux.returncode == 0) == (launcher == "tmux")
+    r = fab("stop")
+    assert f"stopped (pid {record['pid']})" in r.stdout
+    assert fab.sshhost.processes("fjtest") == []  # no Jupyter, no kernel, no tmux server
+    assert fab.as_user("tmux -L fabjupyter has-session -t jupyter", check=False).returncode != 0
+    assert not fab.status()["running"]
+    assert "was not running" in fab("stop").stdout
+
+
+def test_kill_9_is_detected_and_start_works_again(fab):
+    fab.setup()
+    pid = fab.status()["pid"]
+    os.kill(pid, signal.SIGKILL)
+    time.sleep(0.5)
+    record = fab.status()
+    assert record["running"] is False and record["stale_pid"] == pid
+    assert "killed or crashed" in fab("status").stdout
+    r = fab("start")
+    assert "Jupyter started" in r.stdout
+    record = fab.status()
+    assert record["running"] and record["pid"] != pid
+    assert "nothing to do" in fab("start").stdout
+
+
+def test_busy_remote_port_moves_to_a_free_one_and_tunnel_follows(fab, local_port):
+    blocker = socket.socket()
+    blocker.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        blocker.bind(("127.0.0.1", 8888))
+    except OSError:
+        pass  # already taken by something else: just as good
+    blocker.listen()
+    try:
+        r = fab.setup()
+        record = fab.status()
+        assert record["port"] != 8888
+        assert f"port 8888 is taken on the host; Jupyter uses {record['port']}" in r.stdout
+        # a second setup keeps the server where it is
+        assert "nothing changed" in fab.setup().stdout
+        proc, url, out = fab.tunnel("--local-port", str(local_port))
+        assert url, out
+        assert login_and_list(url, PASSWORD)[1] == 200
+    finally:
+        blocker.close()
+
+
+def test_settings_win_over_users_own_config_which_survives(fab, local_port):
+    """The user's ~/.jupyter files and a venv's etc/jupyter try to set ip, port, TLS, a token, a
+    base_url: ours still rule, and their files are unchanged."""
+    jupyter_dir = fab.home / ".jupyter"
+    own_json = json.dumps(
+        {
+            "ServerApp": {"ip": "0.0.0.0", "port": 9999, "port_retries": 50, "base_url": "/elsewhere/", "certfile": "/nope.pem"},
+            "IdentityProvider": {"token": "their-token"},
+        }
+    )
+    own_py = "c.ServerApp.open_browser = True\nc.ServerApp.ip = '0.0.0.0'\nc.PasswordIdentityProvider.password_required = False\n"
+    fab.as_user(f"mkdir -p .jupyter && printf '%s' '{own_json}' > .jupyter/jupyter_server_config.json")
+    (jupyter_dir / "jupyter_server_config.py").write_text(own_py)
+    venv_etc = JUPYTER_VENV / "etc" / "jupyter"
+    venv_etc.mkdir(parents=True, exist_ok=True)
+    venv_cfg = venv_etc / "jupyter_server_config.json"
+    venv_cfg.write_text(json.dumps({"ServerApp": {"ip": "0.0.0.0", "port": 9998}}))
+    try:
+        fab.setup()
+        record = fab.status()
+        assert record["port"] == 8888
+        assert listening(8888) == ["127.0.0.1"]
+        proc, url, out = fab.tunnel("--local-port", str(local_port))
+        assert url, out
+        assert Session(url).get("api/contents?token=their-token")[0] == 403
+        assert login_and_list(url, PASSWORD)[1] == 200
+    finally:
+        venv_cfg.unlink()
+    assert (jupyter_dir / "jupyter_server_config.json").read_text() == own_json
+    assert (jupyter_dir / "jupyter_server_config.py").read_text() == own_py
+
+
+@pytest.mark.parametrize(
+    "password",
+    [
+        "two words  and spaces",
+        "quotes ' and \" and `backticks`",
+        "$(touch /tmp/fabjupyter-pwned) ; rm -rf / #",
+        "back\\slash\\\\ and \\n",
+        "ünïcødé ✓ пароль 密码",
+    ],
+)
+def test_passwords_with_shell_characters_work_and_run_nothing(fab, local_port, password):
+    fab.setup(password=password)
+    assert not os.path.exists("/tmp/fabjupyter-pwned")
+    proc, url, out = fab.tunnel("--local-port", str(local_port))
+    assert url, out
+    assert login_and_list(url, password)[1] == 200
+    assert login_and_list(url, password + "x")[1] == 403
+
+
+def test_root_dir_with_a_space(fab, local_port):
+    r = fab.setup("--root-dir", "~/my notebooks")
+    root = fab.home / "my notebooks"
+    assert f"created root directory {root}" in r.stdout
+    assert oct(root.stat().st_mode & 0o777) == "0o700"
+    fab.as_user("echo hi > 'my notebooks/hello.txt'")
+    proc, url, out = fab.tunnel("--local-port", str(local_port))
+    s = Session(url)
+    s.login(PASSWORD)
+    status, body = s.get("api/contents")
+    assert status == 200
+    assert [item["name"] for item in json.loads(body)["content"]] == ["hello.txt"]
+
+
+def test_tmux_launcher_and_restart(fab):
+    fab.setup("--launcher", "tmux")
+    first = fab.status()
+    r = fab("restart")
+    assert f"stopped (pid {first['pid']})" in r.stdout and "Jupyter started" in r.stdout
+    second = fab.status()
+    assert second["running"] and second["pid"] != first["pid"] and second["launcher"] == "tmux"
+    # switching the launcher is a change: setup restarts it under nohup, and the tmux session goes
+    r = fab.setup("--launcher", "nohup")
+    assert "stopped the running Jupyter" in r.stdout
+    assert fab.status()["launcher"] == "nohup"
+    assert fab.as_user("tmux -L fabjupyter has-session -t jupyter", check=False).returncode != 0
+
+
+def test_remote_files_are_private(fab):
+    fab.setup()
+    base = fab.home / ".fabjupyter"
+    for path in [base, *base.rglob("*")]:
+        mode = path.stat().st_mode & 0o777
+        if path.is_dir():
+            assert mode == 0o700, path
+        else:
+            assert mode & 0o077 == 0, (path, oct(mode))
+    pw = base / "password" / "jupyter_server_config.json"
+    hashed = json.loads(pw.read_text())["PasswordIdentityProvider"]["hashed_password"]
+    assert hashed.startswith("argon2:$argon2id$")
+    assert oct(pw.stat().st_mode & 0o777) == "0o600"
+
+
+def test_logs_show_jupyter_output(fab):
+    fab.setup()
+    r = fab("logs", "--lines", "200")
+    assert "Jupyter Server" in r.stdout and "is running at" in r.stdout
+
+
+def test_jupyter_that_dies_at_start_fails_setup_with_its_log(fab):
+    fab.hosts("hosts:\n  fjtest:\n    jupyter: sh -c 'echo this jupyter is broken >&2; exit 1'\n")
+    r = fab.setup(check=False)
+    assert r.returncode != 0
+    assert "Jupyter exited while starting" in r.stderr
+    assert "this jupyter is broken" in r.stderr
+    assert "Traceback" not in r.stderr
+    assert not fab.status()["running"]
+
+
+def test_tunnel_when_jupyter_is_not_running(fab):
+    r = fab("tunnel", check=False)
+    assert r.returncode != 0
+    assert r.stderr.strip() == "fjtest: Jupyter is not running there; start it with `fab -H fjtest setup` (or `start`)"
+
+
+def test_setup_and_tunnel_chain_in_one_call(fab, local_port):
+    proc, url, out = fab.tunnel(
+        cmd=fab.args("setup", "--password-stdin", "tunnel", "--local-port", str(local_port)), 
+    )
+    # stdin is closed by tunnel(): the chained setup needs a password from somewhere
+    assert url is None and "standard input gave no password" in out
+    env = fab.env()
+    proc = subprocess.Popen(
+        fab.args("setup", "--password-stdin", "tunnel", "--local-port", str(local_port)),
+        cwd=os.path.dirname(os.path.dirname(__file__)),
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    fab.children.append(proc)
+    proc.stdin.write(PASSWORD + "\n")
+    proc.stdin.close()
+    lines = []
+    while True:
+        line = proc.stdout.readline()
+        assert line, "".join(lines) + proc.stderr.read()
+        lines.append(line)
+        if "Jupyter is at" in line:
+            break
+    assert any("Jupyter started" in line for line in lines)
+    assert login_and_list(f"http://localhost:{local_port}/", PASSWORD)[1] == 200
+    code, _, err = stop_tunnel(proc)
+    assert code == 0, err
+    assert ssh_forwarders(local_port) == [] and port_free(local_port)
+
+
+def test_busy_local_port(fab):
+    fab.setup()
+    blocker = socket.socket()
+    blocker.bind(("127.0.0.1", 0))
+    blocker.listen()
+    busy = blocker.getsockname()[1]
+    try:
+        r = fab("tunnel", "--local-port", str(busy), check=False)
+        assert r.returncode != 0
+        assert r.stderr.strip() == f"fjtest: local port {busy} is busy; choose another with --local-port"
+        # a default local port (hosts.yaml) that is busy moves to the next free one, and says so
+        fab.hosts(f"defaults:\n  local_port: {busy}\n")
+        proc, url, out = fab.tunnel()
+        assert f"local port {busy} is busy; using" in out
+        assert url and url != f"http://localhost:{busy}/"
+        assert login_and_list(url, PASSWORD)[1] == 200
+    finally:
+        blocker.close()
+
+
+def test_root_user_works(fab_root, local_port):
+    """A remote user with uid 0 (containers): Jupyter needs --allow-root."""
+    r = fab_root.setup()
+    assert "Jupyter started" in r.stdout
+    proc, url, out = fab_root.tunnel("--local-port", str(local_port))
+    assert url, out
+    assert login_and_list(url, PASSWORD)[1] == 200
+    fab_root("stop")
+    assert fab_root.sshhost.processes("fjroot") == []
