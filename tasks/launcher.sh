@@ -49,6 +49,7 @@ python_of() {
 
 if [ -n "$FJ_JUPYTER" ]; then
     eval "set -- $FJ_JUPYTER"
+    case $1 in "~/"*) exe=$HOME/${1#"~/"} && shift && set -- "$exe" "$@" ;; esac
     exe=$(command -v "$1") || {
         echo "fj:error=no_jupyter"
         echo "fj:detail=$1"

@@ -1,9 +1,11 @@
 """Reaching a host: which one (from -H and hosts.yaml), connecting with clear errors, and the
 one way to run something there: the agent script, fed to `sh -s` with every value quoted here."""
 
+import logging
 import os
 import shlex
 import socket
+import time
 from dataclasses import dataclass, field
 from importlib import resources
 
@@ -13,6 +15,9 @@ from paramiko.ssh_exception import NoValidConnectionsError
 
 from . import inventory
 from .errors import UserError
+
+# paramiko logs transport failures itself; ours is the one message the user sees
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 AGENT = resources.files(__package__).joinpath("agent.sh").read_text()
 
@@ -89,7 +94,20 @@ def target(c, **overrides):
             config=c.config,
             **kwargs,
         )
+    _one_timeout(conn)
     return Target(label=label, conn=conn, settings=settings, inventory=inv)
+
+
+def _one_timeout(conn):
+    """`fab -t N` puts the timeout in connect_kwargs, which Fabric refuses next to the
+    timeouts.connect default we set: keep one, the explicit -t."""
+    kwargs = dict(conn.connect_kwargs)
+    if "timeout" in kwargs:
+        conn.connect_timeout = int(kwargs.pop("timeout"))
+    # a port that accepts but never speaks SSH should not hold us longer than a silent one
+    if conn.connect_timeout:
+        kwargs.setdefault("banner_timeout", conn.connect_timeout)
+    conn.connect_kwargs = kwargs
 
 
 def connect(t):
@@ -97,6 +115,7 @@ def connect(t):
     conn = t.conn
     where = f"{conn.user}@{conn.host}:{conn.port}"
     timeout = conn.connect_timeout
+    started = time.monotonic()
     try:
         conn.open()
     except socket.gaierror:
@@ -112,6 +131,8 @@ def connect(t):
     except (TimeoutError, socket.timeout):
         raise UserError(f"{t.label}: no answer from {where} within {timeout} s; check the host and the network (-t SECONDS waits longer)") from None
     except paramiko.SSHException as e:
+        if "banner" in str(e) or (timeout and time.monotonic() - started >= timeout - 0.5):
+            raise UserError(f"{t.label}: no SSH answer from {where} within {timeout} s; is that an SSH server? (-t SECONDS waits longer)") from None
         raise UserError(f"{t.label}: SSH to {where} failed: {e}") from None
     except OSError as e:
         raise UserError(f"{t.label}: cannot connect to {where}: {e.strerror or e}") from None

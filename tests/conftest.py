@@ -55,7 +55,10 @@ class Fab:
         return env
 
     def args(self, *args, host=None):
-        return [*FAB, "-S", str(self.sshhost.ssh_config), "-H", host or self.user, *args]
+        core = []
+        while args and args[0].startswith("-"):  # fab's own options go before the task
+            core, args = core + list(args[:2]), args[2:]
+        return [*FAB, "-S", str(self.sshhost.ssh_config), *core, "-H", host or self.user, *args]
 
     def __call__(self, *args, input=None, check=True, timeout=240, host=None, ssh_config=True):
         cmd = self.args(*args, host=host)

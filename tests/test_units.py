@@ -1,0 +1,126 @@
+"""Pure logic: quoting, the password hash, settings precedence, the ssh command line."""
+
+import subprocess
+
+import pytest
+from fabric import Config, Connection
+
+from tasks import inventory
+from tasks.errors import UserError
+from tasks.password import hash_password
+from tasks.remote import agent_script, sh_assign, sh_quote
+from tasks.tunnel import ssh_command
+
+from .sshhost import JUPYTER_VENV
+
+NASTY = [
+    "",
+    "plain",
+    "two words",
+    "it's",
+    'say "hi"',
+    "$(touch /tmp/fabjupyter-quoting) `id` ${HOME}",
+    "back\\slash\\\\",
+    "new\nline",
+    "tab\there",
+    "ünïcødé ✓",
+    "-n",
+    "*",
+    "; rm -rf / #",
+]
+
+
+@pytest.mark.parametrize("value", NASTY)
+def test_sh_quote_round_trips_through_a_real_shell(value):
+    for shell in ("dash", "bash"):
+        out = subprocess.run(
+            [shell, "-c", f"{sh_assign('V', value)}; printf '%s' \"$V\""], capture_output=True, text=True, check=True
+        ).stdout
+        assert out == value
+        out = subprocess.run([shell, "-c", "printf '%s' " + sh_quote(value)], capture_output=True, text=True).stdout
+        assert out == value
+
+
+def test_sh_quote_refuses_nul():
+    with pytest.raises(UserError):
+        sh_quote("a\0b")
+
+
+def test_agent_script_calls_main_last():
+    script = agent_script("status", {"FJ_X": "$(boom)"})
+    assert script.rstrip().endswith("fj_main")
+    assert "FJ_X='$(boom)'" in script
+
+
+@pytest.mark.parametrize("password", ["correct horse", "ünï $(x) '\"\\", "x" * 200])
+def test_hash_is_accepted_by_jupyter_server(password):
+    hashed = hash_password(password)
+    assert hashed.startswith("argon2:$argon2id$v=19$m=10240,t=10,p=8$")
+    check = (
+        "import sys; from jupyter_server.auth.security import passwd_check; "
+        "h, p = sys.stdin.read().split('\\0'); print(passwd_check(h, p), passwd_check(h, p + 'x'))"
+    )
+    out = subprocess.run(
+        [str(JUPYTER_VENV / "bin" / "python"), "-c", check], input=f"{hashed}\0{password}", capture_output=True, text=True
+    )
+    assert out.stdout.split() == ["True", "False"], out.stderr
+
+
+def test_hash_with_stored_salt_is_reproducible():
+    first = hash_password("pw")
+    salted = first.rsplit("$", 1)[0]
+    assert hash_password("pw", salted=salted) == first
+    assert hash_password("other", salted=salted) != first
+    assert hash_password("pw") != first  # a fresh salt each time otherwise
+
+
+def test_settings_precedence(tmp_path):
+    path = tmp_path / "hosts.yaml"
+    path.write_text(
+        "defaults:\n  launcher: tmux\n  port: 9000\n  local_port: 9100\n"
+        "hosts:\n  gpu:\n    port: 9001\n    host: 10.1.2.3\n    ssh_port: 2222\n    jupyter: ~/venv/bin/jupyter lab\n"
+    )
+    inv = inventory.load(str(path))
+    s = inv.settings_for("gpu", {"local_port": 9200})
+    assert (s.launcher, s.port, s.local_port) == ("tmux", 9001, 9200)
+    assert s.jupyter == ("~/venv/bin/jupyter", "lab")
+    assert inv.entry("gpu").ssh_port == 2222 and inv.entry("gpu").host == "10.1.2.3"
+    other = inv.settings_for("elsewhere")
+    assert (other.launcher, other.port, other.root_dir) == ("tmux", 9000, "~")
+    assert inventory.Settings().port == 8888
+
+
+def test_empty_and_missing_inventory(tmp_path):
+    path = tmp_path / "hosts.yaml"
+    path.write_text("# nothing yet\n")
+    assert inventory.load(str(path)).settings_for("x") == inventory.Settings()
+    assert inventory.load(str(tmp_path / "absent.yaml")).hosts == {}
+    with pytest.raises(UserError, match="no such file"):
+        inventory.load(str(tmp_path / "absent.yaml"), required=True)
+
+
+def test_groups_must_name_known_hosts(tmp_path):
+    path = tmp_path / "hosts.yaml"
+    path.write_text("hosts:\n  a: {}\ngroups:\n  lab: [a, b]\n")
+    with pytest.raises(UserError, match=r"groups.lab: 'b' is not a host"):
+        inventory.load(str(path))
+
+
+def test_ssh_command_reaches_the_host_as_fabric_does(tmp_path):
+    ssh_config = tmp_path / "ssh_config"
+    ssh_config.write_text("Host gpu\n  HostName 10.9.8.7\n  Port 2200\n  User ana\n  ProxyJump jumpuser@bastion:2201\n")
+    config = Config(overrides={"connect_kwargs": {"key_filename": ["/keys/id_a"]}, "timeouts": {"connect": 7}})
+    config.set_runtime_ssh_path(str(ssh_config))
+    config.load_ssh_config()
+    conn = Connection("gpu", config=config)
+    args = ssh_command(conn, "127.0.0.1:8888:127.0.0.1:8890")
+    joined = " ".join(args)
+    assert args[0] == "ssh" and args[-1] == "gpu"
+    assert f"-F {ssh_config}" in joined
+    assert "-l ana -p 2200" in joined
+    assert "-i /keys/id_a" in joined
+    assert "ConnectTimeout=7" in joined
+    assert "-J jumpuser@bastion:2201" in joined
+    assert "HostName=10.9.8.7" in joined
+    assert "ExitOnForwardFailure=yes" in joined and "ServerAliveInterval=15" in joined
+    assert "-N -L 127.0.0.1:8888:127.0.0.1:8890" in joined
