@@ -1,0 +1,23 @@
+"""The README's first quick-start command ends in this demo: it must keep working, and the
+committed hosts.yaml must be valid as it is."""
+
+import subprocess
+import sys
+
+from tasks import inventory
+
+from .conftest import ROOT
+
+
+def test_committed_hosts_yaml_is_valid_and_neutral():
+    inv = inventory.load(str(ROOT / "hosts.yaml"), required=True)
+    assert inv.hosts == {}
+    assert inv.settings_for("anything") == inventory.Settings()
+
+
+def test_demo_sets_up_and_logs_in_through_the_tunnel():
+    r = subprocess.run([sys.executable, "-m", "tests.demo", "--check"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "Jupyter started" in r.stdout
+    assert "checked: login 200, GET /api/contents with the session: 200" in r.stdout
+    assert "demo host removed" in r.stdout
