@@ -11,6 +11,25 @@ LAUNCHER_HELP = "how Jupyter is detached from the SSH session: nohup (default) o
 PORT_HELP = "remote port (default 8888; the next free one if taken, and reported)"
 
 
+# Where Jupyter was seen running during this `fab` call, so that `setup tunnel` does not ask again.
+_seen_running = {}
+
+
+def remember(t, port):
+    _seen_running[(t.conn.user, t.conn.host, t.conn.port)] = int(port)
+
+
+def running_port(t):
+    """The remote port Jupyter listens on (from this call's setup/start if any, else asked)."""
+    known = _seen_running.get((t.conn.user, t.conn.host, t.conn.port))
+    if known:
+        return known
+    record = fetch_status(t)
+    if not record["running"]:
+        raise UserError(f"{t.label}: Jupyter is not running there; start it with `fab -H {t.label} setup` (or `start`)")
+    return record["port"]
+
+
 def url_on_host(port):
     return f"http://127.0.0.1:{port}/"
 
@@ -21,6 +40,7 @@ def launch_values(t):
 
 def describe_start(t, reply):
     """Lines telling what was started where."""
+    remember(t, reply["port"])
     lines = []
     if reply["root_created"]:
         lines.append(f"{t.label}: created root directory {reply['root_created']} (mode 0700)")
@@ -35,6 +55,7 @@ def describe_start(t, reply):
 
 
 def describe_running(t, reply):
+    remember(t, reply["port"])
     return (
         f"{t.label}: Jupyter is running (pid {reply['pid']}, {reply['launcher']}) at {url_on_host(reply['port'])} on the host"
     )

@@ -17,7 +17,7 @@ from invoke import task
 
 from .errors import UserError, sigterm_as_interrupt, user_task
 from .remote import target
-from .server import fetch_status
+from .server import running_port
 
 READY_TIMEOUT = 30  # seconds for the forward to answer, on top of the SSH connect timeout
 
@@ -176,12 +176,10 @@ class Tunnel:
 def tunnel(c, local_port=None, open_=False):
     """Forward a local port to Jupyter on the host (OpenSSH) and keep it open until Ctrl-C."""
     t = target(c, local_port=local_port)
-    record = fetch_status(t)
-    if not record["running"]:
-        raise UserError(f"{t.label}: Jupyter is not running there; start it with `fab -H {t.label} setup` (or `start`)")
+    remote_port = running_port(t)
     port = choose_local_port(t.label, t.settings.local_port, pinned=local_port is not None)
     sigterm_as_interrupt()
-    tun = Tunnel(t.conn, port, record["port"])
+    tun = Tunnel(t.conn, port, remote_port)
     try:
         if not tun.wait_ready(READY_TIMEOUT + (t.conn.connect_timeout or 10)):
             raise UserError(f"{t.label}: tunnel failed: {tun.failure()}")

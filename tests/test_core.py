@@ -349,3 +349,21 @@ def test_root_user_works(fab_root, local_port):
     assert login_and_list(url, PASSWORD)[1] == 200
     fab_root("stop")
     assert fab_root.sshhost.processes("fjroot") == []
+
+
+def test_tunnel_open_starts_the_browser_on_the_url(fab, local_port, tmp_path):
+    fab.setup()
+    opened = tmp_path / "opened"
+    browser = tmp_path / "browser.sh"
+    browser.write_text(f"#!/bin/sh\nprintf '%s' \"$1\" > {opened}\n")
+    browser.chmod(0o755)
+    os.environ["BROWSER"] = str(browser)
+    try:
+        proc, url, out = fab.tunnel("--local-port", str(local_port), "--open")
+    finally:
+        del os.environ["BROWSER"]
+    assert url, out
+    deadline = time.monotonic() + 10
+    while not opened.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert opened.read_text() == url

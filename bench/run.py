@@ -1,0 +1,308 @@
+"""Benchmarks: each figure against a baseline measured in the same run, on throwaway hosts.
+
+    sudo .venv/bin/python -m bench.run [--rtt-ms 100] [--runs 5] [--quick]
+
+Starts its own SSH host (tests/sshhost.py) and a delaying TCP proxy in front of its sshd
+(bench/delayproxy.py) for the latency figures; prints the machine and a table of medians and
+ratios. Not part of the pass/fail tests.
+"""
+
+import argparse
+import os
+import platform
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from tests.jupyter_http import Session
+from tests.sshhost import JUPYTER_VENV, SSHHost, free_port, wait_port
+
+ROOT = Path(__file__).resolve().parent.parent
+FAB = [sys.executable, "-m", "fabric"]
+PASSWORD = "bench horse"
+USER = "fjbench"
+
+
+class Bench:
+    def __init__(self, rtt_ms, runs):
+        self.rtt = rtt_ms / 1000.0
+        self.runs = runs
+        self.host = SSHHost(users=[(USER, "/bin/bash", True, False)], prefix="fabjupyter-bench-")
+        self.proxy_port = free_port()
+        self.proxy = subprocess.Popen(
+            [sys.executable, "-m", "bench.delayproxy", str(self.proxy_port), str(self.host.port), str(rtt_ms / 2)],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self.proxy.stdout.readline()
+        h = self.host
+        h.write_ssh_config(
+            extra=(
+                f"\nHost far\n  HostName 127.0.0.1\n  Port {self.proxy_port}\n  User {USER}\n  IdentityFile {h.client_key}\n"
+                f"  IdentitiesOnly yes\n  UserKnownHostsFile {h.known_hosts}\n  HostKeyAlias [127.0.0.1]:{h.port}\n"
+                "  StrictHostKeyChecking yes\n"
+            )
+        )
+        self.hosts_file = Path(tempfile.mkdtemp()) / "hosts.yaml"
+        self.hosts_file.write_text("")
+        self.env = dict(os.environ, FABRIC_JUPYTER_HOSTS_FILE=str(self.hosts_file))
+        self.rows = []
+
+    def close(self):
+        self.proxy.terminate()
+        self.proxy.wait()
+        self.host.close()
+
+    # --- helpers --------------------------------------------------------------------------
+    def fab(self, host, *args, input=None):
+        r = subprocess.run(
+            [*FAB, "-S", str(self.host.ssh_config), "-H", host, *args],
+            cwd=ROOT,
+            env=self.env,
+            input=input,
+            capture_output=True,
+            text=True,
+        )
+        if r.returncode != 0:
+            raise RuntimeError(f"fab {args} failed: {r.stderr}")
+        return r
+
+    def fab_popen(self, host, *args):
+        p = subprocess.Popen(
+            [*FAB, "-S", str(self.host.ssh_config), "-H", host, *args],
+            cwd=ROOT,
+            env=self.env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        return p
+
+    def ssh(self, host, *args, **kw):
+        return ["ssh", "-F", str(self.host.ssh_config), *args, host]
+
+    def reset(self):
+        self.host.reset_user(USER)
+
+    def port(self):
+        import json
+
+        return json.loads(self.fab(USER, "status", "--json").stdout)["port"]
+
+    @staticmethod
+    def until_authenticated(base, deadline=60):
+        """Seconds until a password login through `base` gets GET /api/contents = 200."""
+        end = time.monotonic() + deadline
+        while time.monotonic() < end:
+            try:
+                s = Session(base)
+                if s.login(PASSWORD) == 200 and s.get("api/contents")[0] == 200:
+                    return
+            except (OSError, AssertionError):
+                pass
+            time.sleep(0.02)
+        raise RuntimeError(f"no authenticated answer from {base}")
+
+    def timed(self, fn, runs=None):
+        times = []
+        for _ in range(runs or self.runs):
+            start = time.monotonic()
+            fn()
+            times.append(time.monotonic() - start)
+        return statistics.median(times)
+
+    def row(self, name, ours, baseline, base_name, goal, ok, unit="s"):
+        self.rows.append((name, ours, baseline, base_name, goal, ok, unit))
+        ratio = ours / baseline if baseline else float("nan")
+        fmt = (lambda v: f"{v:.3f} {unit}") if unit == "s" else (lambda v: f"{v:.2f} {unit}")
+        print(f"  {name}: {fmt(ours)} vs {base_name} {fmt(baseline)} = {ratio:.2f}x  goal {goal}: {'met' if ok else 'MISSED'}", flush=True)
+
+    # --- figures --------------------------------------------------------------------------
+    def jupyter_start_to_ready(self):
+        """Jupyter's own start-to-ready time on the host: the launcher run directly, no SSH."""
+        port = free_port()
+        run = self.host.users[USER].home / ".fabjupyter" / "run.sh"
+
+        def once():
+            p = subprocess.Popen(
+                ["setpriv", f"--reuid={self.host.users[USER].uid}", f"--regid={self.host.users[USER].uid}", "--init-groups",
+                 "sh", str(run), "serve", str(port)],
+                env={"HOME": str(self.host.users[USER].home), "PATH": f"{JUPYTER_VENV}/bin:/usr/bin:/bin"},
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+            try:
+                s = Session(f"http://127.0.0.1:{port}/")
+                while True:
+                    try:
+                        if s.get("api")[0] == 200:
+                            return
+                    except OSError:
+                        time.sleep(0.01)
+            finally:
+                os.killpg(p.pid, signal.SIGTERM)
+                p.wait()
+
+        return self.timed(once)
+
+    def latency_figures(self):
+        rtt = self.rtt
+        print(f"At {rtt * 1000:.0f} ms RTT (delaying proxy in front of sshd):", flush=True)
+        ssh_true = self.timed(lambda: subprocess.run(self.ssh("far") + ["true"], check=True, capture_output=True))
+
+        def setup_from_nothing():
+            self.reset()
+            self.fab("far", "setup", "--password-stdin", input=PASSWORD + "\n")
+            self.until_authenticated(f"http://127.0.0.1:{self.port()}/")
+
+        times = []
+        for _ in range(self.runs):
+            self.reset()
+            start = time.monotonic()
+            self.fab("far", "setup", "--password-stdin", input=PASSWORD + "\n")
+            times.append(time.monotonic() - start)
+            # the authenticated 200, directly on the host (this machine): not part of the SSH path
+            t0 = time.monotonic()
+            self.until_authenticated(f"http://127.0.0.1:{self.port()}/")
+            times[-1] += time.monotonic() - t0
+        setup_time = statistics.median(times)
+        ready = self.jupyter_start_to_ready()
+        floor = ssh_true + ready
+        self.row("setup from nothing to authenticated 200", setup_time, floor, "floor (ssh true + Jupyter start)",
+                 "<= floor + 8 RTT", setup_time <= floor + 8 * rtt)
+
+        again = self.timed(lambda: self.fab("far", "setup"))
+        self.row("setup again (nothing to do)", again, ssh_true, "ssh host true", "<= + 3 RTT", again <= ssh_true + 3 * rtt)
+        status = self.timed(lambda: self.fab("far", "status"))
+        self.row("status", status, ssh_true, "ssh host true", "<= + 2 RTT", status <= ssh_true + 2 * rtt)
+
+        # raw ssh -L to a running Jupyter: time to its first authenticated 200
+        jport = self.port()
+
+        def raw_forward():
+            lp = free_port()
+            p = subprocess.Popen(self.ssh("far", "-N", "-o", "ExitOnForwardFailure=yes", "-L", f"127.0.0.1:{lp}:127.0.0.1:{jport}"),
+                                 stderr=subprocess.DEVNULL)
+            try:
+                self.until_authenticated(f"http://127.0.0.1:{lp}/")
+            finally:
+                p.terminate()
+                p.wait()
+
+        raw = self.timed(raw_forward)
+
+        def setup_tunnel():
+            lp = free_port()
+            p = self.fab_popen("far", "setup", "--password-stdin", "tunnel", "--local-port", str(lp))
+            p.stdin.write(PASSWORD + "\n")
+            p.stdin.close()
+            try:
+                self.until_authenticated(f"http://127.0.0.1:{lp}/")
+            finally:
+                p.send_signal(signal.SIGTERM)
+                p.wait()
+
+        times = []
+        for _ in range(self.runs):
+            self.reset()
+            start = time.monotonic()
+            setup_tunnel()
+            times.append(time.monotonic() - start)
+        both = statistics.median(times)
+        base = floor + raw
+        self.row("setup tunnel to first authenticated 200", both, base, "floor + raw ssh -L to first 200", "<= 1.2x",
+                 both <= 1.2 * base)
+        return ssh_true, ready
+
+    def forward_figures(self, size_mib=200, requests=200):
+        print("Through the forward, no added delay:", flush=True)
+        self.fab(USER, "setup", "--password-stdin", input=PASSWORD + "\n")
+        jport = self.port()
+        self.host.as_user(USER, f"head -c {size_mib * 1024 * 1024} /dev/zero > big.bin")
+        results = {}
+        for name in ("raw ssh -N -L", "fab tunnel"):
+            lp = free_port()
+            if name == "fab tunnel":
+                p = self.fab_popen(USER, "tunnel", "--local-port", str(lp))
+            else:
+                p = subprocess.Popen(self.ssh(USER, "-N", "-L", f"127.0.0.1:{lp}:127.0.0.1:{jport}"), stderr=subprocess.DEVNULL)
+            try:
+                wait_port(lp, 30)
+                self.until_authenticated(f"http://127.0.0.1:{lp}/")
+                s = Session(f"http://127.0.0.1:{lp}/")
+                s.login(PASSWORD)
+
+                def download():
+                    # /files/ wants a same-origin Referer, as a browser sends
+                    req = urllib.request.Request(s.base + "files/big.bin", headers={"Referer": s.base + "lab"})
+                    with s.opener.open(req, timeout=120) as r:
+                        while r.read(1 << 20):
+                            pass
+
+                secs = self.timed(download, runs=3)
+                lat = []
+                for _ in range(requests):
+                    t0 = time.monotonic()
+                    Session(f"http://127.0.0.1:{lp}/").get("api")  # a new connection each time
+                    lat.append(time.monotonic() - t0)
+                results[name] = (size_mib / secs, statistics.median(lat) * 1000)
+            finally:
+                p.send_signal(signal.SIGTERM)
+                p.wait()
+        raw, ours = results["raw ssh -N -L"], results["fab tunnel"]
+        self.row(f"tunnel throughput ({size_mib} MiB download)", ours[0], raw[0], "raw ssh -N -L", ">= 0.9x",
+                 ours[0] >= 0.9 * raw[0], unit="MiB/s")
+        self.row(f"request latency, new connection (median of {requests})", ours[1], raw[1], "raw ssh -N -L", "<= 1.2x",
+                 ours[1] <= 1.2 * raw[1], unit="ms")
+
+
+def machine():
+    cpus = os.cpu_count()
+    mem = ""
+    try:
+        with open("/proc/meminfo") as f:
+            mem = f"{int(f.readline().split()[1]) / 1024 / 1024:.0f} GiB"
+    except OSError:
+        pass
+    model = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), "")
+    except OSError:
+        pass
+    ssh = subprocess.run(["ssh", "-V"], capture_output=True, text=True).stderr.strip()
+    return f"{platform.platform()}, {cpus} cores ({model}), {mem}, Python {platform.python_version()}, {ssh}"
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rtt-ms", type=float, default=100.0)
+    ap.add_argument("--runs", type=int, default=5)
+    args = ap.parse_args(argv)
+    print(f"Machine: {machine()}")
+    print(f"Date: {time.strftime('%Y-%m-%d')}; medians of {args.runs} runs unless noted", flush=True)
+    b = Bench(args.rtt_ms, args.runs)
+    try:
+        b.forward_figures()
+        b.latency_figures()
+    finally:
+        b.close()
+    print()
+    print("| figure | ours | baseline | ratio | goal |")
+    print("|---|---|---|---|---|")
+    for name, ours, base, base_name, goal, ok, unit in b.rows:
+        fmt = (lambda v: f"{v:.3f} s") if unit == "s" else (lambda v: f"{v:.2f} {unit}")
+        print(f"| {name} | {fmt(ours)} | {base_name}: {fmt(base)} | {ours / base:.2f}x | {goal}: {'met' if ok else '**missed**'} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
