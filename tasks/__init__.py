@@ -6,13 +6,14 @@
 
 from invoke import Collection
 
-from . import config, password, server, setup, tunnel
+from . import cert, config, password, server, setup, tunnel
 
 ns = Collection(
     setup.setup,
     tunnel.tunnel,
     config.config,
     password.password,
+    cert.cert,
     server.start,
     server.stop,
     server.restart,

@@ -55,7 +55,7 @@ fj_put() {
 }
 
 fj_read_state() {
-    PID= PORT= LAUNCHER= FP= WANT_PORT= STARTED=
+    PID= PORT= LAUNCHER= FP= WANT_PORT= STARTED= MODE=
     [ -f "$STATE" ] || return 0
     while IFS='=' read -r k v; do
         case $k in
@@ -65,6 +65,7 @@ fj_read_state() {
             fingerprint) FP=$v ;;
             requested_port) WANT_PORT=$v ;;
             started) STARTED=$v ;;
+            mode) MODE=$v ;;
         esac
     done < "$STATE"
 }
@@ -105,6 +106,7 @@ fj_report_state() {
         fj_say port "$PORT"
         fj_say launcher "$LAUNCHER"
         fj_say started "$STARTED"
+        fj_say mode "${MODE:-ssh}"
         if [ "$FP" = "$(fj_fingerprint)" ]; then fj_say current 1; else fj_say current 0; fi
     else
         fj_say running 0
@@ -161,13 +163,14 @@ fj_probe_script() {
 
 fj_probe_result() {
     rc=$1
-    PY= CMD= FREE_PORT= VERSION= perr= pdetail=
+    PY= CMD= FREE_PORT= VERSION= TLS= perr= pdetail=
     while IFS= read -r line; do
         case $line in
             fj:python=*) PY=${line#fj:python=} ;;
             fj:command=*) CMD=${line#fj:command=} ;;
             fj:port=*) FREE_PORT=${line#fj:port=} ;;
             fj:version=*) VERSION=${line#fj:version=} ;;
+            fj:tls=*) TLS=${line#fj:tls=} ;;
             fj:error=*) perr=${line#fj:error=} ;;
             fj:detail=*) pdetail=${line#fj:detail=} ;;
         esac
@@ -192,6 +195,9 @@ fj_launch() {
     while :; do
         attempt=$((attempt + 1))
         fj_probe "$RUN" "$want"
+        if [ "$TLS" = 1 ]; then
+            [ -f "$D/tls/cert.pem" ] && [ -f "$D/tls/key.pem" ] || fj_fail no_cert
+        fi
         [ -f "$LOG" ] && mv -f "$LOG" "$LOG.1"
         : > "$LOG"
         rm -f "$D/pid"
@@ -214,14 +220,22 @@ fj_launch() {
         while [ ! -s "$D/pid" ] && [ $i -lt 100 ]; do fj_nap; i=$((i + 1)); done
         pid=$(cat "$D/pid" 2> /dev/null)
         [ -n "$pid" ] || fj_fail launch_failed "the launcher did not start (see $LOG)"
-        result=$("$PY" - "$FREE_PORT" "$pid" "${FJ_TIMEOUT:-60}" 2>&1 <<'EOF'
-import os, sys, time, urllib.error, urllib.request
-port, pid, timeout = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
-opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        result=$("$PY" - "$FREE_PORT" "$pid" "${FJ_TIMEOUT:-60}" "$TLS" 2>&1 <<'EOF'
+import os, ssl, sys, time, urllib.error, urllib.request
+port, pid, timeout, tls = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]), sys.argv[4] == "1"
+handlers = [urllib.request.ProxyHandler({})]
+if tls:
+    # a real TLS handshake: a key that does not match the certificate fails here
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    handlers.append(urllib.request.HTTPSHandler(context=context))
+opener = urllib.request.build_opener(*handlers)
+url = "%s://127.0.0.1:%d/api" % ("https" if tls else "http", port)
 deadline = time.monotonic() + timeout
 while True:
     try:
-        opener.open("http://127.0.0.1:%d/api" % port, timeout=2).close()
+        opener.open(url, timeout=2).close()
         print("ready")
         break
     except urllib.error.HTTPError:
@@ -260,9 +274,10 @@ EOF
             *) fj_fail launch_failed "$result" ;;
         esac
     done
-    PID=$pid PORT=$FREE_PORT LAUNCHER=$FJ_LAUNCHER STARTED=$(date +%s)
-    printf 'pid=%s\nport=%s\nrequested_port=%s\nlauncher=%s\nfingerprint=%s\nstarted=%s\n' \
-        "$PID" "$PORT" "${FJ_PORT:-8888}" "$LAUNCHER" "$(fj_fingerprint)" "$STARTED" > "$STATE.tmp" &&
+    PID=$pid PORT=$FREE_PORT LAUNCHER=$FJ_LAUNCHER STARTED=$(date +%s) MODE=ssh
+    [ "$TLS" = 1 ] && MODE=public
+    printf 'pid=%s\nport=%s\nrequested_port=%s\nlauncher=%s\nfingerprint=%s\nstarted=%s\nmode=%s\n' \
+        "$PID" "$PORT" "${FJ_PORT:-8888}" "$LAUNCHER" "$(fj_fingerprint)" "$STARTED" "$MODE" > "$STATE.tmp" &&
         mv -f "$STATE.tmp" "$STATE"
     fj_say started 1
     fj_say pid "$PID"
@@ -270,6 +285,7 @@ EOF
     fj_say launcher "$LAUNCHER"
     fj_say command "$CMD"
     fj_say version "$VERSION"
+    fj_say mode "$MODE"
 }
 
 fj_tail_log() {
@@ -353,6 +369,28 @@ fj_setup() {
     fj_launch
 }
 
+# fj_cert: facts for the certificate's names; whether the host has exactly FJ_CERT/FJ_KEY;
+# with FJ_PUSH, install them (directory 0700, files 0600).
+fj_cert() {
+    fqdn=$(hostname -f 2> /dev/null || hostname 2> /dev/null || uname -n)
+    ips=$(hostname -I 2> /dev/null) ||
+        ips=$(ip -o addr show 2> /dev/null | awk '{print $4}' | sed 's,/.*,,' | tr '\n' ' ')
+    fj_say fqdn "$fqdn"
+    fj_say ips "$ips"
+    [ -f "$PWF" ] && fj_say has_password 1
+    T=$D/tls
+    if [ -n "${FJ_CERT-}" ] && fj_same "$T/cert.pem" "$FJ_CERT" && fj_same "$T/key.pem" "$FJ_KEY"; then
+        fj_say same 1
+    fi
+    if [ -n "${FJ_PUSH-}" ]; then
+        fj_dirs
+        err=$(mkdir -p "$T" 2>&1 && chmod 700 "$T" 2>&1) || fj_fail cannot_write "$err"
+        fj_put "$T/key.pem" "$FJ_KEY" 600
+        fj_put "$T/cert.pem" "$FJ_CERT" 600
+        fj_say pushed 1
+    fi
+}
+
 fj_main() {
     fj_paths
     case $FJ_ACTION in
@@ -391,6 +429,7 @@ fj_main() {
             fj_launch
             ;;
         setup) fj_setup ;;
+        cert) fj_cert ;;
         logs)
             if [ -f "$LOG" ]; then tail -n "${FJ_LINES:-50}" "$LOG"; else fj_say no_log 1; fi
             ;;

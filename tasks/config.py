@@ -29,26 +29,32 @@ def launcher_script(settings):
             sh_assign("FJ_ACTIVATE", settings.activate),
             sh_assign("FJ_JUPYTER", sh_words(settings.jupyter)),
             sh_assign("FJ_ROOT", root_for_launcher(settings.root_dir)),
-            sh_assign("FJ_IP", "127.0.0.1"),
+            sh_assign("FJ_IP", listen_ip(settings)),
+            sh_assign("FJ_TLS", "1" if settings.mode == "public" else ""),
         ]
     )
     return LAUNCHER.replace("# @SETTINGS@", block, 1)
+
+
+def listen_ip(settings):
+    return "0.0.0.0" if settings.mode == "public" else "127.0.0.1"
 
 
 def server_config(settings):
     """Jupyter Server 2 settings. This file comes first in JUPYTER_CONFIG_PATH, so each key here
     outranks the same key in a venv's etc/jupyter or ~/.jupyter; keys set to their empty value
     make sure a user's TLS or socket setting cannot sneak into the SSH-tunnel setup."""
+    server = {
+        "ip": listen_ip(settings),
+        "port_retries": 0,  # a busy port is an error we handle, never a silent move
+        "open_browser": False,
+        "base_url": "/",
+        "sock": "",
+    }
+    if settings.mode == "ssh":
+        server.update(certfile="", keyfile="")  # public mode passes ~/.fabjupyter/tls/* on the command line
     config = {
-        "ServerApp": {
-            "ip": "127.0.0.1",
-            "port_retries": 0,  # a busy port is an error we handle, never a silent move
-            "open_browser": False,
-            "base_url": "/",
-            "certfile": "",
-            "keyfile": "",
-            "sock": "",
-        },
+        "ServerApp": server,
         "IdentityProvider": {"token": ""},  # the password is the only way in
         "PasswordIdentityProvider": {"password_required": True},
     }
@@ -64,6 +70,7 @@ def config_values(settings):
         "FJ_LAUNCHER": settings.launcher,
         "FJ_PORT": settings.port,
         "FJ_TIMEOUT": settings.start_timeout,
+        "FJ_MODE": settings.mode,
     }
 
 
@@ -74,12 +81,13 @@ def write_config(t):
 @task(
     help={
         "root-dir": "Jupyter's root directory on the remote (default ~; created 0700 if missing)",
+        "mode": "ssh (127.0.0.1, reached through the tunnel; default) or public (all interfaces, TLS and password)",
     }
 )
 @user_task
-def config(c, root_dir=None):
+def config(c, root_dir=None, mode=None):
     """Write the Jupyter configuration on the host (~/.fabjupyter); your own files stay as they are."""
-    t = target(c, root_dir=root_dir)
+    t = target(c, root_dir=root_dir, mode=mode)
     reply = write_config(t)
     if reply.flag("config_changed"):
         print(f"{t.label}: configuration written to {REMOTE_DIR}")

@@ -13,6 +13,7 @@ import yaml
 from .errors import UserError
 
 LAUNCHERS = ("nohup", "tmux")
+MODES = ("ssh", "public")
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,8 @@ class Settings:
     jupyter: tuple = ()  # the remote command; empty: jupyter lab, else notebook, else server
     activate: str = ""  # a shell line run before Jupyter (venv, conda, module load)
     start_timeout: int = 60  # seconds to wait for Jupyter to answer
+    mode: str = "ssh"  # ssh: 127.0.0.1 behind the tunnel; public: all interfaces, TLS + password
+    cert_names: tuple = ()  # extra names for the generated certificate's subjectAltName
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,20 @@ def _launcher(value, where):
     return value
 
 
+def _mode(value, where):
+    if value not in MODES:
+        raise UserError(f"{where}: must be one of {', '.join(MODES)} (got {value!r})")
+    return value
+
+
+def _names(value, where):
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise UserError(f"{where}: must be a list of host names or IP addresses")
+    return tuple(_text(v, where).strip() for v in value)
+
+
 def _root_dir(value, where):
     value = _text(value, where, allow_empty=False)
     if value.startswith("~") and not (value == "~" or value.startswith("~/")):
@@ -114,6 +131,8 @@ CHECKS = {
     "jupyter": _jupyter,
     "activate": _text,
     "start_timeout": _positive,
+    "mode": _mode,
+    "cert_names": _names,
 }
 
 

@@ -90,6 +90,7 @@ esac
 case $MODE in
     probe)
         echo "fj:python=$PY"
+        [ "$FJ_TLS" = 1 ] && echo "fj:tls=1"
         echo "fj:command=$*"
         "$PY" - "$PORT" "$FJ_IP" << 'EOF'
 import socket, sys
@@ -132,6 +133,9 @@ EOF
         allow_root=
         [ "$(id -u)" = 0 ] && allow_root=--allow-root
         echo "$$" > "$D/pid"
+        if [ "$FJ_TLS" = 1 ]; then
+            set -- "$@" --ServerApp.certfile="$D/tls/cert.pem" --ServerApp.keyfile="$D/tls/key.pem"
+        fi
         exec "$@" --ServerApp.port="$PORT" --ServerApp.root_dir="$root" $allow_root
         ;;
     *)

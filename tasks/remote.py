@@ -195,6 +195,7 @@ def run_agent(t, action, **values):
 ERRORS = {
     "no_password": "no Jupyter password is set there; run `fab -H {label} password` (or `setup`)",
     "not_configured": "not configured yet; run `fab -H {label} setup` (or `config`)",
+    "no_cert": "public mode needs a certificate and there is none; run `fab -H {label} cert` (setup --mode public makes one)",
     "no_tmux": "tmux is not installed there; install it, or use --launcher nohup",
     "bad_launcher": "unknown launcher {detail!r}; use nohup or tmux",
     "no_jupyter": "no Jupyter found there{detail_in}; set `jupyter:` (the command, e.g. ~/venv/bin/jupyter lab) or `activate:` (e.g. source ~/venv/bin/activate) in hosts.yaml",

@@ -15,23 +15,30 @@ PORT_HELP = "remote port (default 8888; the next free one if taken, and reported
 _seen_running = {}
 
 
-def remember(t, port):
-    _seen_running[(t.conn.user, t.conn.host, t.conn.port)] = int(port)
+def remember(t, reply):
+    _seen_running[(t.conn.user, t.conn.host, t.conn.port)] = (int(reply["port"]), reply["mode"] or "ssh")
 
 
 def running_port(t):
-    """The remote port Jupyter listens on (from this call's setup/start if any, else asked)."""
+    """(remote port, mode) of the running Jupyter: from this call's setup/start if any, else asked."""
     known = _seen_running.get((t.conn.user, t.conn.host, t.conn.port))
     if known:
         return known
     record = fetch_status(t)
     if not record["running"]:
         raise UserError(f"{t.label}: Jupyter is not running there; start it with `fab -H {t.label} setup` (or `start`)")
-    return record["port"]
+    return record["port"], record["mode"]
 
 
-def url_on_host(port):
+def url_for(t, port, mode):
+    """Where to reach Jupyter: on the host itself (ssh mode, via the tunnel) or from anywhere (public)."""
+    if mode == "public":
+        return f"https://{t.conn.host}:{port}/"
     return f"http://127.0.0.1:{port}/"
+
+
+def where(t, port, mode):
+    return url_for(t, port, mode) + ("" if mode == "public" else " on the host")
 
 
 def launch_values(t):
@@ -40,7 +47,7 @@ def launch_values(t):
 
 def describe_start(t, reply):
     """Lines telling what was started where."""
-    remember(t, reply["port"])
+    remember(t, reply)
     lines = []
     if reply["root_created"]:
         lines.append(f"{t.label}: created root directory {reply['root_created']} (mode 0700)")
@@ -49,27 +56,27 @@ def describe_start(t, reply):
         lines.append(f"{t.label}: port {t.settings.port} is taken on the host; Jupyter uses {port} instead")
     version = reply["version"] or "Jupyter"
     lines.append(
-        f"{t.label}: Jupyter started ({version}; pid {reply['pid']}, {reply['launcher']}) at {url_on_host(port)} on the host"
+        f"{t.label}: Jupyter started ({version}; pid {reply['pid']}, {reply['launcher']}) at {where(t, port, reply['mode'])}"
     )
     return lines
 
 
 def describe_running(t, reply):
-    remember(t, reply["port"])
-    return (
-        f"{t.label}: Jupyter is running (pid {reply['pid']}, {reply['launcher']}) at {url_on_host(reply['port'])} on the host"
-    )
+    remember(t, reply)
+    return f"{t.label}: Jupyter is running (pid {reply['pid']}, {reply['launcher']}) at {where(t, reply['port'], reply['mode'])}"
 
 
 def status_record(t, reply):
     running = reply.flag("running")
     port = int(reply["port"]) if running and reply["port"] else None
+    mode = (reply["mode"] or "ssh") if running else None
     return {
         "host": t.label,
         "running": running,
         "pid": int(reply["pid"]) if running else None,
         "port": port,
-        "url": url_on_host(port) if port else None,
+        "url": url_for(t, port, mode) if port else None,
+        "mode": mode,
         "launcher": reply["launcher"] or None if running else None,
         "current": reply.flag("current") if running else None,
         "password": reply.flag("has_password"),
@@ -130,7 +137,7 @@ def status(c, json_=False):
         print(jsonlib.dumps(record))
         return
     if record["running"]:
-        line = f"{t.label}: running (pid {record['pid']}, {record['launcher']}) at {record['url']} on the host"
+        line = f"{t.label}: running (pid {record['pid']}, {record['launcher']}) at {where(t, record['port'], record['mode'])}"
         if not record["current"]:
             line += f"; the configuration changed since it started (`fab -H {t.label} restart` applies it)"
         print(line)

@@ -2,21 +2,23 @@
 
 from invoke import task
 
+from .cert import describe_cert, ensure_cert
 from .config import REMOTE_DIR, config_values
 from .errors import user_task
 from .password import hash_password, password_json, read_password
 from .remote import run_agent, target
-from .server import LAUNCHER_HELP, PORT_HELP, describe_running, describe_start
+from .server import LAUNCHER_HELP, PORT_HELP, describe_running, describe_start, url_for
 
 
-def run_setup(t, password_stdin=False):
+def run_setup(t, password_stdin=False, password=None):
     """Bring the host to the wanted state in as few SSH sessions as possible (usually one).
 
     The agent checks everything first and changes nothing when the running server already uses
     the wanted configuration. It asks back only for a password when none is stored, or for the
     stored salt when a password is given again (to tell an unchanged password from a new one)."""
     values = config_values(t.settings)
-    password = read_password(t.label, True) if password_stdin else None
+    if password is None and password_stdin:
+        password = read_password(t.label, True)
     if password:
         values["FJ_PASSWORD_JSON"] = password_json(hash_password(password))
     reply = run_agent(t, "setup", **values)
@@ -45,13 +47,27 @@ def next_command(c, label, task_name):
         "port": PORT_HELP,
         "root-dir": "Jupyter's root directory on the remote (default ~; created 0700 if missing)",
         "password-stdin": "read the password from the first line of standard input (used only if none is set, or to change it)",
+        "mode": "ssh (127.0.0.1, reached through the tunnel; default) or public (all interfaces, TLS and password)",
     }
 )
 @user_task
-def setup(c, launcher=None, port=None, root_dir=None, password_stdin=False):
+def setup(c, launcher=None, port=None, root_dir=None, password_stdin=False, mode=None):
     """Set up Jupyter on the host: config, password, start, wait until it answers."""
-    t = target(c, launcher=launcher, port=port, root_dir=root_dir)
-    reply = run_setup(t, password_stdin)
+    t = target(c, launcher=launcher, port=port, root_dir=root_dir, mode=mode)
+    certificate = None
+    password = read_password(t.label, True) if password_stdin else None
+    if t.settings.mode == "public":
+
+        def password_first(facts):
+            # public mode never runs without a password: have one before installing a certificate
+            nonlocal password
+            if password is None and not facts.flag("has_password"):
+                password = read_password(t.label, False)
+
+        certificate = ensure_cert(t, before_change=password_first)
+        if certificate.generated or certificate.pushed:
+            print("\n".join(describe_cert(t, certificate)[:-1]))
+    reply = run_setup(t, password_stdin, password)
     if reply.flag("unchanged"):
         print(f"{t.label}: nothing changed; " + describe_running(t, reply)[len(t.label) + 2 :])
     else:
@@ -62,4 +78,9 @@ def setup(c, launcher=None, port=None, root_dir=None, password_stdin=False):
         if reply["restarted"]:
             print(f"{t.label}: stopped the running Jupyter (pid {reply['restarted']}) to apply the changes")
         print("\n".join(describe_start(t, reply)))
-    print(f"Next: {next_command(c, t.label, 'tunnel')}   (then open the URL it prints and log in with your password)")
+    if certificate:
+        print(f"{t.label}: open {url_for(t, reply['port'], 'public')} and log in with your password; "
+              f"the certificate's SHA-256 fingerprint is {certificate.fingerprint}")
+        print(f"Or: {next_command(c, t.label, 'tunnel')}")
+    else:
+        print(f"Next: {next_command(c, t.label, 'tunnel')}   (then open the URL it prints and log in with your password)")

@@ -4,6 +4,7 @@ moves data an order of magnitude faster than Fabric's pure-Python forward_local.
 import ctypes
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -102,9 +103,10 @@ def _die_with_parent():
 class Tunnel:
     """One `ssh -N -L` child, with its stderr collected (shown if it fails, passed on after)."""
 
-    def __init__(self, conn, local_port, remote_port):
+    def __init__(self, conn, local_port, remote_port, tls=False):
         self.local_port = local_port
-        self.url = f"http://localhost:{local_port}/"
+        self.scheme = "https" if tls else "http"
+        self.url = f"{self.scheme}://localhost:{local_port}/"
         self.command = ssh_command(conn, f"127.0.0.1:{local_port}:127.0.0.1:{remote_port}")
         self.errors = []
         self.ready = False
@@ -128,14 +130,20 @@ class Tunnel:
 
     def wait_ready(self, timeout):
         """Until an HTTP request through the forward gets an answer; an error if ssh gives up."""
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        handlers = [urllib.request.ProxyHandler({})]
+        if self.scheme == "https":
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # any answer will do: the name is localhost here
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+            handlers.append(urllib.request.HTTPSHandler(context=context))
+        opener = urllib.request.build_opener(*handlers)
         deadline = time.monotonic() + timeout
         while True:
             if self.proc.poll() is not None:
                 self._reader.join(2)
                 return False
             try:
-                opener.open(f"http://127.0.0.1:{self.local_port}/api", timeout=5).close()
+                opener.open(f"{self.scheme}://127.0.0.1:{self.local_port}/api", timeout=5).close()
                 self.ready = True
                 return True
             except urllib.error.HTTPError:
@@ -176,10 +184,10 @@ class Tunnel:
 def tunnel(c, local_port=None, open_=False):
     """Forward a local port to Jupyter on the host (OpenSSH) and keep it open until Ctrl-C."""
     t = target(c, local_port=local_port)
-    remote_port = running_port(t)
+    remote_port, mode = running_port(t)
     port = choose_local_port(t.label, t.settings.local_port, pinned=local_port is not None)
     sigterm_as_interrupt()
-    tun = Tunnel(t.conn, port, remote_port)
+    tun = Tunnel(t.conn, port, remote_port, tls=mode == "public")
     try:
         if not tun.wait_ready(READY_TIMEOUT + (t.conn.connect_timeout or 10)):
             raise UserError(f"{t.label}: tunnel failed: {tun.failure()}")

@@ -3,9 +3,11 @@ that run the real `fab` command line against it."""
 
 import json
 import os
+import queue
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -49,8 +51,13 @@ class Fab:
     def home(self):
         return self.sshhost.users[self.user].home
 
+    @property
+    def config_home(self):
+        """This machine's XDG_CONFIG_HOME for the run (local certificate copies land here)."""
+        return self.hosts_file.parent / "xdg-config"
+
     def env(self):
-        env = dict(os.environ, FABRIC_JUPYTER_HOSTS_FILE=str(self.hosts_file))
+        env = dict(os.environ, FABRIC_JUPYTER_HOSTS_FILE=str(self.hosts_file), XDG_CONFIG_HOME=str(self.config_home))
         env.pop("JUPYTER_PORT", None)
         return env
 
@@ -95,16 +102,22 @@ class Fab:
             text=True,
         )
         self.children.append(proc)
-        lines = []
+        lines, found = [], queue.Queue()
+        threading.Thread(target=lambda: [found.put(line) for line in proc.stdout] + [found.put("")], daemon=True).start()
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            line = proc.stdout.readline()
+            try:
+                line = found.get(timeout=1)
+            except queue.Empty:
+                continue
             if not line:
                 break
             lines.append(line)
-            if "Jupyter is at http://localhost:" in line:
+            if "Jupyter is at " in line:
                 url = line.split("Jupyter is at ", 1)[1].split()[0]
                 return proc, url, "".join(lines)
+        if proc.poll() is None:
+            proc.kill()
         proc.wait(10)
         return proc, None, "".join(lines) + proc.stderr.read()
 

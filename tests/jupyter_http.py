@@ -7,12 +7,14 @@ import urllib.request
 
 
 class Session:
-    def __init__(self, base):
+    def __init__(self, base, context=None):
+        """context: an ssl.SSLContext for https (e.g. trusting only the generated certificate)."""
         self.base = base if base.endswith("/") else base + "/"
         self.jar = http.cookiejar.CookieJar()
-        self.opener = urllib.request.build_opener(
-            urllib.request.ProxyHandler({}), urllib.request.HTTPCookieProcessor(self.jar)
-        )
+        handlers = [urllib.request.ProxyHandler({}), urllib.request.HTTPCookieProcessor(self.jar)]
+        if context is not None:
+            handlers.append(urllib.request.HTTPSHandler(context=context))
+        self.opener = urllib.request.build_opener(*handlers)
 
     def get(self, path):
         """(status, body) for a GET; HTTP errors are answers too."""
@@ -35,9 +37,9 @@ class Session:
             return e.code
 
 
-def login_and_list(base, password):
+def login_and_list(base, password, context=None):
     """Log in with the password and list the root directory: (login status, /api/contents status, body)."""
-    s = Session(base)
+    s = Session(base, context)
     login_status = s.login(password)
     status, body = s.get("api/contents")
     return login_status, status, body

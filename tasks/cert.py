@@ -1,0 +1,250 @@
+"""TLS certificates for public mode: made here with `cryptography` (EC P-256, a subjectAltName
+that covers every name people use), or the user's own pair, checked before the remote is touched."""
+
+import datetime
+import hashlib
+import ipaddress
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from invoke import task
+
+from .errors import UserError, user_task
+from .remote import run_agent, target
+
+RENEW_WITHIN = datetime.timedelta(days=30)
+REMOTE_TLS = "~/.fabjupyter/tls"
+
+
+def local_dir(label):
+    """Where this machine keeps a host's generated certificate and key (0700)."""
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config")
+    safe = re.sub(r"[^A-Za-z0-9._@-]", "_", label) or "_"
+    return Path(base) / "fabjupyter" / "certs" / safe
+
+
+def fingerprint(cert):
+    digest = cert.fingerprint(hashes.SHA256()).hex().upper()
+    return "SHA256:" + ":".join(digest[i : i + 2] for i in range(0, len(digest), 2))
+
+
+def spki_hash(cert):
+    """base64 SHA-256 of the public key: what Chromium's --ignore-certificate-errors-spki-list pins."""
+    import base64
+
+    der = cert.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return base64.b64encode(hashlib.sha256(der).digest()).decode()
+
+
+def _general_name(name):
+    try:
+        return x509.IPAddress(ipaddress.ip_address(name))
+    except ValueError:
+        return x509.DNSName(name.lower())
+
+
+def generate(names, days):
+    """A self-signed certificate for these names (the first is the subject), and its key, as PEM."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.timezone.utc)
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0][:64]), x509.NameAttribute(NameOID.ORGANIZATION_NAME, "fabjupyter")])
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=days))
+        .add_extension(x509.SubjectAlternativeName([_general_name(n) for n in names]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.KeyUsage(True, False, False, False, False, False, False, False, False), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    return cert.public_bytes(serialization.Encoding.PEM), key_pem
+
+
+def _san(cert):
+    try:
+        ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return [], []
+    return [n.lower() for n in ext.get_values_for_type(x509.DNSName)], ext.get_values_for_type(x509.IPAddress)
+
+
+def missing_names(cert, names):
+    """The names this certificate does not cover (wildcards match one label)."""
+    dns, ips = _san(cert)
+    missing = []
+    for name in names:
+        try:
+            if ipaddress.ip_address(name) not in ips:
+                missing.append(name)
+            continue
+        except ValueError:
+            pass
+        n = name.lower()
+        if n in dns or any(d.startswith("*.") and n.count(".") == d.count(".") and n.endswith(d[1:]) for d in dns):
+            continue
+        missing.append(name)
+    return missing
+
+
+def load_pair(cert_pem, key_pem, where):
+    """Parse and check a certificate and its key; every problem is a UserError before any change."""
+    try:
+        cert = x509.load_pem_x509_certificate(cert_pem)
+    except ValueError:
+        raise UserError(f"{where}: the certificate is not a PEM certificate") from None
+    try:
+        key = serialization.load_pem_private_key(key_pem, password=None)
+    except TypeError:
+        raise UserError(
+            f"{where}: the key is encrypted (has a passphrase); Jupyter cannot use it. "
+            "Decrypt it first, e.g. `openssl pkey -in KEY -out KEY.plain`"
+        ) from None
+    except ValueError:
+        raise UserError(f"{where}: the key is not an unencrypted PEM private key") from None
+    pub = serialization.PublicFormat.SubjectPublicKeyInfo
+    if key.public_key().public_bytes(serialization.Encoding.DER, pub) != cert.public_key().public_bytes(serialization.Encoding.DER, pub):
+        raise UserError(f"{where}: the key does not belong to the certificate (their public keys differ)")
+    if cert.not_valid_after_utc <= datetime.datetime.now(datetime.timezone.utc):
+        raise UserError(f"{where}: the certificate expired on {cert.not_valid_after_utc:%Y-%m-%d}; renew it")
+    return cert
+
+
+def wanted_names(t, facts, extra):
+    """Every name people will use: the host as connected to, the remote's FQDN and addresses,
+    localhost for the tunnel, and the extra names."""
+    names = [t.conn.host, t.conn.original_host, facts.get("fqdn", ""), *facts.get("ips", "").split(), "localhost", "127.0.0.1"]
+    names += list(t.settings.cert_names) + list(extra)
+    out = []
+    for n in names:
+        n = n.strip().rstrip(".")
+        if n and n not in out and not n.startswith("fe80:"):
+            out.append(n)
+    return out
+
+
+@dataclass
+class CertOutcome:
+    fingerprint: str
+    spki: str
+    generated: str = ""  # why a new certificate was made ("" if not)
+    pushed: bool = False
+    local_path: str = ""
+    warnings: tuple = ()
+
+
+def _write_private(path, data, mode):
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    os.chmod(tmp, mode)
+    os.replace(tmp, path)
+
+
+def ensure_cert(t, days=365, extra_names=(), force=False, cert_file=None, key_file=None, before_change=None):
+    """Make sure the host has a usable certificate; change nothing if it already has.
+    before_change(facts) runs after the host was looked at and before anything is changed."""
+    if bool(cert_file) != bool(key_file):
+        raise UserError("--cert and --key go together")
+    warnings = []
+    if cert_file:
+        try:
+            cert_pem, key_pem = Path(cert_file).expanduser().read_bytes(), Path(key_file).expanduser().read_bytes()
+        except OSError as e:
+            raise UserError(f"cannot read {e.filename}: {e.strerror}") from None
+        cert = load_pair(cert_pem, key_pem, f"{cert_file} / {key_file}")
+        facts = run_agent(t, "cert", FJ_CERT=cert_pem.decode(), FJ_KEY=key_pem.decode())
+        missing = missing_names(cert, wanted_names(t, facts.values, extra_names))
+        if missing:
+            warnings.append(f"{t.label}: warning: the certificate does not cover {', '.join(missing)}; browsers will warn for those names")
+        if not facts.flag("same"):
+            if before_change:
+                before_change(facts)
+            run_agent(t, "cert", FJ_CERT=cert_pem.decode(), FJ_KEY=key_pem.decode(), FJ_PUSH="1")
+        return CertOutcome(fingerprint(cert), spki_hash(cert), pushed=not facts.flag("same"), warnings=tuple(warnings))
+
+    folder = local_dir(t.label)
+    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
+    cert_pem = key_pem = None
+    if cert_path.exists() and key_path.exists():
+        cert_pem, key_pem = cert_path.read_bytes(), key_path.read_bytes()
+    facts = run_agent(t, "cert", FJ_CERT=(cert_pem or b"").decode(), FJ_KEY=(key_pem or b"").decode())
+    names = wanted_names(t, facts.values, extra_names)
+    reason = ""
+    if force:
+        reason = "renewed (--force)"
+    elif cert_pem is None:
+        reason = "created"
+    else:
+        try:
+            cert = load_pair(cert_pem, key_pem, str(folder))
+        except UserError:
+            cert, reason = None, "replaced an unusable one"
+        if cert is not None:
+            missing = missing_names(cert, names)
+            if missing:
+                reason = f"renewed to cover {', '.join(missing)}"
+            elif cert.not_valid_after_utc - datetime.datetime.now(datetime.timezone.utc) < RENEW_WITHIN:
+                reason = f"renewed (it expired or was to expire on {cert.not_valid_after_utc:%Y-%m-%d})"
+    if (reason or not facts.flag("same")) and before_change:
+        before_change(facts)
+    if reason:
+        cert_pem, key_pem = generate(names, days)
+        folder.mkdir(parents=True, exist_ok=True)
+        os.chmod(folder, 0o700)
+        _write_private(key_path, key_pem, 0o600)
+        _write_private(cert_path, cert_pem, 0o644)
+    pushed = bool(reason) or not facts.flag("same")
+    if pushed:
+        run_agent(t, "cert", FJ_CERT=cert_pem.decode(), FJ_KEY=key_pem.decode(), FJ_PUSH="1")
+    cert = x509.load_pem_x509_certificate(cert_pem)
+    return CertOutcome(fingerprint(cert), spki_hash(cert), generated=reason, pushed=pushed, local_path=str(cert_path))
+
+
+def describe_cert(t, outcome):
+    lines = list(outcome.warnings)
+    if outcome.generated:
+        lines.append(f"{t.label}: certificate {outcome.generated}; local copy {outcome.local_path} (key beside it, 0600)")
+    if outcome.pushed:
+        lines.append(f"{t.label}: certificate and key installed in {REMOTE_TLS} (key 0600)")
+    if not outcome.generated and not outcome.pushed:
+        lines.append(f"{t.label}: certificate unchanged (valid, covers the names)")
+    lines.append(f"{t.label}: certificate fingerprint {outcome.fingerprint}")
+    return lines
+
+
+@task(
+    help={
+        "days": "validity of a new certificate in days (default 365)",
+        "name": "an extra name (DNS or IP) for the subjectAltName; repeatable",
+        "force": "make a new certificate even if the current one is fine",
+        "cert": "push your own certificate (PEM) instead of generating one; needs --key",
+        "key": "the unencrypted PEM private key for --cert",
+    },
+    iterable=["name"],
+)
+@user_task
+def cert(c, days=365, name=None, force=False, cert=None, key=None):
+    """Create (or push your own) TLS certificate for public mode; prints its SHA-256 fingerprint."""
+    if days < 1:
+        raise UserError("--days: must be at least 1")
+    t = target(c)
+    for n in name or []:
+        if not n.strip():
+            raise UserError("--name: must not be empty")
+    outcome = ensure_cert(t, days, name or (), force, cert, key)
+    print("\n".join(describe_cert(t, outcome)))
