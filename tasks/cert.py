@@ -15,8 +15,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from invoke import task
 
+from . import fleet
 from .errors import UserError, user_task
-from .remote import run_agent, target
+from .fleet import GROUP_HELP, WORKERS_HELP, Outcome
+from .remote import run_agent
 
 RENEW_WITHIN = datetime.timedelta(days=30)
 REMOTE_TLS = "~/.fabjupyter/tls"
@@ -227,6 +229,12 @@ def describe_cert(t, outcome):
     return lines
 
 
+def cert_host(t, days, names, force, cert_file, key_file):
+    outcome = ensure_cert(t, days, names, force, cert_file, key_file)
+    summary = outcome.generated or ("installed" if outcome.pushed else "unchanged")
+    return Outcome(describe_cert(t, outcome), f"{summary}; {outcome.fingerprint}")
+
+
 @task(
     help={
         "days": "validity of a new certificate in days (default 365)",
@@ -234,17 +242,17 @@ def describe_cert(t, outcome):
         "force": "make a new certificate even if the current one is fine",
         "cert": "push your own certificate (PEM) instead of generating one; needs --key",
         "key": "the unencrypted PEM private key for --cert",
+        "group": GROUP_HELP,
+        "workers": WORKERS_HELP,
     },
     iterable=["name"],
 )
 @user_task
-def cert(c, days=365, name=None, force=False, cert=None, key=None):
+def cert(c, days=365, name=None, force=False, cert=None, key=None, group=None, workers=8):
     """Create (or push your own) TLS certificate for public mode; prints its SHA-256 fingerprint."""
     if days < 1:
         raise UserError("--days: must be at least 1")
-    t = target(c)
     for n in name or []:
         if not n.strip():
             raise UserError("--name: must not be empty")
-    outcome = ensure_cert(t, days, name or (), force, cert, key)
-    print("\n".join(describe_cert(t, outcome)))
+    fleet.run(c, lambda t: cert_host(t, days, name or (), force, cert, key), group, workers)

@@ -6,8 +6,10 @@ from importlib import resources
 
 from invoke import task
 
+from . import fleet
 from .errors import user_task
-from .remote import run_agent, sh_assign, sh_words, target
+from .fleet import GROUP_HELP, WORKERS_HELP, Outcome
+from .remote import run_agent, sh_assign, sh_words
 
 LAUNCHER = resources.files(__package__).joinpath("launcher.sh").read_text()
 REMOTE_DIR = "~/.fabjupyter"
@@ -78,20 +80,26 @@ def write_config(t):
     return run_agent(t, "config", **config_values(t.settings))
 
 
+def config_host(t):
+    reply = write_config(t)
+    changed = reply.flag("config_changed")
+    lines = [f"{t.label}: configuration written to {REMOTE_DIR}" if changed else f"{t.label}: configuration unchanged"]
+    summary = "written" if changed else "unchanged"
+    if reply.flag("restart_needed"):
+        lines.append(f"{t.label}: the running Jupyter uses the old configuration; `fab -H {t.label} restart` applies it")
+        summary += "; restart to apply"
+    return Outcome(lines, summary)
+
+
 @task(
     help={
         "root-dir": "Jupyter's root directory on the remote (default ~; created 0700 if missing)",
         "mode": "ssh (127.0.0.1, reached through the tunnel; default) or public (all interfaces, TLS and password)",
+        "group": GROUP_HELP,
+        "workers": WORKERS_HELP,
     }
 )
 @user_task
-def config(c, root_dir=None, mode=None):
+def config(c, root_dir=None, mode=None, group=None, workers=8):
     """Write the Jupyter configuration on the host (~/.fabjupyter); your own files stay as they are."""
-    t = target(c, root_dir=root_dir, mode=mode)
-    reply = write_config(t)
-    if reply.flag("config_changed"):
-        print(f"{t.label}: configuration written to {REMOTE_DIR}")
-    else:
-        print(f"{t.label}: configuration unchanged")
-    if reply.flag("restart_needed"):
-        print(f"{t.label}: the running Jupyter uses the old configuration; `fab -H {t.label} restart` applies it")
+    fleet.run(c, config_host, group, workers, root_dir=root_dir, mode=mode)

@@ -7,18 +7,23 @@ import json
 import os
 import re
 import sys
+import threading
 
 from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
 from invoke import task
 
+from . import fleet
 from .errors import UserError, user_task
-from .remote import run_agent, target
+from .fleet import GROUP_HELP, WORKERS_HELP, Outcome
+from .remote import run_agent
 
 # jupyter_server.auth.security.passwd uses argon2-cffi's PasswordHasher with these parameters.
 MEMORY_KIB, TIME_COST, LANES = 10240, 10, 8
 SALTED = re.compile(r"^argon2:\$argon2id\$v=19\$m=(\d+),t=(\d+),p=(\d+)\$([A-Za-z0-9+/]+)$")
 
-_from_stdin = None  # one password read from stdin serves every task and host of the run
+# One password, read once (from stdin or the terminal), serves every task and host of the run.
+_lock = threading.Lock()
+_read = {}
 
 
 def _b64(data):
@@ -47,24 +52,30 @@ def password_json(hashed):
 
 
 def read_password(label, from_stdin):
-    """One line from stdin (for scripts), or two matching prompts on the terminal."""
-    global _from_stdin
+    """One line from stdin (for scripts), or two matching prompts on the terminal; asked once
+    per run even when several hosts (threads) need it."""
+    with _lock:
+        if from_stdin not in _read:
+            _read[from_stdin] = _ask(label, from_stdin)
+        return _read[from_stdin]
+
+
+def _ask(label, from_stdin):
     if from_stdin:
-        if _from_stdin is None:
-            line = sys.stdin.readline()
-            password = line[:-1] if line.endswith("\n") else line
-            password = password[:-1] if password.endswith("\r") else password
-            if not password:
-                raise UserError("--password-stdin: standard input gave no password; pipe one line in, e.g. `printf '%s\\n' \"$PW\" | fab ...`")
-            _from_stdin = password
-        return _from_stdin
+        line = sys.stdin.readline()
+        password = line[:-1] if line.endswith("\n") else line
+        password = password[:-1] if password.endswith("\r") else password
+        if not password:
+            raise UserError("--password-stdin: standard input gave no password; pipe one line in, e.g. `printf '%s\\n' \"$PW\" | fab ...`")
+        return password
+    who = f" for {label}" if label else ""
     if not sys.stdin.isatty():
-        raise UserError(f"{label}: a password is needed and there is no terminal to ask on; use --password-stdin")
-    password = getpass.getpass(f"New Jupyter password for {label}: ")
+        raise UserError(f"{label + ': ' if label else ''}a password is needed and there is no terminal to ask on; use --password-stdin")
+    password = getpass.getpass(f"New Jupyter password{who}: ")
     if not password:
-        raise UserError(f"{label}: an empty password is not allowed; nothing was changed")
+        raise UserError(f"{label + ': ' if label else ''}an empty password is not allowed; nothing was changed")
     if getpass.getpass("Repeat it: ") != password:
-        raise UserError(f"{label}: the two passwords differ; nothing was changed")
+        raise UserError(f"{label + ': ' if label else ''}the two passwords differ; nothing was changed")
     return password
 
 
@@ -72,12 +83,25 @@ def set_password(t, password):
     return run_agent(t, "password", FJ_PASSWORD_JSON=password_json(hash_password(password)))
 
 
-@task(help={"password-stdin": "read the password from the first line of standard input instead of prompting"})
-@user_task
-def password(c, password_stdin=False):
-    """Set the Jupyter password on the host (prompted twice, or --password-stdin); only its hash is stored."""
-    t = target(c)
-    reply = set_password(t, read_password(t.label, password_stdin))
-    print(f"{t.label}: password set (Argon2id hash in ~/.fabjupyter/password, mode 0600)")
+def password_host(t, password):
+    reply = set_password(t, password)
+    lines = [f"{t.label}: password set (Argon2id hash in ~/.fabjupyter/password, mode 0600)"]
     if reply.flag("restart_needed"):
-        print(f"{t.label}: the running Jupyter still uses the old password; `fab -H {t.label} restart` applies it")
+        lines.append(f"{t.label}: the running Jupyter still uses the old password; `fab -H {t.label} restart` applies it")
+        return Outcome(lines, "password set; restart to apply")
+    return Outcome(lines, "password set")
+
+
+@task(
+    help={
+        "password-stdin": "read the password from the first line of standard input instead of prompting",
+        "group": GROUP_HELP,
+        "workers": WORKERS_HELP,
+    }
+)
+@user_task
+def password(c, password_stdin=False, group=None, workers=8):
+    """Set the Jupyter password on the host (prompted twice, or --password-stdin); only its hash is stored."""
+    label = "" if group else getattr(c, "original_host", "")
+    secret = read_password(label, password_stdin)  # once for all hosts, before any is contacted
+    fleet.run(c, lambda t: password_host(t, secret), group, workers)

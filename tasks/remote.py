@@ -66,36 +66,56 @@ def load_inventory(c):
     return inventory.load(path, required=required)
 
 
-def target(c, **overrides):
-    """The Target for a task's context: -H HOST, looked up in hosts.yaml, with options applied."""
-    inv = load_inventory(c)
-    if not isinstance(c, Connection):
-        raise UserError("no host given: run `fab -H HOST TASK` (user@host, an ssh_config alias, or a name from hosts.yaml)")
-    label = c.original_host
-    checked = {
+def _checked(overrides):
+    return {
         key: inventory.check_setting(key, value, f"--{key.replace('_', '-')}")
         for key, value in overrides.items()
         if value is not None
     }
-    settings = inv.settings_for(label, checked)
+
+
+def _make_target(conn, label, inv, checked):
+    """Target for a host name: hosts.yaml's connection fields (if any) replace what Fabric guessed."""
     entry = inv.entry(label)
-    conn = c
     if entry and (entry.host or entry.user or entry.ssh_port or entry.identity):
         kwargs = {}
         if entry.identity:
-            keys = list(c.connect_kwargs.get("key_filename") or [])
-            if isinstance(keys, str):
-                keys = [keys]
+            keys = conn.connect_kwargs.get("key_filename") or []
+            keys = [keys] if isinstance(keys, str) else list(keys)
             kwargs["connect_kwargs"] = {"key_filename": [os.path.expanduser(entry.identity)] + keys}
         conn = Connection(
             host=entry.host or label,
             user=entry.user or None,
             port=entry.ssh_port or None,
-            config=c.config,
+            config=conn.config,
             **kwargs,
         )
     _one_timeout(conn)
-    return Target(label=label, conn=conn, settings=settings, inventory=inv)
+    return Target(label=label, conn=conn, settings=inv.settings_for(label, checked), inventory=inv)
+
+
+def target(c, **overrides):
+    """The Target for a task's context: -H HOST, looked up in hosts.yaml, with options applied."""
+    inv = load_inventory(c)
+    checked = _checked(overrides)
+    if not isinstance(c, Connection):
+        raise UserError(
+            "no host given: run `fab -H HOST TASK` (user@host, an ssh_config alias, or a name from hosts.yaml), "
+            "or `fab TASK --group NAME`"
+        )
+    return _make_target(c, c.original_host, inv, checked)
+
+
+def group_targets(c, group, **overrides):
+    """A Target for every host of a hosts.yaml group (each with its own settings)."""
+    inv = load_inventory(c)
+    checked = _checked(overrides)
+    if isinstance(c, Connection):
+        raise UserError("give either -H HOST or --group NAME, not both")
+    if group not in inv.groups:
+        known = ", ".join(sorted(inv.groups)) or "none defined"
+        raise UserError(f"{inv.path}: no group {group!r} (groups: {known})")
+    return [_make_target(Connection(name, config=c.config), name, inv, checked) for name in inv.groups[group]]
 
 
 def _one_timeout(conn):

@@ -1,10 +1,10 @@
 """Running Jupyter detached on the host: start, stop, restart, status, logs."""
 
-import json as jsonlib
-
 from invoke import task
 
+from . import fleet
 from .errors import UserError, user_task
+from .fleet import GROUP_HELP, WORKERS_HELP, Outcome
 from .remote import run_agent, target
 
 LAUNCHER_HELP = "how Jupyter is detached from the SSH session: nohup (default) or tmux"
@@ -89,64 +89,72 @@ def fetch_status(t):
     return status_record(t, run_agent(t, "status"))
 
 
-@task(help={"launcher": LAUNCHER_HELP, "port": PORT_HELP})
-@user_task
-def start(c, launcher=None, port=None):
-    """Start Jupyter detached on the host and wait until it answers; does nothing if it runs."""
-    t = target(c, launcher=launcher, port=port)
+def start_host(t):
     reply = run_agent(t, "start", **launch_values(t))
     if reply.flag("already_running"):
-        print(describe_running(t, reply) + "; nothing to do")
-    else:
-        print("\n".join(describe_start(t, reply)))
+        return Outcome([describe_running(t, reply) + "; nothing to do"], "already running", url_for(t, reply["port"], reply["mode"]))
+    return Outcome(describe_start(t, reply), "started", url_for(t, reply["port"], reply["mode"]))
 
 
-@task
-@user_task
-def stop(c):
-    """Stop Jupyter on the host (and its tmux session); no process is left behind."""
-    t = target(c)
+def stop_host(t):
     reply = run_agent(t, "stop")
     if reply["stopped"]:
-        print(f"{t.label}: Jupyter stopped (pid {reply['stopped']})")
-    else:
-        print(f"{t.label}: Jupyter was not running")
+        return Outcome([f"{t.label}: Jupyter stopped (pid {reply['stopped']})"], "stopped")
+    return Outcome([f"{t.label}: Jupyter was not running"], "was not running")
 
 
-@task(help={"launcher": "nohup or tmux (default: the one it runs with)", "port": PORT_HELP})
-@user_task
-def restart(c, launcher=None, port=None):
-    """Stop Jupyter if it runs, then start it with the current configuration."""
-    t = target(c, launcher=launcher, port=port)
+def restart_host(t, keep_launcher):
     values = launch_values(t)
-    if launcher is None:
+    if keep_launcher:
         values["FJ_LAUNCHER"] = ""  # keep the launcher it runs with (setup applies hosts.yaml's)
     reply = run_agent(t, "restart", **values)
-    if reply["stopped"]:
-        print(f"{t.label}: Jupyter stopped (pid {reply['stopped']})")
-    print("\n".join(describe_start(t, reply)))
+    lines = [f"{t.label}: Jupyter stopped (pid {reply['stopped']})"] if reply["stopped"] else []
+    return Outcome(lines + describe_start(t, reply), "restarted", url_for(t, reply["port"], reply["mode"]))
 
 
-@task(help={"json": "print one JSON object per host instead of a sentence"})
-@user_task
-def status(c, json_=False):
-    """Tell whether Jupyter runs on the host, with its pid, port, URL and launcher."""
-    t = target(c)
+def status_host(t):
     record = fetch_status(t)
-    if json_:
-        print(jsonlib.dumps(record))
-        return
     if record["running"]:
         line = f"{t.label}: running (pid {record['pid']}, {record['launcher']}) at {where(t, record['port'], record['mode'])}"
         if not record["current"]:
             line += f"; the configuration changed since it started (`fab -H {t.label} restart` applies it)"
-        print(line)
-        print(f"{t.label}: reach it with `fab -H {t.label} tunnel`")
-    else:
-        extra = f" (pid {record['stale_pid']} is gone: it was killed or crashed)" if record["stale_pid"] else ""
-        print(f"{t.label}: not running{extra}")
-        if not record["password"] or not record["configured"]:
-            print(f"{t.label}: not set up yet; run `fab -H {t.label} setup`")
+        lines = [line, f"{t.label}: reach it with `fab -H {t.label} tunnel`"]
+        return Outcome(lines, "running", record["url"], record)
+    extra = f" (pid {record['stale_pid']} is gone: it was killed or crashed)" if record["stale_pid"] else ""
+    lines = [f"{t.label}: not running{extra}"]
+    if not record["password"] or not record["configured"]:
+        lines.append(f"{t.label}: not set up yet; run `fab -H {t.label} setup`")
+    return Outcome(lines, "not running", "", record)
+
+
+@task(help={"launcher": LAUNCHER_HELP, "port": PORT_HELP, "group": GROUP_HELP, "workers": WORKERS_HELP})
+@user_task
+def start(c, launcher=None, port=None, group=None, workers=8):
+    """Start Jupyter detached on the host and wait until it answers; does nothing if it runs."""
+    fleet.run(c, start_host, group, workers, launcher=launcher, port=port)
+
+
+@task(help={"group": GROUP_HELP, "workers": WORKERS_HELP})
+@user_task
+def stop(c, group=None, workers=8):
+    """Stop Jupyter on the host (and its tmux session); no process is left behind."""
+    fleet.run(c, stop_host, group, workers)
+
+
+@task(
+    help={"launcher": "nohup or tmux (default: the one it runs with)", "port": PORT_HELP, "group": GROUP_HELP, "workers": WORKERS_HELP}
+)
+@user_task
+def restart(c, launcher=None, port=None, group=None, workers=8):
+    """Stop Jupyter if it runs, then start it with the current configuration."""
+    fleet.run(c, lambda t: restart_host(t, keep_launcher=launcher is None), group, workers, launcher=launcher, port=port)
+
+
+@task(help={"json": "print one JSON object per host instead of a sentence", "group": GROUP_HELP, "workers": WORKERS_HELP})
+@user_task
+def status(c, json_=False, group=None, workers=8):
+    """Tell whether Jupyter runs on the host, with its pid, port, URL and launcher."""
+    fleet.run(c, status_host, group, workers, as_json=json_)
 
 
 @task(help={"lines": "how many of the last lines to show (default 50)"})

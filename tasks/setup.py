@@ -2,11 +2,13 @@
 
 from invoke import task
 
+from . import fleet
 from .cert import describe_cert, ensure_cert
 from .config import REMOTE_DIR, config_values
 from .errors import user_task
+from .fleet import GROUP_HELP, WORKERS_HELP, Outcome
 from .password import hash_password, password_json, read_password
-from .remote import run_agent, target
+from .remote import run_agent
 from .server import LAUNCHER_HELP, PORT_HELP, describe_running, describe_start, url_for
 
 
@@ -33,29 +35,10 @@ def run_setup(t, password_stdin=False, password=None):
     return reply
 
 
-def next_command(c, label, task_name):
-    words = ["fab"]
-    ssh_config = getattr(c.config, "_runtime_ssh_path", None)
-    if ssh_config:
-        words += ["-S", ssh_config]
-    return " ".join(words + ["-H", label, task_name])
-
-
-@task(
-    help={
-        "launcher": LAUNCHER_HELP,
-        "port": PORT_HELP,
-        "root-dir": "Jupyter's root directory on the remote (default ~; created 0700 if missing)",
-        "password-stdin": "read the password from the first line of standard input (used only if none is set, or to change it)",
-        "mode": "ssh (127.0.0.1, reached through the tunnel; default) or public (all interfaces, TLS and password)",
-    }
-)
-@user_task
-def setup(c, launcher=None, port=None, root_dir=None, password_stdin=False, mode=None):
-    """Set up Jupyter on the host: config, password, start, wait until it answers."""
-    t = target(c, launcher=launcher, port=port, root_dir=root_dir, mode=mode)
+def setup_host(t, password_stdin=False, command=None):
     certificate = None
     password = read_password(t.label, True) if password_stdin else None
+    lines = []
     if t.settings.mode == "public":
 
         def password_first(facts):
@@ -66,21 +49,63 @@ def setup(c, launcher=None, port=None, root_dir=None, password_stdin=False, mode
 
         certificate = ensure_cert(t, before_change=password_first)
         if certificate.generated or certificate.pushed:
-            print("\n".join(describe_cert(t, certificate)[:-1]))
+            lines += describe_cert(t, certificate)[:-1]
     reply = run_setup(t, password_stdin, password)
+    url = url_for(t, reply["port"], reply["mode"])
     if reply.flag("unchanged"):
-        print(f"{t.label}: nothing changed; " + describe_running(t, reply)[len(t.label) + 2 :])
+        lines.append(f"{t.label}: nothing changed; " + describe_running(t, reply)[len(t.label) + 2 :])
+        summary = "unchanged"
     else:
         if reply.flag("config_changed"):
-            print(f"{t.label}: configuration written to {REMOTE_DIR}")
+            lines.append(f"{t.label}: configuration written to {REMOTE_DIR}")
         if reply.flag("password_changed"):
-            print(f"{t.label}: password set (only its hash is stored, mode 0600)")
+            lines.append(f"{t.label}: password set (only its hash is stored, mode 0600)")
         if reply["restarted"]:
-            print(f"{t.label}: stopped the running Jupyter (pid {reply['restarted']}) to apply the changes")
-        print("\n".join(describe_start(t, reply)))
+            lines.append(f"{t.label}: stopped the running Jupyter (pid {reply['restarted']}) to apply the changes")
+        lines += describe_start(t, reply)
+        summary = "restarted" if reply["restarted"] else "started"
+    command = command or f"fab -H {t.label}"
     if certificate:
-        print(f"{t.label}: open {url_for(t, reply['port'], 'public')} and log in with your password; "
-              f"the certificate's SHA-256 fingerprint is {certificate.fingerprint}")
-        print(f"Or: {next_command(c, t.label, 'tunnel')}")
+        lines.append(
+            f"{t.label}: open {url} and log in with your password; the certificate's SHA-256 fingerprint is {certificate.fingerprint}"
+        )
+        lines.append(f"Or: {command} tunnel")
     else:
-        print(f"Next: {next_command(c, t.label, 'tunnel')}   (then open the URL it prints and log in with your password)")
+        lines.append(f"Next: {command} tunnel   (then open the URL it prints and log in with your password)")
+    return Outcome(lines, summary, url)
+
+
+def fab_prefix(c, label):
+    words = ["fab"]
+    ssh_config = getattr(c.config, "_runtime_ssh_path", None)
+    if ssh_config:
+        words += ["-S", ssh_config]
+    return " ".join(words + ["-H", label])
+
+
+@task(
+    help={
+        "launcher": LAUNCHER_HELP,
+        "port": PORT_HELP,
+        "root-dir": "Jupyter's root directory on the remote (default ~; created 0700 if missing)",
+        "password-stdin": "read the password from the first line of standard input (used only if none is set, or to change it)",
+        "mode": "ssh (127.0.0.1, reached through the tunnel; default) or public (all interfaces, TLS and password)",
+        "group": GROUP_HELP,
+        "workers": WORKERS_HELP,
+    }
+)
+@user_task
+def setup(c, launcher=None, port=None, root_dir=None, password_stdin=False, mode=None, group=None, workers=8):
+    """Set up Jupyter on the host: config, password, start, wait until it answers."""
+    if password_stdin:
+        read_password("", True)  # once, before any host is contacted
+    fleet.run(
+        c,
+        lambda t: setup_host(t, password_stdin, fab_prefix(c, t.label)),
+        group,
+        workers,
+        launcher=launcher,
+        port=port,
+        root_dir=root_dir,
+        mode=mode,
+    )
