@@ -24,6 +24,7 @@ SALTED = re.compile(r"^argon2:\$argon2id\$v=19\$m=(\d+),t=(\d+),p=(\d+)\$([A-Za-
 # One password, read once (from stdin or the terminal), serves every task and host of the run.
 _lock = threading.Lock()
 _read = {}
+_hash_lock = threading.Lock()
 
 
 def _b64(data):
@@ -41,9 +42,10 @@ def hash_password(password, salted=None):
         salt = base64.b64decode(m.group(4) + "=" * (-len(m.group(4)) % 4))
     else:
         memory, time_cost, lanes, salt = MEMORY_KIB, TIME_COST, LANES, os.urandom(16)
-    digest = Argon2id(salt=salt, length=32, iterations=time_cost, lanes=lanes, memory_cost=memory).derive(
-        password.encode("utf-8")
-    )
+    with _hash_lock:  # cryptography's Argon2id hangs when threads derive at the same time
+        digest = Argon2id(salt=salt, length=32, iterations=time_cost, lanes=lanes, memory_cost=memory).derive(
+            password.encode("utf-8")
+        )
     return f"argon2:$argon2id$v=19$m={memory},t={time_cost},p={lanes}${_b64(salt)}${_b64(digest)}"
 
 

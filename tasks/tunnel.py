@@ -2,6 +2,8 @@
 moves data an order of magnitude faster than Fabric's pure-Python forward_local."""
 
 import ctypes
+import json
+import os
 import signal
 import socket
 import ssl
@@ -12,12 +14,15 @@ import time
 import urllib.error
 import urllib.request
 import webbrowser
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from pathlib import Path
 
 from fabric import Connection
-from invoke import task
+from invoke import Exit, task
 
 from .errors import UserError, sigterm_as_interrupt, user_task
-from .remote import target
+from .fleet import WORKERS_HELP
+from .remote import group_targets, target
 from .server import running_port
 
 READY_TIMEOUT = 30  # seconds for the forward to answer, on top of the SSH connect timeout
@@ -174,15 +179,115 @@ class Tunnel:
         return f"ssh exited ({lines[-1] if lines else f'status {self.proc.returncode}'})"
 
 
+def _ports_file():
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config")
+    return Path(base) / "fabjupyter" / "local-ports.json"
+
+
+def group_local_ports(targets):
+    """A local port per host: its own local_port from hosts.yaml, else the one it had last time
+    (remembered in ~/.config/fabjupyter/local-ports.json), else the next free one from 8888."""
+    path = _ports_file()
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, ValueError):
+        saved = {}
+    ports, taken = {}, set()
+    for t in targets:
+        entry = t.inventory.entry(t.label)
+        own = entry.settings.get("local_port") if entry else None
+        if own:
+            ports[t.label] = own
+            taken.add(own)
+    for t in targets:
+        if t.label in ports:
+            continue
+        candidate = saved.get(t.label)
+        if not candidate or candidate in taken or not port_is_free(candidate):
+            others = {port for label, port in saved.items() if label != t.label}
+            candidate = 8888
+            while candidate in taken or candidate in others or not port_is_free(candidate):
+                candidate += 1
+        ports[t.label] = candidate
+        taken.add(candidate)
+    saved.update({label: port for label, port in ports.items()})
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(saved, indent=2, sort_keys=True) + "\n")
+    except OSError:
+        pass  # remembering is a convenience
+    return ports
+
+
+def tunnel_group(c, group, workers, open_):
+    """One forward per host of the group, each on its own local port; a table; Ctrl-C closes all."""
+    targets = group_targets(c, group)
+    ports = group_local_ports(targets)
+    results, tunnels = {}, {}
+    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(targets)))) as pool:
+        futures = {pool.submit(running_port, t): t for t in targets}
+        for future in as_completed(futures):
+            t = futures[future]
+            try:
+                remote_port, mode = future.result()
+            except UserError as e:
+                results[t.label] = (False, str(e).removeprefix(f"{t.label}: "))
+                continue
+            if not port_is_free(ports[t.label]):
+                results[t.label] = (False, f"local port {ports[t.label]} is busy")
+                continue
+            tunnels[t.label] = Tunnel(t.conn, ports[t.label], remote_port, tls=mode == "public")
+    sigterm_as_interrupt()
+    try:
+        for t in targets:
+            tun = tunnels.get(t.label)
+            if tun is None:
+                continue
+            if tun.wait_ready(READY_TIMEOUT + (t.conn.connect_timeout or 10)):
+                results[t.label] = (True, tun.url)
+            else:
+                results[t.label] = (False, f"tunnel failed: {tun.failure()}")
+                tun.close()
+        rows = [("host", "URL (log in with its password) or error")] + [
+            (t.label, ("" if results[t.label][0] else "FAILED  ") + results[t.label][1]) for t in targets
+        ]
+        width = max(len(r[0]) for r in rows)
+        print("\n".join(f"{a:<{width}}  {b}" for a, b in rows), flush=True)
+        live = [tunnels[t.label] for t in targets if results[t.label][0]]
+        if open_:
+            for tun in live:
+                webbrowser.open(tun.url)
+        if live:
+            print("Ctrl-C closes the tunnels", flush=True)
+        while any(tun.proc.poll() is None for tun in live):
+            time.sleep(0.2)
+        if live:
+            print("all tunnels closed: their ssh exited", flush=True)
+    except KeyboardInterrupt:
+        print("tunnels closed", flush=True)
+    finally:
+        for tun in tunnels.values():
+            tun.close()
+    failed = [label for label, (ok, _) in results.items() if not ok]
+    if failed:
+        raise Exit(f"{len(failed)} of {len(targets)} hosts have no tunnel: {', '.join(failed)}", code=1)
+
+
 @task(
     help={
         "local-port": "port on this machine (default from hosts.yaml or 8888; if given here and busy, an error)",
         "open": "also open the URL in your browser",
+        "group": "one tunnel per host of this hosts.yaml group, each on its own local port",
+        "workers": WORKERS_HELP,
     }
 )
 @user_task
-def tunnel(c, local_port=None, open_=False):
+def tunnel(c, local_port=None, open_=False, group=None, workers=8):
     """Forward a local port to Jupyter on the host (OpenSSH) and keep it open until Ctrl-C."""
+    if group is not None:
+        if local_port is not None:
+            raise UserError("--local-port names one port: with --group, set local_port per host in hosts.yaml")
+        return tunnel_group(c, group, workers, open_)
     t = target(c, local_port=local_port)
     remote_port, mode = running_port(t)
     port = choose_local_port(t.label, t.settings.local_port, pinned=local_port is not None)

@@ -57,23 +57,49 @@ def _run(*cmd, **kw):
 class SSHHost:
     """One sshd on 127.0.0.1 serving the given users; `alias(user)` names it in ssh_config."""
 
-    def __init__(self, users=(("fjtest", "/bin/bash", True, False),), prefix="fabjupyter-tests-"):
-        """users: (name, login shell, Jupyter on the PATH sshd gives, uid 0) for each account."""
+    def __init__(self, users=(("fjtest", "/bin/bash", True, False),), prefix="fabjupyter-tests-", netns=None, start=True):
+        """users: (name, login shell, Jupyter on the PATH sshd gives, uid 0) for each account.
+        netns: (name, index) to run sshd in its own network namespace at 10.231.INDEX.2:22, with its
+        own loopback (its Jupyter can have 8888 too), reached over a veth pair from this one."""
         if os.geteuid() != 0:
             raise RuntimeError("the SSH test host needs root (it creates accounts and runs sshd)")
         self.base = Path(tempfile.mkdtemp(prefix=prefix))
         self.base.chmod(0o755)
-        self.port = free_port()
+        self.netns = netns[0] if netns else None
+        if netns:
+            self.address, self.port = f"10.231.{netns[1]}.2", 22
+        else:
+            self.address, self.port = "127.0.0.1", free_port()
         self.proc = None
         self.users = {}
         try:
+            if netns:
+                self._make_netns(*netns)
             self._keys()
             for name, shell, on_path, uid0 in users:
                 self.add_user(name, shell, on_path, uid0=uid0)
-            self._start()
+            self._configure()
+            if start:
+                self.start()
         except BaseException:
             self.close()
             raise
+
+    def _make_netns(self, name, index):
+        subprocess.run(["ip", "netns", "del", name], capture_output=True)  # left by a crashed run
+        outside, inside = f"fjv{index}", f"fjp{index}"
+        subprocess.run(["ip", "link", "del", outside], capture_output=True)
+        for cmd in (
+            ["ip", "netns", "add", name],
+            ["ip", "link", "add", outside, "type", "veth", "peer", "name", inside],
+            ["ip", "link", "set", inside, "netns", name],
+            ["ip", "addr", "add", f"10.231.{index}.1/30", "dev", outside],
+            ["ip", "link", "set", outside, "up"],
+            ["ip", "netns", "exec", name, "ip", "addr", "add", f"10.231.{index}.2/30", "dev", inside],
+            ["ip", "netns", "exec", name, "ip", "link", "set", inside, "up"],
+            ["ip", "netns", "exec", name, "ip", "link", "set", "lo", "up"],
+        ):
+            _run(*cmd)
 
     # --- set-up -------------------------------------------------------------------------
     def _keys(self):
@@ -87,7 +113,8 @@ class SSHHost:
         public = (self.base / "client_key.pub").read_text().split()
         self.known_hosts = self.base / "known_hosts"
         host_public = (self.base / "ssh_host_ed25519_key.pub").read_text().split()
-        self.known_hosts.write_text(f"[127.0.0.1]:{self.port} {host_public[0]} {host_public[1]}\n")
+        name = self.address if self.port == 22 else f"[{self.address}]:{self.port}"
+        self.known_hosts.write_text(f"{name} {host_public[0]} {host_public[1]}\n")
         self._client_public = f"{public[0]} {public[1]}\n"
 
     def add_user(self, name, shell="/bin/bash", jupyter_on_path=True, uid0=False):
@@ -112,12 +139,12 @@ class SSHHost:
         self.users[name] = user
         return user
 
-    def _start(self):
+    def _configure(self):
         os.makedirs("/run/sshd", exist_ok=True)
         with_path = [u.name for u in self.users.values() if u.jupyter_on_path]
         lines = [
             f"Port {self.port}",
-            "ListenAddress 127.0.0.1",
+            f"ListenAddress {self.address}",
             f"HostKey {self.host_key}",
             f"PidFile {self.base / 'sshd.pid'}",
             f"AuthorizedKeysFile {self.keys_dir}/%u",
@@ -138,14 +165,28 @@ class SSHHost:
         self.sshd_config.write_text("\n".join(lines) + "\n")
         _run(SSHD, "-t", "-f", str(self.sshd_config))
         self.sshd_log = self.base / "sshd.log"
-        self.proc = subprocess.Popen(
-            [SSHD, "-D", "-e", "-f", str(self.sshd_config)],
-            stdout=subprocess.DEVNULL,
-            stderr=open(self.sshd_log, "wb"),
-        )
-        wait_port(self.port)
         self.ssh_config = self.base / "ssh_config"
         self.write_ssh_config()
+
+    def start(self):
+        """Start sshd (again, after stop())."""
+        prefix = ["ip", "netns", "exec", self.netns] if self.netns else []
+        self.proc = subprocess.Popen(
+            [*prefix, SSHD, "-D", "-e", "-f", str(self.sshd_config)],
+            stdout=subprocess.DEVNULL,
+            stderr=open(self.sshd_log, "ab"),
+        )
+        wait_port(self.port, host=self.address)
+
+    def stop(self):
+        """Stop sshd: the host becomes unreachable (connection refused)."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
 
     def write_ssh_config(self, extra=""):
         blocks = []
@@ -154,7 +195,7 @@ class SSHHost:
                 "\n".join(
                     [
                         f"Host {name}",
-                        "    HostName 127.0.0.1",
+                        f"    HostName {self.address}",
                         f"    Port {self.port}",
                         f"    User {name}",
                         f"    IdentityFile {self.client_key}",
@@ -218,13 +259,9 @@ class SSHHost:
         try:
             self.kill_user_processes()
         finally:
-            if self.proc and self.proc.poll() is None:
-                self.proc.terminate()
-                try:
-                    self.proc.wait(5)
-                except subprocess.TimeoutExpired:
-                    self.proc.kill()
-                    self.proc.wait()
+            self.stop()
             for name in list(self.users):
                 subprocess.run(["userdel", "-f", name], capture_output=True)
+            if self.netns:
+                subprocess.run(["ip", "netns", "del", self.netns], capture_output=True)
             shutil.rmtree(self.base, ignore_errors=True)
