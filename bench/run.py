@@ -264,6 +264,85 @@ class Bench:
                  ours[1] <= 1.2 * raw[1], unit="ms")
 
 
+def fleet_figure(runs, count=8):
+    """setup on `count` isolated hosts at once (--group) against setup on one of them."""
+    print(f"Fleet: {count} hosts, each in its own network namespace with its own sshd:", flush=True)
+    hosts = []
+    tmp = Path(tempfile.mkdtemp())
+    try:
+        for i in range(count):
+            hosts.append(SSHHost(users=[(f"fjb{i}", "/bin/bash", True, False)], prefix=f"fabjupyter-bench{i}-", netns=(f"fjbns{i}", 100 + i)))
+        known = tmp / "known_hosts"
+        known.write_text("".join(h.known_hosts.read_text() for h in hosts))
+        ssh_config = tmp / "ssh_config"
+        ssh_config.write_text(f"Host *\n  UserKnownHostsFile {known}\n  StrictHostKeyChecking yes\n")
+        lines = ["hosts:"]
+        for i, h in enumerate(hosts):
+            lines += [f"  fjb{i}:", f"    host: {h.address}", f"    user: fjb{i}", f"    identity: {h.client_key}"]
+        lines += ["groups:", "  one: [fjb0]", f"  all: [{', '.join(f'fjb{i}' for i in range(count))}]"]
+        hosts_file = tmp / "hosts.yaml"
+        hosts_file.write_text("\n".join(lines) + "\n")
+        env = dict(os.environ, FABRIC_JUPYTER_HOSTS_FILE=str(hosts_file))
+
+        def setup(group):
+            for i, h in enumerate(hosts):
+                h.reset_user(f"fjb{i}")
+            start = time.monotonic()
+            r = subprocess.run([*FAB, "-S", str(ssh_config), "setup", "--group", group, "--password-stdin"],
+                               cwd=ROOT, env=env, input=PASSWORD + "\n", capture_output=True, text=True)
+            if r.returncode != 0:
+                raise RuntimeError(r.stdout + r.stderr)
+            return time.monotonic() - start
+
+        one = statistics.median(setup("one") for _ in range(runs))
+        many = statistics.median(setup("all") for _ in range(runs))
+
+        def again(group):
+            start = time.monotonic()
+            subprocess.run([*FAB, "-S", str(ssh_config), "setup", "--group", group], cwd=ROOT, env=env, capture_output=True, check=True)
+            return time.monotonic() - start
+
+        setup("all")
+        one_again = statistics.median(again("one") for _ in range(runs))
+        many_again = statistics.median(again("all") for _ in range(runs))
+        return one, many, one_again, many_again
+    finally:
+        for h in hosts:
+            h.close()
+
+
+def parallel_jupyter_floor(count, runs):
+    """The same machine starting `count` JupyterLabs at once, without SSH or this tool: what 8
+    "hosts" sharing this machine's 2 cores cost at best."""
+    def once():
+        tmp = Path(tempfile.mkdtemp())
+        procs, ports = [], [free_port() for _ in range(count)]
+        start = time.monotonic()
+        for i, port in enumerate(ports):
+            env = dict(os.environ, HOME=str(tmp), JUPYTER_CONFIG_DIR=str(tmp / f"c{i}"), JUPYTER_RUNTIME_DIR=str(tmp / f"r{i}"))
+            procs.append(subprocess.Popen(
+                [str(JUPYTER_VENV / "bin" / "jupyter-lab"), "--allow-root", "--no-browser", f"--port={port}", "--ServerApp.port_retries=0",
+                 f"--ServerApp.root_dir={tmp}"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))
+        try:
+            for port in ports:
+                s = Session(f"http://127.0.0.1:{port}/")
+                while True:
+                    try:
+                        if s.get("api")[0] == 200:
+                            break
+                    except OSError:
+                        time.sleep(0.02)
+            return time.monotonic() - start
+        finally:
+            for p in procs:
+                os.killpg(p.pid, signal.SIGTERM)
+            for p in procs:
+                p.wait()
+
+    return statistics.median(once() for _ in range(runs))
+
+
+
 def machine():
     cpus = os.cpu_count()
     mem = ""
@@ -295,6 +374,12 @@ def main(argv=None):
         b.latency_figures()
     finally:
         b.close()
+    one, many, one_again, many_again = fleet_figure(min(args.runs, 3))
+    b.row("setup on 8 hosts in parallel (--group)", many, one, "setup on 1 host", "<= 1.5x", many <= 1.5 * one)
+    floor8, floor1 = parallel_jupyter_floor(8, min(args.runs, 3)), parallel_jupyter_floor(1, min(args.runs, 3))
+    b.row("  the machine itself: 8 JupyterLab starts at once, no SSH", floor8, floor1, "1 JupyterLab start", "(context)", True)
+    b.row("  setup on 8 hosts vs their own Jupyter starts", many, floor8, "8 JupyterLab starts at once", "(context)", True)
+    b.row("setup again on 8 hosts in parallel", many_again, one_again, "setup again on 1 host", "<= 1.5x", many_again <= 1.5 * one_again)
     print()
     print("| figure | ours | baseline | ratio | goal |")
     print("|---|---|---|---|---|")

@@ -49,6 +49,18 @@ def hash_password(password, salted=None):
     return f"argon2:$argon2id$v=19$m={memory},t={time_cost},p={lanes}${_b64(salt)}${_b64(digest)}"
 
 
+_fresh = {}
+
+
+def fresh_hash(password):
+    """A new hash for this password, made once per run: a group's hosts share it, so eight hosts
+    cost one Argon2 derivation, not eight (they share the password anyway)."""
+    with _lock:
+        if password not in _fresh:
+            _fresh[password] = hash_password(password)
+        return _fresh[password]
+
+
 def password_json(hashed):
     return json.dumps({"PasswordIdentityProvider": {"hashed_password": hashed}}, indent=2) + "\n"
 
@@ -82,7 +94,7 @@ def _ask(label, from_stdin):
 
 
 def set_password(t, password):
-    return run_agent(t, "password", FJ_PASSWORD_JSON=password_json(hash_password(password)))
+    return run_agent(t, "password", FJ_PASSWORD_JSON=password_json(fresh_hash(password)))
 
 
 def password_host(t, password):
