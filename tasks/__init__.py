@@ -23,7 +23,8 @@ ns = Collection(
 ns.configure(
     {
         # jupyter.hosts_file: another inventory (env: FABRIC_JUPYTER_HOSTS_FILE); default: hosts.yaml here
-        "jupyter": {"hosts_file": None},
+        # jupyter.accept_new_host_key: record unknown host keys (env: FABRIC_JUPYTER_ACCEPT_NEW_HOST_KEY=1)
+        "jupyter": {"hosts_file": None, "accept_new_host_key": False},
         # Fabric's default is to wait for the OS (minutes); -t SECONDS overrides this.
         "timeouts": {"connect": 10},
     }

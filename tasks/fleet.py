@@ -64,7 +64,7 @@ def run(c, core, group=None, workers=8, as_json=False, **overrides):
             for future in futures:
                 future.cancel()
             raise
-    failed = [label for label, (ok, _, _) in results.items() if not ok]
+    failed = [t.label for t in targets if not results[t.label][0]]
     if not as_json:
         say("", *summary_table(targets, results))
     if failed:

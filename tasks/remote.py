@@ -13,7 +13,7 @@ import paramiko
 from fabric import Connection
 from paramiko.ssh_exception import NoValidConnectionsError
 
-from . import inventory
+from . import hostkeys, inventory
 from .errors import UserError
 
 # paramiko logs transport failures itself; ours is the one message the user sees
@@ -135,9 +135,13 @@ def connect(t):
     conn = t.conn
     where = f"{conn.user}@{conn.host}:{conn.port}"
     timeout = conn.connect_timeout
+    accept_new = bool(conn.config.get("jupyter", {}).get("accept_new_host_key"))
+    hostkeys.install(conn, t.label, accept_new)
     started = time.monotonic()
     try:
         conn.open()
+    except UserError:
+        raise
     except socket.gaierror:
         raise UserError(f"{t.label}: cannot resolve host name {conn.host!r}; check -H, hosts.yaml or ssh_config") from None
     except paramiko.BadHostKeyException:

@@ -92,11 +92,14 @@ def fab_prefix(c, label):
         "mode": "ssh (127.0.0.1, reached through the tunnel; default) or public (all interfaces, TLS and password)",
         "group": GROUP_HELP,
         "workers": WORKERS_HELP,
+        "accept-new-host-key": "trust and record the host key of a host never seen before (a changed key is always refused)",
     }
 )
 @user_task
-def setup(c, launcher=None, port=None, root_dir=None, password_stdin=False, mode=None, group=None, workers=8):
+def setup(c, launcher=None, port=None, root_dir=None, password_stdin=False, mode=None, group=None, workers=8, accept_new_host_key=False):
     """Set up Jupyter on the host: config, password, start, wait until it answers."""
+    if accept_new_host_key:
+        c.config.jupyter.accept_new_host_key = True
     if password_stdin:
         read_password("", True)  # once, before any host is contacted
     fleet.run(

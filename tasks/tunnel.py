@@ -268,7 +268,7 @@ def tunnel_group(c, group, workers, open_):
     finally:
         for tun in tunnels.values():
             tun.close()
-    failed = [label for label, (ok, _) in results.items() if not ok]
+    failed = [t.label for t in targets if not results[t.label][0]]
     if failed:
         raise Exit(f"{len(failed)} of {len(targets)} hosts have no tunnel: {', '.join(failed)}", code=1)
 

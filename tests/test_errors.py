@@ -156,6 +156,7 @@ def test_authentication_failure(fab, tmp_path):
     h = fab.sshhost
     config.write_text(
         f"Host wrongkey\n  HostName 127.0.0.1\n  Port {h.port}\n  User fjtest\n  IdentityFile {key}\n  IdentitiesOnly yes\n"
+        f"  UserKnownHostsFile {h.known_hosts}\n"
     )
     r = subprocess.run(
         [*FAB, "-S", str(config), "-H", "wrongkey", "status"], cwd=ROOT, env=fab.env(), capture_output=True, text=True

@@ -1,0 +1,76 @@
+"""Host keys as OpenSSH checks them: a changed key is always refused; an unknown one follows
+StrictHostKeyChecking (refused by default), or --accept-new-host-key records it."""
+
+import subprocess
+
+from .conftest import FAB, ROOT
+from .jupyter_http import login_and_list
+from .test_errors import one_line_error, untouched
+
+
+def config_with(fab, tmp_path, known_hosts, strict=None):
+    h = fab.sshhost
+    path = tmp_path / "hk_config"
+    text = (
+        f"Host hk\n  HostName 127.0.0.1\n  Port {h.port}\n  User fjtest\n  IdentityFile {h.client_key}\n  IdentitiesOnly yes\n"
+        f"  UserKnownHostsFile {known_hosts}\n  GlobalKnownHostsFile /dev/null\n"
+    )
+    if strict:
+        text += f"  StrictHostKeyChecking {strict}\n"
+    path.write_text(text)
+    return path
+
+
+def run(fab, config, *args, input=None):
+    return subprocess.run([*FAB, "-S", str(config), "-H", "hk", *args], cwd=ROOT, env=fab.env(), input=input,
+                          capture_output=True, text=True, timeout=240)
+
+
+def test_changed_host_key_is_refused_naming_the_line(fab, tmp_path):
+    other = tmp_path / "other"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
+    known = tmp_path / "known_hosts"
+    known.write_text("# an older key\n" + f"[127.0.0.1]:{fab.sshhost.port} " + " ".join((tmp_path / "other.pub").read_text().split()[:2]) + "\n")
+    cfg = config_with(fab, tmp_path, known, strict="no")  # even `no` never accepts a changed key
+    line = one_line_error(run(fab, cfg, "setup", "--password-stdin", "--accept-new-host-key", input="pw\n"))
+    assert line.startswith(f"hk: the host key of [127.0.0.1]:{fab.sshhost.port} has CHANGED")
+    assert f"{known}:2" in line and "ssh-keygen -R" in line
+    untouched(fab)
+
+
+def test_unknown_host_key_refused_then_accepted_with_the_flag(fab, tmp_path, local_port):
+    known = tmp_path / "known_hosts"
+    cfg = config_with(fab, tmp_path, known)
+    line = one_line_error(run(fab, cfg, "setup", "--password-stdin", input="pw\n"))
+    assert line.startswith(f"hk: unknown host key for [127.0.0.1]:{fab.sshhost.port} (ssh-ed25519 SHA256:")
+    assert "--accept-new-host-key" in line
+    untouched(fab)
+    assert not known.exists()
+    r = run(fab, cfg, "setup", "--password-stdin", "--accept-new-host-key", input="pw\n")
+    assert r.returncode == 0, r.stderr
+    assert known.read_text().split()[1:] == fab.sshhost.known_hosts.read_text().split()[1:]
+    assert run(fab, cfg, "status").returncode == 0  # known now, no flag needed
+    # the tunnel's OpenSSH client reads the same file
+    proc, url, out = fab.tunnel(cmd=[*FAB, "-S", str(cfg), "-H", "hk", "tunnel", "--local-port", str(local_port)])
+    assert url, out
+    assert login_and_list(url, "pw")[1] == 200
+
+
+def test_strict_host_key_checking_from_ssh_config(fab, tmp_path):
+    known = tmp_path / "known_hosts"
+    r = run(fab, config_with(fab, tmp_path, known, strict="accept-new"), "status")
+    assert r.returncode == 0, r.stderr
+    assert known.exists()
+    known2 = tmp_path / "known_hosts2"
+    r = run(fab, config_with(fab, tmp_path, known2, strict="no"), "status")
+    assert r.returncode == 0, r.stderr
+    assert not known2.exists()
+
+
+def test_hashed_known_hosts_entry(fab, tmp_path):
+    known = tmp_path / "known_hosts"
+    known.write_text(fab.sshhost.known_hosts.read_text())
+    subprocess.run(["ssh-keygen", "-H", "-f", str(known)], check=True, capture_output=True)
+    assert known.read_text().startswith("|1|")
+    r = run(fab, config_with(fab, tmp_path, known, strict="yes"), "status")
+    assert r.returncode == 0, r.stderr
