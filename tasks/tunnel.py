@@ -23,7 +23,7 @@ from invoke import Exit, task
 from .errors import UserError, sigterm_as_interrupt, user_task
 from .fleet import WORKERS_HELP
 from .remote import group_targets, target
-from .server import running_port
+from .server import fetch_status, running_port
 
 READY_TIMEOUT = 30  # seconds for the forward to answer, on top of the SSH connect timeout
 
@@ -110,11 +110,13 @@ class Tunnel:
 
     def __init__(self, conn, local_port, remote_port, tls=False):
         self.local_port = local_port
+        self.remote_port = remote_port
         self.scheme = "https" if tls else "http"
         self.url = f"{self.scheme}://localhost:{local_port}/"
         self.command = ssh_command(conn, f"127.0.0.1:{local_port}:127.0.0.1:{remote_port}")
         self.errors = []
         self.ready = False
+        self.target_gone = False
         self.proc = subprocess.Popen(
             self.command,
             stdin=subprocess.DEVNULL if not sys.stdin.isatty() else None,
@@ -130,7 +132,9 @@ class Tunnel:
         for raw in self.proc.stderr:
             line = raw.decode("utf-8", "replace").rstrip()
             self.errors.append(line)
-            if self.ready and line:
+            if self.ready and "open failed" in line:
+                self.target_gone = True  # Jupyter is not on that port (any more)
+            elif self.ready and line:
                 print(f"ssh: {line}", file=sys.stderr, flush=True)
 
     def wait_ready(self, timeout):
@@ -159,6 +163,10 @@ class Tunnel:
             if time.monotonic() > deadline:
                 return False
             time.sleep(0.05)
+
+    def adopt(self, other):
+        """Take over another Tunnel's ssh child (after a reconnection)."""
+        self.__dict__.update(other.__dict__)
 
     def close(self):
         """End the ssh child; the local port is free again when this returns."""
@@ -299,9 +307,63 @@ def tunnel(c, local_port=None, open_=False, group=None, workers=8):
         print(f"{t.label}: Jupyter is at {tun.url}  (log in with your password; Ctrl-C closes the tunnel)", flush=True)
         if open_:
             webbrowser.open(tun.url)
-        code = tun.proc.wait()
-        raise UserError(f"{t.label}: the tunnel closed: ssh exited with status {code} ({tun.failure()})")
+        keep_alive(t, tun)
     except KeyboardInterrupt:
         print(f"{t.label}: tunnel closed", flush=True)
     finally:
         tun.close()
+
+
+BACKOFF = (0.5, 1, 2, 4, 5)  # seconds between reconnection attempts; the last one repeats
+CHECK_EVERY = 10  # seconds between checks that Jupyter still listens on the forwarded port
+
+
+def keep_alive(t, tun):
+    """Watch the forward until Ctrl-C: when the SSH connection drops (sshd restarted, network
+    gone, laptop slept) reconnect with backoff on the same local port; when Jupyter answers on
+    another port (restarted elsewhere), follow it. One line per event."""
+    checked = time.monotonic()
+    while True:
+        time.sleep(0.2)
+        if tun.proc.poll() is None:
+            since = time.monotonic() - checked
+            # ask where Jupyter is: soon after a refused forward, and every CHECK_EVERY seconds
+            if not (tun.target_gone and since > 2) and since < CHECK_EVERY:
+                continue
+            checked, tun.target_gone = time.monotonic(), False
+            try:
+                port, mode = fetch_port(t)
+            except UserError as e:
+                print(f"{t.label}: {str(e).removeprefix(t.label + ': ')}", flush=True)
+                continue
+            if port == tun.remote_port:
+                continue
+            print(f"{t.label}: Jupyter moved to port {port} on the host; following it", flush=True)
+            tun.close()
+        else:
+            print(f"{t.label}: connection lost ({tun.failure()}); reconnecting", flush=True)
+        _reconnect(t, tun)
+
+
+def fetch_port(t):
+    record = fetch_status(t)
+    if not record["running"]:
+        raise UserError(f"{t.label}: Jupyter is not running there (any more); waiting for it (`fab -H {t.label} start`)")
+    return record["port"], record["mode"]
+
+
+def _reconnect(t, tun):
+    attempt = 0
+    while True:
+        time.sleep(BACKOFF[min(attempt, len(BACKOFF) - 1)])
+        attempt += 1
+        try:
+            port, mode = fetch_port(t)
+        except UserError:
+            continue
+        fresh = Tunnel(t.conn, tun.local_port, port, tls=mode == "public")
+        if fresh.wait_ready(READY_TIMEOUT):
+            tun.adopt(fresh)
+            print(f"{t.label}: reconnected; Jupyter is at {tun.url} again", flush=True)
+            return
+        fresh.close()

@@ -103,7 +103,15 @@ class Fab:
         )
         self.children.append(proc)
         lines, found = [], queue.Queue()
-        threading.Thread(target=lambda: [found.put(line) for line in proc.stdout] + [found.put("")], daemon=True).start()
+        proc.output_lines = []  # everything it prints, for tests that watch it later
+
+        def read():
+            for line in proc.stdout:
+                proc.output_lines.append(line)
+                found.put(line)
+            found.put("")
+
+        threading.Thread(target=read, daemon=True).start()
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:

@@ -367,3 +367,56 @@ def test_tunnel_open_starts_the_browser_on_the_url(fab, local_port, tmp_path):
     while not opened.exists() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert opened.read_text() == url
+
+
+def test_tunnel_heals_after_sshd_restart_and_follows_a_moved_jupyter(fab, local_port):
+    fab.setup()
+    proc, url, out = fab.tunnel("--local-port", str(local_port))
+    assert url, out
+    assert login_and_list(url, PASSWORD)[1] == 200
+    lines = proc.output_lines
+
+    # sshd goes away completely (listener and every session), then comes back
+    h = fab.sshhost
+    h.stop()
+    subprocess.run(["pkill", "-f", "^sshd: fjtest"], capture_output=True)
+    time.sleep(1)
+    h.start()
+    restarted = time.monotonic()
+    while time.monotonic() - restarted < 15:
+        try:
+            if login_and_list(url, PASSWORD)[1] == 200:
+                break
+        except (OSError, AssertionError):
+            pass
+        time.sleep(0.2)
+    healed = time.monotonic() - restarted
+    assert healed < 10, "".join(lines)
+    time.sleep(0.5)  # the tunnel prints its line just after the forward answers
+    assert any("connection lost" in line for line in lines), "".join(lines)
+    assert any("reconnected" in line for line in lines), "".join(lines)
+
+    # Jupyter restarts on another port: the tunnel follows it
+    blocker = socket.socket()
+    blocker.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    fab("stop")
+    blocker.bind(("127.0.0.1", 8888))
+    blocker.listen()
+    try:
+        fab("start")
+        assert fab.status()["port"] != 8888
+        blocker.close()  # nothing on the old port now: the forward is refused there
+        deadline = time.monotonic() + 20
+        ok = False
+        while time.monotonic() < deadline and not ok:
+            try:
+                ok = login_and_list(url, PASSWORD)[1] == 200
+            except (OSError, AssertionError):
+                time.sleep(0.3)
+        assert ok, "".join(lines)
+        assert any("moved to port" in line for line in lines)
+    finally:
+        blocker.close()
+    code, _, err = stop_tunnel(proc)
+    assert code == 0, err
+    assert ssh_forwarders(local_port) == []
