@@ -55,7 +55,7 @@ fj_put() {
 }
 
 fj_read_state() {
-    PID= PORT= LAUNCHER= FP= WANT_PORT= STARTED= MODE=
+    PID= PORT= LAUNCHER= FP= WANT_PORT= STARTED= MODE= SOCK=
     [ -f "$STATE" ] || return 0
     while IFS='=' read -r k v; do
         case $k in
@@ -66,6 +66,7 @@ fj_read_state() {
             requested_port) WANT_PORT=$v ;;
             started) STARTED=$v ;;
             mode) MODE=$v ;;
+            sock) SOCK=$v ;;
         esac
     done < "$STATE"
 }
@@ -107,6 +108,7 @@ fj_report_state() {
         fj_say launcher "$LAUNCHER"
         fj_say started "$STARTED"
         fj_say mode "${MODE:-ssh}"
+        fj_say sock "$SOCK"
         if [ "$FP" = "$(fj_fingerprint)" ]; then fj_say current 1; else fj_say current 0; fi
     else
         fj_say running 0
@@ -163,7 +165,7 @@ fj_probe_script() {
 
 fj_probe_result() {
     rc=$1
-    PY= CMD= FREE_PORT= VERSION= TLS= perr= pdetail=
+    PY= CMD= FREE_PORT= VERSION= TLS= SOCKP= perr= pdetail=
     while IFS= read -r line; do
         case $line in
             fj:python=*) PY=${line#fj:python=} ;;
@@ -171,6 +173,7 @@ fj_probe_result() {
             fj:port=*) FREE_PORT=${line#fj:port=} ;;
             fj:version=*) VERSION=${line#fj:version=} ;;
             fj:tls=*) TLS=${line#fj:tls=} ;;
+            fj:sock=*) SOCKP=${line#fj:sock=} ;;
             fj:error=*) perr=${line#fj:error=} ;;
             fj:detail=*) pdetail=${line#fj:detail=} ;;
         esac
@@ -198,6 +201,10 @@ fj_launch() {
         if [ "$TLS" = 1 ]; then
             [ -f "$D/tls/cert.pem" ] && [ -f "$D/tls/key.pem" ] || fj_fail no_cert
         fi
+        if [ -n "$SOCKP" ]; then
+            err=$(mkdir -p "${SOCKP%/*}" 2>&1 && chmod 700 "${SOCKP%/*}" 2>&1) || fj_fail cannot_write "$err"
+            rm -f "$SOCKP"
+        fi
         [ -f "$LOG" ] && mv -f "$LOG" "$LOG.1"
         : > "$LOG"
         rm -f "$D/pid"
@@ -220,9 +227,23 @@ fj_launch() {
         while [ ! -s "$D/pid" ] && [ $i -lt 100 ]; do fj_nap; i=$((i + 1)); done
         pid=$(cat "$D/pid" 2> /dev/null)
         [ -n "$pid" ] || fj_fail launch_failed "the launcher did not start (see $LOG)"
-        result=$("$PY" - "$FREE_PORT" "$pid" "${FJ_TIMEOUT:-60}" "$TLS" 2>&1 <<'EOF'
-import os, ssl, sys, time, urllib.error, urllib.request
-port, pid, timeout, tls = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]), sys.argv[4] == "1"
+        result=$("$PY" - "${FREE_PORT:-0}" "$pid" "${FJ_TIMEOUT:-60}" "$TLS" "$SOCKP" 2>&1 <<'EOF'
+import os, socket, ssl, sys, time, urllib.error, urllib.request
+port, pid, timeout, tls, sock = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]), sys.argv[4] == "1", sys.argv[5]
+
+
+def ask_socket():
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(2)
+    try:
+        s.connect(sock)
+        s.sendall(b"GET /api HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        if not s.recv(16).startswith(b"HTTP/"):
+            raise OSError("no HTTP answer")
+    finally:
+        s.close()
+
+
 handlers = [urllib.request.ProxyHandler({})]
 if tls:
     # a real TLS handshake: a key that does not match the certificate fails here
@@ -235,7 +256,10 @@ url = "%s://127.0.0.1:%d/api" % ("https" if tls else "http", port)
 deadline = time.monotonic() + timeout
 while True:
     try:
-        opener.open(url, timeout=2).close()
+        if sock:
+            ask_socket()
+        else:
+            opener.open(url, timeout=2).close()
         print("ready")
         break
     except urllib.error.HTTPError:
@@ -274,10 +298,10 @@ EOF
             *) fj_fail launch_failed "$result" ;;
         esac
     done
-    PID=$pid PORT=$FREE_PORT LAUNCHER=$FJ_LAUNCHER STARTED=$(date +%s) MODE=ssh
+    PID=$pid PORT=$FREE_PORT LAUNCHER=$FJ_LAUNCHER STARTED=$(date +%s) MODE=ssh SOCK=$SOCKP
     [ "$TLS" = 1 ] && MODE=public
-    printf 'pid=%s\nport=%s\nrequested_port=%s\nlauncher=%s\nfingerprint=%s\nstarted=%s\nmode=%s\n' \
-        "$PID" "$PORT" "${FJ_PORT:-8888}" "$LAUNCHER" "$(fj_fingerprint)" "$STARTED" "$MODE" > "$STATE.tmp" &&
+    printf 'pid=%s\nport=%s\nrequested_port=%s\nlauncher=%s\nfingerprint=%s\nstarted=%s\nmode=%s\nsock=%s\n' \
+        "$PID" "$PORT" "${FJ_PORT:-8888}" "$LAUNCHER" "$(fj_fingerprint)" "$STARTED" "$MODE" "$SOCK" > "$STATE.tmp" &&
         mv -f "$STATE.tmp" "$STATE"
     fj_say started 1
     fj_say pid "$PID"
@@ -286,6 +310,7 @@ EOF
     fj_say command "$CMD"
     fj_say version "$VERSION"
     fj_say mode "$MODE"
+    fj_say sock "$SOCK"
 }
 
 fj_tail_log() {

@@ -33,6 +33,7 @@ def launcher_script(settings):
             sh_assign("FJ_ROOT", root_for_launcher(settings.root_dir)),
             sh_assign("FJ_IP", listen_ip(settings)),
             sh_assign("FJ_TLS", "1" if settings.mode == "public" else ""),
+            sh_assign("FJ_SOCK", "1" if settings.socket else ""),
         ]
     )
     return LAUNCHER.replace("# @SETTINGS@", block, 1)
@@ -97,9 +98,10 @@ def config_host(t):
         "mode": "ssh (127.0.0.1, reached through the tunnel; default) or public (all interfaces, TLS and password)",
         "group": GROUP_HELP,
         "workers": WORKERS_HELP,
+        "socket": "listen on a Unix socket (0600, in a 0700 directory) instead of a port",
     }
 )
 @user_task
-def config(c, root_dir=None, mode=None, group=None, workers=8):
+def config(c, root_dir=None, mode=None, group=None, workers=8, socket=False):
     """Write the Jupyter configuration on the host (~/.fabjupyter); your own files stay as they are."""
-    fleet.run(c, config_host, group, workers, root_dir=root_dir, mode=mode)
+    fleet.run(c, config_host, group, workers, root_dir=root_dir, mode=mode, socket=socket or None)

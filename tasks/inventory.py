@@ -29,6 +29,7 @@ class Settings:
     start_timeout: int = 60  # seconds to wait for Jupyter to answer
     mode: str = "ssh"  # ssh: 127.0.0.1 behind the tunnel; public: all interfaces, TLS + password
     cert_names: tuple = ()  # extra names for the generated certificate's subjectAltName
+    socket: bool = False  # listen on a Unix socket (0600, in a 0700 directory) instead of a port
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,12 @@ def _names(value, where):
     return tuple(_text(v, where).strip() for v in value)
 
 
+def _bool(value, where):
+    if not isinstance(value, bool):
+        raise UserError(f"{where}: must be true or false (got {value!r})")
+    return value
+
+
 def _root_dir(value, where):
     value = _text(value, where, allow_empty=False)
     if value.startswith("~") and not (value == "~" or value.startswith("~/")):
@@ -133,6 +140,7 @@ CHECKS = {
     "start_timeout": _positive,
     "mode": _mode,
     "cert_names": _names,
+    "socket": _bool,
 }
 
 
@@ -185,7 +193,10 @@ class Inventory:
         if entry:
             values.update(entry.settings)
         values.update({k: v for k, v in (overrides or {}).items() if v is not None})
-        return replace(Settings(), **values)
+        settings = replace(Settings(), **values)
+        if settings.socket and settings.mode == "public":
+            raise UserError(f"{name}: public mode serves HTTPS on a port; it cannot use a Unix socket (socket: true)")
+        return settings
 
 
 def load(path, required=False):

@@ -18,8 +18,6 @@ fi
 # etc/jupyter and ~/.jupyter, whose files stay as the user wrote them.
 JUPYTER_CONFIG_PATH=$D/password:$D/config${JUPYTER_CONFIG_PATH:+:$JUPYTER_CONFIG_PATH}
 export JUPYTER_CONFIG_PATH
-# JUPYTER_PORT would override our port, JUPYTER_NO_CONFIG would drop our configuration.
-unset JUPYTER_PORT JUPYTER_NO_CONFIG
 PATH=$PATH:$HOME/.local/bin
 cd || exit 1
 
@@ -31,6 +29,9 @@ if [ -n "$FJ_ACTIVATE" ]; then
         exit 3
     }
 fi
+# After the activation, which may set them: JUPYTER_PORT would override our port (and make
+# Jupyter abort in socket mode), JUPYTER_NO_CONFIG would drop our configuration.
+unset JUPYTER_PORT JUPYTER_NO_CONFIG
 
 # The interpreter named by a Python script's first line (or pip's long-path form on line 2).
 python_of() {
@@ -92,6 +93,10 @@ case $MODE in
         echo "fj:python=$PY"
         [ "$FJ_TLS" = 1 ] && echo "fj:tls=1"
         echo "fj:command=$*"
+        if [ "$FJ_SOCK" = 1 ]; then
+            echo "fj:sock=$D/run/jupyter.sock"
+            PORT=
+        fi
         "$PY" - "$PORT" "$FJ_IP" << 'EOF'
 import socket, sys
 from importlib import metadata
@@ -136,7 +141,13 @@ EOF
         if [ "$FJ_TLS" = 1 ]; then
             set -- "$@" --ServerApp.certfile="$D/tls/cert.pem" --ServerApp.keyfile="$D/tls/key.pem"
         fi
-        exec "$@" --ServerApp.port="$PORT" --ServerApp.root_dir="$root" $allow_root
+        if [ "$FJ_SOCK" = 1 ]; then
+            # a Unix socket instead of a port (Jupyter aborts on --sock with any port option)
+            set -- "$@" --ServerApp.sock="$D/run/jupyter.sock" --ServerApp.sock_mode=0600
+        else
+            set -- "$@" --ServerApp.port="$PORT"
+        fi
+        exec "$@" --ServerApp.root_dir="$root" $allow_root
         ;;
     *)
         echo "usage: sh run.sh probe [PORT] | sh run.sh serve PORT" >&2

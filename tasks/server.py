@@ -16,29 +16,40 @@ _seen_running = {}
 
 
 def remember(t, reply):
-    _seen_running[(t.conn.user, t.conn.host, t.conn.port)] = (int(reply["port"]), reply["mode"] or "ssh")
+    where = reply["sock"] or int(reply["port"])
+    _seen_running[(t.conn.user, t.conn.host, t.conn.port)] = (where, reply["mode"] or "ssh")
 
 
 def running_port(t):
-    """(remote port, mode) of the running Jupyter: from this call's setup/start if any, else asked."""
+    """(remote port or socket path, mode) of the running Jupyter: from this call's setup/start if
+    any, else asked."""
     known = _seen_running.get((t.conn.user, t.conn.host, t.conn.port))
     if known:
         return known
     record = fetch_status(t)
     if not record["running"]:
         raise UserError(f"{t.label}: Jupyter is not running there; start it with `fab -H {t.label} setup` (or `start`)")
-    return record["port"], record["mode"]
+    return record["socket"] or record["port"], record["mode"]
 
 
 def url_for(t, port, mode):
     """Where to reach Jupyter: on the host itself (ssh mode, via the tunnel) or from anywhere (public)."""
+    if isinstance(port, str) and port.startswith("/"):
+        return f"unix:{port}"
     if mode == "public":
         return f"https://{t.conn.host}:{port}/"
     return f"http://127.0.0.1:{port}/"
 
 
 def where(t, port, mode):
+    if isinstance(port, str) and port.startswith("/"):
+        return f"the Unix socket {port} on the host"
     return url_for(t, port, mode) + ("" if mode == "public" else " on the host")
+
+
+def location(reply):
+    """The port, or the socket path in socket mode, from an agent reply."""
+    return reply["sock"] or reply["port"]
 
 
 def launch_values(t):
@@ -51,8 +62,8 @@ def describe_start(t, reply):
     lines = []
     if reply["root_created"]:
         lines.append(f"{t.label}: created root directory {reply['root_created']} (mode 0700)")
-    port = int(reply["port"])
-    if port != t.settings.port:
+    port = reply["sock"] or int(reply["port"])
+    if not reply["sock"] and port != t.settings.port:
         lines.append(f"{t.label}: port {t.settings.port} is taken on the host; Jupyter uses {port} instead")
     version = reply["version"] or "Jupyter"
     lines.append(
@@ -63,19 +74,21 @@ def describe_start(t, reply):
 
 def describe_running(t, reply):
     remember(t, reply)
-    return f"{t.label}: Jupyter is running (pid {reply['pid']}, {reply['launcher']}) at {where(t, reply['port'], reply['mode'])}"
+    return f"{t.label}: Jupyter is running (pid {reply['pid']}, {reply['launcher']}) at {where(t, location(reply), reply['mode'])}"
 
 
 def status_record(t, reply):
     running = reply.flag("running")
     port = int(reply["port"]) if running and reply["port"] else None
+    sock = reply["sock"] if running and reply["sock"] else None
     mode = (reply["mode"] or "ssh") if running else None
     return {
         "host": t.label,
         "running": running,
         "pid": int(reply["pid"]) if running else None,
         "port": port,
-        "url": url_for(t, port, mode) if port else None,
+        "socket": sock,
+        "url": url_for(t, sock or port, mode) if running else None,
         "mode": mode,
         "launcher": reply["launcher"] or None if running else None,
         "current": reply.flag("current") if running else None,
@@ -92,8 +105,8 @@ def fetch_status(t):
 def start_host(t):
     reply = run_agent(t, "start", **launch_values(t))
     if reply.flag("already_running"):
-        return Outcome([describe_running(t, reply) + "; nothing to do"], "already running", url_for(t, reply["port"], reply["mode"]))
-    return Outcome(describe_start(t, reply), "started", url_for(t, reply["port"], reply["mode"]))
+        return Outcome([describe_running(t, reply) + "; nothing to do"], "already running", url_for(t, location(reply), reply["mode"]))
+    return Outcome(describe_start(t, reply), "started", url_for(t, location(reply), reply["mode"]))
 
 
 def stop_host(t):
@@ -109,13 +122,13 @@ def restart_host(t, keep_launcher):
         values["FJ_LAUNCHER"] = ""  # keep the launcher it runs with (setup applies hosts.yaml's)
     reply = run_agent(t, "restart", **values)
     lines = [f"{t.label}: Jupyter stopped (pid {reply['stopped']})"] if reply["stopped"] else []
-    return Outcome(lines + describe_start(t, reply), "restarted", url_for(t, reply["port"], reply["mode"]))
+    return Outcome(lines + describe_start(t, reply), "restarted", url_for(t, location(reply), reply["mode"]))
 
 
 def status_host(t):
     record = fetch_status(t)
     if record["running"]:
-        line = f"{t.label}: running (pid {record['pid']}, {record['launcher']}) at {where(t, record['port'], record['mode'])}"
+        line = f"{t.label}: running (pid {record['pid']}, {record['launcher']}) at {where(t, record['socket'] or record['port'], record['mode'])}"
         if not record["current"]:
             line += f"; the configuration changed since it started (`fab -H {t.label} restart` applies it)"
         lines = [line, f"{t.label}: reach it with `fab -H {t.label} tunnel`"]

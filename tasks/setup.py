@@ -9,7 +9,7 @@ from .errors import user_task
 from .fleet import GROUP_HELP, WORKERS_HELP, Outcome
 from .password import fresh_hash, hash_password, password_json, read_password
 from .remote import run_agent
-from .server import LAUNCHER_HELP, PORT_HELP, describe_running, describe_start, url_for
+from .server import LAUNCHER_HELP, PORT_HELP, describe_running, describe_start, location, url_for
 
 
 def run_setup(t, password_stdin=False, password=None):
@@ -51,7 +51,7 @@ def setup_host(t, password_stdin=False, command=None):
         if certificate.generated or certificate.pushed:
             lines += describe_cert(t, certificate)[:-1]
     reply = run_setup(t, password_stdin, password)
-    url = url_for(t, reply["port"], reply["mode"])
+    url = url_for(t, location(reply), reply["mode"])
     if reply.flag("unchanged"):
         lines.append(f"{t.label}: nothing changed; " + describe_running(t, reply)[len(t.label) + 2 :])
         summary = "unchanged"
@@ -93,10 +93,14 @@ def fab_prefix(c, label):
         "group": GROUP_HELP,
         "workers": WORKERS_HELP,
         "accept-new-host-key": "trust and record the host key of a host never seen before (a changed key is always refused)",
+        "socket": "listen on a Unix socket (0600, in a 0700 directory) instead of a port; the tunnel forwards to it",
     }
 )
 @user_task
-def setup(c, launcher=None, port=None, root_dir=None, password_stdin=False, mode=None, group=None, workers=8, accept_new_host_key=False):
+def setup(
+    c, launcher=None, port=None, root_dir=None, password_stdin=False, mode=None, group=None, workers=8,
+    accept_new_host_key=False, socket=False,
+):
     """Set up Jupyter on the host: config, password, start, wait until it answers."""
     if accept_new_host_key:
         c.config.jupyter.accept_new_host_key = True
@@ -111,4 +115,5 @@ def setup(c, launcher=None, port=None, root_dir=None, password_stdin=False, mode
         port=port,
         root_dir=root_dir,
         mode=mode,
+        socket=socket or None,
     )

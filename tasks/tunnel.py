@@ -113,7 +113,11 @@ class Tunnel:
         self.remote_port = remote_port
         self.scheme = "https" if tls else "http"
         self.url = f"{self.scheme}://localhost:{local_port}/"
-        self.command = ssh_command(conn, f"127.0.0.1:{local_port}:127.0.0.1:{remote_port}")
+        if isinstance(remote_port, str) and remote_port.startswith("/"):
+            forward = f"127.0.0.1:{local_port}:{remote_port}"  # OpenSSH forwards to a Unix socket too
+        else:
+            forward = f"127.0.0.1:{local_port}:127.0.0.1:{remote_port}"
+        self.command = ssh_command(conn, forward)
         self.errors = []
         self.ready = False
         self.target_gone = False
@@ -349,7 +353,7 @@ def fetch_port(t):
     record = fetch_status(t)
     if not record["running"]:
         raise UserError(f"{t.label}: Jupyter is not running there (any more); waiting for it (`fab -H {t.label} start`)")
-    return record["port"], record["mode"]
+    return record["socket"] or record["port"], record["mode"]
 
 
 def _reconnect(t, tun):

@@ -420,3 +420,27 @@ def test_tunnel_heals_after_sshd_restart_and_follows_a_moved_jupyter(fab, local_
     code, _, err = stop_tunnel(proc)
     assert code == 0, err
     assert ssh_forwarders(local_port) == []
+
+
+def test_unix_socket_mode(fab, local_port):
+    """Jupyter on a Unix socket (0600 in a 0700 directory): no TCP port at all; the tunnel
+    forwards to the socket. A JUPYTER_PORT set by the activation line does not break it."""
+    fab.hosts("hosts:\n  fjtest:\n    activate: export JUPYTER_PORT=9999\n")
+    r = fab.setup("--socket")
+    sock = fab.home / ".fabjupyter" / "run" / "jupyter.sock"
+    assert f"at the Unix socket {sock} on the host" in r.stdout
+    record = fab.status()
+    assert record["socket"] == str(sock) and record["port"] is None and record["url"] == f"unix:{sock}"
+    assert oct(sock.stat().st_mode & 0o777) == "0o600"
+    assert oct(sock.parent.stat().st_mode & 0o777) == "0o700"
+    pid_listens = [p for p in listening(8888) + listening(9999)]
+    assert pid_listens == []
+    assert "nothing changed" in fab.setup("--socket").stdout
+    proc, url, out = fab.tunnel("--local-port", str(local_port))
+    assert url == f"http://localhost:{local_port}/", out
+    assert login_and_list(url, PASSWORD)[1] == 200
+    code, _, _ = stop_tunnel(proc)
+    assert code == 0
+    # back to a TCP port
+    fab.setup()
+    assert fab.status()["port"] == 8888 and fab.status()["socket"] is None
