@@ -416,6 +416,26 @@ fj_cert() {
     fi
 }
 
+# fj_plan: what setup/config would do, changing nothing (--dry-run). The launcher script and
+# settings file come back line by line for a diff; the password file never does.
+fj_plan() {
+    fj_read_state
+    fj_report_state
+    for pair in "run:$RUN" "cfg:$CFG"; do
+        f=${pair#*:}
+        [ -f "$f" ] || continue
+        fj_say "has_${pair%%:*}" 1
+        while IFS= read -r l || [ -n "$l" ]; do fj_say "file_${pair%%:*}" "$l"; done < "$f"
+    done
+    fj_same "$RUN" "$FJ_RUN_SH" && fj_same "$CFG" "$FJ_CONFIG" && fj_say config_same 1
+    [ "$FP" = "$(fj_wanted_fingerprint)" ] && [ "$LAUNCHER" = "$FJ_LAUNCHER" ] &&
+        [ "$WANT_PORT" = "${FJ_PORT:-8888}" ] && fj_say launch_same 1
+    [ -n "${FJ_ROOT+x}" ] && { root=$(fj_root_dir); [ -e "$root" ] || fj_say root_missing "$root"; }
+    out=$( (fj_check_launcher && fj_check_root && fj_probe_script "$FJ_RUN_SH") 2>&1) ||
+        printf '%s\n' "$out" | sed -n -e 's/^fj:error=/fj:would_error=/p' -e 's/^fj:detail=/fj:would_detail=/p'
+    return 0
+}
+
 fj_main() {
     fj_paths
     case $FJ_ACTION in
@@ -455,6 +475,7 @@ fj_main() {
             ;;
         setup) fj_setup ;;
         cert) fj_cert ;;
+        plan) fj_plan ;;
         logs)
             if [ -f "$LOG" ]; then tail -n "${FJ_LINES:-50}" "$LOG"; else fj_say no_log 1; fi
             ;;

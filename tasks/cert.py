@@ -17,7 +17,7 @@ from invoke import task
 
 from . import fleet
 from .errors import UserError, user_task
-from .fleet import GROUP_HELP, WORKERS_HELP, Outcome
+from .fleet import DRY_RUN_HELP, GROUP_HELP, WORKERS_HELP, Outcome
 from .remote import run_agent
 
 RENEW_WITHIN = datetime.timedelta(days=30)
@@ -146,6 +146,7 @@ class CertOutcome:
     pushed: bool = False
     local_path: str = ""
     warnings: tuple = ()
+    dry: bool = False  # what would happen (--dry-run)
 
 
 def _write_private(path, data, mode):
@@ -157,7 +158,7 @@ def _write_private(path, data, mode):
     os.replace(tmp, path)
 
 
-def ensure_cert(t, days=365, extra_names=(), force=False, cert_file=None, key_file=None, before_change=None):
+def ensure_cert(t, days=365, extra_names=(), force=False, cert_file=None, key_file=None, before_change=None, dry_run=False):
     """Make sure the host has a usable certificate; change nothing if it already has.
     before_change(facts) runs after the host was looked at and before anything is changed."""
     if bool(cert_file) != bool(key_file):
@@ -173,6 +174,8 @@ def ensure_cert(t, days=365, extra_names=(), force=False, cert_file=None, key_fi
         missing = missing_names(cert, wanted_names(t, facts.values, extra_names))
         if missing:
             warnings.append(f"{t.label}: warning: the certificate does not cover {', '.join(missing)}; browsers will warn for those names")
+        if dry_run:
+            return CertOutcome(fingerprint(cert), spki_hash(cert), pushed=not facts.flag("same"), warnings=tuple(warnings), dry=True)
         if not facts.flag("same"):
             if before_change:
                 before_change(facts)
@@ -202,6 +205,12 @@ def ensure_cert(t, days=365, extra_names=(), force=False, cert_file=None, key_fi
                 reason = f"renewed to cover {', '.join(missing)}"
             elif cert.not_valid_after_utc - datetime.datetime.now(datetime.timezone.utc) < RENEW_WITHIN:
                 reason = f"renewed (it expired or was to expire on {cert.not_valid_after_utc:%Y-%m-%d})"
+    if dry_run:
+        current = x509.load_pem_x509_certificate(cert_pem) if cert_pem and not reason else None
+        return CertOutcome(
+            fingerprint(current) if current else "", spki_hash(current) if current else "", generated=reason,
+            pushed=bool(reason) or not facts.flag("same"), local_path=str(cert_path), dry=True,
+        )
     if (reason or not facts.flag("same")) and before_change:
         before_change(facts)
     if reason:
@@ -219,6 +228,14 @@ def ensure_cert(t, days=365, extra_names=(), force=False, cert_file=None, key_fi
 
 def describe_cert(t, outcome):
     lines = list(outcome.warnings)
+    if outcome.dry:
+        if outcome.generated:
+            lines.append(f"{t.label}: would make a new certificate ({outcome.generated}) in {outcome.local_path}")
+        if outcome.pushed:
+            lines.append(f"{t.label}: would install the certificate and key in {REMOTE_TLS}")
+        if not outcome.generated and not outcome.pushed:
+            lines.append(f"{t.label}: certificate unchanged (valid, covers the names); nothing would change")
+        return lines
     if outcome.generated:
         lines.append(f"{t.label}: certificate {outcome.generated}; local copy {outcome.local_path} (key beside it, 0600)")
     if outcome.pushed:
@@ -229,8 +246,10 @@ def describe_cert(t, outcome):
     return lines
 
 
-def cert_host(t, days, names, force, cert_file, key_file):
-    outcome = ensure_cert(t, days, names, force, cert_file, key_file)
+def cert_host(t, days, names, force, cert_file, key_file, dry_run=False):
+    outcome = ensure_cert(t, days, names, force, cert_file, key_file, dry_run=dry_run)
+    if dry_run:
+        return Outcome(describe_cert(t, outcome), "would change" if outcome.generated or outcome.pushed else "nothing to change")
     summary = outcome.generated or ("installed" if outcome.pushed else "unchanged")
     return Outcome(describe_cert(t, outcome), f"{summary}; {outcome.fingerprint}")
 
@@ -244,15 +263,16 @@ def cert_host(t, days, names, force, cert_file, key_file):
         "key": "the unencrypted PEM private key for --cert",
         "group": GROUP_HELP,
         "workers": WORKERS_HELP,
+        "dry-run": DRY_RUN_HELP,
     },
     iterable=["name"],
 )
 @user_task
-def cert(c, days=365, name=None, force=False, cert=None, key=None, group=None, workers=8):
+def cert(c, days=365, name=None, force=False, cert=None, key=None, group=None, workers=8, dry_run=False):
     """Create (or push your own) TLS certificate for public mode; prints its SHA-256 fingerprint."""
     if days < 1:
         raise UserError("--days: must be at least 1")
     for n in name or []:
         if not n.strip():
             raise UserError("--name: must not be empty")
-    fleet.run(c, lambda t: cert_host(t, days, name or (), force, cert, key), group, workers)
+    fleet.run(c, lambda t: cert_host(t, days, name or (), force, cert, key, dry_run), group, workers)

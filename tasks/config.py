@@ -8,7 +8,7 @@ from invoke import task
 
 from . import fleet
 from .errors import user_task
-from .fleet import GROUP_HELP, WORKERS_HELP, Outcome
+from .fleet import DRY_RUN_HELP, GROUP_HELP, WORKERS_HELP, Outcome
 from .remote import run_agent, sh_assign, sh_words
 
 LAUNCHER = resources.files(__package__).joinpath("launcher.sh").read_text()
@@ -99,9 +99,13 @@ def config_host(t):
         "group": GROUP_HELP,
         "workers": WORKERS_HELP,
         "socket": "listen on a Unix socket (0600, in a 0700 directory) instead of a port",
+        "dry-run": DRY_RUN_HELP,
     }
 )
 @user_task
-def config(c, root_dir=None, mode=None, group=None, workers=8, socket=False):
+def config(c, root_dir=None, mode=None, group=None, workers=8, socket=False, dry_run=False):
     """Write the Jupyter configuration on the host (~/.fabjupyter); your own files stay as they are."""
-    fleet.run(c, config_host, group, workers, root_dir=root_dir, mode=mode, socket=socket or None)
+    from .plan import plan
+
+    core = (lambda t: plan(t, starting=False)) if dry_run else config_host
+    fleet.run(c, core, group, workers, root_dir=root_dir, mode=mode, socket=socket or None)

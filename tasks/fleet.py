@@ -14,6 +14,7 @@ from .remote import group_targets, target
 
 GROUP_HELP = "run on every host of this hosts.yaml group, in parallel (instead of -H)"
 WORKERS_HELP = "how many hosts at once with --group (default 8)"
+DRY_RUN_HELP = "show what would change (a diff for the configuration) and change nothing, not even an upload"
 
 
 @dataclass

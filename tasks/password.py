@@ -111,11 +111,16 @@ def password_host(t, password):
         "password-stdin": "read the password from the first line of standard input instead of prompting",
         "group": GROUP_HELP,
         "workers": WORKERS_HELP,
+        "dry-run": "say whether a password would be set or replaced; asks for nothing, changes nothing",
     }
 )
 @user_task
-def password(c, password_stdin=False, group=None, workers=8):
+def password(c, password_stdin=False, group=None, workers=8, dry_run=False):
     """Set the Jupyter password on the host (prompted twice, or --password-stdin); only its hash is stored."""
+    if dry_run:
+        from .plan import plan_password
+
+        return fleet.run(c, plan_password, group, workers)
     label = "" if group else getattr(c, "original_host", "")
     secret = read_password(label, password_stdin)  # once for all hosts, before any is contacted
     fleet.run(c, lambda t: password_host(t, secret), group, workers)

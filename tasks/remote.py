@@ -167,6 +167,7 @@ def connect(t):
 class Reply:
     values: dict = field(default_factory=dict)
     logs: list = field(default_factory=list)
+    files: dict = field(default_factory=dict)  # name -> lines, for --dry-run diffs
     text: str = ""  # output lines that are not part of the protocol (e.g. `logs`)
     status: int = 0
 
@@ -205,6 +206,8 @@ def run_agent(t, action, **values):
             text.append(line)
         elif key == "log":
             reply.logs.append(value)
+        elif key.startswith("file_"):
+            reply.files.setdefault(key[5:], []).append(value)
         else:
             reply.values[key] = value
     reply.text = "\n".join(text)

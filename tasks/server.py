@@ -4,7 +4,7 @@ from invoke import task
 
 from . import fleet
 from .errors import UserError, user_task
-from .fleet import GROUP_HELP, WORKERS_HELP, Outcome
+from .fleet import DRY_RUN_HELP, GROUP_HELP, WORKERS_HELP, Outcome
 from .remote import run_agent, target
 
 LAUNCHER_HELP = "how Jupyter is detached from the SSH session: nohup (default) or tmux"
@@ -140,18 +140,22 @@ def status_host(t):
     return Outcome(lines, "not running", "", record)
 
 
-@task(help={"launcher": LAUNCHER_HELP, "port": PORT_HELP, "group": GROUP_HELP, "workers": WORKERS_HELP})
+@task(help={"launcher": LAUNCHER_HELP, "port": PORT_HELP, "group": GROUP_HELP, "workers": WORKERS_HELP, "dry-run": DRY_RUN_HELP})
 @user_task
-def start(c, launcher=None, port=None, group=None, workers=8):
+def start(c, launcher=None, port=None, group=None, workers=8, dry_run=False):
     """Start Jupyter detached on the host and wait until it answers; does nothing if it runs."""
-    fleet.run(c, start_host, group, workers, launcher=launcher, port=port)
+    from .plan import plan_start
+
+    fleet.run(c, plan_start if dry_run else start_host, group, workers, launcher=launcher, port=port)
 
 
-@task(help={"group": GROUP_HELP, "workers": WORKERS_HELP})
+@task(help={"group": GROUP_HELP, "workers": WORKERS_HELP, "dry-run": DRY_RUN_HELP})
 @user_task
-def stop(c, group=None, workers=8):
+def stop(c, group=None, workers=8, dry_run=False):
     """Stop Jupyter on the host (and its tmux session); no process is left behind."""
-    fleet.run(c, stop_host, group, workers)
+    from .plan import plan_stop
+
+    fleet.run(c, plan_stop if dry_run else stop_host, group, workers)
 
 
 @task(

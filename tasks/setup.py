@@ -6,7 +6,8 @@ from . import fleet
 from .cert import describe_cert, ensure_cert
 from .config import REMOTE_DIR, config_values
 from .errors import user_task
-from .fleet import GROUP_HELP, WORKERS_HELP, Outcome
+from .fleet import DRY_RUN_HELP, GROUP_HELP, WORKERS_HELP, Outcome
+from .plan import plan
 from .password import fresh_hash, hash_password, password_json, read_password
 from .remote import run_agent
 from .server import LAUNCHER_HELP, PORT_HELP, describe_running, describe_start, location, url_for
@@ -75,6 +76,13 @@ def setup_host(t, password_stdin=False, command=None):
     return Outcome(lines, summary, url)
 
 
+def dry_setup(t, password_given):
+    outcome = plan(t, starting=True, password_given=password_given)
+    if t.settings.mode == "public":
+        outcome.lines[:0] = describe_cert(t, ensure_cert(t, dry_run=True))
+    return outcome
+
+
 def fab_prefix(c, label):
     words = ["fab"]
     ssh_config = getattr(c.config, "_runtime_ssh_path", None)
@@ -94,14 +102,18 @@ def fab_prefix(c, label):
         "workers": WORKERS_HELP,
         "accept-new-host-key": "trust and record the host key of a host never seen before (a changed key is always refused)",
         "socket": "listen on a Unix socket (0600, in a 0700 directory) instead of a port; the tunnel forwards to it",
+        "dry-run": DRY_RUN_HELP,
     }
 )
 @user_task
 def setup(
     c, launcher=None, port=None, root_dir=None, password_stdin=False, mode=None, group=None, workers=8,
-    accept_new_host_key=False, socket=False,
+    accept_new_host_key=False, socket=False, dry_run=False,
 ):
     """Set up Jupyter on the host: config, password, start, wait until it answers."""
+    if dry_run:
+        options = dict(launcher=launcher, port=port, root_dir=root_dir, mode=mode, socket=socket or None)
+        return fleet.run(c, lambda t: dry_setup(t, password_stdin), group, workers, **options)
     if accept_new_host_key:
         c.config.jupyter.accept_new_host_key = True
     if password_stdin:

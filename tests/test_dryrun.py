@@ -1,0 +1,46 @@
+"""--dry-run shows what would change and changes nothing at all, not even an upload."""
+
+from .test_errors import untouched
+
+
+def snapshot(fab):
+    return {p: (p.stat().st_mtime_ns, p.read_bytes() if p.is_file() else b"") for p in fab.home.rglob("*")}
+
+
+def test_dry_run_on_a_fresh_host_changes_nothing(fab):
+    r = fab("setup", "--dry-run", "--password-stdin", input="pw\n")
+    out = r.stdout
+    assert "fjtest: would write the configuration in ~/.fabjupyter:" in out
+    assert "+FJ_ROOT=''" in out and '+    "ip": "127.0.0.1",' in out
+    assert "fjtest: would set the password" in out
+    assert "fjtest: would start Jupyter (nohup, port 8888 or the next free one)" in out
+    for task in (["config"], ["start"], ["stop"], ["password"], ["cert"]):
+        r = fab(*task, "--dry-run")
+        assert "would" in r.stdout, (task, r.stdout)
+    assert "would make a new certificate (created)" in fab("cert", "--dry-run").stdout
+    untouched(fab)
+    assert list(fab.home.iterdir()) == []
+    assert not fab.config_home.exists()  # no local certificate either
+
+
+def test_dry_run_on_a_set_up_host_shows_a_diff_and_changes_nothing(fab):
+    fab.setup()
+    pid = fab.status()["pid"]
+    before = snapshot(fab)
+    r = fab("setup", "--dry-run")
+    assert "configuration unchanged" in r.stdout and f"Jupyter would keep running (pid {pid})" in r.stdout
+    r = fab("setup", "--dry-run", "--root-dir", "~/work", "--launcher", "tmux")
+    assert "-FJ_ROOT=''" in r.stdout and "+FJ_ROOT=work" in r.stdout
+    assert f"would restart Jupyter (pid {pid})" in r.stdout
+    assert f"would create the root directory {fab.home}/work" in r.stdout
+    assert f"would stop Jupyter (pid {pid})" in fab("stop", "--dry-run").stdout
+    assert "start would do nothing" in fab("start", "--dry-run").stdout
+    assert "would replace the password" in fab("password", "--dry-run").stdout
+    assert snapshot(fab) == before
+    assert fab.status()["pid"] == pid
+
+
+def test_dry_run_reports_what_would_fail(fab_dash):
+    r = fab_dash("setup", "--dry-run", "--password-stdin", input="pw\n")
+    assert "fjdash: no Jupyter found there" in r.stdout and "so setup would stop before changing anything" in r.stdout
+    untouched(fab_dash)
