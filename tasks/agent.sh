@@ -437,6 +437,9 @@ fj_plan() {
 }
 
 fj_main() {
+    # Finish the job even if the client goes away mid-way (Ctrl-C, a dropped connection): the
+    # output is then lost, but the state file still matches what runs.
+    trap '' HUP PIPE
     fj_paths
     case $FJ_ACTION in
         status) fj_read_state; fj_report_state ;;

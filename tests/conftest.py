@@ -18,18 +18,31 @@ from .sshhost import JUPYTER_VENV, SSHHost, free_port
 ROOT = Path(__file__).resolve().parent.parent
 FAB = [sys.executable, "-m", "fabric"]
 
-# name, login shell, jupyter on the PATH that sshd gives, uid 0
+NO_TMUX_BIN = Path("/tmp/fabjupyter-no-tmux-bin")
+
+# name, login shell, jupyter on the PATH that sshd gives, uid 0 (, a PATH of its own)
 USERS = [
     ("fjtest", "/bin/bash", True, False),
     ("fjdash", "/bin/sh", False, False),
     ("fjroot", "/bin/bash", True, True),
+    ("fjnotmux", "/bin/bash", True, False, f"{JUPYTER_VENV}/bin:{NO_TMUX_BIN}"),
 ]
+
+
+def _no_tmux_bin():
+    """A directory with every command of /usr/bin but tmux: a host where tmux is not installed."""
+    NO_TMUX_BIN.mkdir(mode=0o755, exist_ok=True)
+    for entry in os.scandir("/usr/bin"):
+        link = NO_TMUX_BIN / entry.name
+        if entry.name != "tmux" and not link.exists():
+            link.symlink_to(entry.path)
 
 
 @pytest.fixture(scope="session")
 def sshhost():
     if not Path(JUPYTER_VENV / "bin" / "jupyter-lab").exists():
         pytest.fail(f"JupyterLab for the test host is missing at {JUPYTER_VENV}: run .ci/setup first")
+    _no_tmux_bin()
     h = SSHHost(users=USERS)
     try:
         yield h
@@ -166,6 +179,12 @@ def fab_dash(sshhost, tmp_path):
 def fab_root(sshhost, tmp_path):
     """`fab` against `fjroot`: uid 0, as in a container."""
     yield from _fab_fixture(sshhost, tmp_path, "fjroot")
+
+
+@pytest.fixture
+def fab_notmux(sshhost, tmp_path):
+    """`fab` against `fjnotmux`: a host without tmux."""
+    yield from _fab_fixture(sshhost, tmp_path, "fjnotmux")
 
 
 @pytest.fixture

@@ -48,6 +48,7 @@ class User:
     uid: int
     shell: str
     jupyter_on_path: bool
+    path: str = None  # the PATH sshd gives the account, if not the usual one
 
 
 def _run(*cmd, **kw):
@@ -76,8 +77,8 @@ class SSHHost:
             if netns:
                 self._make_netns(*netns)
             self._keys()
-            for name, shell, on_path, uid0 in users:
-                self.add_user(name, shell, on_path, uid0=uid0)
+            for name, shell, on_path, uid0, *path in users:
+                self.add_user(name, shell, on_path, uid0=uid0, path=path[0] if path else None)
             self._configure()
             if start:
                 self.start()
@@ -117,7 +118,7 @@ class SSHHost:
         self.known_hosts.write_text(f"{name} {host_public[0]} {host_public[1]}\n")
         self._client_public = f"{public[0]} {public[1]}\n"
 
-    def add_user(self, name, shell="/bin/bash", jupyter_on_path=True, uid0=False):
+    def add_user(self, name, shell="/bin/bash", jupyter_on_path=True, uid0=False, path=None):
         """A fresh account (removed first if a crashed run left it) with its home in self.base."""
         home = self.base / "home" / name
         home.parent.mkdir(mode=0o755, exist_ok=True)
@@ -135,13 +136,12 @@ class SSHHost:
         keys = self.keys_dir / name
         keys.write_text(self._client_public)
         keys.chmod(0o644)
-        user = User(name, home, info.pw_uid, shell, jupyter_on_path)
+        user = User(name, home, info.pw_uid, shell, jupyter_on_path, path)
         self.users[name] = user
         return user
 
     def _configure(self):
         os.makedirs("/run/sshd", exist_ok=True)
-        with_path = [u.name for u in self.users.values() if u.jupyter_on_path]
         lines = [
             f"Port {self.port}",
             f"ListenAddress {self.address}",
@@ -159,8 +159,11 @@ class SSHHost:
             "MaxStartups 100",
             "MaxSessions 100",
         ]
-        if with_path:
-            lines += [f"Match User {','.join(with_path)}", f"    SetEnv PATH={JUPYTER_VENV}/bin:{STANDARD_PATH}"]
+        for user in self.users.values():
+            if user.path:
+                lines += [f"Match User {user.name}", f"    SetEnv PATH={user.path}"]
+            elif user.jupyter_on_path:
+                lines += [f"Match User {user.name}", f"    SetEnv PATH={JUPYTER_VENV}/bin:{STANDARD_PATH}"]
         self.sshd_config = self.base / "sshd_config"
         self.sshd_config.write_text("\n".join(lines) + "\n")
         _run(SSHD, "-t", "-f", str(self.sshd_config))

@@ -264,3 +264,56 @@ def test_passwords_never_reach_an_argument_list(fab):
     holders = [p for p in fab.home.rglob("*") if p.is_file() and hashed.split("$")[-1].encode() in p.read_bytes()]
     assert holders == [fab.home / ".fabjupyter/password/jupyter_server_config.json"]
     assert not [p for p in fab.home.rglob("*") if p.is_file() and password.encode() in p.read_bytes()]
+
+
+def test_tmux_missing_for_the_tmux_launcher(fab_notmux):
+    line = one_line_error(fab_notmux.setup("--launcher", "tmux", check=False))
+    assert line == "fjnotmux: tmux is not installed there; install it, or use --launcher nohup"
+    untouched(fab_notmux)
+    assert "Jupyter started" in fab_notmux.setup().stdout  # nohup needs nothing more
+
+
+def test_read_only_home(fab):
+    fab.home.chmod(0o555)
+    try:
+        line = one_line_error(fab.setup(check=False))
+        assert line.startswith("fjtest: cannot write there (") and "Permission denied" in line
+        assert "is the disk full or the home directory read-only?" in line
+    finally:
+        fab.home.chmod(0o700)
+    untouched(fab)
+
+
+def test_disk_full(fab):
+    """The home directory on a full file system: a clear error, and no half-written file."""
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size=64k,mode=0700,uid={fab.sshhost.users['fjtest'].uid}", "tmpfs", str(fab.home)], check=True)
+    try:
+        fab.as_user("mkdir .fabjupyter; head -c 1000000 /dev/zero > filler", check=False)
+        line = one_line_error(fab.setup(check=False))
+        assert line.startswith("fjtest: cannot write there (") and "is the disk full" in line
+        assert "No space left on device" in line or "I/O error" in line  # dash's printf says the latter
+        leftovers = [p.name for p in (fab.home / ".fabjupyter").rglob("*") if p.is_file()]
+        assert all(not name.endswith(".tmp") for name in leftovers), leftovers
+        assert not (fab.home / ".fabjupyter" / "run.sh").exists() or (fab.home / ".fabjupyter" / "run.sh").stat().st_size > 0
+    finally:
+        fab.sshhost.kill_user_processes("fjtest")
+        subprocess.run(["umount", str(fab.home)], check=True)
+
+
+def test_interrupted_setup_leaves_a_working_state(fab):
+    """fab killed at any moment of a setup: the next setup completes, with one Jupyter."""
+    for delay in (0.3, 0.8, 1.5):
+        fab.sshhost.reset_user("fjtest")
+        proc = subprocess.Popen(fab.args("setup", "--password-stdin"), cwd=ROOT, env=fab.env(),
+                                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc.stdin.write(b"pw\n")
+        proc.stdin.close()
+        time.sleep(delay)
+        proc.kill()
+        proc.wait()
+        time.sleep(3)  # whatever the remote was doing, it finishes
+        r = fab.setup(password="pw")
+        assert "Jupyter" in r.stdout
+        jupyters = [p for p in fab.sshhost.processes("fjtest") if b"jupyter-lab" in open(f"/proc/{p}/cmdline", "rb").read()]
+        assert len(jupyters) == 1, (delay, r.stdout)
+        assert fab.status()["pid"] == jupyters[0]
