@@ -42,6 +42,8 @@ def test_hosts_yaml_typo_stops_before_anything(fab):
         ("defaults:\n  port: 99999\n", ": defaults.port: must be a port number 1-65535 (got 99999)"),
         ("defaults:\n  port: eighty\n", ": defaults.port: must be a port number 1-65535 (got 'eighty')"),
         ("defaults:\n  launcher: screen\n", ": defaults.launcher: must be one of nohup, tmux (got 'screen')"),
+        ("defaults:\n  mode: open\n", ": defaults.mode: must be one of ssh, public (got 'open')"),
+        ("defaults:\n  socket: yes please\n", ": defaults.socket: must be true or false (got 'yes please')"),
         ("hosts:\n  fjtest:\n    root_dir: 12\n", ": hosts.fjtest.root_dir: must be a string (got int 12)"),
         ("hosts: [fjtest]\n", ": hosts: must be a mapping of keys to values (got list)"),
         ("hostz: {}\n", ": unknown key 'hostz' (did you mean hosts?)"),
@@ -263,7 +265,15 @@ def test_passwords_never_reach_an_argument_list(fab):
     assert password.encode() not in out + err and hashed.split("$")[-1].encode() not in out + err
     holders = [p for p in fab.home.rglob("*") if p.is_file() and hashed.split("$")[-1].encode() in p.read_bytes()]
     assert holders == [fab.home / ".fabjupyter/password/jupyter_server_config.json"]
-    assert not [p for p in fab.home.rglob("*") if p.is_file() and password.encode() in p.read_bytes()]
+    assert oct(holders[0].stat().st_mode & 0o777) == "0o600"
+    # nowhere else either: the remote home (Jupyter's log included), this side's files, sshd's log
+    places = [*fab.home.rglob("*"), *fab.config_home.rglob("*"), fab.hosts_file, fab.sshhost.sshd_log]
+    for path in places:
+        if path.is_file():
+            data = path.read_bytes()
+            assert password.encode() not in data, path
+            if path != holders[0]:
+                assert hashed.split("$")[-1].encode() not in data, path
 
 
 def test_tmux_missing_for_the_tmux_launcher(fab_notmux):
