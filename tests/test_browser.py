@@ -1,0 +1,133 @@
+"""End to end in a real browser (Debian's headless Chromium, driven by Selenium with the system
+chromedriver): log in through the tunnel, open a notebook, run a cell, see its output; the same
+over HTTPS in public mode with the certificate pinned by its key; a wrong password refused.
+Screenshots of each final page go to artifacts/ (not committed)."""
+
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from selenium import webdriver
+from selenium.common.exceptions import TimeoutException
+from selenium.webdriver.chrome.options import Options
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support import expected_conditions as EC
+from selenium.webdriver.support.ui import WebDriverWait
+
+from tasks.cert import spki_hash
+
+from .conftest import ROOT
+from .test_cert import local_copy
+
+PASSWORD = "browser horse"
+ARTIFACTS = ROOT / "artifacts"
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+
+
+@pytest.fixture
+def browser(request):
+    """A fresh headless Chromium (new profile); yields a factory taking extra flags."""
+    for path in (CHROMIUM, CHROMEDRIVER):
+        if not Path(path).exists():
+            pytest.fail(f"{path} is missing: .ci/setup installs Debian's chromium and chromium-driver")
+    drivers, profiles = [], []
+
+    def start(*extra):
+        profile = tempfile.mkdtemp(prefix="fabjupyter-chromium-")
+        profiles.append(profile)
+        options = Options()
+        options.binary_location = CHROMIUM
+        for flag in (
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            f"--user-data-dir={profile}", "--window-size=1400,1000", *extra,
+        ):
+            options.add_argument(flag)
+        driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+        drivers.append(driver)
+        return driver
+
+    yield start
+    for driver in drivers:
+        driver.quit()
+    for profile in profiles:
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def screenshot(driver, name):
+    ARTIFACTS.mkdir(exist_ok=True)
+    driver.save_screenshot(str(ARTIFACTS / f"{name}.png"))
+
+
+def log_in(driver, url, password):
+    driver.get(url)
+    field = WebDriverWait(driver, 30).until(EC.presence_of_element_located((By.ID, "password_input")))
+    field.send_keys(password)
+    driver.find_element(By.ID, "login_submit").click()
+
+
+def run_a_cell(driver, name):
+    """In JupyterLab: a new Python notebook from the launcher, `print(6*7)`, Shift+Enter, 42."""
+    wait = WebDriverWait(driver, 90)
+    try:
+        card = wait.until(EC.element_to_be_clickable((By.CSS_SELECTOR, '.jp-LauncherCard[data-category="Notebook"]')))
+        card.click()
+        editor = wait.until(EC.element_to_be_clickable((By.CSS_SELECTOR, ".jp-Notebook .jp-Cell .cm-content")))
+        wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, ".jp-Notebook-ExecutionIndicator[data-status='idle']")))
+        editor.click()
+        editor.send_keys("print(6*7)")
+        editor.send_keys(Keys.SHIFT, Keys.ENTER)
+        wait.until(EC.text_to_be_present_in_element((By.CSS_SELECTOR, ".jp-OutputArea-output"), "42"))
+    finally:
+        screenshot(driver, name)
+    return driver.find_element(By.CSS_SELECTOR, ".jp-OutputArea-output").text
+
+
+def test_log_in_through_the_tunnel_and_run_a_cell(fab, local_port, browser):
+    fab.setup(password=PASSWORD)
+    proc, url, out = fab.tunnel("--local-port", str(local_port))
+    assert url == f"http://localhost:{local_port}/", out
+    driver = browser()
+    log_in(driver, url, PASSWORD)
+    assert run_a_cell(driver, "tunnel-notebook").strip() == "42"  # the kernel's websocket works through the forward
+
+
+def test_wrong_password_stays_on_the_login_page(fab, local_port, browser):
+    fab.setup(password=PASSWORD)
+    proc, url, out = fab.tunnel("--local-port", str(local_port))
+    driver = browser()
+    log_in(driver, url, "not the password")
+    try:
+        WebDriverWait(driver, 20).until(EC.text_to_be_present_in_element((By.TAG_NAME, "body"), "Invalid credentials"))
+        assert "/login" in driver.current_url
+        assert driver.find_elements(By.ID, "password_input")
+    finally:
+        screenshot(driver, "wrong-password")
+
+
+def test_public_mode_https_with_the_pinned_certificate(fab, browser):
+    fab.setup("--mode", "public", password=PASSWORD)
+    cert = x509.load_pem_x509_certificate((local_copy(fab) / "cert.pem").read_bytes())
+    # trust exactly this key (not a blanket ignore): a different certificate would still be refused
+    driver = browser(f"--ignore-certificate-errors-spki-list={spki_hash(cert)}")
+    fqdn = subprocess.run(["hostname", "-f"], capture_output=True, text=True).stdout.strip()
+    log_in(driver, "https://127.0.0.1:8888/", PASSWORD)
+    assert run_a_cell(driver, "public-https-notebook").strip() == "42"
+    assert driver.current_url.startswith("https://127.0.0.1:8888/")
+    assert fqdn  # the certificate also names the host: checked by test_cert with a real TLS client
+
+
+def test_unpinned_browser_refuses_the_self_signed_certificate(fab, browser):
+    fab.setup("--mode", "public", password=PASSWORD)
+    driver = browser()
+    driver.get("https://127.0.0.1:8888/")
+    try:
+        with pytest.raises(TimeoutException):
+            WebDriverWait(driver, 5).until(EC.presence_of_element_located((By.ID, "password_input")))
+    finally:
+        screenshot(driver, "public-unpinned")
