@@ -2,7 +2,6 @@
 in parallel (a bounded pool), one line per host as it finishes, then a summary table."""
 
 import json
-import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field

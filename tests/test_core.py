@@ -9,8 +9,10 @@ import time
 
 import pytest
 
+from tasks.tunnel import port_is_free
+
 from .jupyter_http import Session, login_and_list
-from .sshhost import JUPYTER_VENV, free_port
+from .sshhost import JUPYTER_VENV
 
 PASSWORD = "correct horse"
 
@@ -29,17 +31,6 @@ def ssh_forwarders(local_port):
         if args and args[0].endswith(b"ssh") and any(f"127.0.0.1:{local_port}:".encode() in a for a in args):
             found.append(int(entry))
     return found
-
-
-def port_free(port):
-    s = socket.socket()
-    try:
-        s.bind(("127.0.0.1", port))
-        return True
-    except OSError:
-        return False
-    finally:
-        s.close()
 
 
 def alive(pid):
@@ -86,7 +77,7 @@ def test_setup_then_password_login_through_tunnel(fab, local_port):
     code, _, err = stop_tunnel(proc)
     assert code == 0, err
     assert ssh_forwarders(local_port) == []
-    assert port_free(local_port)
+    assert port_is_free(local_port)
 
 
 def test_second_setup_changes_nothing(fab):
@@ -317,7 +308,7 @@ def test_setup_and_tunnel_chain_in_one_call(fab, local_port):
     assert login_and_list(f"http://localhost:{local_port}/", PASSWORD)[1] == 200
     code, _, err = stop_tunnel(proc)
     assert code == 0, err
-    assert ssh_forwarders(local_port) == [] and port_free(local_port)
+    assert ssh_forwarders(local_port) == [] and port_is_free(local_port)
 
 
 def test_busy_local_port(fab):
