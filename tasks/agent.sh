@@ -19,12 +19,58 @@ fj_paths() {
     umask 077
     D=$HOME/.fabjupyter
     RUN=$D/run.sh
-    CFG=$D/config/jupyter_server_config.json
-    PWF=$D/password/jupyter_server_config.json
+    fj_flavour server2
     STATE=$D/state
     LOG=$D/jupyter.log
     TMUX_SOCKET=fabjupyter
     TMUX_SESSION=jupyter
+}
+
+# fj_flavour KIND: where the settings and password live for this kind of Jupyter, and what they
+# should contain. server2: Jupyter Server 2 (JupyterLab 4, Notebook 7); server1: Jupyter Server
+# 1.x (JupyterLab 3); nb6: classic Notebook 6, which reads NotebookApp.* from its own file.
+fj_flavour() {
+    FLAVOUR=${1:-server2}
+    case $FLAVOUR in
+        nb6)
+            CFG=$D/config/jupyter_notebook_config.json PWF=$D/password/jupyter_notebook_config.json
+            WANT_CFG=${FJ_CONFIG_NB6-}
+            ;;
+        server1)
+            CFG=$D/config/jupyter_server_config.json PWF=$D/password/jupyter_server_config.json
+            WANT_CFG=${FJ_CONFIG_SERVER1-}
+            ;;
+        *)
+            CFG=$D/config/jupyter_server_config.json PWF=$D/password/jupyter_server_config.json
+            WANT_CFG=${FJ_CONFIG-}
+            ;;
+    esac
+    WANT_PW=
+    [ -n "${FJ_PASSWORD_HASH-}" ] && WANT_PW=$(fj_pw_json "$FJ_PASSWORD_HASH")
+    return 0
+}
+
+# fj_pw_json HASH: the password file for the current flavour (printf is a builtin: no argv).
+fj_pw_json() {
+    case $FLAVOUR in
+        nb6) printf '{\n  "NotebookApp": {\n    "password": "%s"\n  }\n}\n' "$1" ;;
+        server1) printf '{\n  "ServerApp": {\n    "password": "%s"\n  }\n}\n' "$1" ;;
+        *) printf '{\n  "PasswordIdentityProvider": {\n    "hashed_password": "%s"\n  }\n}\n' "$1" ;;
+    esac
+}
+
+# The stored hash, whichever flavour's file holds it.
+fj_stored_hash() {
+    for f in "$D"/password/*.json; do
+        [ -f "$f" ] || continue
+        sed -n -e 's/.*"hashed_password": "\([^"]*\)".*/\1/p' -e 's/.*"password": "\([^"]*\)".*/\1/p' "$f"
+        return 0
+    done
+}
+
+fj_has_password() {
+    for f in "$D"/password/*.json; do [ -f "$f" ] && return 0; done
+    return 1
 }
 
 fj_dirs() {
@@ -55,7 +101,7 @@ fj_put() {
 }
 
 fj_read_state() {
-    PID= PORT= LAUNCHER= FP= WANT_PORT= STARTED= MODE= SOCK=
+    PID= PORT= LAUNCHER= FP= WANT_PORT= STARTED= MODE= SOCK= SFLAVOUR=
     [ -f "$STATE" ] || return 0
     while IFS='=' read -r k v; do
         case $k in
@@ -67,8 +113,10 @@ fj_read_state() {
             started) STARTED=$v ;;
             mode) MODE=$v ;;
             sock) SOCK=$v ;;
+            flavour) SFLAVOUR=$v ;;
         esac
     done < "$STATE"
+    fj_flavour "$SFLAVOUR"
 }
 
 # fj_alive [PID]: is that process (default: the recorded server) a live Jupyter?
@@ -91,12 +139,12 @@ fj_fingerprint() {
     cat "$RUN" "$CFG" "$PWF" 2>/dev/null | cksum | sed 's/ /-/'
 }
 
-# The fingerprint the files will have once FJ_RUN_SH, FJ_CONFIG (and FJ_PASSWORD_JSON) are written.
+# The fingerprint the files will have once the wanted launcher, settings (and password) are written.
 fj_wanted_fingerprint() {
-    if [ -n "${FJ_PASSWORD_JSON-}" ]; then
-        printf '%s%s%s' "$FJ_RUN_SH" "$FJ_CONFIG" "$FJ_PASSWORD_JSON" | cksum | sed 's/ /-/'
+    if [ -n "$WANT_PW" ]; then
+        printf '%s%s%s' "$FJ_RUN_SH" "$WANT_CFG" "$WANT_PW" | cksum | sed 's/ /-/'
     else
-        { printf '%s%s' "$FJ_RUN_SH" "$FJ_CONFIG"; cat "$PWF" 2>/dev/null; } | cksum | sed 's/ /-/'
+        { printf '%s%s' "$FJ_RUN_SH" "$WANT_CFG"; cat "$PWF" 2>/dev/null; } | cksum | sed 's/ /-/'
     fi
 }
 
@@ -114,8 +162,9 @@ fj_report_state() {
         fj_say running 0
         [ -n "$PID" ] && fj_say stale "$PID"
     fi
-    [ -f "$PWF" ] && fj_say has_password 1
+    fj_has_password && fj_say has_password 1
     [ -f "$RUN" ] && [ -f "$CFG" ] && fj_say configured 1
+    fj_say flavour "$FLAVOUR"
     return 0
 }
 
@@ -165,7 +214,7 @@ fj_probe_script() {
 
 fj_probe_result() {
     rc=$1
-    PY= CMD= FREE_PORT= VERSION= TLS= SOCKP= perr= pdetail=
+    PY= CMD= FREE_PORT= VERSION= TLS= SOCKP= PFLAVOUR= perr= pdetail=
     while IFS= read -r line; do
         case $line in
             fj:python=*) PY=${line#fj:python=} ;;
@@ -174,6 +223,7 @@ fj_probe_result() {
             fj:version=*) VERSION=${line#fj:version=} ;;
             fj:tls=*) TLS=${line#fj:tls=} ;;
             fj:sock=*) SOCKP=${line#fj:sock=} ;;
+            fj:flavour=*) PFLAVOUR=${line#fj:flavour=} ;;
             fj:error=*) perr=${line#fj:error=} ;;
             fj:detail=*) pdetail=${line#fj:detail=} ;;
         esac
@@ -188,8 +238,8 @@ EOF
 }
 
 fj_launch() {
-    [ -f "$PWF" ] || fj_fail no_password
-    [ -f "$RUN" ] && [ -f "$CFG" ] || fj_fail not_configured
+    fj_has_password || fj_fail no_password
+    [ -f "$RUN" ] || fj_fail not_configured
     fj_check_launcher
     fj_check_root
     fj_make_root
@@ -198,6 +248,9 @@ fj_launch() {
     while :; do
         attempt=$((attempt + 1))
         fj_probe "$RUN" "$want"
+        fj_flavour "$PFLAVOUR"
+        [ -f "$CFG" ] || fj_fail not_configured  # configured for another kind of Jupyter
+        [ -f "$PWF" ] || fj_write_password        # the stored hash, in this kind's file
         if [ "$TLS" = 1 ]; then
             [ -f "$D/tls/cert.pem" ] && [ -f "$D/tls/key.pem" ] || fj_fail no_cert
         fi
@@ -211,14 +264,14 @@ fj_launch() {
         case $FJ_LAUNCHER in
             nohup)
                 if command -v setsid > /dev/null 2>&1; then
-                    (nohup setsid sh "$RUN" serve "$FREE_PORT" < /dev/null >> "$LOG" 2>&1 &)
+                    (nohup setsid sh "$RUN" serve "$FREE_PORT" "$FLAVOUR" < /dev/null >> "$LOG" 2>&1 &)
                 else
-                    (nohup sh "$RUN" serve "$FREE_PORT" < /dev/null >> "$LOG" 2>&1 &)
+                    (nohup sh "$RUN" serve "$FREE_PORT" "$FLAVOUR" < /dev/null >> "$LOG" 2>&1 &)
                 fi
                 ;;
             tmux)
                 tmux -L "$TMUX_SOCKET" kill-session -t "$TMUX_SESSION" 2> /dev/null
-                err=$(tmux -L "$TMUX_SOCKET" new-session -d -s "$TMUX_SESSION" sh "$RUN" serve "$FREE_PORT" 2>&1 < /dev/null) ||
+                err=$(tmux -L "$TMUX_SOCKET" new-session -d -s "$TMUX_SESSION" sh "$RUN" serve "$FREE_PORT" "$FLAVOUR" 2>&1 < /dev/null) ||
                     fj_fail launch_failed "tmux: $err"
                 ;;
         esac
@@ -300,8 +353,8 @@ EOF
     done
     PID=$pid PORT=$FREE_PORT LAUNCHER=$FJ_LAUNCHER STARTED=$(date +%s) MODE=ssh SOCK=$SOCKP
     [ "$TLS" = 1 ] && MODE=public
-    printf 'pid=%s\nport=%s\nrequested_port=%s\nlauncher=%s\nfingerprint=%s\nstarted=%s\nmode=%s\nsock=%s\n' \
-        "$PID" "$PORT" "${FJ_PORT:-8888}" "$LAUNCHER" "$(fj_fingerprint)" "$STARTED" "$MODE" "$SOCK" > "$STATE.tmp" &&
+    printf 'pid=%s\nport=%s\nrequested_port=%s\nlauncher=%s\nfingerprint=%s\nstarted=%s\nmode=%s\nsock=%s\nflavour=%s\n' \
+        "$PID" "$PORT" "${FJ_PORT:-8888}" "$LAUNCHER" "$(fj_fingerprint)" "$STARTED" "$MODE" "$SOCK" "$FLAVOUR" > "$STATE.tmp" &&
         mv -f "$STATE.tmp" "$STATE"
     fj_say started 1
     fj_say pid "$PID"
@@ -311,6 +364,7 @@ EOF
     fj_say version "$VERSION"
     fj_say mode "$MODE"
     fj_say sock "$SOCK"
+    fj_say flavour "$FLAVOUR"
 }
 
 fj_tail_log() {
@@ -337,19 +391,36 @@ fj_stop() {
     rm -f "$STATE" "$D/pid"
 }
 
+# Only this flavour's file stays in a directory of ours (another kind's keys would warn).
+fj_only() {
+    for f in "${1%/*}"/*.json; do
+        [ -f "$f" ] && [ "$f" != "$1" ] && rm -f "$f"
+    done
+    return 0
+}
+
 fj_write_config() {
     fj_dirs
     fj_put "$RUN" "$FJ_RUN_SH" 700
     c1=$PUT_CHANGED
-    fj_put "$CFG" "$FJ_CONFIG" 600
+    fj_put "$CFG" "$WANT_CFG" 600
+    fj_only "$CFG"
     [ -n "$c1$PUT_CHANGED" ] && fj_say config_changed 1
     return 0
 }
 
+# fj_write_password: the new hash if one came, else the stored one in this flavour's format.
 fj_write_password() {
     fj_dirs
-    fj_put "$PWF" "$FJ_PASSWORD_JSON" 600
-    [ -n "$PUT_CHANGED" ] && fj_say password_changed 1
+    if [ -n "$WANT_PW" ]; then
+        fj_put "$PWF" "$WANT_PW" 600
+        [ -n "$PUT_CHANGED" ] && fj_say password_changed 1
+    else
+        hash=$(fj_stored_hash)
+        [ -n "$hash" ] || fj_fail no_password
+        fj_put "$PWF" "$(fj_pw_json "$hash")" 600
+    fi
+    fj_only "$PWF"
     return 0
 }
 
@@ -357,22 +428,22 @@ fj_write_password() {
 # SALT): lets the client hash the same password with the same salt, so that a password given
 # again is recognised as unchanged. The digest never leaves the host.
 fj_say_salt() {
-    salt=$(sed -n 's/.*"\(argon2:\$argon2id\$[^$]*\$[^$]*\$[^$]*\)\$.*/\1/p' "$PWF" 2> /dev/null)
+    salt=$(fj_stored_hash | sed -n 's/^\(argon2:\$argon2id\$[^$]*\$[^$]*\$[^$]*\)\$.*/\1/p')
     fj_say password_salt "$salt"
 }
 
 fj_setup() {
     fj_read_state
-    if [ -z "${FJ_PASSWORD_JSON-}" ] && [ ! -f "$PWF" ]; then
+    if [ -z "${FJ_PASSWORD_HASH-}" ] && ! fj_has_password; then
         fj_say need_password 1
         return 0
     fi
-    if [ -n "${FJ_PASSWORD_JSON-}" ] && [ -f "$PWF" ] && [ -z "${FJ_SALTED-}" ]; then
+    if [ -n "${FJ_PASSWORD_HASH-}" ] && fj_has_password && [ -z "${FJ_SALTED-}" ]; then
         fj_say_salt
         return 0
     fi
-    if [ -n "${FJ_PASSWORD_JSON-}" ] && fj_same "$PWF" "$FJ_PASSWORD_JSON"; then
-        FJ_PASSWORD_JSON=
+    if [ -n "${FJ_PASSWORD_HASH-}" ] && [ "$(fj_stored_hash)" = "$FJ_PASSWORD_HASH" ]; then
+        FJ_PASSWORD_HASH= WANT_PW=
     fi
     if fj_alive && [ "$FP" = "$(fj_wanted_fingerprint)" ] && [ "$LAUNCHER" = "$FJ_LAUNCHER" ] &&
         [ "$WANT_PORT" = "${FJ_PORT:-8888}" ]; then
@@ -385,8 +456,9 @@ fj_setup() {
     fj_check_launcher
     fj_check_root
     fj_probe_script "$FJ_RUN_SH"
+    fj_flavour "$PFLAVOUR"
     fj_write_config
-    [ -n "${FJ_PASSWORD_JSON-}" ] && fj_write_password
+    if [ -n "$WANT_PW" ] || [ ! -f "$PWF" ]; then fj_write_password; fi
     if fj_alive; then
         fj_stop
         fj_say restarted "$STOPPED"
@@ -402,7 +474,7 @@ fj_cert() {
         ips=$(ip -o addr show 2> /dev/null | awk '{print $4}' | sed 's,/.*,,' | tr '\n' ' ')
     fj_say fqdn "$fqdn"
     fj_say ips "$ips"
-    [ -f "$PWF" ] && fj_say has_password 1
+    fj_has_password && fj_say has_password 1
     T=$D/tls
     if [ -n "${FJ_CERT-}" ] && fj_same "$T/cert.pem" "$FJ_CERT" && fj_same "$T/key.pem" "$FJ_KEY"; then
         fj_say same 1
@@ -427,7 +499,7 @@ fj_plan() {
         fj_say "has_${pair%%:*}" 1
         while IFS= read -r l || [ -n "$l" ]; do fj_say "file_${pair%%:*}" "$l"; done < "$f"
     done
-    fj_same "$RUN" "$FJ_RUN_SH" && fj_same "$CFG" "$FJ_CONFIG" && fj_say config_same 1
+    fj_same "$RUN" "$FJ_RUN_SH" && fj_same "$CFG" "$WANT_CFG" && fj_say config_same 1
     [ "$FP" = "$(fj_wanted_fingerprint)" ] && [ "$LAUNCHER" = "$FJ_LAUNCHER" ] &&
         [ "$WANT_PORT" = "${FJ_PORT:-8888}" ] && fj_say launch_same 1
     [ -n "${FJ_ROOT+x}" ] && { root=$(fj_root_dir); [ -e "$root" ] || fj_say root_missing "$root"; }
@@ -446,6 +518,9 @@ fj_main() {
         config)
             fj_read_state
             fj_check_root
+            # the kind of Jupyter decides the file: ask the launcher (nothing is written if it fails)
+            fj_probe_script "$FJ_RUN_SH"
+            fj_flavour "$PFLAVOUR"
             fj_write_config
             fj_alive && [ "$FP" != "$(fj_fingerprint)" ] && fj_say restart_needed 1
             ;;
@@ -469,7 +544,7 @@ fj_main() {
             ;;
         restart)
             fj_read_state
-            [ -f "$PWF" ] || fj_fail no_password
+            fj_has_password || fj_fail no_password
             FJ_LAUNCHER=${FJ_LAUNCHER:-${LAUNCHER:-nohup}}
             fj_check_launcher
             fj_stop

@@ -43,24 +43,30 @@ def listen_ip(settings):
     return "0.0.0.0" if settings.mode == "public" else "127.0.0.1"
 
 
-def server_config(settings):
-    """Jupyter Server 2 settings. This file comes first in JUPYTER_CONFIG_PATH, so each key here
-    outranks the same key in a venv's etc/jupyter or ~/.jupyter; keys set to their empty value
-    make sure a user's TLS or socket setting cannot sneak into the SSH-tunnel setup."""
-    server = {
+def server_config(settings, flavour="server2"):
+    """The settings file for one kind of Jupyter. It comes first in JUPYTER_CONFIG_PATH, so each
+    key here outranks the same key in a venv's etc/jupyter or ~/.jupyter; keys set to their empty
+    value make sure a user's TLS or socket setting cannot sneak into the SSH-tunnel setup.
+    server2: Jupyter Server 2 (JupyterLab 4, Notebook 7); server1: Jupyter Server 1.x;
+    nb6: classic Notebook 6 (NotebookApp.*, in jupyter_notebook_config.json)."""
+    app = {
         "ip": listen_ip(settings),
         "port_retries": 0,  # a busy port is an error we handle, never a silent move
         "open_browser": False,
         "base_url": "/",
-        "sock": "",
     }
     if settings.mode == "ssh":
-        server.update(certfile="", keyfile="")  # public mode passes ~/.fabjupyter/tls/* on the command line
-    config = {
-        "ServerApp": server,
-        "IdentityProvider": {"token": ""},  # the password is the only way in
-        "PasswordIdentityProvider": {"password_required": True},
-    }
+        app.update(certfile="", keyfile="")  # public mode passes ~/.fabjupyter/tls/* on the command line
+    if flavour == "server2":
+        app["sock"] = ""
+        config = {
+            "ServerApp": app,
+            "IdentityProvider": {"token": ""},  # the password is the only way in
+            "PasswordIdentityProvider": {"password_required": True},
+        }
+    else:
+        app.update(token="", password_required=True)
+        config = {"NotebookApp" if flavour == "nb6" else "ServerApp": app}
     return json.dumps(config, indent=2, sort_keys=True) + "\n"
 
 
@@ -69,6 +75,8 @@ def config_values(settings):
     return {
         "FJ_RUN_SH": launcher_script(settings),
         "FJ_CONFIG": server_config(settings),
+        "FJ_CONFIG_SERVER1": server_config(settings, "server1"),
+        "FJ_CONFIG_NB6": server_config(settings, "nb6"),
         "FJ_ROOT": root_for_launcher(settings.root_dir),
         "FJ_LAUNCHER": settings.launcher,
         "FJ_PORT": settings.port,

@@ -97,7 +97,7 @@ case $MODE in
             echo "fj:sock=$D/run/jupyter.sock"
             PORT=
         fi
-        "$PY" - "$PORT" "$FJ_IP" << 'EOF'
+        "$PY" - "$PORT" "$FJ_IP" "$*" << 'EOF'
 import socket, sys
 from importlib import metadata
 
@@ -110,11 +110,32 @@ def version(name):
 server, lab, notebook = version("jupyter_server"), version("jupyterlab"), version("notebook")
 print("fj:version=" + ", ".join(
     "%s %s" % (n, v) for n, v in (("JupyterLab", lab), ("Notebook", notebook), ("jupyter_server", server)) if v))
-major = int(server.split(".")[0]) if server[:1].isdigit() else 0
-if major < 2:
+
+
+def number(v):
+    try:
+        return tuple(int(x) for x in v.split(".")[:2])
+    except ValueError:
+        return (0, 0)
+
+
+# Which kind of Jupyter the command runs decides which settings it reads.
+command = sys.argv[3].rsplit("/", 1)[-1]
+if "notebook" in command and notebook and number(notebook) < (7, 0):
+    if number(notebook) < (6, 1):  # argon2 hashes from 6.1 on
+        print("fj:error=unsupported")
+        print("fj:detail=classic Notebook %s (6.1 or newer is needed)" % notebook)
+        sys.exit(3)
+    flavour = "nb6"
+elif number(server) >= (2, 0):
+    flavour = "server2"
+elif number(server) >= (1, 0):
+    flavour = "server1"
+else:
     print("fj:error=unsupported")
-    print("fj:detail=" + ("jupyter_server " + server if server else "classic Notebook " + notebook).strip())
+    print("fj:detail=" + ("jupyter_server " + server if server else "this Jupyter (no jupyter_server, no classic Notebook)"))
     sys.exit(3)
+print("fj:flavour=" + flavour)
 if sys.argv[1]:
     first = int(sys.argv[1])
     for port in range(first, min(first + 100, 65536)):
@@ -135,22 +156,25 @@ if sys.argv[1]:
 EOF
         ;;
     serve)
+        # classic Notebook 6 reads NotebookApp.* (and notebook_dir); Jupyter Server reads ServerApp.*
+        app=ServerApp root_key=root_dir
+        [ "${3-}" = nb6 ] && app=NotebookApp root_key=notebook_dir
         allow_root=
         [ "$(id -u)" = 0 ] && allow_root=--allow-root
         echo "$$" > "$D/pid"
         if [ "$FJ_TLS" = 1 ]; then
-            set -- "$@" --ServerApp.certfile="$D/tls/cert.pem" --ServerApp.keyfile="$D/tls/key.pem"
+            set -- "$@" --$app.certfile="$D/tls/cert.pem" --$app.keyfile="$D/tls/key.pem"
         fi
         if [ "$FJ_SOCK" = 1 ]; then
             # a Unix socket instead of a port (Jupyter aborts on --sock with any port option)
-            set -- "$@" --ServerApp.sock="$D/run/jupyter.sock" --ServerApp.sock_mode=0600
+            set -- "$@" --$app.sock="$D/run/jupyter.sock" --$app.sock_mode=0600
         else
-            set -- "$@" --ServerApp.port="$PORT"
+            set -- "$@" --$app.port="$PORT"
         fi
-        exec "$@" --ServerApp.root_dir="$root" $allow_root
+        exec "$@" --$app.$root_key="$root" $allow_root
         ;;
     *)
-        echo "usage: sh run.sh probe [PORT] | sh run.sh serve PORT" >&2
+        echo "usage: sh run.sh probe [PORT] | sh run.sh serve PORT [server2|server1|nb6]" >&2
         exit 2
         ;;
 esac

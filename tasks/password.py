@@ -3,7 +3,6 @@ jupyter_server's passwd_check accepts, and only the hash is sent, inside the age
 
 import base64
 import getpass
-import json
 import os
 import re
 import sys
@@ -61,10 +60,6 @@ def fresh_hash(password):
         return _fresh[password]
 
 
-def password_json(hashed):
-    return json.dumps({"PasswordIdentityProvider": {"hashed_password": hashed}}, indent=2) + "\n"
-
-
 def read_password(label, from_stdin):
     """One line from stdin (for scripts), or two matching prompts on the terminal; asked once
     per run even when several hosts (threads) need it."""
@@ -94,7 +89,7 @@ def _ask(label, from_stdin):
 
 
 def set_password(t, password):
-    return run_agent(t, "password", FJ_PASSWORD_JSON=password_json(fresh_hash(password)))
+    return run_agent(t, "password", FJ_PASSWORD_HASH=fresh_hash(password))
 
 
 def password_host(t, password):

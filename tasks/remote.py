@@ -227,7 +227,7 @@ ERRORS = {
     "bad_launcher": "unknown launcher {detail!r}; use nohup or tmux",
     "no_jupyter": "no Jupyter found there{detail_in}; set `jupyter:` (the command, e.g. ~/venv/bin/jupyter lab) or `activate:` (e.g. source ~/venv/bin/activate) in hosts.yaml",
     "no_python": "cannot find the Python that runs {detail}; set `jupyter:` to the full path of the jupyter command",
-    "unsupported": "{detail} is not supported yet (this tool needs jupyter_server 2: JupyterLab 4 or Notebook 7); upgrade it there, e.g. pip install -U jupyterlab",
+    "unsupported": "{detail} is not supported (this tool runs Jupyter Server 1 or 2 — JupyterLab 3/4, Notebook 7 — or classic Notebook 6.1+); upgrade it there, e.g. pip install -U jupyterlab",
     "activate_failed": "the activate line failed: {detail}; fix `activate:` in hosts.yaml",
     "root_not_dir": "root_dir {detail} exists but is not a directory; choose another with --root-dir",
     "cannot_write": "cannot write there ({detail}); is the disk full or the home directory read-only?",

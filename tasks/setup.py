@@ -8,7 +8,7 @@ from .config import REMOTE_DIR, config_values
 from .errors import user_task
 from .fleet import DRY_RUN_HELP, GROUP_HELP, WORKERS_HELP, Outcome
 from .plan import plan
-from .password import fresh_hash, hash_password, password_json, read_password
+from .password import fresh_hash, hash_password, read_password
 from .remote import run_agent
 from .server import LAUNCHER_HELP, PORT_HELP, describe_running, describe_start, location, url_for
 
@@ -23,14 +23,14 @@ def run_setup(t, password_stdin=False, password=None):
     if password is None and password_stdin:
         password = read_password(t.label, True)
     if password:
-        values["FJ_PASSWORD_JSON"] = password_json(fresh_hash(password))
+        values["FJ_PASSWORD_HASH"] = fresh_hash(password)
     reply = run_agent(t, "setup", **values)
     if reply.flag("need_password"):
         password = read_password(t.label, password_stdin)
-        values["FJ_PASSWORD_JSON"] = password_json(fresh_hash(password))
+        values["FJ_PASSWORD_HASH"] = fresh_hash(password)
         reply = run_agent(t, "setup", **values)
     if "password_salt" in reply.values:
-        values["FJ_PASSWORD_JSON"] = password_json(hash_password(password, salted=reply["password_salt"] or None))
+        values["FJ_PASSWORD_HASH"] = hash_password(password, salted=reply["password_salt"] or None)
         values["FJ_SALTED"] = "1"
         reply = run_agent(t, "setup", **values)
     return reply

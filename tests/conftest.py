@@ -26,6 +26,7 @@ USERS = [
     ("fjdash", "/bin/sh", False, False),
     ("fjroot", "/bin/bash", True, True),
     ("fjnotmux", "/bin/bash", True, False, f"{JUPYTER_VENV}/bin:{NO_TMUX_BIN}"),
+    ("fjzsh", "/usr/bin/zsh", False, False),
 ]
 
 
@@ -185,6 +186,12 @@ def fab_root(sshhost, tmp_path):
 def fab_notmux(sshhost, tmp_path):
     """`fab` against `fjnotmux`: a host without tmux."""
     yield from _fab_fixture(sshhost, tmp_path, "fjnotmux")
+
+
+@pytest.fixture
+def fab_zsh(sshhost, tmp_path):
+    """`fab` against `fjzsh`: login shell zsh, no Jupyter on its PATH."""
+    yield from _fab_fixture(sshhost, tmp_path, "fjzsh")
 
 
 @pytest.fixture

@@ -1,0 +1,50 @@
+"""Remote compatibility: JupyterLab 4, Notebook 7 and classic Notebook 6.5, each in its own venv
+(one reached only through `activate:`), for accounts whose login shell is bash, dash or zsh.
+Each: setup, a password login through the tunnel, status, an idempotent re-run, stop, and no
+deprecation warning in the server log."""
+
+import pytest
+
+from .jupyter_http import login_and_list
+from .sshhost import JUPYTER_VENV
+
+NB7 = JUPYTER_VENV.parent / "nb7"
+NB6 = JUPYTER_VENV.parent / "nb6"
+PASSWORD = "compat horse"
+
+CASES = {
+    "lab4-path-zsh": ("fab_zsh", f"jupyter: {JUPYTER_VENV}/bin/jupyter lab", "JupyterLab 4.", "server2"),
+    "nb7-path-dash": ("fab_dash", f"jupyter: {NB7}/bin/jupyter notebook", "Notebook 7.", "server2"),
+    "nb6-activate-dash": ("fab_dash", f"activate: . {NB6}/bin/activate", "Notebook 6.5", "nb6"),
+    "nb6-activate-zsh": ("fab_zsh", f"activate: source {NB6}/bin/activate", "Notebook 6.5", "nb6"),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_remote_jupyter_kinds_and_login_shells(case, request, local_port):
+    fixture, setting, version, flavour = CASES[case]
+    fab = request.getfixturevalue(fixture)
+    fab.hosts(f"hosts:\n  {fab.user}:\n    {setting}\n")
+    r = fab.setup(password=PASSWORD)
+    assert version in r.stdout, r.stdout
+    record = fab.status()
+    assert record["running"]
+    state = (fab.home / ".fabjupyter" / "state").read_text()
+    assert f"flavour={flavour}" in state
+    config_name = "jupyter_notebook_config.json" if flavour == "nb6" else "jupyter_server_config.json"
+    assert [p.name for p in (fab.home / ".fabjupyter" / "config").iterdir()] == [config_name]
+    assert [p.name for p in (fab.home / ".fabjupyter" / "password").iterdir()] == [config_name]
+
+    proc, url, out = fab.tunnel("--local-port", str(local_port))
+    assert url, out
+    assert login_and_list(url, PASSWORD)[1] == 200
+    assert login_and_list(url, "wrong")[1] == 403
+    fab.cleanup()
+
+    r = fab.setup(password=PASSWORD)
+    assert "nothing changed" in r.stdout and fab.status()["pid"] == record["pid"]
+    log = (fab.home / ".fabjupyter" / "jupyter.log").read_text()
+    for word in ("deprecat", "has moved", "will be removed"):
+        assert word not in log.lower(), log
+    fab("stop")
+    assert fab.sshhost.processes(fab.user) == []
