@@ -214,7 +214,7 @@ fj_probe_script() {
 
 fj_probe_result() {
     rc=$1
-    PY= CMD= FREE_PORT= VERSION= TLS= SOCKP= PFLAVOUR= perr= pdetail=
+    PY= CMD= FREE_PORT= VERSION= TLS= SOCKP= PFLAVOUR= NOTE= perr= pdetail=
     while IFS= read -r line; do
         case $line in
             fj:python=*) PY=${line#fj:python=} ;;
@@ -224,6 +224,7 @@ fj_probe_result() {
             fj:tls=*) TLS=${line#fj:tls=} ;;
             fj:sock=*) SOCKP=${line#fj:sock=} ;;
             fj:flavour=*) PFLAVOUR=${line#fj:flavour=} ;;
+            fj:note=*) NOTE=${line#fj:note=} ;;
             fj:error=*) perr=${line#fj:error=} ;;
             fj:detail=*) pdetail=${line#fj:detail=} ;;
         esac
@@ -365,6 +366,7 @@ EOF
     fj_say mode "$MODE"
     fj_say sock "$SOCK"
     fj_say flavour "$FLAVOUR"
+    fj_say note "$NOTE"
 }
 
 fj_tail_log() {

@@ -23,6 +23,25 @@ cd || exit 1
 
 # Non-interactive shells read no rc files: the activation line does what they would.
 command -v source > /dev/null 2>&1 || eval 'source() { . "$@"; }'
+# `conda activate` needs conda's shell hook, which non-interactive shells never load: load it
+# from the conda on the PATH or in a usual install place, and say so.
+case $FJ_ACTIVATE in
+    *"conda activate"*)
+        found=$(command -v conda 2> /dev/null)
+        case $found in
+            conda) ;; # already a shell function: initialised
+            *)
+                for c in "$found" "$HOME/miniforge3/bin/conda" "$HOME/miniconda3/bin/conda" "$HOME/anaconda3/bin/conda" \
+                    /opt/conda/bin/conda /opt/miniconda3/bin/conda; do
+                    if [ -n "$c" ] && [ -x "$c" ]; then
+                        eval "$("$c" shell.posix hook)" && echo "fj:note=conda was not initialised for non-interactive shells; used $c shell.posix hook"
+                        break
+                    fi
+                done
+                ;;
+        esac
+        ;;
+esac
 if [ -n "$FJ_ACTIVATE" ]; then
     command eval "$FJ_ACTIVATE" < /dev/null >&2 || {
         echo "fj:error=activate_failed"

@@ -59,7 +59,7 @@ def launch_values(t):
 def describe_start(t, reply):
     """Lines telling what was started where."""
     remember(t, reply)
-    lines = []
+    lines = [f"{t.label}: note: {reply['note']}"] if reply["note"] else []
     if reply["root_created"]:
         lines.append(f"{t.label}: created root directory {reply['root_created']} (mode 0700)")
     port = reply["sock"] or int(reply["port"])

@@ -48,3 +48,25 @@ def test_remote_jupyter_kinds_and_login_shells(case, request, local_port):
         assert word not in log.lower(), log
     fab("stop")
     assert fab.sshhost.processes(fab.user) == []
+
+
+def test_conda_never_initialised_for_non_interactive_shells(fab_dash, local_port):
+    """`activate: conda activate ml` where conda's shell hook was never loaded (no .bashrc is read):
+    the launcher loads it from the usual install place and says so. The conda here is a stand-in
+    with conda's interface (`conda shell.posix hook` prints a `conda` shell function)."""
+    fake = fab_dash.home / "miniconda3" / "bin" / "conda"
+    fab_dash.as_user(
+        "mkdir -p miniconda3/bin && cat > miniconda3/bin/conda <<'EOF'\n"
+        "#!/bin/sh\n"
+        "if [ \"$1 $2\" = 'shell.posix hook' ]; then\n"
+        f"  echo 'conda() {{ if [ \"$1\" = activate ] && [ \"$2\" = ml ]; then . {NB7}/bin/activate; else return 1; fi; }}'\n"
+        "fi\n"
+        "EOF\n"
+        "chmod +x miniconda3/bin/conda"
+    )
+    fab_dash.hosts("hosts:\n  fjdash:\n    activate: conda activate ml\n")
+    r = fab_dash.setup(password=PASSWORD)
+    assert f"note: conda was not initialised for non-interactive shells; used {fake} shell.posix hook" in r.stdout
+    assert "Notebook 7." in r.stdout
+    proc, url, out = fab_dash.tunnel("--local-port", str(local_port))
+    assert login_and_list(url, PASSWORD)[1] == 200
