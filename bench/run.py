@@ -153,16 +153,11 @@ class Bench:
 
         return self.timed(once)
 
-    def latency_figures(self):
-        rtt = self.rtt
-        print(f"At {rtt * 1000:.0f} ms RTT (delaying proxy in front of sshd):", flush=True)
-        ssh_true = self.timed(lambda: subprocess.run(self.ssh("far") + ["true"], check=True, capture_output=True))
+    def ssh_true(self):
+        return self.timed(lambda: subprocess.run(self.ssh("far") + ["true"], check=True, capture_output=True))
 
-        def setup_from_nothing():
-            self.reset()
-            self.fab("far", "setup", "--password-stdin", input=PASSWORD + "\n")
-            self.until_authenticated(f"http://127.0.0.1:{self.port()}/")
-
+    def setup_from_nothing(self):
+        """Median seconds of `fab setup` on a fresh account until an authenticated 200."""
         times = []
         for _ in range(self.runs):
             self.reset()
@@ -173,7 +168,13 @@ class Bench:
             t0 = time.monotonic()
             self.until_authenticated(f"http://127.0.0.1:{self.port()}/")
             times[-1] += time.monotonic() - t0
-        setup_time = statistics.median(times)
+        return statistics.median(times)
+
+    def latency_figures(self):
+        rtt = self.rtt
+        print(f"At {rtt * 1000:.0f} ms RTT (delaying proxy in front of sshd):", flush=True)
+        ssh_true = self.ssh_true()
+        setup_time = self.setup_from_nothing()
         ready = self.jupyter_start_to_ready()
         floor = ssh_true + ready
         self.row("setup from nothing to authenticated 200", setup_time, floor, "floor (ssh true + Jupyter start)",
@@ -343,6 +344,39 @@ def parallel_jupyter_floor(count, runs):
 
 
 
+def rtt_curve(rtts_ms, runs, path):
+    """setup from nothing against its floor at several RTTs, drawn to a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ours, floors = [], []
+    for rtt in rtts_ms:
+        b = Bench(rtt, runs)
+        try:
+            b.setup_from_nothing()  # leaves run.sh for the floor measurement
+            setup_time, ssh_true, ready = b.setup_from_nothing(), b.ssh_true(), b.jupyter_start_to_ready()
+        finally:
+            b.close()
+        ours.append(setup_time)
+        floors.append(ssh_true + ready)
+        print(f"  {rtt:.0f} ms RTT: setup {setup_time:.2f} s, floor {ssh_true + ready:.2f} s", flush=True)
+    fig, ax = plt.subplots(figsize=(6.4, 4))
+    ax.plot(rtts_ms, ours, "o-", label="fab setup (from nothing to an authenticated 200)")
+    ax.plot(rtts_ms, floors, "s--", label="floor: ssh host true + Jupyter's own start")
+    ax.plot(rtts_ms, [f + 8 * r / 1000 for f, r in zip(floors, rtts_ms)], ":", color="grey", label="goal: floor + 8 RTT")
+    ax.set_xlabel("round-trip time to the host (ms)")
+    ax.set_ylabel("seconds (median)")
+    ax.set_ylim(bottom=0)
+    ax.set_title(f"setup time vs network latency ({time.strftime('%Y-%m-%d')}, 2-core VM)")
+    ax.legend(fontsize=8, loc="upper left")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    print(f"wrote {path}")
+
+
 def machine():
     cpus = os.cpu_count()
     mem = ""
@@ -365,7 +399,12 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rtt-ms", type=float, default=100.0)
     ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--plot", metavar="PNG", help="instead: setup time vs RTT (0-200 ms) against its floor, drawn to PNG (needs matplotlib)")
     args = ap.parse_args(argv)
+    if args.plot:
+        print(f"Machine: {machine()}")
+        rtt_curve([0, 50, 100, 200], min(args.runs, 3), args.plot)
+        return 0
     print(f"Machine: {machine()}")
     print(f"Date: {time.strftime('%Y-%m-%d')}; medians of {args.runs} runs unless noted", flush=True)
     b = Bench(args.rtt_ms, args.runs)
