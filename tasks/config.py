@@ -70,6 +70,14 @@ def server_config(settings, flavour="server2"):
     return json.dumps(config, indent=2, sort_keys=True) + "\n"
 
 
+# Which settings file each kind of Jupyter reads (the agent's fj_flavour writes the same names).
+CONFIG_FILES = {
+    "server2": ("FJ_CONFIG", "config/jupyter_server_config.json"),
+    "server1": ("FJ_CONFIG_SERVER1", "config/jupyter_server_config.json"),
+    "nb6": ("FJ_CONFIG_NB6", "config/jupyter_notebook_config.json"),
+}
+
+
 def config_values(settings):
     """The agent variables that describe the wanted configuration."""
     return {

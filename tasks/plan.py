@@ -3,9 +3,9 @@
 
 import difflib
 
-from .config import config_values
-from .remote import RemoteError, run_agent
+from .config import CONFIG_FILES, config_values
 from .fleet import Outcome
+from .remote import RemoteError, run_agent
 
 
 def diff(old_lines, new_text, name):
@@ -29,8 +29,9 @@ def plan(t, starting=True, password_given=False):
         lines.append(f"{t.label}: configuration unchanged")
     else:
         say("write the configuration in ~/.fabjupyter:")
+        variable, name = CONFIG_FILES.get(reply["flavour"], CONFIG_FILES["server2"])  # the kind it last ran
         lines += ["    " + line for line in diff(reply.files.get("run", []), values["FJ_RUN_SH"], "run.sh")]
-        lines += ["    " + line for line in diff(reply.files.get("cfg", []), values["FJ_CONFIG"], "config/jupyter_server_config.json")]
+        lines += ["    " + line for line in diff(reply.files.get("cfg", []), values[variable], name)]
     if reply["root_missing"]:
         say(f"create the root directory {reply['root_missing']} (mode 0700)")
     if starting:

@@ -16,25 +16,31 @@ _seen_running = {}
 
 
 def remember(t, reply):
-    where = reply["sock"] or int(reply["port"])
-    _seen_running[(t.conn.user, t.conn.host, t.conn.port)] = (where, reply["mode"] or "ssh")
+    _seen_running[(t.conn.user, t.conn.host, t.conn.port)] = (location(reply), reply["mode"] or "ssh")
 
 
 def running_port(t):
     """(remote port or socket path, mode) of the running Jupyter: from this call's setup/start if
     any, else asked."""
-    known = _seen_running.get((t.conn.user, t.conn.host, t.conn.port))
-    if known:
-        return known
+    return _seen_running.get((t.conn.user, t.conn.host, t.conn.port)) or ask_where(t)
+
+
+def ask_where(t):
+    """(remote port or socket path, mode), asked of the host now; an error if nothing runs."""
     record = fetch_status(t)
     if not record["running"]:
         raise UserError(f"{t.label}: Jupyter is not running there; start it with `fab -H {t.label} setup` (or `start`)")
     return record["socket"] or record["port"], record["mode"]
 
 
+def is_socket(where):
+    """Is this location (a port number or a path) a Unix socket?"""
+    return isinstance(where, str) and where.startswith("/")
+
+
 def url_for(t, port, mode):
     """Where to reach Jupyter: on the host itself (ssh mode, via the tunnel) or from anywhere (public)."""
-    if isinstance(port, str) and port.startswith("/"):
+    if is_socket(port):
         return f"unix:{port}"
     if mode == "public":
         return f"https://{t.conn.host}:{port}/"
@@ -42,14 +48,14 @@ def url_for(t, port, mode):
 
 
 def where(t, port, mode):
-    if isinstance(port, str) and port.startswith("/"):
+    if is_socket(port):
         return f"the Unix socket {port} on the host"
     return url_for(t, port, mode) + ("" if mode == "public" else " on the host")
 
 
 def location(reply):
-    """The port, or the socket path in socket mode, from an agent reply."""
-    return reply["sock"] or reply["port"]
+    """The port (a number), or the socket path in socket mode, from an agent reply."""
+    return reply["sock"] or int(reply["port"])
 
 
 def launch_values(t):
@@ -62,8 +68,8 @@ def describe_start(t, reply):
     lines = [f"{t.label}: note: {reply['note']}"] if reply["note"] else []
     if reply["root_created"]:
         lines.append(f"{t.label}: created root directory {reply['root_created']} (mode 0700)")
-    port = reply["sock"] or int(reply["port"])
-    if not reply["sock"] and port != t.settings.port:
+    port = location(reply)
+    if not is_socket(port) and port != t.settings.port:
         lines.append(f"{t.label}: port {t.settings.port} is taken on the host; Jupyter uses {port} instead")
     version = reply["version"] or "Jupyter"
     lines.append(

@@ -23,7 +23,7 @@ from invoke import Exit, task
 from .errors import UserError, sigterm_as_interrupt, user_task
 from .fleet import WORKERS_HELP
 from .remote import group_targets, target
-from .server import fetch_status, running_port
+from .server import ask_where, is_socket, running_port
 
 READY_TIMEOUT = 30  # seconds for the forward to answer, on top of the SSH connect timeout
 
@@ -113,7 +113,7 @@ class Tunnel:
         self.remote_port = remote_port
         self.scheme = "https" if tls else "http"
         self.url = f"{self.scheme}://localhost:{local_port}/"
-        if isinstance(remote_port, str) and remote_port.startswith("/"):
+        if is_socket(remote_port):
             forward = f"127.0.0.1:{local_port}:{remote_port}"  # OpenSSH forwards to a Unix socket too
         else:
             forward = f"127.0.0.1:{local_port}:127.0.0.1:{remote_port}"
@@ -336,7 +336,7 @@ def keep_alive(t, tun):
                 continue
             checked, tun.target_gone = time.monotonic(), False
             try:
-                port, mode = fetch_port(t)
+                port, mode = ask_where(t)
             except UserError as e:
                 print(f"{t.label}: {str(e).removeprefix(t.label + ': ')}", flush=True)
                 continue
@@ -349,20 +349,13 @@ def keep_alive(t, tun):
         _reconnect(t, tun)
 
 
-def fetch_port(t):
-    record = fetch_status(t)
-    if not record["running"]:
-        raise UserError(f"{t.label}: Jupyter is not running there (any more); waiting for it (`fab -H {t.label} start`)")
-    return record["socket"] or record["port"], record["mode"]
-
-
 def _reconnect(t, tun):
     attempt = 0
     while True:
         time.sleep(BACKOFF[min(attempt, len(BACKOFF) - 1)])
         attempt += 1
         try:
-            port, mode = fetch_port(t)
+            port, mode = ask_where(t)
         except UserError:
             continue
         fresh = Tunnel(t.conn, tun.local_port, port, tls=mode == "public")

@@ -43,6 +43,11 @@ def test_remote_jupyter_kinds_and_login_shells(case, request, local_port):
 
     r = fab.setup(password=PASSWORD)
     assert "nothing changed" in r.stdout and fab.status()["pid"] == record["pid"]
+    # a dry run diffs the file this kind of Jupyter reads, against its own keys
+    r = fab("config", "--dry-run", "--mode", "public")
+    assert f"config/{config_name} (would be)" in r.stdout, r.stdout
+    assert '-    "ip": "127.0.0.1",' in r.stdout and '+    "ip": "0.0.0.0",' in r.stdout
+    assert ('"ServerApp"' in r.stdout) == (flavour != "nb6")
     log = (fab.home / ".fabjupyter" / "jupyter.log").read_text()
     for word in ("deprecat", "has moved", "will be removed"):
         assert word not in log.lower(), log
