@@ -12,6 +12,7 @@ from .fleet import DRY_RUN_HELP, GROUP_HELP, WORKERS_HELP, Outcome
 from .remote import run_agent, sh_assign, sh_words
 
 LAUNCHER = resources.files(__package__).joinpath("launcher.sh").read_text()
+BOOT = resources.files(__package__).joinpath("boot.py").read_text()
 REMOTE_DIR = "~/.fabjupyter"
 
 
@@ -36,7 +37,7 @@ def launcher_script(settings):
             sh_assign("FJ_SOCK", "1" if settings.socket else ""),
         ]
     )
-    return LAUNCHER.replace("# @SETTINGS@", block, 1)
+    return LAUNCHER.replace("# @SETTINGS@", block, 1).replace("# @BOOT@", BOOT.rstrip("\n"), 1)
 
 
 def listen_ip(settings):

@@ -52,6 +52,20 @@ fi
 # Jupyter abort in socket mode), JUPYTER_NO_CONFIG would drop our configuration.
 unset JUPYTER_PORT JUPYTER_NO_CONFIG
 
+# Whether a Python script's first line names its interpreter without options (boot.py can then
+# run the script in that interpreter just as the script would run itself).
+plain_script() {
+    IFS= read -r first < "$1" || return 1
+    case $first in
+        '#!/bin/sh'*) return 0 ;; # pip's long-path form: '''exec' "PYTHON" "$0" "$@"
+        '#!'*)
+            set -- ${first#??}
+            [ $# = 1 ] || { [ $# = 2 ] && [ "${1##*/}" = env ]; }
+            ;;
+        *) return 1 ;;
+    esac
+}
+
 # The interpreter named by a Python script's first line (or pip's long-path form on line 2).
 python_of() {
     IFS= read -r first < "$1" || return 1
@@ -76,6 +90,13 @@ if [ -n "$FJ_JUPYTER" ]; then
         exit 3
     }
     shift
+    # `jupyter lab` runs jupyter-lab from its own directory in a second interpreter: run it directly
+    if [ "${exe##*/}" = jupyter ] && [ $# -gt 0 ]; then
+        case $1 in
+            *[!a-z0-9_-]* | -*) ;;
+            *) [ -x "${exe%/*}/jupyter-$1" ] && exe=${exe%/*}/jupyter-$1 && shift ;;
+        esac
+    fi
     set -- "$exe" "$@"
 else
     # like `jupyter lab`, else `jupyter notebook`, else `jupyter server`
@@ -96,7 +117,8 @@ else
     set -- "$exe"
 fi
 PY=$(python_of "$exe" 2> /dev/null)
-[ -n "$PY" ] && [ -x "$PY" ] || PY=$(command -v python3 2> /dev/null) || {
+OWN_PY=1
+[ -n "$PY" ] && [ -x "$PY" ] || OWN_PY= PY=$(command -v python3 2> /dev/null) || {
     echo "fj:error=no_python"
     echo "fj:detail=$exe"
     exit 3
@@ -189,6 +211,13 @@ EOF
             set -- "$@" --$app.sock="$D/run/jupyter.sock" --$app.sock_mode=0600
         else
             set -- "$@" --$app.port="$PORT"
+        fi
+        # Through boot.py (see that file) when Jupyter is a Python script run by its own Python.
+        if [ -n "$OWN_PY" ] && plain_script "$1" &&
+            cat > "$D/boot.py.tmp" << 'FJ_BOOT_PY' && mv -f "$D/boot.py.tmp" "$D/boot.py"; then
+# @BOOT@
+FJ_BOOT_PY
+            set -- "$PY" "$D/boot.py" "$@"
         fi
         exec "$@" --$app.$root_key="$root" $allow_root
         ;;

@@ -13,22 +13,25 @@ NB6 = JUPYTER_VENV.parent / "nb6"
 PASSWORD = "compat horse"
 
 CASES = {
-    "lab4-path-zsh": ("fab_zsh", f"jupyter: {JUPYTER_VENV}/bin/jupyter lab", "JupyterLab 4.", "server2"),
-    "nb7-path-dash": ("fab_dash", f"jupyter: {NB7}/bin/jupyter notebook", "Notebook 7.", "server2"),
-    "nb6-activate-dash": ("fab_dash", f"activate: . {NB6}/bin/activate", "Notebook 6.5", "nb6"),
-    "nb6-activate-zsh": ("fab_zsh", f"activate: source {NB6}/bin/activate", "Notebook 6.5", "nb6"),
+    "lab4-path-zsh": ("fab_zsh", f"jupyter: {JUPYTER_VENV}/bin/jupyter lab", "JupyterLab 4.", "server2", JUPYTER_VENV / "bin/jupyter-lab"),
+    "nb7-path-dash": ("fab_dash", f"jupyter: {NB7}/bin/jupyter notebook", "Notebook 7.", "server2", NB7 / "bin/jupyter-notebook"),
+    "nb6-activate-dash": ("fab_dash", f"activate: . {NB6}/bin/activate", "Notebook 6.5", "nb6", NB6 / "bin/jupyter-notebook"),
+    "nb6-activate-zsh": ("fab_zsh", f"activate: source {NB6}/bin/activate", "Notebook 6.5", "nb6", NB6 / "bin/jupyter-notebook"),
 }
 
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_remote_jupyter_kinds_and_login_shells(case, request, local_port):
-    fixture, setting, version, flavour = CASES[case]
+    fixture, setting, version, flavour, script = CASES[case]
     fab = request.getfixturevalue(fixture)
     fab.hosts(f"hosts:\n  {fab.user}:\n    {setting}\n")
     r = fab.setup(password=PASSWORD)
     assert version in r.stdout, r.stdout
     record = fab.status()
     assert record["running"]
+    # started by its own Python through boot.py, the kind's own script directly (no `jupyter` hop)
+    args = open(f"/proc/{record['pid']}/cmdline", "rb").read().split(b"\0")
+    assert [a.decode() for a in args[:3]] == [str(script.parent / "python3"), str(fab.home / ".fabjupyter/boot.py"), str(script)], args
     state = (fab.home / ".fabjupyter" / "state").read_text()
     assert f"flavour={flavour}" in state
     config_name = "jupyter_notebook_config.json" if flavour == "nb6" else "jupyter_server_config.json"

@@ -1,0 +1,67 @@
+"""boot.py, through which run.sh starts a Python Jupyter: it defers rfc3987_syntax's import (half
+of JupyterLab's start-up CPU) and changes nothing else. Checked with the real jsonschema and
+rfc3987_syntax of the test venv, and end to end on the real sshd."""
+
+import json
+import subprocess
+import sys
+
+from tasks.config import BOOT
+
+from .sshhost import JUPYTER_VENV
+
+PROBE = r"""
+import json, sys
+import jsonschema
+lazy = "lark" not in sys.modules
+check = jsonschema.Draft7Validator.FORMAT_CHECKER
+verdicts = [check.conforms(v, f) for f in ("iri", "iri-reference") for v in ("http://ex.org/a?b#c", "http://[bad", "/rel", 7)]
+print(json.dumps({"argv": sys.argv, "path0": sys.path[0], "lazy": lazy, "loaded": "lark" in sys.modules, "verdicts": verdicts}))
+"""
+
+
+def run_probe(tmp_path, through_boot):
+    script = tmp_path / "probe"
+    script.write_text(f"#!{JUPYTER_VENV}/bin/python3\n{PROBE}")
+    boot = tmp_path / "boot.py"
+    boot.write_text(BOOT)
+    python = str(JUPYTER_VENV / "bin" / "python3")
+    args = [python, str(boot), str(script), "--x"] if through_boot else [python, str(script), "--x"]
+    r = subprocess.run(args, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def test_boot_defers_rfc3987_syntax_and_keeps_every_verdict(tmp_path):
+    plain, booted = run_probe(tmp_path, through_boot=False), run_probe(tmp_path, through_boot=True)
+    # the script sees the same argv and sys.path[0] either way
+    assert (booted["argv"], booted["path0"]) == (plain["argv"], plain["path0"]) == ([str(tmp_path / "probe"), "--x"], str(tmp_path))
+    assert (plain["lazy"], plain["loaded"]) == (False, True)  # without boot: the parsers are built at import
+    assert (booted["lazy"], booted["loaded"]) == (True, True)  # with boot: only by the first IRI check
+    assert booted["verdicts"] == plain["verdicts"]
+    assert True in plain["verdicts"] and False in plain["verdicts"]  # real checks, not all-pass
+
+
+def test_boot_leaves_a_missing_module_missing(tmp_path):
+    """Where rfc3987_syntax is not installed, the importer still gets its ImportError."""
+    boot = tmp_path / "boot.py"
+    boot.write_text(BOOT)
+    script = tmp_path / "probe"
+    script.write_text(
+        "import sys\nsys.path = [p for p in sys.path if 'site-packages' not in p]\n"
+        "try:\n    import rfc3987_syntax\nexcept ImportError:\n    print('ImportError')\n"
+    )
+    r = subprocess.run([sys.executable, str(boot), str(script)], capture_output=True, text=True, timeout=60)
+    assert r.stdout.strip() == "ImportError", r.stdout + r.stderr
+
+
+def test_jupyter_script_with_interpreter_options_runs_as_written(fab, local_port):
+    """A script whose first line passes options to Python (here -s) is started as it is, not
+    through boot.py, which would lose them."""
+    fab.as_user(f"mkdir -p bin && sed '1s|$| -s|' {JUPYTER_VENV}/bin/jupyter-lab > bin/lab-s && chmod +x bin/lab-s")
+    fab.hosts(f"hosts:\n  {fab.user}:\n    jupyter: ~/bin/lab-s\n")
+    fab.setup()
+    pid = fab.status()["pid"]
+    args = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
+    assert args[:3] == [str(JUPYTER_VENV / "bin" / "python3").encode(), b"-s", str(fab.home / "bin" / "lab-s").encode()], args
+    fab("stop")
