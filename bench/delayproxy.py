@@ -1,7 +1,9 @@
 """A TCP proxy that delays every chunk by a fixed one-way delay in each direction: network
 latency for the SSH path on a machine without `tc netem`. Order is kept; bandwidth is not limited.
 
-    python -m bench.delayproxy LISTEN_PORT TARGET_PORT ONE_WAY_MS
+    python -m bench.delayproxy ONE_WAY_MS LISTEN_PORT:TARGET_HOST:TARGET_PORT [...]
+
+One process serves every LISTEN_PORT given (on 127.0.0.1), each in front of its own target.
 """
 
 import asyncio
@@ -42,24 +44,30 @@ async def _pipe(reader, writer, delay):
         writer.close()
 
 
-async def serve(listen_port, target_port, delay):
-    async def handle(client_reader, client_writer):
-        try:
-            server_reader, server_writer = await asyncio.open_connection("127.0.0.1", target_port)
-        except OSError:
-            client_writer.close()
-            return
-        await asyncio.gather(_pipe(client_reader, server_writer, delay), _pipe(server_reader, client_writer, delay))
+async def serve(routes, delay):
+    def handler(target_host, target_port):
+        async def handle(client_reader, client_writer):
+            try:
+                server_reader, server_writer = await asyncio.open_connection(target_host, target_port)
+            except OSError:
+                client_writer.close()
+                return
+            await asyncio.gather(_pipe(client_reader, server_writer, delay), _pipe(server_reader, client_writer, delay))
 
-    server = await asyncio.start_server(handle, "127.0.0.1", listen_port)
+        return handle
+
+    servers = [await asyncio.start_server(handler(host, port), "127.0.0.1", listen) for listen, host, port in routes]
     print("ready", flush=True)
-    async with server:
-        await server.serve_forever()
+    await asyncio.gather(*(server.serve_forever() for server in servers))
 
 
 if __name__ == "__main__":
-    listen, target, one_way_ms = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+    one_way_ms = float(sys.argv[1])
+    routes = []
+    for spec in sys.argv[2:]:
+        listen, host, port = spec.split(":")
+        routes.append((int(listen), host, int(port)))
     try:
-        asyncio.run(serve(listen, target, one_way_ms / 1000.0))
+        asyncio.run(serve(routes, one_way_ms / 1000.0))
     except KeyboardInterrupt:
         pass

@@ -1,6 +1,6 @@
 """Benchmarks: each figure against a baseline measured in the same run, on throwaway hosts.
 
-    sudo .venv/bin/python -m bench.run [--rtt-ms 100] [--runs 5] [--quick]
+    sudo .venv/bin/python -m bench.run [--rtt-ms 100] [--runs 5]   (or --plot PNG)
 
 Starts its own SSH host (tests/sshhost.py) and a delaying TCP proxy in front of its sshd
 (bench/delayproxy.py) for the latency figures; prints the machine and a table of medians and
@@ -8,8 +8,10 @@ ratios. Not part of the pass/fail tests.
 """
 
 import argparse
+import collections
 import os
 import platform
+import re
 import signal
 import statistics
 import subprocess
@@ -19,6 +21,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+from tasks.config import BOOT
 from tests.jupyter_http import Session
 from tests.sshhost import JUPYTER_VENV, SSHHost, free_port, wait_port
 
@@ -28,19 +31,45 @@ PASSWORD = "bench horse"
 USER = "fjbench"
 
 
+def delay_proxy(rtt_ms, routes):
+    """A delaying proxy (bench/delayproxy.py) for (listen port, target host, target port) routes."""
+    proxy = subprocess.Popen(
+        [sys.executable, "-m", "bench.delayproxy", str(rtt_ms / 2), *(f"{l}:{h}:{p}" for l, h, p in routes)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    proxy.stdout.readline()
+    return proxy
+
+
+def sshd_requests(log):
+    """What clients asked of sshd, from an excerpt of its LogLevel DEBUG1 log: connections, auth
+    requests, channel opens and channel requests (those sent with want-reply wait a round trip)."""
+    seen = collections.Counter()
+    for line in log.splitlines():
+        if line.startswith("Connection from "):
+            seen["connections"] += 1
+        elif "userauth-request for user" in line:
+            seen["auth"] += 1
+        elif m := re.search(r"server_input_channel_open: ctype (\S+)", line):
+            seen[f"open {m[1]}"] += 1
+            seen["opens"] += 1
+        elif m := re.search(r"server_input_channel_req: channel \d+ request (\S+) reply (\d)", line):
+            seen[f"req {m[1]}"] += 1
+            seen["awaited"] += m[2] == "1"
+        elif m := re.search(r"server_input_global_request: rtype (\S+) want_reply (\d)", line):
+            seen["awaited"] += m[2] == "1"
+    return seen
+
+
 class Bench:
     def __init__(self, rtt_ms, runs):
         self.rtt = rtt_ms / 1000.0
         self.runs = runs
-        self.host = SSHHost(users=[(USER, "/bin/bash", True, False)], prefix="fabjupyter-bench-")
+        self.host = SSHHost(users=[(USER, "/bin/bash", True, False)], prefix="fabjupyter-bench-", log_level="DEBUG1")
         self.proxy_port = free_port()
-        self.proxy = subprocess.Popen(
-            [sys.executable, "-m", "bench.delayproxy", str(self.proxy_port), str(self.host.port), str(rtt_ms / 2)],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        self.proxy.stdout.readline()
+        self.proxy = delay_proxy(rtt_ms, [(self.proxy_port, "127.0.0.1", self.host.port)])
         h = self.host
         h.write_ssh_config(
             extra=(
@@ -125,15 +154,20 @@ class Bench:
         print(f"  {name}: {fmt(ours)} vs {base_name} {fmt(baseline)} = {ratio:.2f}x  goal {goal}: {'met' if ok else 'MISSED'}", flush=True)
 
     # --- figures --------------------------------------------------------------------------
-    def jupyter_start_to_ready(self):
-        """Jupyter's own start-to-ready time on the host: the launcher run directly, no SSH."""
+    def jupyter_start_to_ready(self, launcher=False):
+        """Jupyter's own start-to-ready time on the host, no SSH: `jupyter-lab --port N` as the user
+        would run it, or (launcher=True) our run.sh, which starts it through boot.py."""
         port = free_port()
         run = self.host.users[USER].home / ".fabjupyter" / "run.sh"
+        if launcher:
+            command = ["sh", str(run), "serve", str(port)]
+        else:
+            command = [str(JUPYTER_VENV / "bin" / "jupyter-lab"), "--no-browser", f"--port={port}", "--ServerApp.port_retries=0"]
 
         def once():
             p = subprocess.Popen(
                 ["setpriv", f"--reuid={self.host.users[USER].uid}", f"--regid={self.host.users[USER].uid}", "--init-groups",
-                 "sh", str(run), "serve", str(port)],
+                 *command],
                 env={"HOME": str(self.host.users[USER].home), "PATH": f"{JUPYTER_VENV}/bin:/usr/bin:/bin"},
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
@@ -176,9 +210,12 @@ class Bench:
         ssh_true = self.ssh_true()
         setup_time = self.setup_from_nothing()
         ready = self.jupyter_start_to_ready()
+        ours_ready = self.jupyter_start_to_ready(launcher=True)
         floor = ssh_true + ready
-        self.row("setup from nothing to authenticated 200", setup_time, floor, "floor (ssh true + Jupyter start)",
+        self.row("setup from nothing to authenticated 200", setup_time, floor, "floor (ssh true + `jupyter-lab` start)",
                  "<= floor + 8 RTT", setup_time <= floor + 8 * rtt)
+        self.row("  (context) Jupyter start through run.sh and boot.py, no SSH", ours_ready, ready, "`jupyter-lab` start",
+                 "(context)", True)
 
         again = self.timed(lambda: self.fab("far", "setup"))
         self.row("setup again (nothing to do)", again, ssh_true, "ssh host true", "<= + 3 RTT", again <= ssh_true + 3 * rtt)
@@ -223,6 +260,43 @@ class Bench:
                  both <= 1.2 * base)
         return ssh_true, ready
 
+    def round_trip_figures(self):
+        """What each command asks of sshd, counted in its DEBUG1 log, against `ssh host true`.
+        Round trips are estimated as 4 per connection (TCP, version and key exchange, the
+        ssh-userauth service) plus one per auth request, session opened and reply awaited."""
+        print("Remote round trips, counted in sshd's log (LogLevel DEBUG1):", flush=True)
+        log = self.host.sshd_log
+
+        def counted(fn):
+            start = log.stat().st_size
+            fn()
+            time.sleep(0.5)  # sshd logs a session's end as the client goes
+            return sshd_requests(log.read_bytes()[start:].decode(errors="replace"))
+
+        def tunnel():
+            lp = free_port()
+            p = self.fab_popen("far", "tunnel", "--local-port", str(lp))
+            try:
+                self.until_authenticated(f"http://127.0.0.1:{lp}/")
+            finally:
+                p.send_signal(signal.SIGTERM)
+                p.wait()
+
+        self.reset()
+        rows = [("ssh host true", counted(lambda: subprocess.run(self.ssh("far") + ["true"], check=True, capture_output=True))),
+                ("fab setup (from nothing)", counted(lambda: self.fab("far", "setup", "--password-stdin", input=PASSWORD + "\n"))),
+                ("fab setup (again)", counted(lambda: self.fab("far", "setup"))),
+                ("fab status", counted(lambda: self.fab("far", "status"))),
+                ("fab tunnel (to a login)", counted(tunnel)),
+                ("fab restart", counted(lambda: self.fab("far", "restart"))),
+                ("fab stop", counted(lambda: self.fab("far", "stop")))]
+        print("| command | connections | auth requests | sessions | replies awaited | forwarded connections | round trips (est.) |")
+        print("|---|---|---|---|---|---|---|")
+        for name, c in rows:
+            trips = 4 * c["connections"] + c["auth"] + c["open session"] + c["awaited"]
+            print(f"| {name} | {c['connections']} | {c['auth']} | {c['open session']} | {c['awaited']} | {c['open direct-tcpip']} | {trips} |")
+        self.round_trips = rows
+
     def forward_figures(self, size_mib=200, requests=200):
         print("Through the forward, no added delay:", flush=True)
         self.fab(USER, "setup", "--password-stdin", input=PASSWORD + "\n")
@@ -265,10 +339,11 @@ class Bench:
                  ours[1] <= 1.2 * raw[1], unit="ms")
 
 
-def fleet_figure(runs, count=8):
-    """setup on `count` isolated hosts at once (--group) against setup on one of them."""
-    print(f"Fleet: {count} hosts, each in its own network namespace with its own sshd:", flush=True)
-    hosts = []
+def fleet_figure(runs, count=8, rtt_ms=0):
+    """setup on `count` isolated hosts at once (--group) against setup on one of them; with
+    rtt_ms, each host is reached through the delaying proxy."""
+    print(f"Fleet: {count} hosts, each in its own network namespace with its own sshd, {rtt_ms:.0f} ms RTT:", flush=True)
+    hosts, proxy = [], None
     tmp = Path(tempfile.mkdtemp())
     try:
         for i in range(count):
@@ -276,10 +351,17 @@ def fleet_figure(runs, count=8):
         known = tmp / "known_hosts"
         known.write_text("".join(h.known_hosts.read_text() for h in hosts))
         ssh_config = tmp / "ssh_config"
-        ssh_config.write_text(f"Host *\n  UserKnownHostsFile {known}\n  StrictHostKeyChecking yes\n")
+        config = f"Host *\n  UserKnownHostsFile {known}\n  StrictHostKeyChecking yes\n"
+        names = [h.address for h in hosts]
+        if rtt_ms:
+            routes = [(free_port(), h.address, 22) for h in hosts]
+            proxy = delay_proxy(rtt_ms, routes)
+            names = [f"fjb{i}-far" for i in range(count)]
+            config = "".join(f"Host {n}\n  HostName 127.0.0.1\n  Port {r[0]}\n  HostKeyAlias {r[1]}\n" for n, r in zip(names, routes)) + config
+        ssh_config.write_text(config)
         lines = ["hosts:"]
         for i, h in enumerate(hosts):
-            lines += [f"  fjb{i}:", f"    host: {h.address}", f"    user: fjb{i}", f"    identity: {h.client_key}"]
+            lines += [f"  fjb{i}:", f"    host: {names[i]}", f"    user: fjb{i}", f"    identity: {h.client_key}"]
         lines += ["groups:", "  one: [fjb0]", f"  all: [{', '.join(f'fjb{i}' for i in range(count))}]"]
         hosts_file = tmp / "hosts.yaml"
         hosts_file.write_text("\n".join(lines) + "\n")
@@ -308,21 +390,28 @@ def fleet_figure(runs, count=8):
         many_again = statistics.median(again("all") for _ in range(runs))
         return one, many, one_again, many_again
     finally:
+        if proxy:
+            proxy.terminate()
+            proxy.wait()
         for h in hosts:
             h.close()
 
 
-def parallel_jupyter_floor(count, runs):
+def parallel_jupyter_floor(count, runs, boot=False):
     """The same machine starting `count` JupyterLabs at once, without SSH or this tool: what 8
-    "hosts" sharing this machine's 2 cores cost at best."""
+    "hosts" sharing this machine's 2 cores cost at best. boot=True: started as run.sh does."""
     def once():
         tmp = Path(tempfile.mkdtemp())
+        head = []
+        if boot:
+            (tmp / "boot.py").write_text(BOOT)
+            head = [str(JUPYTER_VENV / "bin" / "python3"), str(tmp / "boot.py")]
         procs, ports = [], [free_port() for _ in range(count)]
         start = time.monotonic()
         for i, port in enumerate(ports):
             env = dict(os.environ, HOME=str(tmp), JUPYTER_CONFIG_DIR=str(tmp / f"c{i}"), JUPYTER_RUNTIME_DIR=str(tmp / f"r{i}"))
             procs.append(subprocess.Popen(
-                [str(JUPYTER_VENV / "bin" / "jupyter-lab"), "--allow-root", "--no-browser", f"--port={port}", "--ServerApp.port_retries=0",
+                [*head, str(JUPYTER_VENV / "bin" / "jupyter-lab"), "--allow-root", "--no-browser", f"--port={port}", "--ServerApp.port_retries=0",
                  f"--ServerApp.root_dir={tmp}"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))
         try:
             for port in ports:
@@ -411,14 +500,21 @@ def main(argv=None):
     try:
         b.forward_figures()
         b.latency_figures()
+        b.round_trip_figures()
     finally:
         b.close()
-    one, many, one_again, many_again = fleet_figure(min(args.runs, 3))
-    b.row("setup on 8 hosts in parallel (--group)", many, one, "setup on 1 host", "<= 1.5x", many <= 1.5 * one)
-    floor8, floor1 = parallel_jupyter_floor(8, min(args.runs, 3)), parallel_jupyter_floor(1, min(args.runs, 3))
-    b.row("  the machine itself: 8 JupyterLab starts at once, no SSH", floor8, floor1, "1 JupyterLab start", "(context)", True)
-    b.row("  setup on 8 hosts vs their own Jupyter starts", many, floor8, "8 JupyterLab starts at once", "(context)", True)
-    b.row("setup again on 8 hosts in parallel", many_again, one_again, "setup again on 1 host", "<= 1.5x", many_again <= 1.5 * one_again)
+    runs = min(args.runs, 3)
+    fleet = {}
+    for rtt in (0, args.rtt_ms):
+        one, many, one_again, many_again = fleet[rtt] = fleet_figure(runs, rtt_ms=rtt)
+        b.row(f"setup on 8 hosts in parallel (--group), {rtt:.0f} ms RTT", many, one, "setup on 1 host", "<= 1.5x", many <= 1.5 * one)
+        b.row(f"setup again on 8 hosts in parallel, {rtt:.0f} ms RTT", many_again, one_again, "setup again on 1 host", "<= 1.5x",
+              many_again <= 1.5 * one_again)
+    floor8, floor1 = parallel_jupyter_floor(8, runs, boot=True), parallel_jupyter_floor(1, runs, boot=True)
+    b.row("  (context) this machine: 8 Jupyter starts at once as run.sh does them, no SSH", floor8, floor1, "1 start", "(context)", True)
+    b.row("  (context) setup on 8 hosts at 0 ms vs those 8 starts", fleet[0][1], floor8, "8 starts at once", "(context)", True)
+    plain8, plain1 = parallel_jupyter_floor(8, runs), parallel_jupyter_floor(1, runs)
+    b.row("  (context) the same with plain `jupyter-lab`", plain8, plain1, "1 start", "(context)", True)
     print()
     print("| figure | ours | baseline | ratio | goal |")
     print("|---|---|---|---|---|")

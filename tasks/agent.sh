@@ -282,15 +282,27 @@ fj_launch() {
         pid=$(cat "$D/pid" 2> /dev/null)
         [ -n "$pid" ] || fj_fail launch_failed "the launcher did not start (see $LOG)"
         result=$("$PY" - "${FREE_PORT:-0}" "$pid" "${FJ_TIMEOUT:-60}" "$TLS" "$SOCKP" 2>&1 <<'EOF'
-import os, socket, ssl, sys, time, urllib.error, urllib.request
+import os, socket, sys, time
 port, pid, timeout, tls, sock = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]), sys.argv[4] == "1", sys.argv[5]
+wrap = None
+if tls:
+    # a real TLS handshake: a key that does not match the certificate fails here
+    import ssl
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    wrap = context.wrap_socket
 
 
-def ask_socket():
-    s = socket.socket(socket.AF_UNIX)
-    s.settimeout(2)
+def answers():
+    """Whether Jupyter answers GET /api with HTTP (any status means it is serving)."""
+    s = socket.socket(socket.AF_UNIX) if sock else socket.create_connection(("127.0.0.1", port), timeout=2)
     try:
-        s.connect(sock)
+        s.settimeout(2)
+        if sock:
+            s.connect(sock)
+        if wrap:
+            s = wrap(s)
         s.sendall(b"GET /api HTTP/1.0\r\nHost: localhost\r\n\r\n")
         if not s.recv(16).startswith(b"HTTP/"):
             raise OSError("no HTTP answer")
@@ -298,28 +310,13 @@ def ask_socket():
         s.close()
 
 
-handlers = [urllib.request.ProxyHandler({})]
-if tls:
-    # a real TLS handshake: a key that does not match the certificate fails here
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    handlers.append(urllib.request.HTTPSHandler(context=context))
-opener = urllib.request.build_opener(*handlers)
-url = "%s://127.0.0.1:%d/api" % ("https" if tls else "http", port)
 deadline = time.monotonic() + timeout
 while True:
     try:
-        if sock:
-            ask_socket()
-        else:
-            opener.open(url, timeout=2).close()
+        answers()
         print("ready")
         break
-    except urllib.error.HTTPError:
-        print("ready")  # any HTTP answer means the server is serving
-        break
-    except OSError:
+    except OSError:  # ssl.SSLError is an OSError too
         pass
     try:
         os.kill(pid, 0)

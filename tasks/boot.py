@@ -1,23 +1,30 @@
 # Written by fabjupyter as ~/.fabjupyter/boot.py; run.sh starts Jupyter through it.
 #   PYTHON boot.py JUPYTER-SCRIPT ARGS...
-# runs the Jupyter script in this interpreter exactly as its own first line would, less one
-# start-up cost: jsonschema imports rfc3987_syntax (when installed, as nbformat's and
-# jupyter_events' dependencies make it) and that module builds about 35 Lark parsers at import,
-# about 0.9 s of CPU, half of JupyterLab's start, for the "iri" formats no Jupyter schema uses.
-# Here it is imported on its first use instead; everything else is untouched, and kernels and
-# terminals, which are separate processes, never see this file.
+# runs the Jupyter script in this interpreter exactly as its own first line would, less two
+# start-up costs that buy nothing (together about 1.2 s of CPU, two thirds of JupyterLab 4's start):
+#  - jsonschema imports rfc3987_syntax (installed as a dependency of nbformat and jupyter_events),
+#    which builds about 35 Lark parsers at import, ~0.9 s, for the "iri" formats no Jupyter
+#    schema uses. Here the module is imported on its first use instead.
+#  - jupyterlab.labapp asks for the app's version at import, and the object that reads it first
+#    runs `node yarn.js config` (where node is installed), ~0.3 s, for an npm registry address
+#    that reading a version never uses. That one call is given the default address instead;
+#    builds and extension commands still ask yarn.
+# Each is skipped when the module is absent or looks different. Nothing else changes, and kernels
+# and terminals, separate processes, never see this file.
 import importlib.abc
 import importlib.machinery
 import os
 import runpy
 import sys
 
-LAZY = "rfc3987_syntax"
-
 
 class _LoadOnUse(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """rfc3987_syntax as a stand-in whose functions import the real module when first called."""
+
+    name = "rfc3987_syntax"
+
     def find_spec(self, name, path=None, target=None):
-        if name != LAZY:
+        if name != self.name:
             return None
         sys.meta_path.remove(self)  # from now on the real module is found
         if importlib.machinery.PathFinder.find_spec(name) is None:
@@ -32,9 +39,9 @@ class _LoadOnUse(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
         def load():
             if not real:
-                del sys.modules[LAZY]
-                real.append(importlib.import_module(LAZY))
-                sys.modules[LAZY] = real[0]
+                del sys.modules[self.name]
+                real.append(importlib.import_module(self.name))
+                sys.modules[self.name] = real[0]
             return real[0]
 
         def is_valid_syntax(*args, **kwargs):
@@ -49,11 +56,48 @@ class _LoadOnUse(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         module.__getattr__ = other
 
 
+class _AfterImport(importlib.abc.MetaPathFinder):
+    """Calls `mend(module)` once a module has been imported, before anyone uses it."""
+
+    def __init__(self, name, mend):
+        self.name, self.mend = name, mend
+
+    def find_spec(self, name, path=None, target=None):
+        if name != self.name:
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        if spec is None or not hasattr(spec.loader, "exec_module"):
+            return spec
+        exec_module = spec.loader.exec_module
+
+        def exec_and_mend(module):
+            exec_module(module)
+            try:
+                self.mend(module)
+            except Exception:  # a JupyterLab that looks different: leave it as it is
+                pass
+
+        spec.loader.exec_module = exec_and_mend
+        return spec
+
+
+def _version_without_yarn(commands):
+    get_app_version, options, registry = commands.get_app_version, commands.AppOptions, commands.YARN_DEFAULT_REGISTRY
+
+    def app_version(app_options=None):
+        if app_options is None:
+            app_options = options(registry=registry)
+        return get_app_version(app_options)
+
+    commands.get_app_version = app_version
+
+
 def main():
     script = sys.argv[1]
     del sys.argv[0]  # the script sees itself as argv[0], as when it runs on its own
     sys.path[0] = os.path.dirname(os.path.realpath(script))
-    sys.meta_path.insert(0, _LoadOnUse())
+    sys.meta_path[:0] = [_LoadOnUse(), _AfterImport("jupyterlab.commands", _version_without_yarn)]
     runpy.run_path(script, run_name="__main__")
 
 

@@ -139,14 +139,27 @@ case $MODE in
             PORT=
         fi
         "$PY" - "$PORT" "$FJ_IP" "$*" << 'EOF'
-import socket, sys
-from importlib import metadata
+import os, socket, sys
+
+# Versions from the installed distributions' directory names (NAME-VERSION.dist-info, or
+# NAME-VERSION[-pyX.Y].egg-info), first along sys.path as importlib.metadata finds them, without
+# importing importlib.metadata (half of this script's start-up).
+found = {}
+for entry in sys.path:
+    try:
+        names = os.listdir(entry or ".")
+    except OSError:
+        continue
+    for name in names:
+        stem, dot, kind = name.rpartition(".")
+        if kind in ("dist-info", "egg-info") and stem.count("-") >= 1:
+            dist, version = stem.split("-")[:2]
+            found.setdefault(dist.lower().replace(".", "_"), version)
+
 
 def version(name):
-    try:
-        return metadata.version(name)
-    except Exception:
-        return ""
+    return found.get(name, "")
+
 
 server, lab, notebook = version("jupyter_server"), version("jupyterlab"), version("notebook")
 print("fj:version=" + ", ".join(

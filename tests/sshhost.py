@@ -58,10 +58,13 @@ def _run(*cmd, **kw):
 class SSHHost:
     """One sshd on 127.0.0.1 serving the given users; `alias(user)` names it in ssh_config."""
 
-    def __init__(self, users=(("fjtest", "/bin/bash", True, False),), prefix="fabjupyter-tests-", netns=None, start=True):
+    def __init__(self, users=(("fjtest", "/bin/bash", True, False),), prefix="fabjupyter-tests-", netns=None, start=True,
+                 log_level="VERBOSE"):
         """users: (name, login shell, Jupyter on the PATH sshd gives, uid 0) for each account.
         netns: (name, index) to run sshd in its own network namespace at 10.231.INDEX.2:22, with its
-        own loopback (its Jupyter can have 8888 too), reached over a veth pair from this one."""
+        own loopback (its Jupyter can have 8888 too), reached over a veth pair from this one.
+        log_level: sshd's LogLevel (DEBUG1 logs each channel and request, for counting round trips)."""
+        self.log_level = log_level
         if os.geteuid() != 0:
             raise RuntimeError("the SSH test host needs root (it creates accounts and runs sshd)")
         self.base = Path(tempfile.mkdtemp(prefix=prefix))
@@ -155,7 +158,7 @@ class SSHHost:
             "PubkeyAuthentication yes",
             "PermitRootLogin prohibit-password",
             "Subsystem sftp internal-sftp",
-            "LogLevel VERBOSE",
+            f"LogLevel {self.log_level}",
             "MaxStartups 100",
             "MaxSessions 100",
         ]
