@@ -151,10 +151,22 @@ for entry in sys.path:
     except OSError:
         continue
     for name in names:
-        stem, dot, kind = name.rpartition(".")
+        stem, _, kind = name.rpartition(".")
         if kind in ("dist-info", "egg-info") and stem.count("-") >= 1:
             dist, version = stem.split("-")[:2]
             found.setdefault(dist.lower().replace(".", "_"), version)
+
+
+if "jupyter_server" not in found and "notebook" not in found:
+    try:  # installed some other way (an .egg, say): ask importlib.metadata after all
+        from importlib import metadata
+        for name in ("jupyter_server", "jupyterlab", "notebook"):
+            try:
+                found[name] = metadata.version(name)
+            except Exception:
+                pass
+    except ImportError:
+        pass
 
 
 def version(name):
