@@ -31,6 +31,17 @@ PASSWORD = "bench horse"
 USER = "fjbench"
 
 
+def wait_api(port):
+    """Until a Jupyter on this machine's port answers GET /api with 200."""
+    s = Session(f"http://127.0.0.1:{port}/")
+    while True:
+        try:
+            if s.get("api")[0] == 200:
+                return
+        except OSError:
+            time.sleep(0.01)
+
+
 def delay_proxy(rtt_ms, routes):
     """A delaying proxy (bench/delayproxy.py) for (listen port, target host, target port) routes."""
     proxy = subprocess.Popen(
@@ -174,13 +185,7 @@ class Bench:
                 start_new_session=True,
             )
             try:
-                s = Session(f"http://127.0.0.1:{port}/")
-                while True:
-                    try:
-                        if s.get("api")[0] == 200:
-                            return
-                    except OSError:
-                        time.sleep(0.01)
+                wait_api(port)
             finally:
                 os.killpg(p.pid, signal.SIGTERM)
                 p.wait()
@@ -427,13 +432,7 @@ def parallel_jupyter_floor(count, runs, boot=False):
                  f"--ServerApp.root_dir={tmp}"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))
         try:
             for port in ports:
-                s = Session(f"http://127.0.0.1:{port}/")
-                while True:
-                    try:
-                        if s.get("api")[0] == 200:
-                            break
-                    except OSError:
-                        time.sleep(0.02)
+                wait_api(port)
             return time.monotonic() - start
         finally:
             for p in procs:
