@@ -237,12 +237,16 @@ EOF
         else
             set -- "$@" --$app.port="$PORT"
         fi
-        # Through boot.py (see that file) when Jupyter is a Python script run by its own Python.
-        if [ -n "$OWN_PY" ] && plain_script "$1" &&
-            cat > "$D/boot.py.tmp" << 'FJ_BOOT_PY' && mv -f "$D/boot.py.tmp" "$D/boot.py"; then
+        # Through boot.py (see that file) when Jupyter is a Python script run by its own Python;
+        # as it is when boot.py cannot be written (a full disk, say).
+        if [ -n "$OWN_PY" ] && plain_script "$1"; then
+            if cat > "$D/boot.py.tmp" << 'FJ_BOOT_PY' && mv -f "$D/boot.py.tmp" "$D/boot.py"; then
 # @BOOT@
 FJ_BOOT_PY
-            set -- "$PY" "$D/boot.py" "$@"
+                set -- "$PY" "$D/boot.py" "$@"
+            else
+                rm -f "$D/boot.py.tmp"
+            fi
         fi
         exec "$@" --$app.$root_key="$root" $allow_root
         ;;

@@ -65,3 +65,18 @@ def test_jupyter_script_with_interpreter_options_runs_as_written(fab, local_port
     args = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
     assert args[:3] == [str(JUPYTER_VENV / "bin" / "python3").encode(), b"-s", str(fab.home / "bin" / "lab-s").encode()], args
     fab("stop")
+
+
+def test_jupyter_starts_without_boot_when_it_cannot_be_written(fab):
+    """boot.py is a speed-up, never a reason not to start: where it cannot be written (here its
+    temporary name is taken by a directory), Jupyter starts as its script says."""
+    fab.setup()
+    pid = fab.status()["pid"]
+    assert (fab.home / ".fabjupyter" / "boot.py.tmp").exists() is False
+    fab.as_user("mkdir .fabjupyter/boot.py.tmp")
+    fab("restart")
+    record = fab.status()
+    assert record["running"] and record["pid"] != pid
+    args = open(f"/proc/{record['pid']}/cmdline", "rb").read().split(b"\0")
+    assert args[1] == str(JUPYTER_VENV / "bin" / "jupyter-lab").encode() and b"boot.py" not in b" ".join(args), args
+    fab("stop")
