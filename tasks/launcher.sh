@@ -52,30 +52,25 @@ fi
 # Jupyter abort in socket mode), JUPYTER_NO_CONFIG would drop our configuration.
 unset JUPYTER_PORT JUPYTER_NO_CONFIG
 
-# Whether a Python script's first line names its interpreter without options (boot.py can then
-# run the script in that interpreter just as the script would run itself).
-plain_script() {
-    IFS= read -r first < "$1" || return 1
-    case $first in
-        '#!/bin/sh'*) return 0 ;; # pip's long-path form: '''exec' "PYTHON" "$0" "$@"
-        '#!'*)
-            set -- ${first#??}
-            [ $# = 1 ] || { [ $# = 2 ] && [ "${1##*/}" = env ]; }
-            ;;
-        *) return 1 ;;
-    esac
-}
-
-# The interpreter named by a Python script's first line (or pip's long-path form on line 2).
+# PY: the interpreter named by a Python script's first line (or pip's long-path form on line 2);
+# PLAIN=1 when that line passes it no options, so boot.py can run the script in it just as the
+# script would run itself.
 python_of() {
+    PY= PLAIN=
     IFS= read -r first < "$1" || return 1
     case $first in
         '#!/bin/sh'*)
-            sed -n "2s/^'''exec' \"\\(.*\\)\" \"\$0\" \"\$@\".*/\\1/p" "$1"
+            PY=$(sed -n "2s/^'''exec' \"\\(.*\\)\" \"\$0\" \"\$@\".*/\\1/p" "$1") PLAIN=1
             ;;
         '#!'*)
             set -- ${first#??}
-            if [ "${1##*/}" = env ]; then command -v "$2"; else printf '%s\n' "$1"; fi
+            if [ "${1##*/}" = env ]; then
+                PY=$(command -v "$2")
+                [ $# = 2 ] && PLAIN=1
+            else
+                PY=$1
+                [ $# = 1 ] && PLAIN=1
+            fi
             ;;
         *) return 1 ;;
     esac
@@ -116,9 +111,8 @@ else
     }
     set -- "$exe"
 fi
-PY=$(python_of "$exe" 2> /dev/null)
-OWN_PY=1
-[ -n "$PY" ] && [ -x "$PY" ] || OWN_PY= PY=$(command -v python3 2> /dev/null) || {
+python_of "$exe" 2> /dev/null
+[ -n "$PY" ] && [ -x "$PY" ] || PLAIN= PY=$(command -v python3 2> /dev/null) || {
     echo "fj:error=no_python"
     echo "fj:detail=$exe"
     exit 3
@@ -239,7 +233,7 @@ EOF
         fi
         # Through boot.py (see that file) when Jupyter is a Python script run by its own Python;
         # as it is when boot.py cannot be written (a full disk, say).
-        if [ -n "$OWN_PY" ] && plain_script "$1"; then
+        if [ -n "$PLAIN" ]; then
             if cat > "$D/boot.py.tmp" << 'FJ_BOOT_PY' && mv -f "$D/boot.py.tmp" "$D/boot.py"; then
 # @BOOT@
 FJ_BOOT_PY
