@@ -1,8 +1,10 @@
-"""boot.py, through which run.sh starts a Python Jupyter: it defers rfc3987_syntax's import (half
-of JupyterLab's start-up CPU) and changes nothing else. Checked with the real jsonschema and
-rfc3987_syntax of the test venv, and end to end on the real sshd."""
+"""boot.py, through which run.sh starts a Python Jupyter: it defers rfc3987_syntax's import and
+spares JupyterLab's version query its `node yarn.js config` call (together two thirds of
+JupyterLab's start-up CPU), and changes nothing else. Checked with the real jsonschema,
+rfc3987_syntax and jupyterlab of the test venv, and end to end on the real sshd."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -53,6 +55,39 @@ def test_boot_leaves_a_missing_module_missing(tmp_path):
     )
     r = subprocess.run([sys.executable, str(boot), str(script)], capture_output=True, text=True, timeout=60)
     assert r.stdout.strip() == "ImportError", r.stdout + r.stderr
+
+
+def test_boot_spares_the_version_query_its_yarn_call_and_nothing_else(tmp_path):
+    """JupyterLab's import reads its version without running node (a `node` on the PATH here
+    records each call); the version is the same; an AppOptions asked for its registry, as
+    builds do, still runs yarn."""
+    bin_dir, calls = tmp_path / "bin", tmp_path / "node-calls"
+    bin_dir.mkdir()
+    (bin_dir / "node").write_text(f"#!/bin/sh\necho \"$*\" >> {calls}\n")
+    (bin_dir / "node").chmod(0o755)
+    script = tmp_path / "probe"
+    script.write_text(
+        f"#!{JUPYTER_VENV}/bin/python3\n"
+        "import json, os, sys\n"
+        "from jupyterlab import labapp, commands\n"
+        "imported = os.path.exists(sys.argv[1])\n"
+        "commands.AppOptions().registry\n"
+        "print(json.dumps({'version': labapp.app_version, 'node at import': imported, 'node for registry': os.path.exists(sys.argv[1])}))\n"
+    )
+    (tmp_path / "boot.py").write_text(BOOT)
+    env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}")
+    python = str(JUPYTER_VENV / "bin" / "python3")
+    seen = {}
+    for way, head in (("plain", [python]), ("boot", [python, str(tmp_path / "boot.py")])):
+        calls.unlink(missing_ok=True)
+        r = subprocess.run([*head, str(script), str(calls)], capture_output=True, text=True, timeout=60, env=env)
+        assert r.returncode == 0, r.stderr
+        seen[way] = json.loads(r.stdout)
+        assert "config --json" in calls.read_text()
+    assert seen["plain"]["node at import"] is True  # the cost boot.py removes is real
+    assert seen["boot"]["node at import"] is False
+    assert seen["boot"]["node for registry"] is True
+    assert seen["boot"]["version"] == seen["plain"]["version"] and seen["plain"]["version"]
 
 
 def test_jupyter_script_with_interpreter_options_runs_as_written(fab, local_port):
