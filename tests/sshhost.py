@@ -55,6 +55,18 @@ def _run(*cmd, **kw):
     return subprocess.run(cmd, check=True, capture_output=True, text=True, **kw)
 
 
+def proc_files(name):
+    """(pid, contents) of /proc/PID/NAME (cmdline, environ) for every process that can be read."""
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/{name}", "rb") as f:
+                yield int(entry), f.read()
+        except OSError:
+            continue
+
+
 class SSHHost:
     """One sshd on 127.0.0.1 serving the given users; `alias(user)` names it in ssh_config."""
 
@@ -225,17 +237,12 @@ class SSHHost:
         """pids of processes started for test users (found by their HOME), excluding sshd itself."""
         homes = [str(u.home) for u in self.users.values() if name in (None, u.name)]
         found = []
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit() or int(entry) == os.getpid():
+        for pid, environ in proc_files("environ"):
+            if pid == os.getpid():
                 continue
-            try:
-                with open(f"/proc/{entry}/environ", "rb") as f:
-                    env = f.read().split(b"\0")
-            except OSError:
-                continue
-            for item in env:
+            for item in environ.split(b"\0"):
                 if item.startswith(b"HOME=") and item[5:].decode(errors="replace") in homes:
-                    found.append(int(entry))
+                    found.append(pid)
                     break
         return found
 

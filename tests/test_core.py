@@ -12,7 +12,7 @@ import pytest
 from tasks.tunnel import port_is_free
 
 from .jupyter_http import Session, login_and_list
-from .sshhost import JUPYTER_VENV
+from .sshhost import JUPYTER_VENV, proc_files
 
 PASSWORD = "correct horse"
 
@@ -20,16 +20,10 @@ PASSWORD = "correct horse"
 def ssh_forwarders(local_port):
     """pids of ssh clients forwarding this local port."""
     found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                args = f.read().split(b"\0")
-        except OSError:
-            continue
-        if args and args[0].endswith(b"ssh") and any(f"127.0.0.1:{local_port}:".encode() in a for a in args):
-            found.append(int(entry))
+    for pid, cmdline in proc_files("cmdline"):
+        args = cmdline.split(b"\0")
+        if args[0].endswith(b"ssh") and any(f"127.0.0.1:{local_port}:".encode() in a for a in args):
+            found.append(pid)
     return found
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from .conftest import FAB, ROOT
 from .jupyter_http import login_and_list
-from .sshhost import JUPYTER_VENV
+from .sshhost import JUPYTER_VENV, proc_files
 
 
 def one_line_error(r):
@@ -248,12 +248,7 @@ def test_passwords_never_reach_an_argument_list(fab):
     proc.stdin.close()
     seen = set()
     while proc.poll() is None:
-        for entry in os.listdir("/proc"):
-            try:
-                with open(f"/proc/{entry}/cmdline", "rb") as f:
-                    seen.add(f.read())
-            except OSError:
-                pass
+        seen.update(cmdline for _, cmdline in proc_files("cmdline"))
     proc.stdin = None
     out, err = proc.communicate()
     assert proc.returncode == 0, err
