@@ -12,6 +12,7 @@ fj_say() { printf 'fj:%s=%s\n' "$1" "$2"; }
 fj_fail() {
     fj_say error "$1"
     [ -n "${2-}" ] && fj_say detail "$2"
+    fj_tidy_fresh
     exit 3
 }
 
@@ -93,11 +94,114 @@ fj_put() {
         chmod "$3" "$1"
         return 0
     fi
-    err=$( { printf '%s' "$2" > "$1.tmp" && chmod "$3" "$1.tmp" && mv -f "$1.tmp" "$1"; } 2>&1 ) || {
-        rm -f "$1.tmp"
+    err=$( { printf '%s' "$2" > "$1.tmp.$$" && chmod "$3" "$1.tmp.$$" && mv -f "$1.tmp.$$" "$1"; } 2>&1 ) || {
+        rm -f "$1.tmp.$$"
         fj_fail cannot_write "$1: $(fj_lastline "$err")"
     }
     PUT_CHANGED=1
+}
+
+# fj_lock: one changing run at a time per user and host. Another run's setup, a retry at once
+# after a cut-off run (whose agent goes on), a group run overlapping a single one: each waits
+# here (bounded, and says for whom) instead of starting a second Jupyter. flock's lock goes with
+# the process, so a killed run leaves none behind; without flock (macOS), a directory whose
+# owner is checked. Everything this agent starts closes fd 9, so Jupyter never holds the lock.
+fj_lock() {
+    [ -d "$D" ] || FRESH=1
+    wait_s=$(( ${FJ_TIMEOUT:-60} + 60 ))
+    if command -v flock > /dev/null 2>&1; then
+        said=
+        while :; do
+            err=$(mkdir -p "$D" 2>&1 && chmod 700 "$D" 2>&1) || fj_fail cannot_write "$err"
+            exec 9>> "$D/lock" || fj_fail cannot_write "$D/lock"
+            if ! flock -n 9; then
+                [ -n "$said" ] || fj_say waiting "$(fj_lock_owner) $wait_s"
+                said=1
+                flock -w "$wait_s" 9 || fj_fail locked "$(fj_lock_owner)"
+            fi
+            # still the lock file, not one that a run failing on a fresh host removed meanwhile?
+            [ -e "/proc/$$/fd/9" ] || break
+            [ "$D/lock" -ef "/proc/$$/fd/9" ] && break
+            exec 9>&-
+        done
+    else
+        err=$(mkdir -p "$D" 2>&1 && chmod 700 "$D" 2>&1) || fj_fail cannot_write "$err"
+        i=0
+        while ! mkdir "$D/lock.d" 2> /dev/null; do
+            owner=$(cat "$D/lock.d/pid" 2> /dev/null)
+            if [ -n "$owner" ] && ! kill -0 "$owner" 2> /dev/null; then
+                rm -rf "$D/lock.d"  # its run was killed
+                continue
+            fi
+            [ $i = 0 ] && fj_say waiting "$(fj_lock_owner) $wait_s"
+            [ $i -ge $((wait_s * 10)) ] && fj_fail locked "$(fj_lock_owner)"
+            fj_nap
+            i=$((i + 1))
+        done
+        echo "$$" > "$D/lock.d/pid"
+        trap 'rm -rf "$D/lock.d"' EXIT
+    fi
+    printf '%s (pid %s, since %s)\n' "$FJ_ACTION" "$$" "$(date '+%H:%M:%S')" > "$D/lock.owner"
+}
+
+fj_lock_owner() { cat "$D/lock.owner" 2> /dev/null || echo "another run"; }
+
+# A run that made ~/.fabjupyter only to hold its lock, and then changed nothing (it failed, or it
+# asks for a password first), leaves no trace of it.
+fj_tidy_fresh() {
+    [ -n "${FRESH-}" ] || return 0
+    for f in "$D"/* "$D"/.*; do
+        case ${f##*/} in . | .. | lock | lock.owner | lock.d | '*' | '.*') ;; *) return 0 ;; esac
+    done
+    rm -rf "$D/lock.owner" "$D/lock" "$D/lock.d"
+    rmdir "$D" 2> /dev/null
+    return 0
+}
+
+# Is a changing run going on now (status does not wait for it)?
+fj_busy() {
+    if command -v flock > /dev/null 2>&1; then
+        [ -f "$D/lock" ] && ! flock -n "$D/lock" true 9>&-
+    else
+        [ -d "$D/lock.d" ]
+    fi
+}
+
+# fj_orphans: Jupyter servers this tool launched that still run but are not the recorded one (a
+# run killed between the start and the record). Sets ORPHANS.
+fj_orphans() {
+    ORPHANS=
+    [ -f "$D/launched" ] || return 0
+    for p in $(cat "$D/launched"); do
+        [ "$p" = "$PID" ] && continue
+        fj_alive "$p" && ORPHANS="$ORPHANS $p"
+    done
+    ORPHANS=${ORPHANS# }
+    return 0
+}
+
+# Stop them (under the lock), and forget every launched pid but the recorded server's.
+fj_stop_orphans() {
+    fj_orphans
+    for p in $ORPHANS; do fj_kill "$p"; done
+    [ -n "$ORPHANS" ] && fj_say stopped_unrecorded "$ORPHANS"
+    if ! fj_alive; then
+        rm -f "$D/launched"
+    elif ! fj_same "$D/launched" "$PID
+"; then
+        echo "$PID" > "$D/launched.tmp.$$" && mv -f "$D/launched.tmp.$$" "$D/launched"
+    fi
+}
+
+# fj_kill PID: TERM, then KILL after 10 s; returns once it is gone.
+fj_kill() {
+    kill -TERM "$1" 2> /dev/null
+    i=0
+    while fj_alive "$1" && [ $i -lt 100 ]; do fj_nap; i=$((i + 1)); done
+    if fj_alive "$1"; then
+        kill -KILL "$1" 2> /dev/null
+        while fj_alive "$1"; do fj_nap; done
+    fi
 }
 
 fj_read_state() {
@@ -165,6 +269,9 @@ fj_report_state() {
     fj_has_password && fj_say has_password 1
     [ -f "$RUN" ] && [ -f "$CFG" ] && fj_say configured 1
     fj_say flavour "$FLAVOUR"
+    fj_orphans
+    [ -n "$ORPHANS" ] && fj_say unrecorded "$ORPHANS"
+    fj_busy && fj_say busy "$(fj_lock_owner)"
     return 0
 }
 
@@ -214,7 +321,7 @@ fj_probe_script() {
 
 fj_probe_result() {
     rc=$1
-    PY= CMD= FREE_PORT= VERSION= TLS= SOCKP= PFLAVOUR= NOTE= perr= pdetail=
+    PY= CMD= FREE_PORT= VERSION= TLS= SOCKP= PFLAVOUR= NOTE= IP= perr= pdetail=
     while IFS= read -r line; do
         case $line in
             fj:python=*) PY=${line#fj:python=} ;;
@@ -223,6 +330,7 @@ fj_probe_result() {
             fj:version=*) VERSION=${line#fj:version=} ;;
             fj:tls=*) TLS=${line#fj:tls=} ;;
             fj:sock=*) SOCKP=${line#fj:sock=} ;;
+            fj:ip=*) IP=${line#fj:ip=} ;;
             fj:flavour=*) PFLAVOUR=${line#fj:flavour=} ;;
             fj:note=*) NOTE=${line#fj:note=} ;;
             fj:error=*) perr=${line#fj:error=} ;;
@@ -265,74 +373,31 @@ fj_launch() {
         case $FJ_LAUNCHER in
             nohup)
                 if command -v setsid > /dev/null 2>&1; then
-                    (nohup setsid sh "$RUN" serve "$FREE_PORT" "$FLAVOUR" < /dev/null >> "$LOG" 2>&1 &)
+                    (nohup setsid sh "$RUN" serve "$FREE_PORT" "$FLAVOUR" < /dev/null >> "$LOG" 2>&1 9>&- &)
                 else
-                    (nohup sh "$RUN" serve "$FREE_PORT" "$FLAVOUR" < /dev/null >> "$LOG" 2>&1 &)
+                    (nohup sh "$RUN" serve "$FREE_PORT" "$FLAVOUR" < /dev/null >> "$LOG" 2>&1 9>&- &)
                 fi
                 ;;
             tmux)
                 tmux -L "$TMUX_SOCKET" kill-session -t "$TMUX_SESSION" 2> /dev/null
-                err=$(tmux -L "$TMUX_SOCKET" new-session -d -s "$TMUX_SESSION" sh "$RUN" serve "$FREE_PORT" "$FLAVOUR" 2>&1 < /dev/null) ||
+                err=$(tmux -L "$TMUX_SOCKET" new-session -d -s "$TMUX_SESSION" sh "$RUN" serve "$FREE_PORT" "$FLAVOUR" 2>&1 < /dev/null 9>&-) ||
                     fj_fail launch_failed "tmux: $err"
                 ;;
         esac
-        # run.sh writes its own pid just before it execs Jupyter
+        # run.sh writes its own pid (and Jupyter's runtime directory) just before it execs Jupyter
         i=0
         while [ ! -s "$D/pid" ] && [ $i -lt 100 ]; do fj_nap; i=$((i + 1)); done
-        pid=$(cat "$D/pid" 2> /dev/null)
+        pid=$(sed -n 1p "$D/pid" 2> /dev/null) runtime=$(sed -n 2p "$D/pid" 2> /dev/null)
         [ -n "$pid" ] || fj_fail launch_failed "the launcher did not start (see $LOG)"
-        result=$("$PY" - "${FREE_PORT:-0}" "$pid" "${FJ_TIMEOUT:-60}" "$TLS" "$SOCKP" 2>&1 <<'EOF'
-import os, socket, sys, time
-port, pid, timeout, tls, sock = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]), sys.argv[4] == "1", sys.argv[5]
-wrap = None
-if tls:
-    # a real TLS handshake: a key that does not match the certificate fails here
-    import ssl
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    wrap = context.wrap_socket
-
-
-def answers():
-    """Whether Jupyter answers GET /api with HTTP (any status means it is serving)."""
-    s = socket.socket(socket.AF_UNIX) if sock else socket.create_connection(("127.0.0.1", port), timeout=2)
-    try:
-        s.settimeout(2)
-        if sock:
-            s.connect(sock)
-        if wrap:
-            s = wrap(s)
-        s.sendall(b"GET /api HTTP/1.0\r\nHost: localhost\r\n\r\n")
-        if not s.recv(16).startswith(b"HTTP/"):
-            raise OSError("no HTTP answer")
-    finally:
-        s.close()
-
-
-deadline = time.monotonic() + timeout
-while True:
-    try:
-        answers()
-        print("ready")
-        break
-    except OSError:  # ssl.SSLError is an OSError too
-        pass
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        print("died")
-        break
-    except PermissionError:
-        pass
-    if time.monotonic() > deadline:
-        print("timeout")
-        break
-    time.sleep(0.05)
-EOF
-)
+        # ready.py: until it answers, then that the server answering is this one and runs with
+        # our settings (Jupyter's runtime file and what it answers)
+        result=$(printf '%s' "$FJ_READY_PY" | "$PY" - "${FREE_PORT:-0}" "$pid" "${FJ_TIMEOUT:-60}" "$TLS" "$SOCKP" "$IP" "$runtime" 2>&1 9>&-)
         case $result in
-            ready) break ;;
+            "ready "*) break ;;
+            "unsafe "*)
+                fj_kill "$pid"
+                fj_fail unsafe "${result#unsafe }"
+                ;;
             died)
                 if [ $attempt -lt 3 ] && grep -q 'already in use' "$LOG" 2> /dev/null; then
                     want=$((FREE_PORT + 1))  # taken between our probe and Jupyter's bind
@@ -342,7 +407,7 @@ EOF
                 fj_fail died
                 ;;
             timeout)
-                kill -TERM "$pid" 2> /dev/null
+                fj_kill "$pid"
                 fj_tail_log
                 fj_fail timeout "${FJ_TIMEOUT:-60}"
                 ;;
@@ -352,8 +417,8 @@ EOF
     PID=$pid PORT=$FREE_PORT LAUNCHER=$FJ_LAUNCHER STARTED=$(date +%s) MODE=ssh SOCK=$SOCKP
     [ "$TLS" = 1 ] && MODE=public
     printf 'pid=%s\nport=%s\nrequested_port=%s\nlauncher=%s\nfingerprint=%s\nstarted=%s\nmode=%s\nsock=%s\nflavour=%s\n' \
-        "$PID" "$PORT" "${FJ_PORT:-8888}" "$LAUNCHER" "$(fj_fingerprint)" "$STARTED" "$MODE" "$SOCK" "$FLAVOUR" > "$STATE.tmp" &&
-        mv -f "$STATE.tmp" "$STATE"
+        "$PID" "$PORT" "${FJ_PORT:-8888}" "$LAUNCHER" "$(fj_fingerprint)" "$STARTED" "$MODE" "$SOCK" "$FLAVOUR" > "$STATE.tmp.$$" &&
+        mv -f "$STATE.tmp.$$" "$STATE"
     fj_say started 1
     fj_say pid "$PID"
     fj_say port "$PORT"
@@ -375,15 +440,11 @@ fj_stop() {
     fj_read_state
     STOPPED=
     if fj_alive; then
-        kill -TERM "$PID" 2> /dev/null
-        i=0
-        while fj_alive && [ $i -lt 100 ]; do fj_nap; i=$((i + 1)); done
-        if fj_alive; then
-            kill -KILL "$PID" 2> /dev/null
-            while fj_alive; do fj_nap; done
-        fi
+        fj_kill "$PID"
         STOPPED=$PID
     fi
+    PID=
+    fj_stop_orphans
     if command -v tmux > /dev/null 2>&1; then
         tmux -L "$TMUX_SOCKET" kill-session -t "$TMUX_SESSION" 2> /dev/null
     fi
@@ -433,6 +494,7 @@ fj_say_salt() {
 
 fj_setup() {
     fj_read_state
+    fj_stop_orphans
     if [ -z "${FJ_PASSWORD_HASH-}" ] && ! fj_has_password; then
         fj_say need_password 1
         return 0
@@ -513,6 +575,10 @@ fj_main() {
     trap '' HUP PIPE
     fj_paths
     case $FJ_ACTION in
+        config | password | start | stop | restart | setup) fj_lock ;;
+        cert) [ -n "${FJ_PUSH-}" ] && fj_lock ;;
+    esac
+    case $FJ_ACTION in
         status) fj_read_state; fj_report_state ;;
         config)
             fj_read_state
@@ -530,6 +596,7 @@ fj_main() {
             ;;
         start)
             fj_read_state
+            fj_stop_orphans
             if fj_alive; then
                 fj_say already_running 1
                 fj_report_state
@@ -558,5 +625,6 @@ fj_main() {
             ;;
         *) fj_fail bad_action "$FJ_ACTION" ;;
     esac
+    fj_tidy_fresh
     return 0
 }

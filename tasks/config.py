@@ -44,30 +44,87 @@ def listen_ip(settings):
     return "0.0.0.0" if settings.mode == "public" else "127.0.0.1"
 
 
+# The classes each kind of Jupyter reads the settings that decide who gets in from. Traitlets
+# applies a subclass's section over its parent's, whatever the file, so a setting pinned only on
+# a parent class loses to the same key on a subclass in the user's own config: every key is
+# pinned on every class of the hierarchy that has it, and the classes that could swap the
+# hierarchy for another (identity provider, login handler) are pinned too.
+IDENTITY_CLASSES = ("IdentityProvider", "PasswordIdentityProvider", "LegacyIdentityProvider")
+PASSWORD_CLASSES = IDENTITY_CLASSES[1:]
+SHIMMED_CLASSES = ("NotebookApp", "LabApp", "JupyterNotebookApp")
+SHIMMED_KEYS = (
+    "ip", "base_url", "allow_origin", "allow_origin_pat", "allow_credentials", "disable_check_xsrf", "allow_remote_access",
+    "local_hostnames", "allow_unauthenticated_access", "identity_provider_class", "login_handler_class",
+)
+
+
+def access_settings(settings):
+    """Who may connect and from where (ServerApp or NotebookApp keys)."""
+    public = settings.mode == "public"
+    return {
+        "ip": listen_ip(settings),
+        "port_retries": 0,  # a busy port is an error we handle, never a silent move
+        "open_browser": False,
+        "base_url": "/",
+        "allow_origin": "",
+        "allow_origin_pat": "",
+        "allow_credentials": False,
+        "disable_check_xsrf": False,
+        # the Host-header check against DNS rebinding; public mode is reached by its host name
+        "allow_remote_access": public,
+        "local_hostnames": ["localhost"],
+        "trust_xheaders": False,
+        "authenticate_prometheus": True,
+    }
+
+
 def server_config(settings, flavour="server2"):
     """The settings file for one kind of Jupyter. It comes first in JUPYTER_CONFIG_PATH, so each
     key here outranks the same key in a venv's etc/jupyter or ~/.jupyter; keys set to their empty
     value make sure a user's TLS or socket setting cannot sneak into the SSH-tunnel setup.
     server2: Jupyter Server 2 (JupyterLab 4, Notebook 7); server1: Jupyter Server 1.x;
     nb6: classic Notebook 6 (NotebookApp.*, in jupyter_notebook_config.json)."""
-    app = {
-        "ip": listen_ip(settings),
-        "port_retries": 0,  # a busy port is an error we handle, never a silent move
-        "open_browser": False,
-        "base_url": "/",
-    }
+    app_name = "NotebookApp" if flavour == "nb6" else "ServerApp"
+    app = access_settings(settings)
     if settings.mode == "ssh":
         app.update(certfile="", keyfile="")  # public mode passes ~/.fabjupyter/tls/* on the command line
     if flavour == "server2":
-        app["sock"] = ""
-        config = {
-            "ServerApp": app,
-            "IdentityProvider": {"token": ""},  # the password is the only way in
-            "PasswordIdentityProvider": {"password_required": True},
-        }
+        app.update(
+            sock="",
+            allow_unauthenticated_access=False,
+            identity_provider_class="jupyter_server.auth.identity.PasswordIdentityProvider",
+            login_handler_class="jupyter_server.auth.login.LoginHandler",
+            logout_handler_class="jupyter_server.auth.logout.LogoutHandler",
+        )
+        config = {"ServerApp": app}
+        for name in IDENTITY_CLASSES:
+            # the password is the only way in: no token, no other login or logout handler
+            config[name] = {
+                "token": "",
+                "login_handler_class": "jupyter_server.auth.login.LoginFormHandler",
+                "logout_handler_class": "jupyter_server.auth.logout.LogoutHandler",
+            }
+        for name in PASSWORD_CLASSES:
+            config[name].update(password_required=True, allow_password_change=False)
+        # LegacyIdentityProvider's own login handler is what it defers to; it is never used here
+        config["LegacyIdentityProvider"]["login_handler_class"] = "jupyter_server.auth.login.LegacyLoginHandler"
     else:
-        app.update(token="", password_required=True)
-        config = {"NotebookApp" if flavour == "nb6" else "ServerApp": app}
+        package = "notebook" if flavour == "nb6" else "jupyter_server"
+        app.update(
+            token="",
+            password_required=True,
+            allow_password_change=False,
+            login_handler_class=f"{package}.auth.login.LoginHandler",
+            logout_handler_class=f"{package}.auth.logout.LogoutHandler",
+        )
+        config = {app_name: app}
+    if flavour != "nb6":
+        # JupyterLab and Notebook 7 move NotebookApp.*, LabApp.* and JupyterNotebookApp.* keys of
+        # any config file onto ServerApp, over ServerApp's own (notebook_shim): an old
+        # `c.NotebookApp.ip = '*'` would win. The keys that decide who gets in are pinned there too;
+        # the rest (port, base_url, socket, TLS files) is checked after the start.
+        moved = {key: app[key] for key in SHIMMED_KEYS if key in app}
+        config.update({name: dict(moved) for name in SHIMMED_CLASSES})
     return json.dumps(config, indent=2, sort_keys=True) + "\n"
 
 

@@ -2,10 +2,10 @@
 # Jupyter launcher written by fabjupyter; `fab -H HOST config` rewrites it.
 # Change settings in hosts.yaml or with the tasks' options, not here.
 #   sh run.sh probe [PORT]   print the Jupyter command, its Python and the first free port from PORT
-#   sh run.sh serve PORT     run Jupyter on PORT (the launcher, nohup or tmux, detaches it)
+#   sh run.sh serve PORT KIND  run Jupyter on PORT (the launcher, nohup or tmux, detaches it)
 # @SETTINGS@
 
-MODE=${1-} PORT=${2-}
+MODE=${1-} PORT=${2-} KIND=${3-}
 D=$HOME/.fabjupyter
 # Jupyter's output (and the activation's) goes to the log, whichever launcher detached it.
 # Standard input stays: under tmux it is the pane's terminal, and tmux hangs up on a pane whose
@@ -76,6 +76,28 @@ python_of() {
     esac
 }
 
+# real_dir FILE: the directory of the file a (chain of) symlink(s) ends at.
+real_dir() {
+    f=$1 i=0
+    while [ -h "$f" ] && [ $i -lt 40 ]; do
+        l=$(readlink "$f") || break
+        case $l in /*) f=$l ;; *) f=${f%/*}/$l ;; esac
+        i=$((i + 1))
+    done
+    (cd -P "${f%/*}" 2> /dev/null && pwd)
+}
+
+# jupyter_in DIR...: the first of jupyter-lab, -notebook, -server in the first DIR that has one
+jupyter_in() {
+    for d in "$@"; do
+        [ -n "$d" ] || continue
+        for sub in lab notebook server; do
+            [ -x "$d/jupyter-$sub" ] && [ ! -d "$d/jupyter-$sub" ] && exe=$d/jupyter-$sub && return 0
+        done
+    done
+    return 1
+}
+
 if [ -n "$FJ_JUPYTER" ]; then
     eval "set -- $FJ_JUPYTER"
     case $1 in "~/"*) exe=$HOME/${1#"~/"} && shift && set -- "$exe" "$@" ;; esac
@@ -85,26 +107,36 @@ if [ -n "$FJ_JUPYTER" ]; then
         exit 3
     }
     shift
-    # `jupyter lab` runs jupyter-lab from its own directory in a second interpreter: run it directly
+    # `jupyter lab` runs jupyter-lab in a second interpreter, from the directory of the jupyter
+    # command or of the file it links to, as Jupyter looks: run that directly
     if [ "${exe##*/}" = jupyter ] && [ $# -gt 0 ]; then
         case $1 in
             *[!a-z0-9_-]* | -*) ;;
-            *) [ -x "${exe%/*}/jupyter-$1" ] && exe=${exe%/*}/jupyter-$1 && shift ;;
+            *)
+                for d in "${exe%/*}" "$(real_dir "$exe")"; do
+                    if [ -n "$d" ] && [ -x "$d/jupyter-$1" ]; then
+                        exe=$d/jupyter-$1
+                        shift
+                        break
+                    fi
+                done
+                ;;
         esac
     fi
     set -- "$exe" "$@"
 else
-    # like `jupyter lab`, else `jupyter notebook`, else `jupyter server`
-    exe= dir=
-    j=$(command -v jupyter 2> /dev/null) && dir=${j%/*}
-    for sub in lab notebook server; do
-        if [ -n "$dir" ] && [ -x "$dir/jupyter-$sub" ]; then
-            exe=$dir/jupyter-$sub
-            break
-        fi
-        exe=$(command -v "jupyter-$sub" 2> /dev/null) && break
-        exe=
-    done
+    # As `jupyter lab` would, else `jupyter notebook`, else `jupyter server`: first in the
+    # environment the activate line activated, then beside the first `jupyter` on the PATH (or the
+    # file it links to), then anywhere on the PATH.
+    exe= j=$(command -v jupyter 2> /dev/null)
+    case $j in /*) ;; *) j= ;; esac
+    jupyter_in "${VIRTUAL_ENV:+$VIRTUAL_ENV/bin}" "${CONDA_PREFIX:+$CONDA_PREFIX/bin}" \
+        "${j:+${j%/*}}" "${j:+$(real_dir "$j")}" || {
+        for sub in lab notebook server; do
+            exe=$(command -v "jupyter-$sub" 2> /dev/null) && break
+            exe=
+        done
+    }
     [ -n "$exe" ] || {
         echo "fj:error=no_jupyter"
         exit 3
@@ -126,6 +158,7 @@ esac
 case $MODE in
     probe)
         echo "fj:python=$PY"
+        echo "fj:ip=$FJ_IP"
         [ "$FJ_TLS" = 1 ] && echo "fj:tls=1"
         echo "fj:command=$*"
         if [ "$FJ_SOCK" = 1 ]; then
@@ -218,10 +251,27 @@ EOF
     serve)
         # classic Notebook 6 reads NotebookApp.* (and notebook_dir); Jupyter Server reads ServerApp.*
         app=ServerApp root_key=root_dir
-        [ "${3-}" = nb6 ] && app=NotebookApp root_key=notebook_dir
+        [ "$KIND" = nb6 ] && app=NotebookApp root_key=notebook_dir
         allow_root=
         [ "$(id -u)" = 0 ] && allow_root=--allow-root
-        echo "$$" > "$D/pid"
+        # Where Jupyter writes its runtime file (jupyter_core's rule), for the check after the start
+        runtime=${JUPYTER_RUNTIME_DIR-}
+        if [ -z "$runtime" ]; then
+            if [ -n "${JUPYTER_DATA_DIR-}" ]; then
+                runtime=$JUPYTER_DATA_DIR/runtime
+            elif [ "$(uname -s)" = Darwin ]; then
+                runtime=$HOME/Library/Jupyter/runtime
+            else
+                runtime=${XDG_DATA_HOME:-$HOME/.local/share}/jupyter/runtime
+            fi
+        fi
+        # This pid is Jupyter's once exec runs; `launched` keeps every one, so that a server whose
+        # start was never recorded (its setup killed) is still found and stopped.
+        printf '%s\n%s\n' "$$" "$runtime" > "$D/pid.tmp.$$" && mv -f "$D/pid.tmp.$$" "$D/pid"
+        echo "$$" >> "$D/launched"
+        if [ "$KIND" != nb6 ]; then
+            echo "fabjupyter: Jupyter's warnings that keys 'moved from NotebookApp/LabApp/JupyterNotebookApp to ServerApp' are about this tool's own settings, pinned there so that an older config cannot override them"
+        fi
         if [ "$FJ_TLS" = 1 ]; then
             set -- "$@" --$app.certfile="$D/tls/cert.pem" --$app.keyfile="$D/tls/key.pem"
         fi

@@ -5,6 +5,7 @@ import logging
 import os
 import shlex
 import socket
+import sys
 import time
 from dataclasses import dataclass, field
 from importlib import resources
@@ -20,6 +21,8 @@ from .errors import UserError
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 AGENT = resources.files(__package__).joinpath("agent.sh").read_text()
+READY = resources.files(__package__).joinpath("ready.py").read_text()
+LAUNCHING = ("start", "restart", "setup")  # actions that may start Jupyter and check it with ready.py
 
 
 def sh_quote(value):
@@ -180,6 +183,8 @@ class Reply:
 
 def agent_script(action, values):
     lines = ["exec 2>&1", sh_assign("FJ_ACTION", action)]
+    if action in LAUNCHING:
+        lines.append(sh_assign("FJ_READY_PY", READY))
     lines += [sh_assign(name, value) for name, value in values.items() if value is not None]
     return "\n".join(lines) + "\n" + AGENT + "\nfj_main\n"
 
@@ -193,7 +198,15 @@ def run_agent(t, action, **values):
         chan.exec_command("sh -s")
         chan.sendall(script)
         chan.shutdown_write()
-        data = chan.makefile("rb").read()
+        lines = []
+        for raw in chan.makefile("rb"):
+            if raw.startswith(b"fj:waiting="):
+                # as it happens, not at the end: another run holds the host's lock
+                owner, _, seconds = raw[11:].decode("utf-8", "replace").strip().rpartition(" ")
+                print(f"{t.label}: waiting for another fabjupyter run there to finish: {owner} (up to {seconds} s)",
+                      file=sys.stderr, flush=True)
+            lines.append(raw)
+        data = b"".join(lines)
         status = chan.recv_exit_status()
         chan.close()
     except (paramiko.SSHException, OSError, EOFError) as e:
@@ -236,6 +249,9 @@ ERRORS = {
     "timeout": "Jupyter did not answer within {detail} s, so it was stopped; its log ends with:{logs} (start_timeout: in hosts.yaml waits longer)",
     "launch_failed": "could not launch Jupyter: {detail}",
     "probe_failed": "could not run the Jupyter launcher: {detail}",
+    "unsafe": "Jupyter started, but not with this tool's settings: {detail}. It was stopped. A setting in your own "
+    "Jupyter config (~/.jupyter, or the environment's etc/jupyter) overrides ours there; remove it",
+    "locked": "another fabjupyter run there still holds its lock: {detail}; try again when it has finished",
 }
 
 

@@ -101,6 +101,9 @@ def status_record(t, reply):
         "password": reply.flag("has_password"),
         "configured": reply.flag("configured"),
         "stale_pid": int(reply["stale"]) if reply["stale"] else None,
+        # servers this tool started whose start was never recorded (their run was killed)
+        "unrecorded": [int(p) for p in reply["unrecorded"].split()],
+        "busy": reply["busy"] or None,  # a changing run going on there now
     }
 
 
@@ -110,16 +113,19 @@ def fetch_status(t):
 
 def start_host(t):
     reply = run_agent(t, "start", **launch_values(t))
+    lines = stopped_unrecorded(t, reply)
     if reply.flag("already_running"):
-        return Outcome([describe_running(t, reply) + "; nothing to do"], "already running", url_for(t, location(reply), reply["mode"]))
-    return Outcome(describe_start(t, reply), "started", url_for(t, location(reply), reply["mode"]))
+        lines.append(describe_running(t, reply) + "; nothing to do")
+        return Outcome(lines, "already running", url_for(t, location(reply), reply["mode"]))
+    return Outcome(lines + describe_start(t, reply), "started", url_for(t, location(reply), reply["mode"]))
 
 
 def stop_host(t):
     reply = run_agent(t, "stop")
+    lines = stopped_unrecorded(t, reply)
     if reply["stopped"]:
-        return Outcome([f"{t.label}: Jupyter stopped (pid {reply['stopped']})"], "stopped")
-    return Outcome([f"{t.label}: Jupyter was not running"], "was not running")
+        return Outcome(lines + [f"{t.label}: Jupyter stopped (pid {reply['stopped']})"], "stopped")
+    return Outcome(lines + [f"{t.label}: Jupyter was not running"], "stopped" if lines else "was not running")
 
 
 def restart_host(t, keep_launcher):
@@ -127,20 +133,41 @@ def restart_host(t, keep_launcher):
     if keep_launcher:
         values["FJ_LAUNCHER"] = ""  # keep the launcher it runs with (setup applies hosts.yaml's)
     reply = run_agent(t, "restart", **values)
-    lines = [f"{t.label}: Jupyter stopped (pid {reply['stopped']})"] if reply["stopped"] else []
+    lines = stopped_unrecorded(t, reply)
+    lines += [f"{t.label}: Jupyter stopped (pid {reply['stopped']})"] if reply["stopped"] else []
     return Outcome(lines + describe_start(t, reply), "restarted", url_for(t, location(reply), reply["mode"]))
+
+
+def unrecorded_lines(t, record):
+    if record["busy"]:
+        return [f"{t.label}: another fabjupyter run is changing things there now: {record['busy']}"]
+    if record["unrecorded"]:
+        pids = ", ".join(map(str, record["unrecorded"]))
+        return [
+            f"{t.label}: also running: Jupyter (pid {pids}) started by a run of this tool that was killed before it "
+            f"recorded it; `fab -H {t.label} setup` or `stop` stops it"
+        ]
+    return []
+
+
+def stopped_unrecorded(t, reply):
+    if not reply["stopped_unrecorded"]:
+        return []
+    pids = ", ".join(reply["stopped_unrecorded"].split())
+    return [f"{t.label}: stopped Jupyter (pid {pids}), started by a run of this tool that was killed before it recorded it"]
 
 
 def status_host(t):
     record = fetch_status(t)
+    extra_lines = unrecorded_lines(t, record)
     if record["running"]:
         line = f"{t.label}: running (pid {record['pid']}, {record['launcher']}) at {where(t, record['socket'] or record['port'], record['mode'])}"
         if not record["current"]:
             line += f"; the configuration changed since it started (`fab -H {t.label} restart` applies it)"
-        lines = [line, f"{t.label}: reach it with `fab -H {t.label} tunnel`"]
+        lines = [line, *extra_lines, f"{t.label}: reach it with `fab -H {t.label} tunnel`"]
         return Outcome(lines, "running", record["url"], record)
     extra = f" (pid {record['stale_pid']} is gone: it was killed or crashed)" if record["stale_pid"] else ""
-    lines = [f"{t.label}: not running{extra}"]
+    lines = [f"{t.label}: not running{extra}", *extra_lines]
     if not record["password"] or not record["configured"]:
         lines.append(f"{t.label}: not set up yet; run `fab -H {t.label} setup`")
     return Outcome(lines, "not running", "", record)

@@ -10,7 +10,7 @@ from .fleet import DRY_RUN_HELP, GROUP_HELP, WORKERS_HELP, Outcome
 from .plan import plan
 from .password import fresh_hash, hash_password, read_password
 from .remote import run_agent
-from .server import LAUNCHER_HELP, PORT_HELP, describe_running, describe_start, location, url_for
+from .server import LAUNCHER_HELP, PORT_HELP, describe_running, describe_start, location, stopped_unrecorded, url_for
 
 
 def run_setup(t, password_stdin=False, password=None):
@@ -53,6 +53,7 @@ def setup_host(t, password_stdin=False, command=None):
             lines += describe_cert(t, certificate)[:-1]
     reply = run_setup(t, password_stdin, password)
     url = url_for(t, location(reply), reply["mode"])
+    lines += stopped_unrecorded(t, reply)
     if reply.flag("unchanged"):
         lines.append(f"{t.label}: nothing changed; " + describe_running(t, reply)[len(t.label) + 2 :])
         summary = "unchanged"

@@ -18,11 +18,17 @@ class Session:
 
     def get(self, path):
         """(status, body) for a GET; HTTP errors are answers too."""
+        status, _, body = self.request(path)
+        return status, body
+
+    def request(self, path, method="GET", headers=None, data=None):
+        """(status, headers, body) for any request; HTTP errors are answers too."""
+        request = urllib.request.Request(self.base + path, data=data, headers=headers or {}, method=method)
         try:
-            with self.opener.open(self.base + path, timeout=20) as r:
-                return r.status, r.read().decode("utf-8", "replace")
+            with self.opener.open(request, timeout=20) as r:
+                return r.status, r.headers, r.read().decode("utf-8", "replace")
         except urllib.error.HTTPError as e:
-            return e.code, e.read().decode("utf-8", "replace")
+            return e.code, e.headers, e.read().decode("utf-8", "replace")
 
     def login(self, password):
         """Submit the login form; returns the status of the answer (after redirects)."""

@@ -55,6 +55,15 @@ def _run(*cmd, **kw):
     return subprocess.run(cmd, check=True, capture_output=True, text=True, **kw)
 
 
+def interpreter_of(script):
+    """The interpreter a script's first line names (pip writes bin/python or bin/python3,
+    depending on the machine): what run.sh should start the script with."""
+    with open(script) as f:
+        first = f.readline()
+    assert first.startswith("#!"), first
+    return first[2:].split()[0]
+
+
 def proc_files(name):
     """(pid, contents) of /proc/PID/NAME (cmdline, environ) for every process that can be read."""
     for entry in os.listdir("/proc"):

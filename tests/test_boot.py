@@ -10,7 +10,7 @@ import sys
 
 from tasks.config import BOOT
 
-from .sshhost import JUPYTER_VENV
+from .sshhost import JUPYTER_VENV, interpreter_of
 
 PROBE = r"""
 import json, sys
@@ -98,7 +98,7 @@ def test_jupyter_script_with_interpreter_options_runs_as_written(fab, local_port
     fab.setup()
     pid = fab.status()["pid"]
     args = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
-    assert args[:3] == [str(JUPYTER_VENV / "bin" / "python3").encode(), b"-s", str(fab.home / "bin" / "lab-s").encode()], args
+    assert args[:3] == [interpreter_of(JUPYTER_VENV / "bin" / "jupyter-lab").encode(), b"-s", str(fab.home / "bin" / "lab-s").encode()], args
     fab("stop")
 
 

@@ -1,0 +1,221 @@
+"""Run on the host, in Jupyter's own Python, by the agent after it launched Jupyter: wait until the
+server answers over HTTP, then make sure that the server answering is the process we started and
+that its effective settings are ours, whatever the user's own config files say.
+
+    python - PORT PID TIMEOUT TLS SOCK IP RUNTIME_DIR < ready.py
+
+Prints one line: `ready PID` (the pid of the process that serves), `died`, `timeout`, or
+`unsafe REASON` (the server runs, but not as we said: the agent stops it). Only the standard
+library, and nothing here needs the password: the checks are the ones anyone could make."""
+
+import glob
+import json
+import os
+import socket
+import sys
+import time
+
+port = pid = timeout = 0
+tls, sock, ip, runtime_dir, wrap = False, "", "", "", None
+
+
+def request(path, headers=()):
+    """(status, {header: value}) of a GET, raw HTTP/1.0 over the port or socket."""
+    s = socket.socket(socket.AF_UNIX) if sock else socket.create_connection(("127.0.0.1", port), timeout=2)
+    try:
+        s.settimeout(2)
+        if sock:
+            s.connect(sock)
+        if wrap:
+            s = wrap(s)
+        lines = ["GET %s HTTP/1.0" % path, "Host: %s" % dict(headers).get("Host", "localhost")]
+        lines += ["%s: %s" % (k, v) for k, v in headers if k != "Host"]
+        s.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        data = b""
+        while b"\r\n\r\n" not in data and len(data) < 65536:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        s.close()
+    head = data.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")
+    if not head[0].startswith("HTTP/"):
+        raise OSError("no HTTP answer")
+    fields = dict(line.split(":", 1) for line in head[1:] if ":" in line)
+    return int(head[0].split()[1]), {k.strip().lower(): v.strip() for k, v in fields.items()}
+
+
+def alive(p):
+    try:
+        os.kill(p, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
+
+
+def family(root):
+    """root and its descendants (Linux /proc), root first."""
+    children = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open("/proc/%s/stat" % entry) as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    found, todo = [], [root]
+    while todo:
+        p = todo.pop(0)
+        found.append(p)
+        todo += children.get(p, [])
+    return found
+
+
+def listening_inodes():
+    """Socket inodes that listen where we said (None where /proc cannot tell: not Linux)."""
+    inodes = set()
+    try:
+        if sock:
+            with open("/proc/net/unix") as f:
+                for line in f.read().splitlines()[1:]:
+                    parts = line.split()
+                    if len(parts) >= 8 and parts[7] == sock:
+                        inodes.add(parts[6])
+        else:
+            for name in ("/proc/net/tcp", "/proc/net/tcp6"):
+                try:
+                    with open(name) as f:
+                        rows = f.read().splitlines()[1:]
+                except FileNotFoundError:
+                    continue
+                for line in rows:
+                    parts = line.split()
+                    if parts[3] == "0A" and int(parts[1].rsplit(":", 1)[1], 16) == port:
+                        inodes.add(parts[9])
+    except OSError:
+        return None
+    return inodes
+
+
+def serving_pid():
+    """The pid (ours or a child of ours) that holds the listening socket; None if another
+    process does; pid itself where the system cannot tell."""
+    inodes = listening_inodes()
+    if inodes is None or not os.path.isdir("/proc/%d/fd" % pid):
+        return pid
+    for p in family(pid):
+        try:
+            fds = os.listdir("/proc/%d/fd" % p)
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                target = os.readlink("/proc/%d/fd/%s" % (p, fd))
+            except OSError:
+                continue
+            if target.startswith("socket:[") and target[8:-1] in inodes:
+                return p
+    return None
+
+
+def runtime_info(p):
+    """Jupyter's own record of the running server (jpserver-PID.json, nbserver-PID.json)."""
+    dirs = [runtime_dir]
+    try:
+        from jupyter_core.paths import jupyter_runtime_dir
+
+        dirs.append(jupyter_runtime_dir())
+    except Exception:
+        pass
+    for _ in range(40):  # written just before the port binds; allow for a slow disk
+        for d in dirs:
+            for path in glob.glob(os.path.join(d, "*server-%d.json" % p)):
+                try:
+                    with open(path) as f:
+                        return json.load(f)
+                except (OSError, ValueError):
+                    pass
+        time.sleep(0.05)
+    return None
+
+
+def problems(p):
+    """What differs from the settings we gave (an empty list: nothing)."""
+    info = runtime_info(p)
+    if info is None:
+        return ["its runtime file (jpserver-%d.json) is not in %s, so its settings cannot be checked "
+                "(is runtime_dir set in a config file?)" % (p, runtime_dir)]
+    found = []
+    if info.get("token"):
+        found.append("it accepts a token (set as token in a config file)")
+    if sock:
+        if info.get("sock") != sock:
+            found.append("it does not listen on the socket %s" % sock)
+    else:
+        if info.get("hostname") != ip:
+            found.append("it listens on %s, not %s (ip)" % (info.get("hostname"), ip))
+        if info.get("port") != port:
+            found.append("it listens on port %s, not %d (port)" % (info.get("port"), port))
+    if info.get("base_url", "/") != "/":
+        found.append("its base_url is %s, not / (base_url)" % info.get("base_url"))
+    if bool(info.get("secure")) != tls:
+        found.append("TLS is %s (certfile, keyfile)" % ("on" if info.get("secure") else "off"))
+    status, _ = request("/api/status")
+    if status != 403:
+        found.append("its API answers without a password (HTTP %d; password_required, identity provider or login handler)" % status)
+    _, headers = request("/api", [("Origin", "https://fabjupyter-origin-check.invalid")])
+    if headers.get("access-control-allow-origin"):
+        found.append("it allows requests from other web sites (allow_origin)")
+    if ip == "127.0.0.1":
+        status, _ = request("/api", [("Host", "fabjupyter-host-check.invalid")])
+        if status != 403:
+            found.append("it answers requests for other host names (allow_remote_access, local_hostnames)")
+    return found
+
+
+def main():
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            request("/api")
+            break
+        except OSError:  # ssl.SSLError is an OSError too
+            pass
+        if not alive(pid):
+            return "died"
+        if time.monotonic() > deadline:
+            return "timeout"
+        time.sleep(0.05)
+    # Something answers; is it ours? (One that lost the port to another server dies at once.)
+    settle = time.monotonic() + 3
+    while True:
+        p = serving_pid()
+        if p is not None:
+            break
+        if not alive(pid):
+            return "died"
+        if time.monotonic() > settle:
+            return "unsafe another process answers at %s, not the Jupyter started (pid %d)" % (sock or "port %d" % port, pid)
+        time.sleep(0.05)
+    found = problems(p)
+    if found:
+        return "unsafe " + "; ".join(found)
+    return "ready %d" % p
+
+
+if __name__ == "__main__":
+    port, pid, timeout = int(sys.argv[1] or 0), int(sys.argv[2]), float(sys.argv[3])
+    tls, sock, ip, runtime_dir = sys.argv[4] == "1", sys.argv[5], sys.argv[6], sys.argv[7]
+    if tls:
+        # a real TLS handshake: a key that does not match the certificate fails here
+        import ssl
+
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        wrap = context.wrap_socket
+    print(main())

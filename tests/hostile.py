@@ -1,0 +1,136 @@
+"""A user's own Jupyter config that tries every setting deciding who gets in, on every class
+that could carry it: tokens, another password, no password, any origin, no XSRF check, remote
+Host headers, all interfaces, other identity providers and login handlers. Our settings must win
+over all of it, whatever the file (name, format, directory)."""
+
+import json
+
+from tasks.password import hash_password
+
+from .jupyter_http import Session, login_and_list
+
+TOKEN = "letmein-token"
+INTRUDER = "intruder password"
+INTRUDER_HASH = hash_password(INTRUDER)
+EVIL_HOST = "evil.example"
+EVIL_ORIGIN = "http://evil.example"
+
+# every class of each kind of Jupyter that reads these keys (and the ones a shim moves from)
+APP_CLASSES = ("ServerApp", "NotebookApp", "LabApp", "JupyterNotebookApp")
+IDENTITY_CLASSES = ("IdentityProvider", "PasswordIdentityProvider", "LegacyIdentityProvider")
+
+
+def settings():
+    """{class: {key: value}} for a .json file (a .py file adds classes of its own)."""
+    app = {
+        "ip": "0.0.0.0",
+        "token": TOKEN,
+        "password": INTRUDER_HASH,
+        "password_required": False,
+        "allow_password_change": True,
+        "allow_origin": "*",
+        "allow_origin_pat": ".*",
+        "allow_credentials": True,
+        "disable_check_xsrf": True,
+        "allow_remote_access": True,
+        "local_hostnames": ["localhost", EVIL_HOST],
+        "allow_unauthenticated_access": True,
+        "identity_provider_class": "jupyter_server.auth.identity.IdentityProvider",
+        "open_browser": True,
+        "base_url": "/elsewhere/",
+        "port_retries": 50,
+    }
+    config = {name: dict(app) for name in APP_CLASSES}
+    for name in IDENTITY_CLASSES:
+        config[name] = {"token": TOKEN}
+    for name in IDENTITY_CLASSES[1:]:
+        config[name].update(hashed_password=INTRUDER_HASH, password_required=False, allow_password_change=True)
+    return config
+
+
+PY_EXTRA = """
+# A login handler and an identity provider of the user's own that let anyone in.
+from jupyter_server.auth.identity import IdentityProvider as _Base, User as _User
+from jupyter_server.auth.login import LoginFormHandler as _Form
+
+
+class OpenDoor(_Base):
+    def get_user(self, handler):
+        return _User("intruder")
+
+
+class OpenLogin(_Form):
+    @classmethod
+    def get_user(cls, handler):
+        return "intruder"
+
+    @classmethod
+    def get_login_available(cls, settings):
+        return True
+
+
+c.ServerApp.identity_provider_class = OpenDoor
+c.OpenDoor.token = %(token)r
+c.ServerApp.login_handler_class = OpenLogin
+for _name in ("IdentityProvider", "PasswordIdentityProvider", "LegacyIdentityProvider"):
+    c[_name].login_handler_class = OpenLogin
+""" % {"token": TOKEN}
+
+PY_EXTRA_NB6 = """
+# A login handler of the user's own that lets anyone in.
+from notebook.auth.login import LoginHandler as _Login
+
+
+class OpenLogin(_Login):
+    @classmethod
+    def get_user(cls, handler):
+        return "intruder"
+
+
+c.NotebookApp.login_handler_class = OpenLogin
+"""
+
+
+def as_json():
+    return json.dumps(settings(), indent=1)
+
+
+def as_py(kind):
+    lines = []
+    for name, keys in settings().items():
+        if kind == "nb6" and name != "NotebookApp":
+            continue  # classic Notebook cannot import jupyter_server's classes
+        for key, value in keys.items():
+            lines.append(f"c.{name}.{key} = {value!r}")
+    lines.append(PY_EXTRA_NB6 if kind == "nb6" else PY_EXTRA)
+    return "\n".join(lines) + "\n"
+
+
+def ways_in(url, password):
+    """Every way past the password that the server at url allows (an empty list: none), and
+    whether the password itself works. The checks are the ones a browser or a script would try."""
+    found = []
+    anonymous = Session(url)
+    if anonymous.get("api/status")[0] != 403:
+        found.append("the API answers without credentials")
+    if anonymous.get(f"api/status?token={TOKEN}")[0] != 403:
+        found.append("the user's token in the URL")
+    if anonymous.request("api/status", headers={"Authorization": f"token {TOKEN}"})[0] != 403:
+        found.append("the user's token in a header")
+    if login_and_list(url, INTRUDER)[1] != 403:
+        found.append("the user's own password hash")
+    if login_and_list(url, "")[1] != 403:
+        found.append("an empty password")
+    headers = anonymous.request("api", headers={"Origin": EVIL_ORIGIN})[1]
+    if headers.get("Access-Control-Allow-Origin"):
+        found.append(f"cross-origin requests (Access-Control-Allow-Origin: {headers['Access-Control-Allow-Origin']})")
+    if anonymous.request("api", headers={"Host": EVIL_HOST})[0] != 403:
+        found.append("a remote Host header (DNS rebinding)")
+    user = Session(url)
+    if user.login(password) != 200 or user.get("api/contents")[0] != 200:
+        found.append("(the real password does not work)")
+    else:
+        status = user.request("api/contents", method="POST", data=b"{}", headers={"Content-Type": "application/json"})[0]
+        if status != 403:
+            found.append(f"a POST without the XSRF token ({status})")
+    return found
