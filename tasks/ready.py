@@ -122,17 +122,10 @@ def serving_pid():
     return None
 
 
-def runtime_info(p):
+def runtime_info(p, tries=40, dirs=None):
     """Jupyter's own record of the running server (jpserver-PID.json, nbserver-PID.json)."""
-    dirs = [runtime_dir]
-    try:
-        from jupyter_core.paths import jupyter_runtime_dir
-
-        dirs.append(jupyter_runtime_dir())
-    except Exception:
-        pass
-    for _ in range(40):  # written just before the port binds; allow for a slow disk
-        for d in dirs:
+    for _ in range(tries):  # written just before the port binds; allow for a slow disk
+        for d in dirs or [runtime_dir]:
             for path in glob.glob(os.path.join(d, "*server-%d.json" % p)):
                 try:
                     with open(path) as f:
@@ -140,7 +133,26 @@ def runtime_info(p):
                 except (OSError, ValueError):
                     pass
         time.sleep(0.05)
+    if dirs is None:
+        try:  # where jupyter_core itself says, should run.sh's reading of its rule differ
+            from jupyter_core.paths import jupyter_runtime_dir
+
+            return runtime_info(p, 1, [jupyter_runtime_dir()])
+        except Exception:
+            pass
     return None
+
+
+def misplaced(info):
+    """Where the runtime file says it listens, if that is not where we said."""
+    if sock:
+        return [] if info.get("sock") == sock else ["it does not listen on the socket %s" % sock]
+    found = []
+    if info.get("hostname") != ip:
+        found.append("it listens on %s, not %s (ip)" % (info.get("hostname"), ip))
+    if info.get("port") != port:
+        found.append("it listens on port %s, not %d (port)" % (info.get("port"), port))
+    return found
 
 
 def problems(p):
@@ -149,19 +161,12 @@ def problems(p):
     if info is None:
         return ["its runtime file (jpserver-%d.json) is not in %s, so its settings cannot be checked "
                 "(is runtime_dir set in a config file?)" % (p, runtime_dir)]
-    found = []
+    found = misplaced(info)
     if info.get("token"):
         found.append("it accepts a token (set as token in a config file)")
-    if sock:
-        if info.get("sock") != sock:
-            found.append("it does not listen on the socket %s" % sock)
-    else:
-        if info.get("hostname") != ip:
-            found.append("it listens on %s, not %s (ip)" % (info.get("hostname"), ip))
-        if info.get("port") != port:
-            found.append("it listens on port %s, not %d (port)" % (info.get("port"), port))
     if info.get("base_url", "/") != "/":
         found.append("its base_url is %s, not / (base_url)" % info.get("base_url"))
+        return found  # the checks below ask for /api
     if bool(info.get("secure")) != tls:
         found.append("TLS is %s (certfile, keyfile)" % ("on" if info.get("secure") else "off"))
     status, _ = request("/api/status")
@@ -187,6 +192,9 @@ def main():
             pass
         if not alive(pid):
             return "died"
+        info = runtime_info(pid, 1, [runtime_dir])  # it says where it listens before it listens
+        if info and misplaced(info):
+            return "unsafe " + "; ".join(misplaced(info))
         if time.monotonic() > deadline:
             return "timeout"
         time.sleep(0.05)
