@@ -30,9 +30,12 @@ def run_setup(t, password_stdin=False, password=None):
         values["FJ_PASSWORD_HASH"] = fresh_hash(password)
         reply = run_agent(t, "setup", **values)
     if "password_salt" in reply.values:
+        stopped = reply["stopped_unrecorded"]  # a round that only asked for the salt may have done that
         values["FJ_PASSWORD_HASH"] = hash_password(password, salted=reply["password_salt"] or None)
         values["FJ_SALTED"] = "1"
         reply = run_agent(t, "setup", **values)
+        if stopped:
+            reply.values["stopped_unrecorded"] = " ".join(filter(None, [stopped, reply["stopped_unrecorded"]]))
     return reply
 
 

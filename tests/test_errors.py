@@ -303,22 +303,3 @@ def test_disk_full(fab):
     finally:
         fab.sshhost.kill_user_processes("fjtest")
         subprocess.run(["umount", str(fab.home)], check=True)
-
-
-def test_interrupted_setup_leaves_a_working_state(fab):
-    """fab killed at any moment of a setup: the next setup completes, with one Jupyter."""
-    for delay in (0.3, 0.8, 1.5):
-        fab.sshhost.reset_user("fjtest")
-        proc = subprocess.Popen(fab.args("setup", "--password-stdin"), cwd=ROOT, env=fab.env(),
-                                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        proc.stdin.write(b"pw\n")
-        proc.stdin.close()
-        time.sleep(delay)
-        proc.kill()
-        proc.wait()
-        time.sleep(3)  # whatever the remote was doing, it finishes
-        r = fab.setup(password="pw")
-        assert "Jupyter" in r.stdout
-        jupyters = [p for p in fab.sshhost.processes("fjtest") if b"jupyter-lab" in open(f"/proc/{p}/cmdline", "rb").read()]
-        assert len(jupyters) == 1, (delay, r.stdout)
-        assert fab.status()["pid"] == jupyters[0]

@@ -1,0 +1,140 @@
+"""At most one server per host, and always the one we track: setups cut off at several moments
+and run again at once, two and three setups started together, on fresh and on running hosts, and a
+run killed on the host itself between the start and its record. Afterwards exactly one Jupyter
+runs, it is the one status reports, and stop leaves none."""
+
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from .conftest import ROOT
+
+
+def servers(fab):
+    """pids of the user's Jupyter servers (kernels and the agent are not)."""
+    found = []
+    for pid in fab.sshhost.processes(fab.user):
+        try:
+            args = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
+        except OSError:
+            continue
+        if any(a.endswith(b"/jupyter-lab") for a in args):
+            found.append(pid)
+    return found
+
+
+def exactly_one_tracked(fab, context):
+    pids = servers(fab)
+    assert len(pids) == 1, (context, pids)
+    record = fab.status()
+    assert record["running"] and record["pid"] == pids[0], (context, record, pids)
+    assert record["unrecorded"] == [] and record["busy"] is None, (context, record)
+    return pids[0]
+
+
+def start_setup(fab, *args):
+    proc = subprocess.Popen(
+        fab.args("setup", "--password-stdin", *args), cwd=ROOT, env=fab.env(),
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    proc.stdin.write(b"pw\n")
+    proc.stdin.close()
+    return proc
+
+
+def finish(proc):
+    proc.stdin = None  # written and closed by start_setup
+    out, err = proc.communicate(timeout=240)
+    assert proc.returncode == 0, err.decode()
+    return out.decode() + err.decode()
+
+
+@pytest.mark.parametrize("host", ["fresh", "running"])
+def test_setup_cut_off_then_run_again_at_once(fab, host):
+    """fab killed (Ctrl-C, lid, link) at several moments of a setup that starts or restarts
+    Jupyter, and another setup at once: it waits for the first one's agent, which goes on, and
+    the host ends with one server, the tracked one."""
+    for delay in (0.2, 0.5, 0.9, 1.4):
+        fab.sshhost.reset_user(fab.user)
+        extra = []
+        if host == "running":
+            fab.setup(password="pw")
+            extra = ["--port", "8890"]  # a change: the cut-off run restarts Jupyter
+        proc = start_setup(fab, *extra)
+        time.sleep(delay)
+        proc.kill()
+        proc.wait()
+        r = fab.setup(*extra, password="pw")  # at once
+        assert "Traceback" not in r.stderr
+        exactly_one_tracked(fab, (host, delay, r.stdout, r.stderr))
+        fab("stop")
+        assert servers(fab) == []
+
+
+@pytest.mark.parametrize("host", ["fresh", "running"])
+@pytest.mark.parametrize("count", [2, 3])
+def test_setups_started_together(fab, host, count):
+    for attempt in range(2):
+        fab.sshhost.reset_user(fab.user)
+        if host == "running":
+            fab.setup(password="pw", check=True)
+        procs = [start_setup(fab) for _ in range(count)]
+        outputs = [finish(p) for p in procs]
+        assert not any("cannot write there" in o for o in outputs), outputs
+        exactly_one_tracked(fab, (host, count, attempt, outputs))
+        fab("stop")
+        assert servers(fab) == []
+
+
+def test_a_run_killed_on_the_host_leaves_a_server_that_is_found_and_stopped(fab):
+    """The agent itself killed (kill -9 on the host) after it launched Jupyter and before it
+    recorded it: status reports that server, and the next setup stops it and starts its own."""
+    proc = start_setup(fab)
+    pid_file = fab.home / ".fabjupyter" / "pid"
+    deadline = time.monotonic() + 60
+    while not pid_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    launched = int(pid_file.read_text().split()[0])
+    for pid in fab.sshhost.processes(fab.user):  # the agent: `sh -s` fed on stdin
+        try:
+            if open(f"/proc/{pid}/cmdline", "rb").read() == b"sh\0-s\0":
+                os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    proc.wait(60)
+    assert not (fab.home / ".fabjupyter" / "state").exists()
+    deadline = time.monotonic() + 30
+    while launched not in servers(fab) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    record = fab.status()
+    assert record["running"] is False and record["unrecorded"] == [launched], record
+    assert f"also running: Jupyter (pid {launched})" in fab("status").stdout
+    r = fab.setup(password="pw")
+    assert f"stopped Jupyter (pid {launched}), started by a run of this tool that was killed" in r.stdout, r.stdout
+    assert exactly_one_tracked(fab, r.stdout) != launched
+    r = fab("stop")
+    assert servers(fab) == []
+
+
+def test_a_second_run_waits_and_says_for_whom(fab):
+    """While another run holds the host's lock (here a `flock` on it for 3 s, with its record),
+    setup says on stderr that it waits and for whom, then does its work."""
+    fab.as_user("mkdir -m 700 .fabjupyter && echo 'restart (pid 4242, since 10:00:00)' > .fabjupyter/lock.owner")
+    user = fab.sshhost.users[fab.user]
+    holder = subprocess.Popen(
+        ["setpriv", f"--reuid={user.uid}", f"--regid={user.uid}", "--init-groups",
+         "flock", str(fab.home / ".fabjupyter" / "lock"), "sleep", "3"]
+    )
+    try:
+        time.sleep(0.5)
+        started = time.monotonic()
+        r = fab.setup(password="pw")
+        waited = time.monotonic() - started
+    finally:
+        holder.wait(10)
+    assert "fjtest: waiting for another fabjupyter run there to finish: restart (pid 4242, since 10:00:00) (up to 120 s)" in r.stderr, r.stderr
+    assert waited > 2, waited  # it did wait for the holder
+    exactly_one_tracked(fab, r.stdout)
