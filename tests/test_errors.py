@@ -303,3 +303,30 @@ def test_disk_full(fab):
     finally:
         fab.sshhost.kill_user_processes("fjtest")
         subprocess.run(["umount", str(fab.home)], check=True)
+
+
+def test_a_symlinked_jupyter_is_found_as_jupyter_finds_its_subcommands(fab_dash):
+    """`jupyter` on the PATH as a symlink (~/bin/jupyter -> a venv's), nothing beside it: found,
+    and JupyterLab runs from the directory of the real file, as `jupyter lab` would find it;
+    the same for `jupyter: ~/bin/jupyter lab`."""
+    fab_dash.as_user(f"mkdir bin && ln -s {JUPYTER_VENV}/bin/jupyter bin/jupyter")
+    for setting in ("activate: export PATH=$HOME/bin:$PATH", "jupyter: ~/bin/jupyter lab"):
+        fab_dash.hosts(f"hosts:\n  fjdash:\n    {setting}\n")
+        r = fab_dash.setup()
+        assert "JupyterLab 4." in r.stdout, r.stdout
+        args = open(f"/proc/{fab_dash.status()['pid']}/cmdline", "rb").read().split(b"\0")
+        assert str(JUPYTER_VENV / "bin" / "jupyter-lab").encode() in args[:3], (setting, args)
+        fab_dash("stop")
+
+
+def test_the_activated_environment_wins_over_the_path(fab):
+    """An activate line whose environment holds only classic Notebook, while JupyterLab is
+    elsewhere on the PATH: the activated environment's notebook runs, not that JupyterLab."""
+    nb6 = JUPYTER_VENV.parent / "nb6"
+    fab.hosts(f"hosts:\n  fjtest:\n    activate: . {nb6}/bin/activate\n")
+    r = fab.setup()
+    assert "Notebook 6.5" in r.stdout, r.stdout
+    args = open(f"/proc/{fab.status()['pid']}/cmdline", "rb").read().split(b"\0")
+    assert str(nb6 / "bin" / "jupyter-notebook").encode() in args[:3], args
+    assert "flavour=nb6" in (fab.home / ".fabjupyter" / "state").read_text()
+    fab("stop")
