@@ -69,6 +69,19 @@ def test_users_config_opens_no_other_way_in(fab_dash, local_port, kind, where, f
     fab("stop")
 
 
+def test_public_mode_keeps_tls_and_the_password_under_a_hostile_config(fab):
+    """Public mode (all interfaces, TLS): the same hostile config opens no way in over HTTPS."""
+    from .test_cert import local_copy, trusting
+
+    write_as_user(fab, fab.home / ".jupyter" / "jupyter_server_config.json", hostile.as_json())
+    write_as_user(fab, fab.home / ".jupyter" / "jupyter_lab_config.py", hostile.as_py("server"))
+    fab.setup("--mode", "public", password=PASSWORD)
+    assert listening(8888) == ["0.0.0.0"]
+    context = trusting(local_copy(fab) / "cert.pem", hostname_check=False)
+    assert hostile.ways_in("https://127.0.0.1:8888/", PASSWORD, context, public=True) == []
+    fab("stop")
+
+
 def test_a_server_that_is_not_as_set_up_is_stopped_with_a_clear_error(fab):
     """A user's config that changes what the server reports after our settings are applied
     (here a .py config that rewrites Jupyter's record of itself to show a token, as a config we
