@@ -307,20 +307,22 @@ fj_make_root() {
 
 # fj_probe FILE [PORT]: run the launcher script's probe (activation, finding Jupyter and its
 # Python, the first free port from PORT). Sets PY, CMD, FREE_PORT, VERSION.
+# Only the launcher's standard output is protocol: what the activation (or Jupyter) prints goes to
+# its standard error, comes back marked `noise:`, and can never pass for an fj: line.
 fj_probe() {
-    out=$(sh "$1" probe "${2-}" 2>&1 < /dev/null)
-    fj_probe_result $?
+    out=$( { { sh "$1" probe "${2-}" < /dev/null; echo "fj:rc=$?"; } 2>&1 1>&3 3>&- | sed 's/^/noise:/'; } 3>&1)
+    fj_probe_result
 }
 
 # fj_probe_script TEXT: the same for a launcher script not written yet (fed to sh on stdin), so
 # that a setup that cannot work fails before it changes anything.
 fj_probe_script() {
-    out=$(printf '%s' "$1" | sh -s probe 2>&1)
-    fj_probe_result $?
+    out=$( { { printf '%s' "$1" | sh -s probe; echo "fj:rc=$?"; } 2>&1 1>&3 3>&- | sed 's/^/noise:/'; } 3>&1)
+    fj_probe_result
 }
 
 fj_probe_result() {
-    rc=$1
+    rc=0
     PY= CMD= FREE_PORT= VERSION= TLS= SOCKP= PFLAVOUR= NOTE= IP= perr= pdetail=
     while IFS= read -r line; do
         case $line in
@@ -335,13 +337,14 @@ fj_probe_result() {
             fj:note=*) NOTE=${line#fj:note=} ;;
             fj:error=*) perr=${line#fj:error=} ;;
             fj:detail=*) pdetail=${line#fj:detail=} ;;
+            fj:rc=*) rc=${line#fj:rc=} ;;
         esac
     done <<EOF
 $out
 EOF
     if [ -n "$perr" ] || [ "$rc" -ne 0 ]; then
         # what the activation or Jupyter printed, without our own protocol lines
-        noise=$(printf '%s\n' "$out" | grep -v '^fj:' | tail -n 5)
+        noise=$(printf '%s\n' "$out" | sed -n 's/^noise://p' | tail -n 5)
         fj_fail "${perr:-probe_failed}" "${pdetail:-$noise}"
     fi
 }
