@@ -80,25 +80,30 @@ class SSHHost:
     """One sshd on 127.0.0.1 serving the given users; `alias(user)` names it in ssh_config."""
 
     def __init__(self, users=(("fjtest", "/bin/bash", True, False),), prefix="fabjupyter-tests-", netns=None, start=True,
-                 log_level="VERBOSE"):
+                 log_level="VERBOSE", inside=None):
         """users: (name, login shell, Jupyter on the PATH sshd gives, uid 0) for each account.
         netns: (name, index) to run sshd in its own network namespace at 10.231.INDEX.2:22, with its
         own loopback (its Jupyter can have 8888 too), reached over a veth pair from this one.
-        log_level: sshd's LogLevel (DEBUG1 logs each channel and request, for counting round trips)."""
+        log_level: sshd's LogLevel (DEBUG1 logs each channel and request, for counting round trips).
+        inside: (another SSHHost with a netns, port): run in that host's namespace on its own
+        loopback, 127.0.0.1:PORT there, which nothing outside the namespace can reach."""
         self.log_level = log_level
         if os.geteuid() != 0:
             raise RuntimeError("the SSH test host needs root (it creates accounts and runs sshd)")
         self.base = Path(tempfile.mkdtemp(prefix=prefix))
         self.base.chmod(0o755)
         self.netns = netns[0] if netns else None
-        if netns:
+        self.owns_netns = bool(netns)
+        if inside:
+            self.netns, self.address, self.port = inside[0].netns, "127.0.0.1", inside[1]
+        elif netns:
             self.address, self.port = f"10.231.{netns[1]}.2", 22
         else:
             self.address, self.port = "127.0.0.1", free_port()
         self.proc = None
         self.users = {}
         try:
-            if netns:
+            if netns and not inside:
                 self._make_netns(*netns)
             self._keys()
             for name, shell, on_path, uid0, *path in users:
@@ -203,7 +208,12 @@ class SSHHost:
             stdout=subprocess.DEVNULL,
             stderr=open(self.sshd_log, "ab"),
         )
-        wait_port(self.port, host=self.address)
+        if self.netns and self.address == "127.0.0.1":  # only reachable from inside
+            deadline = time.monotonic() + 10
+            while "Server listening" not in self.sshd_log.read_text() and time.monotonic() < deadline:
+                time.sleep(0.05)
+        else:
+            wait_port(self.port, host=self.address)
 
     def stop(self):
         """Stop sshd: the host becomes unreachable (connection refused)."""
@@ -284,6 +294,6 @@ class SSHHost:
             self.stop()
             for name in list(self.users):
                 subprocess.run(["userdel", "-f", name], capture_output=True)
-            if self.netns:
+            if self.netns and self.owns_netns:
                 subprocess.run(["ip", "netns", "del", self.netns], capture_output=True)
             shutil.rmtree(self.base, ignore_errors=True)

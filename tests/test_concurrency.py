@@ -138,3 +138,28 @@ def test_a_second_run_waits_and_says_for_whom(fab):
     assert "fjtest: waiting for another fabjupyter run there to finish: restart (pid 4242, since 10:00:00) (up to 120 s)" in r.stderr, r.stderr
     assert waited > 2, waited  # it did wait for the holder
     exactly_one_tracked(fab, r.stdout)
+
+
+@pytest.mark.parametrize("launcher", ["nohup", "tmux"])
+def test_a_setup_whose_client_hangs_up_still_finishes_on_the_host(fab, launcher):
+    """The client killed once the agent has launched Jupyter (the lid closes, the link drops):
+    with no second run, the agent goes on, waits for Jupyter and records it: the state file
+    names a live server, and status reports it."""
+    proc = start_setup(fab, "--launcher", launcher)
+    pid_file = fab.home / ".fabjupyter" / "pid"
+    deadline = time.monotonic() + 60
+    while not pid_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert pid_file.exists()
+    proc.kill()
+    proc.wait()
+    launched = int(pid_file.read_text().split()[0])
+    state = fab.home / ".fabjupyter" / "state"
+    deadline = time.monotonic() + 60
+    while not state.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert f"pid={launched}\n" in state.read_text()
+    assert exactly_one_tracked(fab, launcher) == launched
+    assert fab.status()["launcher"] == launcher
+    fab("stop")
+    assert servers(fab) == []

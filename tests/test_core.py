@@ -48,6 +48,36 @@ def listening(port):
     return found
 
 
+def tcp_listening_inodes():
+    """Inodes of every listening TCP socket, IPv4 and IPv6."""
+    found = set()
+    for name in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(name) as f:
+            for line in f.readlines()[1:]:
+                fields = line.split()
+                if fields[3] == "0A":
+                    found.add(fields[9])
+    return found
+
+
+def unix_socket_inodes(path):
+    with open("/proc/net/unix") as f:
+        return {fields[6] for fields in (line.split() for line in f.readlines()[1:]) if len(fields) > 7 and fields[7] == path}
+
+
+def server_socket_inodes(pid):
+    """Inodes of the sockets a process holds open."""
+    found = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            found.add(target[8:-1])
+    return found
+
+
 def stop_tunnel(proc):
     proc.stdin = None  # already closed, if it was a pipe
     proc.send_signal(signal.SIGTERM)
@@ -420,8 +450,10 @@ def test_unix_socket_mode(fab, local_port):
     assert record["socket"] == str(sock) and record["port"] is None and record["url"] == f"unix:{sock}"
     assert oct(sock.stat().st_mode & 0o777) == "0o600"
     assert oct(sock.parent.stat().st_mode & 0o777) == "0o700"
-    pid_listens = [p for p in listening(8888) + listening(9999)]
-    assert pid_listens == []
+    # the server's own sockets: the Unix one, and no TCP listener at all (IPv4 or IPv6)
+    own = server_socket_inodes(record["pid"])
+    assert own & unix_socket_inodes(str(sock)), "the server does not hold its socket"
+    assert own & tcp_listening_inodes() == set()
     assert "nothing changed" in fab.setup("--socket").stdout
     proc, url, out = fab.tunnel("--local-port", str(local_port))
     assert url == f"http://localhost:{local_port}/", out
