@@ -291,7 +291,7 @@ def test_logs_show_jupyter_output(fab):
 def test_jupyter_that_dies_at_start_fails_setup_with_its_log(fab):
     fab.hosts("hosts:\n  fjtest:\n    jupyter: sh -c 'echo this jupyter is broken >&2; exit 1'\n")
     r = fab.setup(check=False)
-    assert r.returncode != 0
+    assert r.returncode == 1
     assert "Jupyter exited while starting" in r.stderr
     assert "this jupyter is broken" in r.stderr
     assert "Traceback" not in r.stderr
@@ -300,7 +300,7 @@ def test_jupyter_that_dies_at_start_fails_setup_with_its_log(fab):
 
 def test_tunnel_when_jupyter_is_not_running(fab):
     r = fab("tunnel", check=False)
-    assert r.returncode != 0
+    assert r.returncode == 1
     assert r.stderr.strip() == "fjtest: Jupyter is not running there; start it with `fab -H fjtest setup` (or `start`)"
 
 
@@ -345,7 +345,7 @@ def test_busy_local_port(fab):
     busy = blocker.getsockname()[1]
     try:
         r = fab("tunnel", "--local-port", str(busy), check=False)
-        assert r.returncode != 0
+        assert r.returncode == 1
         assert r.stderr.strip() == f"fjtest: local port {busy} is busy; choose another with --local-port"
         # a default local port (hosts.yaml) that is busy moves to the next free one, and says so
         fab.hosts(f"defaults:\n  local_port: {busy}\n")

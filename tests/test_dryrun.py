@@ -14,10 +14,16 @@ def test_dry_run_on_a_fresh_host_changes_nothing(fab):
     assert "+FJ_ROOT=''" in out and '+    "ip": "127.0.0.1",' in out
     assert "fjtest: would set the password" in out
     assert "fjtest: would start Jupyter (nohup, port 8888 or the next free one)" in out
-    for task in (["config"], ["start"], ["stop"], ["password"], ["cert"]):
-        r = fab(*task, "--dry-run")
-        assert "would" in r.stdout, (task, r.stdout)
-    assert "would make a new certificate (created)" in fab("cert", "--dry-run").stdout
+    expected = {
+        "config": "fjtest: would write the configuration in ~/.fabjupyter:",
+        "start": "fjtest: would start Jupyter (nohup) and wait until it answers",
+        "stop": "fjtest: Jupyter is not running; stop would do nothing",
+        "password": "fjtest: would set the password (hash only, mode 0600)",
+        "cert": "would make a new certificate (created)",
+    }
+    for task, line in expected.items():
+        r = fab(task, "--dry-run")
+        assert line in r.stdout, (task, r.stdout)
     untouched(fab)
     assert list(fab.home.iterdir()) == []
     assert not fab.config_home.exists()  # no local certificate either

@@ -17,7 +17,7 @@ from .sshhost import JUPYTER_VENV
 
 
 def one_line_error(r):
-    assert r.returncode != 0, r.stdout
+    assert r.returncode == 1, r.stdout
     assert "Traceback" not in r.stderr, r.stderr
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1, r.stderr

@@ -94,11 +94,10 @@ def run(fleet, tmp_path):
 
 def test_group_setup_reports_each_host_and_fails_for_the_broken_ones(run, fleet):
     r = run("setup", "--group", "lab", "--password-stdin", input=PASSWORD + "\n")
-    assert r.returncode != 0
+    assert r.returncode == 1
     assert r.stderr.strip() == "2 of 4 hosts failed: fjn3, fjn4"
     out = r.stdout
     # one line per host as it finishes, then the table
-    assert "fjn1: started  http://127.0.0.1:8888/ on the host" not in out  # (url is the bare URL)
     assert "fjn1: started  http://127.0.0.1:8888/" in out
     assert "fjn2: started  http://127.0.0.1:8888/" in out
     assert "fjn3: FAILED  no Jupyter found there" in out
@@ -113,7 +112,7 @@ def test_group_setup_reports_each_host_and_fails_for_the_broken_ones(run, fleet)
     assert records["fjn1"]["running"] and records["fjn2"]["running"] and records["fjn2"]["launcher"] == "tmux"
     assert records["fjn3"]["running"] is False
     assert "connection refused" in records["fjn4"]["error"]
-    assert r.returncode != 0
+    assert r.returncode == 1
 
     # the working hosts are reachable through their own tunnels, each on its own local port
     proc, table = run.tunnel()
@@ -162,6 +161,6 @@ def test_group_setup_reports_each_host_and_fails_for_the_broken_ones(run, fleet)
 
 def test_group_errors(run):
     r = run("status", "--group", "nope")
-    assert r.returncode != 0 and r.stderr.strip() == f"{run.hosts_file}: no group 'nope' (groups: lab)"
+    assert r.returncode == 1 and r.stderr.strip() == f"{run.hosts_file}: no group 'nope' (groups: lab)"
     r = run("-H", "fjn1", "status", "--group", "lab")
-    assert r.returncode != 0 and r.stderr.strip() == "give either -H HOST or --group NAME, not both"
+    assert r.returncode == 1 and r.stderr.strip() == "give either -H HOST or --group NAME, not both"

@@ -60,7 +60,8 @@ def test_strict_host_key_checking_from_ssh_config(fab, tmp_path):
     known = tmp_path / "known_hosts"
     r = run(fab, config_with(fab, tmp_path, known, strict="accept-new"), "status")
     assert r.returncode == 0, r.stderr
-    assert known.exists()
+    # accept-new recorded exactly the host's key, under the name the client used
+    assert known.read_text().split() == [f"[127.0.0.1]:{fab.sshhost.port}", *fab.sshhost.known_hosts.read_text().split()[1:]]
     known2 = tmp_path / "known_hosts2"
     r = run(fab, config_with(fab, tmp_path, known2, strict="no"), "status")
     assert r.returncode == 0, r.stderr
