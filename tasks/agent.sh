@@ -283,9 +283,14 @@ fj_check_launcher() {
     esac
 }
 
-# The root directory as the launcher resolves it (relative paths are from the home directory).
+# The root directory as the launcher resolves it (relative paths are from the home directory): as
+# the written launcher said in its probe, else as this run's settings say.
 fj_root_dir() {
-    case $FJ_ROOT in
+    if [ -n "${ROOTP-}" ]; then
+        printf '%s' "$ROOTP"
+        return 0
+    fi
+    case ${FJ_ROOT-} in
         '') printf '%s' "$HOME" ;;
         /*) printf '%s' "$FJ_ROOT" ;;
         *) printf '%s/%s' "$HOME" "$FJ_ROOT" ;;
@@ -323,7 +328,7 @@ fj_probe_script() {
 
 fj_probe_result() {
     rc=0
-    PY= CMD= FREE_PORT= VERSION= TLS= SOCKP= PFLAVOUR= NOTE= IP= perr= pdetail=
+    PY= CMD= FREE_PORT= VERSION= TLS= SOCKP= PFLAVOUR= NOTE= IP= ROOTP= perr= pdetail=
     while IFS= read -r line; do
         case $line in
             fj:python=*) PY=${line#fj:python=} ;;
@@ -333,6 +338,7 @@ fj_probe_result() {
             fj:tls=*) TLS=${line#fj:tls=} ;;
             fj:sock=*) SOCKP=${line#fj:sock=} ;;
             fj:ip=*) IP=${line#fj:ip=} ;;
+            fj:root=*) ROOTP=${line#fj:root=} ;;
             fj:flavour=*) PFLAVOUR=${line#fj:flavour=} ;;
             fj:note=*) NOTE=${line#fj:note=} ;;
             fj:error=*) perr=${line#fj:error=} ;;
@@ -353,13 +359,13 @@ fj_launch() {
     fj_has_password || fj_fail no_password
     [ -f "$RUN" ] || fj_fail not_configured
     fj_check_launcher
-    fj_check_root
-    fj_make_root
     want=${FJ_PORT:-8888}
     attempt=0
     while :; do
         attempt=$((attempt + 1))
         fj_probe "$RUN" "$want"
+        fj_check_root
+        fj_make_root
         fj_flavour "$PFLAVOUR"
         [ -f "$CFG" ] || fj_fail not_configured  # configured for another kind of Jupyter
         [ -f "$PWF" ] || fj_write_password        # the stored hash, in this kind's file
@@ -435,7 +441,8 @@ fj_launch() {
 }
 
 fj_tail_log() {
-    tail -n "${FJ_LINES:-20}" "$LOG" 2> /dev/null | while IFS= read -r line; do fj_say log "$line"; done
+    # Jupyter's own lines (run.sh's note about the moved keys is not news here)
+    grep -v '^fabjupyter: ' "$LOG" 2> /dev/null | tail -n "${FJ_LINES:-20}" | while IFS= read -r line; do fj_say log "$line"; done
 }
 
 # fj_stop: end the recorded server (TERM, then KILL after 10 s) and its tmux session.

@@ -159,6 +159,7 @@ case $MODE in
     probe)
         echo "fj:python=$PY"
         echo "fj:ip=$FJ_IP"
+        echo "fj:root=$root"
         [ "$FJ_TLS" = 1 ] && echo "fj:tls=1"
         echo "fj:command=$*"
         if [ "$FJ_SOCK" = 1 ]; then

@@ -27,6 +27,8 @@ USERS = [
     ("fjroot", "/bin/bash", True, True),
     ("fjnotmux", "/bin/bash", True, False, f"{JUPYTER_VENV}/bin:{NO_TMUX_BIN}"),
     ("fjzsh", "/usr/bin/zsh", False, False),
+    ("fjfish", "/usr/bin/fish", True, False),
+    ("fjtcsh", "/usr/bin/tcsh", True, False),
 ]
 
 
@@ -192,6 +194,18 @@ def fab_notmux(sshhost, tmp_path):
 def fab_zsh(sshhost, tmp_path):
     """`fab` against `fjzsh`: login shell zsh, no Jupyter on its PATH."""
     yield from _fab_fixture(sshhost, tmp_path, "fjzsh")
+
+
+@pytest.fixture
+def fab_fish(sshhost, tmp_path):
+    """`fab` against `fjfish`: login shell fish."""
+    yield from _fab_fixture(sshhost, tmp_path, "fjfish")
+
+
+@pytest.fixture
+def fab_tcsh(sshhost, tmp_path):
+    """`fab` against `fjtcsh`: login shell tcsh."""
+    yield from _fab_fixture(sshhost, tmp_path, "fjtcsh")
 
 
 @pytest.fixture
