@@ -4,6 +4,7 @@ that run the real `fab` command line against it."""
 import json
 import os
 import queue
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,7 +19,8 @@ from .sshhost import JUPYTER_VENV, SSHHost, free_port
 ROOT = Path(__file__).resolve().parent.parent
 FAB = [sys.executable, "-m", "fabric"]
 
-NO_TMUX_BIN = Path("/tmp/fabjupyter-no-tmux-bin")
+# this run's own (a second run at once, or one a crash left behind, has another)
+NO_TMUX_BIN = Path(f"/tmp/fabjupyter-no-tmux-bin-{os.getpid()}")
 
 # name, login shell, jupyter on the PATH that sshd gives, uid 0 (, a PATH of its own)
 USERS = [
@@ -34,11 +36,11 @@ USERS = [
 
 def _no_tmux_bin():
     """A directory with every command of /usr/bin but tmux: a host where tmux is not installed."""
-    NO_TMUX_BIN.mkdir(mode=0o755, exist_ok=True)
+    shutil.rmtree(NO_TMUX_BIN, ignore_errors=True)
+    NO_TMUX_BIN.mkdir(mode=0o755)
     for entry in os.scandir("/usr/bin"):
-        link = NO_TMUX_BIN / entry.name
-        if entry.name != "tmux" and not link.exists():
-            link.symlink_to(entry.path)
+        if entry.name != "tmux":
+            (NO_TMUX_BIN / entry.name).symlink_to(entry.path)
 
 
 @pytest.fixture(scope="session")
@@ -51,6 +53,7 @@ def sshhost():
         yield h
     finally:
         h.close()
+        shutil.rmtree(NO_TMUX_BIN, ignore_errors=True)
 
 
 class Fab:

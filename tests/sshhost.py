@@ -215,6 +215,28 @@ class SSHHost:
         else:
             wait_port(self.port, host=self.address)
 
+    def session_pids(self):
+        """This sshd's per-connection processes (its descendants named sshd or sshd-session), and
+        no other run's: found by parent pid, not by a name pattern."""
+        parents, names = {}, {}
+        for pid, stat in proc_files("stat"):
+            try:
+                text = stat.decode(errors="replace")
+                parents[pid] = int(text.rsplit(")", 1)[1].split()[1])
+                names[pid] = text[text.index("(") + 1 : text.rindex(")")]
+            except (ValueError, IndexError):
+                continue
+        found = []
+        for pid in parents:
+            p = parents.get(pid)
+            while p and p != 1:
+                if self.proc and p == self.proc.pid:
+                    if names[pid].startswith("sshd"):
+                        found.append(pid)
+                    break
+                p = parents.get(p)
+        return found
+
     def stop(self):
         """Stop sshd: the host becomes unreachable (connection refused)."""
         if self.proc and self.proc.poll() is None:
