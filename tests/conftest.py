@@ -63,7 +63,10 @@ class Fab:
         self.sshhost = sshhost
         self.user = user
         self.hosts_file = hosts_file
-        self.hosts_file.write_text("")
+        # Jupyter's port for this test: a free one, not 8888 on the loopback that a second run of
+        # the suite shares (and so every test also uses `port:`)
+        self.port = free_port()
+        self.hosts("")
         self.children = []
 
     @property
@@ -104,6 +107,11 @@ class Fab:
         return json.loads(lines[0])
 
     def hosts(self, text):
+        """Write hosts.yaml: the text, with this test's port as the default unless it sets one."""
+        if "defaults:\n" not in text:
+            text = f"defaults:\n  port: {self.port}\n" + text
+        elif not text.split("defaults:\n", 1)[1].startswith("  port:"):
+            text = text.replace("defaults:\n", f"defaults:\n  port: {self.port}\n", 1)
         self.hosts_file.write_text(text)
 
     def as_user(self, script, check=True):

@@ -57,8 +57,8 @@ def test_users_config_opens_no_other_way_in(fab_dash, local_port, kind, where, f
     fab.hosts(f"hosts:\n  {fab.user}:\n    jupyter: {env}/bin/{script}\n")
     r = fab.setup(password=PASSWORD)
     record = fab.status()
-    assert record["running"] and record["port"] == 8888, r.stdout
-    assert listening(8888) == ["127.0.0.1"]
+    assert record["running"] and record["port"] == fab_dash.port, r.stdout
+    assert listening(fab_dash.port) == ["127.0.0.1"]
     args = open(f"/proc/{record['pid']}/cmdline", "rb").read().split(b"\0")
     assert args[0].decode() == interpreter_of(env / "bin" / script)  # the user's env, as asked
     proc, url, out = fab.tunnel("--local-port", str(local_port))
@@ -76,9 +76,9 @@ def test_public_mode_keeps_tls_and_the_password_under_a_hostile_config(fab):
     write_as_user(fab, fab.home / ".jupyter" / "jupyter_server_config.json", hostile.as_json())
     write_as_user(fab, fab.home / ".jupyter" / "jupyter_lab_config.py", hostile.as_py("server"))
     fab.setup("--mode", "public", password=PASSWORD)
-    assert listening(8888) == ["0.0.0.0"]
+    assert listening(fab.port) == ["0.0.0.0"]
     context = trusting(local_copy(fab) / "cert.pem", hostname_check=False)
-    assert hostile.ways_in("https://127.0.0.1:8888/", PASSWORD, context, public=True) == []
+    assert hostile.ways_in(f"https://127.0.0.1:{fab.port}/", PASSWORD, context, public=True) == []
     fab("stop")
 
 
@@ -98,7 +98,7 @@ def test_a_server_that_is_not_as_set_up_is_stopped_with_a_clear_error(fab):
     line = r.stderr.strip().splitlines()[-1]
     assert line.startswith("fjtest: Jupyter started, but not with this tool's settings: it accepts a token"), line
     assert "It was stopped" in line and "~/.jupyter" in line
-    assert listening(8888) == []
+    assert listening(fab.port) == []
     assert fab.sshhost.processes(fab.user) == []
     assert fab.status()["running"] is False
 
@@ -112,5 +112,5 @@ def test_a_port_moved_by_a_notebook_setting_is_refused(fab):
     r = fab.setup(check=False)
     assert r.returncode == 1, r.stdout
     line = r.stderr.strip().splitlines()[-1]
-    assert re.search(r"it listens on port 9912, not 8888 \(port\)", line), line
+    assert re.search(rf"it listens on port 9912, not {fab.port} \(port\)", line), line
     assert listening(9912) == [] and fab.sshhost.processes(fab.user) == []

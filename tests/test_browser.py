@@ -113,16 +113,16 @@ def test_public_mode_https_with_the_pinned_certificate(fab, browser):
     cert = x509.load_pem_x509_certificate((local_copy(fab) / "cert.pem").read_bytes())
     # trust exactly this key (not a blanket ignore): a different certificate would still be refused
     driver = browser(f"--ignore-certificate-errors-spki-list={spki_hash(cert)}")
-    log_in(driver, "https://127.0.0.1:8888/", PASSWORD)
+    log_in(driver, f"https://127.0.0.1:{fab.port}/", PASSWORD)
     assert run_a_cell(driver, "public-https-notebook").strip() == "42"
-    assert driver.current_url.startswith("https://127.0.0.1:8888/")
+    assert driver.current_url.startswith(f"https://127.0.0.1:{fab.port}/")
 
 
 def test_unpinned_browser_refuses_the_self_signed_certificate(fab, browser):
     """Without the pin, Chromium stops at its certificate error for this very server (not a
     refused connection or a wrong port); with the pin, the same URL shows the login page."""
     fab.setup("--mode", "public", password=PASSWORD)
-    url = "https://127.0.0.1:8888/"
+    url = f"https://127.0.0.1:{fab.port}/"
     driver = browser()
     driver.get(url)
     try:

@@ -62,11 +62,11 @@ def own_pair(tmp_path, names=("other.example",), days=30, expired=False, encrypt
 def test_public_mode_serves_verified_https_with_a_password(fab):
     r = fab.setup("--mode", "public")
     assert "certificate created" in r.stdout and "Jupyter started" in r.stdout
-    assert "open https://127.0.0.1:8888/ and log in with your password" in r.stdout
+    assert f"open https://127.0.0.1:{fab.port}/ and log in with your password" in r.stdout
     assert "SHA256:" in r.stdout
     record = fab.status()
-    assert record["mode"] == "public" and record["url"] == "https://127.0.0.1:8888/"
-    assert listening(8888) == ["0.0.0.0"]
+    assert record["mode"] == "public" and record["url"] == f"https://127.0.0.1:{fab.port}/"
+    assert listening(fab.port) == ["0.0.0.0"]
 
     cert_path = local_copy(fab) / "cert.pem"
     assert oct((local_copy(fab) / "key.pem").stat().st_mode & 0o777) == "0o600"
@@ -78,17 +78,17 @@ def test_public_mode_serves_verified_https_with_a_password(fab):
 
     fqdn = subprocess.run(["hostname", "-f"], capture_output=True, text=True).stdout.strip()
     context = trusting(cert_path)
-    assert https_status(8888, fqdn, context) == 200  # by the host's name
-    assert https_status(8888, "127.0.0.1", context) == 200  # by its IP address
+    assert https_status(fab.port, fqdn, context) == 200  # by the host's name
+    assert https_status(fab.port, "127.0.0.1", context) == 200  # by its IP address
     with pytest.raises(ssl.SSLCertVerificationError):
-        https_status(8888, "not-in-the-certificate.example", context)
+        https_status(fab.port, "not-in-the-certificate.example", context)
     # plain HTTP gets no answer from a TLS port
     with pytest.raises((urllib.error.URLError, ConnectionError, OSError)):
-        urllib.request.build_opener(urllib.request.ProxyHandler({})).open("http://127.0.0.1:8888/api", timeout=5)
+        urllib.request.build_opener(urllib.request.ProxyHandler({})).open(f"http://127.0.0.1:{fab.port}/api", timeout=5)
     # and the password is still the way in
-    assert login_and_list("https://127.0.0.1:8888/", PASSWORD, context)[1] == 200
-    assert login_and_list("https://127.0.0.1:8888/", "wrong", context)[1] == 403
-    assert Session("https://127.0.0.1:8888/", context).get("api/contents")[0] == 403
+    assert login_and_list(f"https://127.0.0.1:{fab.port}/", PASSWORD, context)[1] == 200
+    assert login_and_list(f"https://127.0.0.1:{fab.port}/", "wrong", context)[1] == 403
+    assert Session(f"https://127.0.0.1:{fab.port}/", context).get("api/contents")[0] == 403
 
 
 def test_second_cert_run_changes_nothing_and_force_renews(fab):
@@ -161,8 +161,8 @@ def test_switching_modes_leaves_no_stale_setting(fab, local_port):
     r = fab.setup("--mode", "ssh")
     assert "stopped the running Jupyter" in r.stdout
     record = fab.status()
-    assert record["mode"] == "ssh" and record["url"] == "http://127.0.0.1:8888/"
-    assert listening(8888) == ["127.0.0.1"]
+    assert record["mode"] == "ssh" and record["url"] == f"http://127.0.0.1:{fab.port}/"
+    assert listening(fab.port) == ["127.0.0.1"]
     config = json.loads((fab.home / ".fabjupyter/config/jupyter_server_config.json").read_text())
     assert config["ServerApp"]["ip"] == "127.0.0.1" and config["ServerApp"]["certfile"] == ""
     assert "certfile" not in (fab.home / ".fabjupyter/state").read_text()
@@ -171,7 +171,7 @@ def test_switching_modes_leaves_no_stale_setting(fab, local_port):
     assert login_and_list(url, PASSWORD)[1] == 200
     fab.cleanup()
     fab.setup("--mode", "public")
-    assert fab.status()["mode"] == "public" and listening(8888) == ["0.0.0.0"]
+    assert fab.status()["mode"] == "public" and listening(fab.port) == ["0.0.0.0"]
 
 
 def test_tunnel_to_a_tls_server(fab, local_port):

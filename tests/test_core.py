@@ -174,15 +174,15 @@ def test_busy_remote_port_moves_to_a_free_one_and_tunnel_follows(fab, local_port
     blocker = socket.socket()
     blocker.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
-        blocker.bind(("127.0.0.1", 8888))
+        blocker.bind(("127.0.0.1", fab.port))
     except OSError:
         pass  # already taken by something else: just as good
     blocker.listen()
     try:
         r = fab.setup()
         record = fab.status()
-        assert record["port"] != 8888
-        assert f"port 8888 is taken on the host; Jupyter uses {record['port']}" in r.stdout
+        assert record["port"] != fab.port
+        assert f"port {fab.port} is taken on the host; Jupyter uses {record['port']}" in r.stdout
         # a second setup keeps the server where it is
         assert "nothing changed" in fab.setup().stdout
         proc, url, out = fab.tunnel("--local-port", str(local_port))
@@ -212,8 +212,8 @@ def test_settings_win_over_users_own_config_which_survives(fab, local_port):
     try:
         fab.setup()
         record = fab.status()
-        assert record["port"] == 8888
-        assert listening(8888) == ["127.0.0.1"]
+        assert record["port"] == fab.port
+        assert listening(fab.port) == ["127.0.0.1"]
         proc, url, out = fab.tunnel("--local-port", str(local_port))
         assert url, out
         assert Session(url).get("api/contents?token=their-token")[0] == 403
@@ -427,11 +427,11 @@ def test_tunnel_heals_after_sshd_restart_and_follows_a_moved_jupyter(fab, local_
     blocker = socket.socket()
     blocker.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     fab("stop")
-    blocker.bind(("127.0.0.1", 8888))
+    blocker.bind(("127.0.0.1", fab.port))
     blocker.listen()
     try:
         fab("start")
-        assert fab.status()["port"] != 8888
+        assert fab.status()["port"] != fab.port
         blocker.close()  # nothing on the old port now: the forward is refused there
         deadline = time.monotonic() + 20
         ok = False
@@ -472,4 +472,4 @@ def test_unix_socket_mode(fab, local_port):
     assert code == 0
     # back to a TCP port
     fab.setup()
-    assert fab.status()["port"] == 8888 and fab.status()["socket"] is None
+    assert fab.status()["port"] == fab.port and fab.status()["socket"] is None

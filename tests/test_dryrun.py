@@ -13,7 +13,7 @@ def test_dry_run_on_a_fresh_host_changes_nothing(fab):
     assert "fjtest: would write the configuration in ~/.fabjupyter:" in out
     assert "+FJ_ROOT=''" in out and '+    "ip": "127.0.0.1",' in out
     assert "fjtest: would set the password" in out
-    assert "fjtest: would start Jupyter (nohup, port 8888 or the next free one)" in out
+    assert f"fjtest: would start Jupyter (nohup, port {fab.port} or the next free one)" in out
     expected = {
         "config": "fjtest: would write the configuration in ~/.fabjupyter:",
         "start": "fjtest: would start Jupyter (nohup) and wait until it answers",

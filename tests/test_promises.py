@@ -119,7 +119,7 @@ def test_a_wrong_tls_key_fails_readiness(fab):
     fab.hosts("hosts:\n  fjtest:\n    start_timeout: 5\n")
     r = fab("start", check=False)
     assert r.returncode == 1 and "Jupyter did not answer within 5 s, so it was stopped" in r.stderr, r.stderr
-    assert fab.status()["running"] is False and listening(8888) == []
+    assert fab.status()["running"] is False and listening(fab.port) == []
 
 
 def test_ctrl_c_ends_the_tunnel(fab, local_port):
@@ -153,7 +153,7 @@ def test_launcher_unsets_jupyter_port_and_no_config_and_adds_local_bin(fab_dash)
     fab_dash.hosts("hosts:\n  fjdash:\n    activate: export JUPYTER_PORT=9931 JUPYTER_NO_CONFIG=1\n")
     fab_dash.setup()
     record = fab_dash.status()
-    assert record["port"] == 8888 and listening(9931) == []
+    assert record["port"] == fab_dash.port and listening(9931) == []
     environ = open(f"/proc/{record['pid']}/environ", "rb").read().split(b"\0")
     assert not any(v.startswith((b"JUPYTER_PORT=", b"JUPYTER_NO_CONFIG=")) for v in environ)
     assert any(v.startswith(b"PATH=") and v.endswith(f":{fab_dash.home}/.local/bin".encode()) for v in environ)
