@@ -84,7 +84,7 @@ class Bench:
         h = self.host
         h.write_ssh_config(
             extra=(
-                f"\nHost far\n  HostName 127.0.0.1\n  Port {self.proxy_port}\n  User {USER}\n  IdentityFile {h.client_key}\n"
+                f"\nHost far\n  HostName 127.0.0.1\n  Port {self.proxy_port}\n  User {h.users[USER].name}\n  IdentityFile {h.client_key}\n"
                 f"  IdentitiesOnly yes\n  UserKnownHostsFile {h.known_hosts}\n  HostKeyAlias [127.0.0.1]:{h.port}\n"
                 "  StrictHostKeyChecking yes\n"
             )
@@ -378,7 +378,7 @@ def fleet_figure(runs, count=8, rtt_ms=0):
         ssh_config.write_text(config)
         lines = ["hosts:"]
         for i, h in enumerate(hosts):
-            lines += [f"  fjb{i}:", f"    host: {names[i]}", f"    user: fjb{i}", f"    identity: {h.client_key}"]
+            lines += [f"  fjb{i}:", f"    host: {names[i]}", f"    user: {h.users[f'fjb{i}'].name}", f"    identity: {h.client_key}"]
         lines += ["groups:", "  one: [fjb0]", f"  all: [{', '.join(f'fjb{i}' for i in range(count))}]"]
         hosts_file = tmp / "hosts.yaml"
         hosts_file.write_text("\n".join(lines) + "\n")

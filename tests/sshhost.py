@@ -5,6 +5,7 @@ that the client (Fabric with -S, and the tunnel's ssh with -F) uses to reach the
 Needs root (accounts, sshd as root so that it can switch users). Everything it starts is
 stopped by close(): sshd, and every process of the test users (Jupyter, tmux, kernels)."""
 
+import fcntl
 import os
 import pwd
 import shutil
@@ -21,6 +22,36 @@ JUPYTER_VENV = Path(os.environ.get("FABJUPYTER_TEST_VENV", "/opt/fabjupyter-test
 STANDARD_PATH = "/usr/local/bin:/usr/bin:/bin"
 
 
+_slot = None
+
+
+def run_slot():
+    """This run's slot (0-9), held with a lock for the life of the process. Account, network
+    namespace, interface and address names carry it, so two runs of the tests at once on one
+    machine never touch each other's; slot 0 keeps the plain names. A run that crashed holds
+    nothing: the next run in its slot removes what it left (userdel, ip netns del)."""
+    global _slot
+    if _slot is None:
+        for k in range(10):
+            handle = open(f"/run/fabjupyter-tests-slot-{k}.lock", "w")
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.close()
+                continue
+            _slot = (k, handle)
+            break
+        else:
+            raise RuntimeError("ten runs of the tests at once on this machine: wait for one to end")
+    return _slot[0]
+
+
+def in_slot(name):
+    """A name of this run's: `fjtest` in slot 0, `fjtests3` in slot 3."""
+    k = run_slot()
+    return name if k == 0 else f"{name}s{k}"
+
+
 def free_port(start=None):
     """A TCP port that nothing on 127.0.0.1 listens on now."""
     s = socket.socket()
@@ -28,6 +59,11 @@ def free_port(start=None):
     port = s.getsockname()[1]
     s.close()
     return port
+
+
+def subnet(index):
+    """The /30 of test host INDEX's veth pair (10.231.INDEX in slot 0, 10.232.INDEX in slot 1...)."""
+    return f"10.{231 + run_slot()}.{index}"
 
 
 def wait_port(port, timeout=10.0, host="127.0.0.1"):
@@ -92,12 +128,14 @@ class SSHHost:
             raise RuntimeError("the SSH test host needs root (it creates accounts and runs sshd)")
         self.base = Path(tempfile.mkdtemp(prefix=prefix))
         self.base.chmod(0o755)
+        if netns:
+            netns = (in_slot(netns[0]), netns[1])
         self.netns = netns[0] if netns else None
         self.owns_netns = bool(netns)
         if inside:
             self.netns, self.address, self.port = inside[0].netns, "127.0.0.1", inside[1]
         elif netns:
-            self.address, self.port = f"10.231.{netns[1]}.2", 22
+            self.address, self.port = f"{subnet(netns[1])}.2", 22
         else:
             self.address, self.port = "127.0.0.1", free_port()
         self.proc = None
@@ -117,15 +155,16 @@ class SSHHost:
 
     def _make_netns(self, name, index):
         subprocess.run(["ip", "netns", "del", name], capture_output=True)  # left by a crashed run
-        outside, inside = f"fjv{index}", f"fjp{index}"
+        outside, inside = in_slot(f"fjv{index}"), in_slot(f"fjp{index}")
+        net = subnet(index)
         subprocess.run(["ip", "link", "del", outside], capture_output=True)
         for cmd in (
             ["ip", "netns", "add", name],
             ["ip", "link", "add", outside, "type", "veth", "peer", "name", inside],
             ["ip", "link", "set", inside, "netns", name],
-            ["ip", "addr", "add", f"10.231.{index}.1/30", "dev", outside],
+            ["ip", "addr", "add", f"{net}.1/30", "dev", outside],
             ["ip", "link", "set", outside, "up"],
-            ["ip", "netns", "exec", name, "ip", "addr", "add", f"10.231.{index}.2/30", "dev", inside],
+            ["ip", "netns", "exec", name, "ip", "addr", "add", f"{net}.2/30", "dev", inside],
             ["ip", "netns", "exec", name, "ip", "link", "set", inside, "up"],
             ["ip", "netns", "exec", name, "ip", "link", "set", "lo", "up"],
         ):
@@ -147,9 +186,12 @@ class SSHHost:
         self.known_hosts.write_text(f"{name} {host_public[0]} {host_public[1]}\n")
         self._client_public = f"{public[0]} {public[1]}\n"
 
-    def add_user(self, name, shell="/bin/bash", jupyter_on_path=True, uid0=False, path=None):
-        """A fresh account (removed first if a crashed run left it) with its home in self.base."""
-        home = self.base / "home" / name
+    def add_user(self, alias, shell="/bin/bash", jupyter_on_path=True, uid0=False, path=None):
+        """A fresh account (removed first if a crashed run left it) with its home in self.base.
+        alias: the ssh_config Host and the key in self.users; the account's name is this run's
+        (in_slot(alias)), the same in slot 0."""
+        name = in_slot(alias)
+        home = self.base / "home" / alias
         home.parent.mkdir(mode=0o755, exist_ok=True)
         subprocess.run(["userdel", "-f", name], capture_output=True)
         cmd = ["useradd", "-M", "-d", str(home), "-s", shell]
@@ -166,7 +208,7 @@ class SSHHost:
         keys.write_text(self._client_public)
         keys.chmod(0o644)
         user = User(name, home, info.pw_uid, shell, jupyter_on_path, path)
-        self.users[name] = user
+        self.users[alias] = user
         return user
 
     def _configure(self):
@@ -249,14 +291,14 @@ class SSHHost:
 
     def write_ssh_config(self, extra=""):
         blocks = []
-        for name in self.users:
+        for alias, user in self.users.items():
             blocks.append(
                 "\n".join(
                     [
-                        f"Host {name}",
+                        f"Host {alias}",
                         f"    HostName {self.address}",
                         f"    Port {self.port}",
-                        f"    User {name}",
+                        f"    User {user.name}",
                         f"    IdentityFile {self.client_key}",
                         "    IdentitiesOnly yes",
                         f"    UserKnownHostsFile {self.known_hosts}",
@@ -270,13 +312,13 @@ class SSHHost:
     def as_user(self, name, script, check=True, input=None):
         """Run a shell script as the test user directly (not through sshd): for checks and set-up."""
         user = self.users[name]
-        env = {"HOME": str(user.home), "PATH": f"{JUPYTER_VENV}/bin:{STANDARD_PATH}", "USER": name, "LANG": "C.UTF-8"}
+        env = {"HOME": str(user.home), "PATH": f"{JUPYTER_VENV}/bin:{STANDARD_PATH}", "USER": user.name, "LANG": "C.UTF-8"}
         cmd = ["sh", "-c", script] if user.uid == 0 else ["setpriv", f"--reuid={user.uid}", f"--regid={user.uid}", "--init-groups", "sh", "-c", script]
         return subprocess.run(cmd, cwd=user.home, env=env, capture_output=True, text=True, check=check, input=input)
 
     def processes(self, name=None):
         """pids of processes started for test users (found by their HOME), excluding sshd itself."""
-        homes = [str(u.home) for u in self.users.values() if name in (None, u.name)]
+        homes = [str(u.home) for alias, u in self.users.items() if name in (None, alias)]
         found = []
         for pid, environ in proc_files("environ"):
             if pid == os.getpid():
@@ -314,8 +356,8 @@ class SSHHost:
             self.kill_user_processes()
         finally:
             self.stop()
-            for name in list(self.users):
-                subprocess.run(["userdel", "-f", name], capture_output=True)
+            for user in self.users.values():
+                subprocess.run(["userdel", "-f", user.name], capture_output=True)
             if self.netns and self.owns_netns:
                 subprocess.run(["ip", "netns", "del", self.netns], capture_output=True)
             shutil.rmtree(self.base, ignore_errors=True)

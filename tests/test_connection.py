@@ -26,7 +26,7 @@ def run(fab, args, input=None):
 def test_user_at_host_port_with_identity_flag(fab, tmp_path, local_port):
     h = fab.sshhost
     cfg = known_hosts_only(fab, tmp_path)
-    host = f"fjtest@127.0.0.1:{h.port}"
+    host = f"{h.users['fjtest'].name}@127.0.0.1:{h.port}"
     r = run(fab, ["-S", str(cfg), "-i", str(h.client_key), "-t", "5", "-H", host, "setup", "--password-stdin"], "pw one\n")
     assert r.returncode == 0, r.stderr
     assert f"Next: fab -S {cfg} -H 127.0.0.1 tunnel" in r.stdout
@@ -40,7 +40,7 @@ def test_hosts_yaml_connection_fields(fab, tmp_path, local_port):
     cfg = known_hosts_only(fab, tmp_path)
     fab.hosts(
         "hosts:\n  lab:\n"
-        f"    host: 127.0.0.1\n    user: fjtest\n    ssh_port: {h.port}\n    identity: {h.client_key}\n    launcher: tmux\n"
+        f"    host: 127.0.0.1\n    user: {h.users['fjtest'].name}\n    ssh_port: {h.port}\n    identity: {h.client_key}\n    launcher: tmux\n"
     )
     r = run(fab, ["-S", str(cfg), "-H", "lab", "setup", "--password-stdin"], "pw two\n")
     assert r.returncode == 0, r.stderr
@@ -56,7 +56,7 @@ def test_proxyjump_from_ssh_config(fab, tmp_path, local_port):
     cfg = tmp_path / "jump_config"
     cfg.write_text(
         h.ssh_config.read_text()
-        + f"\nHost viajump\n  HostName 127.0.0.1\n  Port {h.port}\n  User fjtest\n  ProxyJump fjtest\n"
+        + f"\nHost viajump\n  HostName 127.0.0.1\n  Port {h.port}\n  User {h.users['fjtest'].name}\n  ProxyJump fjtest\n"
         f"  IdentityFile {h.client_key}\n  IdentitiesOnly yes\n  UserKnownHostsFile {h.known_hosts}\n  HostKeyAlias [127.0.0.1]:{h.port}\n"
     )
     before = h.sshd_log.read_text().count("Accepted publickey")
@@ -71,7 +71,7 @@ def test_proxyjump_from_ssh_config(fab, tmp_path, local_port):
 
 @pytest.fixture(scope="module")
 def behind_jump():
-    """A jump host in its own network namespace (reachable at 10.231.9.2), and a target that
+    """A jump host in its own network namespace (reachable at 10.231.9.2 in slot 0), and a target that
     listens on that namespace's loopback only: from here, reachable through the jump host alone."""
     jump = SSHHost(users=[("fjpjump", "/bin/bash", False, False)], prefix="fabjupyter-pjjump-", netns=("fjpjns", 9))
     try:
@@ -92,8 +92,8 @@ def jump_config(tmp_path, jump, target, jump_known=None):
     cfg = tmp_path / "pj_config"
     common = f"  IdentitiesOnly yes\n  UserKnownHostsFile {known}\n  StrictHostKeyChecking yes\n"
     cfg.write_text(
-        f"Host pjjump\n  HostName {jump.address}\n  Port {jump.port}\n  User fjpjump\n  IdentityFile {jump.client_key}\n{common}"
-        f"Host pjtarget\n  HostName 127.0.0.1\n  Port {target.port}\n  User fjpjtgt\n  ProxyJump pjjump\n"
+        f"Host pjjump\n  HostName {jump.address}\n  Port {jump.port}\n  User {jump.users['fjpjump'].name}\n  IdentityFile {jump.client_key}\n{common}"
+        f"Host pjtarget\n  HostName 127.0.0.1\n  Port {target.port}\n  User {target.users['fjpjtgt'].name}\n  ProxyJump pjjump\n"
         f"  IdentityFile {target.client_key}\n{common}"
     )
     return cfg
@@ -122,7 +122,7 @@ def test_proxyjump_reaches_a_target_only_the_jump_host_can_reach(behind_jump, tm
     log = target.sshd_log.read_text()
     sources = {line.split(" from ")[1].split()[0] for line in log.splitlines() if "Accepted publickey" in line}
     assert sources == {"127.0.0.1"}, log  # every login (setup's and the tunnel's) came through the jump host
-    assert jump.sshd_log.read_text().count("Accepted publickey for fjpjump") >= 2
+    assert jump.sshd_log.read_text().count(f"Accepted publickey for {jump.users['fjpjump'].name} ") >= 2
     subprocess.run([*FAB, "-S", str(cfg), "-H", "pjtarget", "stop"], cwd=ROOT, env=env, capture_output=True, timeout=120)
 
 

@@ -44,7 +44,7 @@ class FleetRun:
     def write_hosts(self, extra=None):
         lines = ["defaults:", "  launcher: nohup", "hosts:"]
         for name, h in self.hosts.items():
-            lines += [f"  {name}:", f"    host: {h.address}", f"    user: {name}", f"    identity: {h.client_key}"]
+            lines += [f"  {name}:", f"    host: {h.address}", f"    user: {h.users[name].name}", f"    identity: {h.client_key}"]
             if name == "fjn2":
                 lines.append("    launcher: tmux")
             lines += [f"    {line}" for line in (extra or {}).get(name, [])]
@@ -101,7 +101,8 @@ def test_group_setup_reports_each_host_and_fails_for_the_broken_ones(run, fleet)
     assert "fjn1: started  http://127.0.0.1:8888/" in out
     assert "fjn2: started  http://127.0.0.1:8888/" in out
     assert "fjn3: FAILED  no Jupyter found there" in out
-    assert "fjn4: FAILED  connection refused by fjn4@10.231.4.2:22" in out
+    fjn4 = run.hosts["fjn4"]
+    assert f"fjn4: FAILED  connection refused by {fjn4.users['fjn4'].name}@{fjn4.address}:22" in out
     table = out.split("\n\n", 1)[1].splitlines()
     assert table[0].split() == ["host", "outcome", "URL", "or", "error"]
     assert [row.split()[:2] for row in table[1:]] == [["fjn1", "started"], ["fjn2", "started"], ["fjn3", "FAILED"], ["fjn4", "FAILED"]]

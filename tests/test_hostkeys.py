@@ -12,7 +12,7 @@ def config_with(fab, tmp_path, known_hosts, strict=None):
     h = fab.sshhost
     path = tmp_path / "hk_config"
     text = (
-        f"Host hk\n  HostName 127.0.0.1\n  Port {h.port}\n  User fjtest\n  IdentityFile {h.client_key}\n  IdentitiesOnly yes\n"
+        f"Host hk\n  HostName 127.0.0.1\n  Port {h.port}\n  User {h.users['fjtest'].name}\n  IdentityFile {h.client_key}\n  IdentitiesOnly yes\n"
         f"  UserKnownHostsFile {known_hosts}\n  GlobalKnownHostsFile /dev/null\n"
     )
     if strict:

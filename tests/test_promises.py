@@ -166,7 +166,7 @@ def test_global_known_hosts_file_and_the_accept_new_variable(fab, tmp_path):
     glob_known.write_text(h.known_hosts.read_text())
     cfg = tmp_path / "global_config"
     cfg.write_text(
-        f"Host hk\n  HostName 127.0.0.1\n  Port {h.port}\n  User fjtest\n  IdentityFile {h.client_key}\n  IdentitiesOnly yes\n"
+        f"Host hk\n  HostName 127.0.0.1\n  Port {h.port}\n  User {h.users['fjtest'].name}\n  IdentityFile {h.client_key}\n  IdentitiesOnly yes\n"
         f"  UserKnownHostsFile {empty}\n  GlobalKnownHostsFile {glob_known}\n  StrictHostKeyChecking yes\n"
     )
     assert run(fab, cfg, "status").returncode == 0  # known from the global file alone
