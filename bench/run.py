@@ -31,15 +31,31 @@ PASSWORD = "bench horse"
 USER = "fjbench"
 
 
-def wait_api(port):
-    """Until a Jupyter on this machine's port answers GET /api with 200."""
+def wait_api(port, deadline=120):
+    """Until a Jupyter on this machine's port answers GET /api with 200 (an error after deadline s)."""
     s = Session(f"http://127.0.0.1:{port}/")
-    while True:
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
         try:
             if s.get("api")[0] == 200:
                 return
         except OSError:
             time.sleep(0.01)
+    raise RuntimeError(f"no Jupyter answered on port {port} within {deadline} s")
+
+
+def turns(runs, *fns):
+    """Median seconds of each fn, measured in turns (A B, then B A, ...), so that whatever else the
+    machine does at a moment weighs on all alike. A fn that returns a number reports its own time
+    (for work around the timed part, such as resetting an account)."""
+    times = [[] for _ in fns]
+    for i in range(runs):
+        order = list(enumerate(fns))
+        for k, fn in order if i % 2 == 0 else order[::-1]:
+            start = time.monotonic()
+            own = fn()
+            times[k].append(own if isinstance(own, (int, float)) else time.monotonic() - start)
+    return [statistics.median(t) for t in times]
 
 
 def delay_proxy(rtt_ms, routes):
@@ -150,14 +166,6 @@ class Bench:
             time.sleep(0.02)
         raise RuntimeError(f"no authenticated answer from {base}")
 
-    def timed(self, fn, runs=None):
-        times = []
-        for _ in range(runs or self.runs):
-            start = time.monotonic()
-            fn()
-            times.append(time.monotonic() - start)
-        return statistics.median(times)
-
     def row(self, name, ours, baseline, base_name, goal, ok, unit="s"):
         self.rows.append((name, ours, baseline, base_name, goal, ok, unit))
         ratio = ours / baseline if baseline else float("nan")
@@ -165,17 +173,18 @@ class Bench:
         print(f"  {name}: {fmt(ours)} vs {base_name} {fmt(baseline)} = {ratio:.2f}x  goal {goal}: {'met' if ok else 'MISSED'}", flush=True)
 
     # --- figures --------------------------------------------------------------------------
-    def jupyter_start_to_ready(self, launcher=False):
-        """Jupyter's own start-to-ready time on the host, no SSH: `jupyter-lab --port N` as the user
-        would run it, or (launcher=True) our run.sh, which starts it through boot.py."""
+    def jupyter_start(self, launcher=False):
+        """One Jupyter start to ready on the host, no SSH: `jupyter-lab --port N` as the user would
+        run it, or (launcher=True) our run.sh, which starts it through boot.py. Returns seconds."""
         port = free_port()
         run = self.host.users[USER].home / ".fabjupyter" / "run.sh"
         if launcher:
-            command = ["sh", str(run), "serve", str(port)]
+            command = ["sh", str(run), "serve", str(port), "server2"]
         else:
             command = [str(JUPYTER_VENV / "bin" / "jupyter-lab"), "--no-browser", f"--port={port}", "--ServerApp.port_retries=0"]
 
         def once():
+            start = time.monotonic()
             p = subprocess.Popen(
                 ["setpriv", f"--reuid={self.host.users[USER].uid}", f"--regid={self.host.users[USER].uid}", "--init-groups",
                  *command],
@@ -186,80 +195,76 @@ class Bench:
             )
             try:
                 wait_api(port)
+                return time.monotonic() - start
             finally:
                 os.killpg(p.pid, signal.SIGTERM)
                 p.wait()
 
-        return self.timed(once)
+        return once()
 
-    def ssh_true(self):
-        return self.timed(lambda: subprocess.run(self.ssh("far") + ["true"], check=True, capture_output=True))
+    def ssh_true_once(self):
+        subprocess.run(self.ssh("far") + ["true"], check=True, capture_output=True)
 
-    def setup_from_nothing(self):
-        """Median seconds of `fab setup` on a fresh account until an authenticated 200."""
-        times = []
-        for _ in range(self.runs):
-            self.reset()
-            start = time.monotonic()
-            self.fab("far", "setup", "--password-stdin", input=PASSWORD + "\n")
-            times.append(time.monotonic() - start)
-            # the authenticated 200, directly on the host (this machine): not part of the SSH path
-            t0 = time.monotonic()
-            self.until_authenticated(f"http://127.0.0.1:{self.port()}/")
-            times[-1] += time.monotonic() - t0
-        return statistics.median(times)
+    def setup_once(self):
+        """Seconds of `fab setup` on a fresh account until an authenticated 200 (the reset before
+        it is not counted)."""
+        self.reset()
+        start = time.monotonic()
+        self.fab("far", "setup", "--password-stdin", input=PASSWORD + "\n")
+        took = time.monotonic() - start
+        # the authenticated 200, directly on the host (this machine): not part of the SSH path
+        port = self.port()
+        t0 = time.monotonic()
+        self.until_authenticated(f"http://127.0.0.1:{port}/")
+        return took + time.monotonic() - t0
 
     def latency_figures(self):
         rtt = self.rtt
         print(f"At {rtt * 1000:.0f} ms RTT (delaying proxy in front of sshd):", flush=True)
-        ssh_true = self.ssh_true()
-        setup_time = self.setup_from_nothing()
-        ready = self.jupyter_start_to_ready()
-        ours_ready = self.jupyter_start_to_ready(launcher=True)
-        floor = ssh_true + ready
-        self.row("setup from nothing to authenticated 200", setup_time, floor, "floor (ssh true + `jupyter-lab` start)",
-                 "<= floor + 8 RTT", setup_time <= floor + 8 * rtt)
-        self.row("  (context) Jupyter start through run.sh and boot.py, no SSH", ours_ready, ready, "`jupyter-lab` start",
-                 "(context)", True)
+        self.setup_once()  # run.sh, for the starts as it does them
+        ssh_true, setup_time, ready, ours_ready = turns(
+            self.runs, self.ssh_true_once, self.setup_once, self.jupyter_start, lambda: self.jupyter_start(launcher=True)
+        )
+        # the floor does the same work as setup: an SSH login, and Jupyter started the way we start it
+        floor = ssh_true + ours_ready
+        self.row("setup from nothing to authenticated 200", setup_time, floor,
+                 "floor (ssh true + Jupyter start as run.sh does it)", "<= floor + 8 RTT", setup_time <= floor + 8 * rtt)
+        self.row("Jupyter start through run.sh and boot.py, no SSH (the start-up gain)", ours_ready, ready,
+                 "`jupyter-lab` start", "(context)", True)
 
-        again = self.timed(lambda: self.fab("far", "setup"))
+        ssh_true, again, status = turns(self.runs, self.ssh_true_once, lambda: self.fab("far", "setup"),
+                                        lambda: self.fab("far", "status"))
         self.row("setup again (nothing to do)", again, ssh_true, "ssh host true", "<= + 3 RTT", again <= ssh_true + 3 * rtt)
-        status = self.timed(lambda: self.fab("far", "status"))
         self.row("status", status, ssh_true, "ssh host true", "<= + 2 RTT", status <= ssh_true + 2 * rtt)
 
-        # raw ssh -L to a running Jupyter: time to its first authenticated 200
-        jport = self.port()
-
         def raw_forward():
-            lp = free_port()
+            """raw ssh -L to the running Jupyter: seconds to its first authenticated 200"""
+            jport, lp = self.port(), free_port()
+            start = time.monotonic()
             p = subprocess.Popen(self.ssh("far", "-N", "-o", "ExitOnForwardFailure=yes", "-L", f"127.0.0.1:{lp}:127.0.0.1:{jport}"),
                                  stderr=subprocess.DEVNULL)
             try:
                 self.until_authenticated(f"http://127.0.0.1:{lp}/")
+                return time.monotonic() - start
             finally:
                 p.terminate()
                 p.wait()
 
-        raw = self.timed(raw_forward)
-
         def setup_tunnel():
+            self.reset()
             lp = free_port()
+            start = time.monotonic()
             p = self.fab_popen("far", "setup", "--password-stdin", "tunnel", "--local-port", str(lp))
             p.stdin.write(PASSWORD + "\n")
             p.stdin.close()
             try:
                 self.until_authenticated(f"http://127.0.0.1:{lp}/")
+                return time.monotonic() - start
             finally:
                 p.send_signal(signal.SIGTERM)
                 p.wait()
 
-        times = []
-        for _ in range(self.runs):
-            self.reset()
-            start = time.monotonic()
-            setup_tunnel()
-            times.append(time.monotonic() - start)
-        both = statistics.median(times)
+        raw, both = turns(self.runs, raw_forward, setup_tunnel)
         base = floor + raw
         self.row("setup tunnel to first authenticated 200", both, base, "floor + raw ssh -L to first 200", "<= 1.2x",
                  both <= 1.2 * base)
@@ -394,8 +399,7 @@ def fleet_figure(runs, count=8, rtt_ms=0):
                 raise RuntimeError(r.stdout + r.stderr)
             return time.monotonic() - start
 
-        one = statistics.median(setup("one") for _ in range(runs))
-        many = statistics.median(setup("all") for _ in range(runs))
+        one, many = turns(runs, lambda: setup("one"), lambda: setup("all"))
 
         def again(group):
             start = time.monotonic()
@@ -403,8 +407,7 @@ def fleet_figure(runs, count=8, rtt_ms=0):
             return time.monotonic() - start
 
         setup("all")
-        one_again = statistics.median(again("one") for _ in range(runs))
-        many_again = statistics.median(again("all") for _ in range(runs))
+        one_again, many_again = turns(runs, lambda: again("one"), lambda: again("all"))
         return one, many, one_again, many_again
     finally:
         if proxy:
@@ -415,8 +418,9 @@ def fleet_figure(runs, count=8, rtt_ms=0):
 
 
 def parallel_jupyter_floor(count, runs, boot=False):
-    """The same machine starting `count` JupyterLabs at once, without SSH or this tool: what 8
-    "hosts" sharing this machine's 2 cores cost at best. boot=True: started as run.sh does."""
+    """Seconds for the same machine to start `count` JupyterLabs at once, without SSH or this
+    tool: what 8 "hosts" sharing this machine's 2 cores cost at best. boot=True: started as
+    run.sh does."""
     def once():
         tmp = Path(tempfile.mkdtemp())
         head = []
@@ -440,8 +444,7 @@ def parallel_jupyter_floor(count, runs, boot=False):
             for p in procs:
                 p.wait()
 
-    return statistics.median(once() for _ in range(runs))
-
+    return once()
 
 
 def rtt_curve(rtts_ms, runs, path):
@@ -455,8 +458,8 @@ def rtt_curve(rtts_ms, runs, path):
     for rtt in rtts_ms:
         b = Bench(rtt, runs)
         try:
-            b.setup_from_nothing()  # leaves run.sh for the floor measurement
-            setup_time, ssh_true, ready = b.setup_from_nothing(), b.ssh_true(), b.jupyter_start_to_ready()
+            b.setup_once()  # leaves run.sh for the floor measurement
+            ssh_true, setup_time, ready = turns(runs, b.ssh_true_once, b.setup_once, lambda: b.jupyter_start(launcher=True))
         finally:
             b.close()
         ours.append(setup_time)
@@ -464,7 +467,7 @@ def rtt_curve(rtts_ms, runs, path):
         print(f"  {rtt:.0f} ms RTT: setup {setup_time:.2f} s, floor {ssh_true + ready:.2f} s", flush=True)
     fig, ax = plt.subplots(figsize=(6.4, 4))
     ax.plot(rtts_ms, ours, "o-", label="fab setup (from nothing to an authenticated 200)")
-    ax.plot(rtts_ms, floors, "s--", label="floor: ssh host true + Jupyter's own start")
+    ax.plot(rtts_ms, floors, "s--", label="floor: ssh host true + Jupyter started as run.sh does")
     ax.plot(rtts_ms, [f + 8 * r / 1000 for f, r in zip(floors, rtts_ms)], ":", color="grey", label="goal: floor + 8 RTT")
     ax.set_xlabel("round-trip time to the host (ms)")
     ax.set_ylabel("seconds (median)")
@@ -521,10 +524,11 @@ def main(argv=None):
         b.row(f"setup on 8 hosts in parallel (--group), {rtt:.0f} ms RTT", many, one, "setup on 1 host", "<= 1.5x", many <= 1.5 * one)
         b.row(f"setup again on 8 hosts in parallel, {rtt:.0f} ms RTT", many_again, one_again, "setup again on 1 host", "<= 1.5x",
               many_again <= 1.5 * one_again)
-    floor8, floor1 = parallel_jupyter_floor(8, runs, boot=True), parallel_jupyter_floor(1, runs, boot=True)
+    floor8, floor1, plain8, plain1 = turns(
+        runs, *(lambda n=n, boot=boot: parallel_jupyter_floor(n, runs, boot) for boot in (True, False) for n in (8, 1))
+    )
     b.row("  (context) this machine: 8 Jupyter starts at once as run.sh does them, no SSH", floor8, floor1, "1 start", "(context)", True)
     b.row("  (context) setup on 8 hosts at 0 ms vs those 8 starts", fleet[0][1], floor8, "8 starts at once", "(context)", True)
-    plain8, plain1 = parallel_jupyter_floor(8, runs), parallel_jupyter_floor(1, runs)
     b.row("  (context) the same with plain `jupyter-lab`", plain8, plain1, "1 start", "(context)", True)
     print()
     print("| figure | ours | baseline | ratio | goal |")
