@@ -10,6 +10,12 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 from selenium import webdriver
+from selenium.common.exceptions import (
+    ElementClickInterceptedException,
+    ElementNotInteractableException,
+    NoSuchElementException,
+    StaleElementReferenceException,
+)
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
@@ -72,14 +78,28 @@ def log_in(driver, url, password):
 def run_a_cell(driver, name):
     """In JupyterLab: a new Python notebook from the launcher, `print(6*7)`, Shift+Enter, 42."""
     wait = WebDriverWait(driver, 90)
+
+    def on(selector, *keys):
+        """Click (or type into) the element, found anew at each try: JupyterLab re-renders the
+        launcher and the cell while it loads, which leaves an element found earlier stale."""
+        def attempt(d):
+            try:
+                element = d.find_element(By.CSS_SELECTOR, selector)
+                element.click()
+                for k in keys:
+                    element.send_keys(*k)
+                return True
+            except (StaleElementReferenceException, ElementClickInterceptedException, NoSuchElementException,
+                    ElementNotInteractableException):
+                return False
+
+        wait.until(attempt)
+
     try:
-        card = wait.until(EC.element_to_be_clickable((By.CSS_SELECTOR, '.jp-LauncherCard[data-category="Notebook"]')))
-        card.click()
-        editor = wait.until(EC.element_to_be_clickable((By.CSS_SELECTOR, ".jp-Notebook .jp-Cell .cm-content")))
+        on('.jp-LauncherCard[data-category="Notebook"]')
         wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, ".jp-Notebook-ExecutionIndicator[data-status='idle']")))
-        editor.click()
-        editor.send_keys("print(6*7)")
-        editor.send_keys(Keys.SHIFT, Keys.ENTER)
+        on(".jp-Notebook .jp-Cell .cm-content", ("print(6*7)",))
+        on(".jp-Notebook .jp-Cell .cm-content", (Keys.SHIFT, Keys.ENTER))
         wait.until(EC.text_to_be_present_in_element((By.CSS_SELECTOR, ".jp-OutputArea-output"), "42"))
     finally:
         screenshot(driver, name)
