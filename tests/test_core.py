@@ -473,3 +473,38 @@ def test_unix_socket_mode(fab, local_port):
     # back to a TCP port
     fab.setup()
     assert fab.status()["port"] == fab.port and fab.status()["socket"] is None
+
+
+def test_tunnel_heals_after_the_network_goes_silent(fab, local_port):
+    """The connection stays open but nothing comes back (a laptop asleep, a dead link): the
+    tunnel's keepalives notice (ServerAliveInterval 15 s x 3), it reconnects, and the same URL
+    works again. Silence is made by stopping the tunnel's sshd session (SIGSTOP)."""
+    fab.setup()
+    proc, url, out = fab.tunnel("--local-port", str(local_port))
+    assert url, out
+    lines = proc.output_lines
+    h = fab.sshhost
+    deadline = time.monotonic() + 10
+    while not h.session_pids() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    silent = h.session_pids()
+    assert silent
+    for pid in silent:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        deadline = time.monotonic() + 120
+        while not any("reconnected" in line for line in lines) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert any("connection lost" in line for line in lines), "".join(lines)
+        assert any("reconnected" in line for line in lines), "".join(lines)
+        assert login_and_list(url, PASSWORD)[1] == 200
+    finally:
+        for pid in silent:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                os.kill(pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+    code, _, err = stop_tunnel(proc)
+    assert code == 0, err
+    assert ssh_forwarders(local_port) == []

@@ -165,3 +165,26 @@ def test_group_errors(run):
     assert r.returncode == 1 and r.stderr.strip() == f"{run.hosts_file}: no group 'nope' (groups: lab)"
     r = run("-H", "fjn1", "status", "--group", "lab")
     assert r.returncode == 1 and r.stderr.strip() == "give either -H HOST or --group NAME, not both"
+
+
+@pytest.mark.parametrize("workers", [4, 1])
+def test_workers_run_hosts_side_by_side_or_one_at_a_time(run, fleet, workers):
+    """The three reachable hosts' activation lines note when they begin, wait, and count how many
+    hosts have begun: with 4 workers the first to look sees the others (side by side); with
+    --workers 1 none ever sees another (one at a time)."""
+    fleet["fjn4"].start()
+    marks = run.tmp / "marks"
+    marks.mkdir(mode=0o1777)
+    marks.chmod(0o1777)
+    line = f"mkdir -p {marks}/$(id -un); sleep 2; ls {marks} | wc -l >> {marks}/$(id -un).seen"
+    run.write_hosts({name: [f"activate: {json.dumps(line)}"] for name in ("fjn1", "fjn2", "fjn4")})
+    r = run("setup", "--group", "lab", "--password-stdin", "--workers", str(workers), input=PASSWORD + "\n")
+    assert "fjn1: started" in r.stdout and "fjn2: started" in r.stdout and "fjn4: started" in r.stdout, r.stdout
+    seen = {p.name: [int(n) for n in p.read_text().split()] for p in marks.glob("*.seen")}
+    assert len(seen) == 3, seen
+    first_looks = [counts[0] for counts in seen.values()]
+    if workers == 1:
+        assert sorted(first_looks) == [1, 2, 3], seen  # each host began after the one before had ended
+    else:
+        assert max(first_looks) == 3 and min(first_looks) >= 2, seen  # they began together
+    run("stop", "--group", "lab")
