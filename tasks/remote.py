@@ -210,6 +210,9 @@ def run_agent(t, action, **values):
         status = chan.recv_exit_status()
         chan.close()
     except (paramiko.SSHException, OSError, EOFError) as e:
+        # a connection that failed once (a network gone silent keeps it "active") is not reused:
+        # the next call, a tunnel's reconnection say, opens a new one
+        t.conn.close()
         raise UserError(f"{t.label}: the SSH connection failed during {action}: {e}") from None
     reply = Reply(status=status)
     text = []

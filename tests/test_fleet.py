@@ -3,6 +3,9 @@ account and loopback (so every Jupyter can have 8888); one has no Jupyter, one i
 
 import json
 import os
+import shutil
+import tempfile
+from pathlib import Path
 import signal
 import subprocess
 import time
@@ -40,6 +43,7 @@ class FleetRun:
         self.ssh_config.write_text(f"Host *\n  UserKnownHostsFile {known}\n  StrictHostKeyChecking yes\n")
         self.hosts_file = tmp_path / "hosts.yaml"
         self.write_hosts()
+        self.cleanup = []  # directories to remove after the test
 
     def write_hosts(self, extra=None):
         lines = ["defaults:", "  launcher: nohup", "hosts:"]
@@ -85,6 +89,8 @@ def run(fleet, tmp_path):
     fleet["fjn4"].stop()  # unreachable until a test fixes it
     r = FleetRun(fleet, tmp_path)
     yield r
+    for path in r.cleanup:
+        shutil.rmtree(path, ignore_errors=True)
     for h in fleet.values():
         for user in h.users:
             h.reset_user(user)
@@ -173,10 +179,10 @@ def test_workers_run_hosts_side_by_side_or_one_at_a_time(run, fleet, workers):
     hosts have begun: with 4 workers the first to look sees the others (side by side); with
     --workers 1 none ever sees another (one at a time)."""
     fleet["fjn4"].start()
-    marks = run.tmp / "marks"
-    marks.mkdir(mode=0o1777)
+    marks = Path(tempfile.mkdtemp(prefix="fabjupyter-marks-"))  # where the test accounts can write
     marks.chmod(0o1777)
-    line = f"mkdir -p {marks}/$(id -un); sleep 2; ls {marks} | wc -l >> {marks}/$(id -un).seen"
+    run.cleanup.append(marks)
+    line = f"mkdir -p {marks}/$(id -un); sleep 2; ls -d {marks}/*/ | wc -l >> {marks}/$(id -un).seen"
     run.write_hosts({name: [f"activate: {json.dumps(line)}"] for name in ("fjn1", "fjn2", "fjn4")})
     r = run("setup", "--group", "lab", "--password-stdin", "--workers", str(workers), input=PASSWORD + "\n")
     assert "fjn1: started" in r.stdout and "fjn2: started" in r.stdout and "fjn4: started" in r.stdout, r.stdout
