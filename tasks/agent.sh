@@ -55,7 +55,15 @@ fj_flavour() {
 fj_pw_json() {
     case $FLAVOUR in
         nb6) printf '{\n  "NotebookApp": {\n    "password": "%s"\n  }\n}\n' "$1" ;;
-        server1) printf '{\n  "ServerApp": {\n    "password": "%s"\n  }\n}\n' "$1" ;;
+        server1)
+            # Server 1's notebook_shim moves NotebookApp/LabApp/JupyterNotebookApp.password onto
+            # ServerApp.password, over ours: the same hash there too
+            printf '{\n'
+            for app in JupyterNotebookApp LabApp NotebookApp; do
+                printf '  "%s": {\n    "password": "%s"\n  },\n' "$app" "$1"
+            done
+            printf '  "ServerApp": {\n    "password": "%s"\n  }\n}\n' "$1"
+            ;;
         *) printf '{\n  "PasswordIdentityProvider": {\n    "hashed_password": "%s"\n  }\n}\n' "$1" ;;
     esac
 }
@@ -64,7 +72,7 @@ fj_pw_json() {
 fj_stored_hash() {
     for f in "$D"/password/*.json; do
         [ -f "$f" ] || continue
-        sed -n -e 's/.*"hashed_password": "\([^"]*\)".*/\1/p' -e 's/.*"password": "\([^"]*\)".*/\1/p' "$f"
+        sed -n -e 's/.*"hashed_password": "\([^"]*\)".*/\1/p' -e 's/.*"password": "\([^"]*\)".*/\1/p' "$f" | sed -n 1p
         return 0
     done
 }

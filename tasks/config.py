@@ -52,10 +52,16 @@ def listen_ip(settings):
 IDENTITY_CLASSES = ("IdentityProvider", "PasswordIdentityProvider", "LegacyIdentityProvider")
 PASSWORD_CLASSES = IDENTITY_CLASSES[1:]
 SHIMMED_CLASSES = ("NotebookApp", "LabApp", "JupyterNotebookApp")
-SHIMMED_KEYS = (
+SERVER2_SHIMMED = (
     "ip", "base_url", "allow_origin", "allow_origin_pat", "allow_credentials", "disable_check_xsrf", "allow_remote_access",
     "local_hostnames", "allow_unauthenticated_access", "identity_provider_class", "login_handler_class",
 )
+# Jupyter Server 1 reads these on ServerApp itself (Server 2 only as deprecated aliases of the
+# pinned identity-provider keys, which cannot override those)
+SHIMMED_KEYS = SERVER2_SHIMMED + ("token", "password_required", "allow_password_change", "logout_handler_class")
+# every key of ours that notebook_shim's "has moved" warnings can name (Server 1's password file
+# pins ServerApp.password on those sections too: agent.sh, fj_pw_json)
+MOVED_KEYS = SHIMMED_KEYS + ("password",)
 
 
 def access_settings(settings):
@@ -123,7 +129,7 @@ def server_config(settings, flavour="server2"):
         # any config file onto ServerApp, over ServerApp's own (notebook_shim): an old
         # `c.NotebookApp.ip = '*'` would win. The keys that decide who gets in are pinned there too;
         # the rest (port, base_url, socket, TLS files) is checked after the start.
-        moved = {key: app[key] for key in SHIMMED_KEYS if key in app}
+        moved = {key: app[key] for key in SHIMMED_KEYS if key in app and (flavour == "server1" or key in SERVER2_SHIMMED)}
         config.update({name: dict(moved) for name in SHIMMED_CLASSES})
     return json.dumps(config, indent=2, sort_keys=True) + "\n"
 

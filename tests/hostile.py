@@ -20,8 +20,13 @@ APP_CLASSES = ("ServerApp", "NotebookApp", "LabApp", "JupyterNotebookApp")
 IDENTITY_CLASSES = ("IdentityProvider", "PasswordIdentityProvider", "LegacyIdentityProvider")
 
 
-def settings():
-    """{class: {key: value}} for a .json file (a .py file adds classes of its own)."""
+SERVER2_ONLY = ("allow_unauthenticated_access", "identity_provider_class")
+
+
+def settings(kind="server"):
+    """{class: {key: value}} for a .json file (a .py file adds classes of its own). For Jupyter
+    Server 1 without the keys it does not have (its notebook_shim stops Jupyter on an unknown
+    key, whoever wrote it)."""
     app = {
         "ip": "0.0.0.0",
         "token": TOKEN,
@@ -40,6 +45,8 @@ def settings():
         "base_url": "/elsewhere/",
         "port_retries": 50,
     }
+    if kind == "server1":
+        app = {k: v for k, v in app.items() if k not in SERVER2_ONLY}
     config = {name: dict(app) for name in APP_CLASSES}
     for name in IDENTITY_CLASSES:
         config[name] = {"token": TOKEN}
@@ -91,18 +98,37 @@ c.NotebookApp.login_handler_class = OpenLogin
 """
 
 
-def as_json():
-    return json.dumps(settings(), indent=1)
+PY_EXTRA_SERVER1 = """
+# A login handler of the user's own that lets anyone in (Jupyter Server 1 has no identity providers).
+from jupyter_server.auth.login import LoginHandler as _Login
+
+
+class OpenLogin(_Login):
+    @classmethod
+    def get_user(cls, handler):
+        return "intruder"
+
+
+c.ServerApp.login_handler_class = OpenLogin
+c.NotebookApp.login_handler_class = OpenLogin
+"""
+
+
+def as_json(kind="server"):
+    return json.dumps(settings(kind), indent=1)
 
 
 def as_py(kind):
+    """kind: server (Jupyter Server 2), server1, nb6 (classic Notebook)."""
     lines = []
-    for name, keys in settings().items():
+    for name, keys in settings(kind).items():
         if kind == "nb6" and name != "NotebookApp":
             continue  # classic Notebook cannot import jupyter_server's classes
+        if kind == "server1" and name in IDENTITY_CLASSES:
+            continue  # Server 1 has none (a section for them would do nothing)
         for key, value in keys.items():
             lines.append(f"c.{name}.{key} = {value!r}")
-    lines.append(PY_EXTRA_NB6 if kind == "nb6" else PY_EXTRA)
+    lines.append({"nb6": PY_EXTRA_NB6, "server1": PY_EXTRA_SERVER1}.get(kind, PY_EXTRA))
     return "\n".join(lines) + "\n"
 
 

@@ -1,7 +1,7 @@
 """The password is the only way in, whatever the user's own Jupyter config says: a hostile config
 (every setting that decides who gets in, on every class that could carry it, see hostile.py) in
 ~/.jupyter or in the environment's etc/jupyter, as .py or .json, under every file name the kind of
-Jupyter reads, for JupyterLab 4, Notebook 7 and classic Notebook 6. And where a user's setting
+Jupyter reads, for JupyterLab 4, Notebook 7, JupyterLab 3 (Server 1) and classic Notebook 6. And where a user's setting
 still changes the running server, the check after the start stops it with a clear error."""
 
 import glob
@@ -15,6 +15,7 @@ from .test_core import listening
 
 NB7 = JUPYTER_VENV.parent / "nb7"
 NB6 = JUPYTER_VENV.parent / "nb6"
+LAB3 = JUPYTER_VENV.parent / "lab3"
 PASSWORD = "the real one"
 
 # kind: (installed venv, its script, the config file names it reads)
@@ -22,7 +23,9 @@ KINDS = {
     "lab4": (JUPYTER_VENV, "jupyter-lab", ("jupyter_server_config", "jupyter_lab_config", "jupyter_notebook_config")),
     "nb7": (NB7, "jupyter-notebook", ("jupyter_server_config", "jupyter_notebook_config")),
     "nb6": (NB6, "jupyter-notebook", ("jupyter_notebook_config",)),
+    "lab3": (LAB3, "jupyter-lab", ("jupyter_server_config", "jupyter_lab_config", "jupyter_notebook_config")),
 }
+PY_KIND = {"nb6": "nb6", "lab3": "server1"}
 
 
 def own_env(fab, kind):
@@ -51,7 +54,8 @@ def test_users_config_opens_no_other_way_in(fab_dash, local_port, kind, where, f
     env = own_env(fab, kind)
     _, script, names = KINDS[kind]
     config_dir = fab.home / ".jupyter" if where == "home" else env / "etc" / "jupyter"
-    text = hostile.as_json() if fmt == "json" else hostile.as_py("nb6" if kind == "nb6" else "server")
+    py_kind = PY_KIND.get(kind, "server")
+    text = hostile.as_json(py_kind) if fmt == "json" else hostile.as_py(py_kind)
     for name in names:
         write_as_user(fab, config_dir / f"{name}.{fmt}", text)
     fab.hosts(f"hosts:\n  {fab.user}:\n    jupyter: {env}/bin/{script}\n")

@@ -1,4 +1,5 @@
-"""Remote compatibility: JupyterLab 4, Notebook 7 and classic Notebook 6.5, each in its own venv
+"""Remote compatibility: JupyterLab 4, Notebook 7, JupyterLab 3 (Jupyter Server 1) and classic
+Notebook 6.5, each in its own venv
 (one reached only through `activate:`), for accounts whose login shell is bash, dash or zsh.
 Each: setup, a password login through the tunnel, status, an idempotent re-run, stop, and no
 deprecation warning in the server log."""
@@ -7,18 +8,20 @@ import re
 
 import pytest
 
-from tasks.config import SHIMMED_CLASSES, SHIMMED_KEYS
+from tasks.config import MOVED_KEYS, SHIMMED_CLASSES
 
 from .jupyter_http import login_and_list
 from .sshhost import JUPYTER_VENV, interpreter_of
 
 NB7 = JUPYTER_VENV.parent / "nb7"
 NB6 = JUPYTER_VENV.parent / "nb6"
+LAB3 = JUPYTER_VENV.parent / "lab3"  # JupyterLab 3.6 on Jupyter Server 1.24
 PASSWORD = "compat horse"
 
 CASES = {
     "lab4-path-zsh": ("fab_zsh", f"jupyter: {JUPYTER_VENV}/bin/jupyter lab", "JupyterLab 4.", "server2", JUPYTER_VENV / "bin/jupyter-lab"),
     "nb7-path-dash": ("fab_dash", f"jupyter: {NB7}/bin/jupyter notebook", "Notebook 7.", "server2", NB7 / "bin/jupyter-notebook"),
+    "lab3-server1-dash": ("fab_dash", f"jupyter: {LAB3}/bin/jupyter lab", "JupyterLab 3.", "server1", LAB3 / "bin/jupyter-lab"),
     "nb6-activate-dash": ("fab_dash", f"activate: . {NB6}/bin/activate", "Notebook 6.5", "nb6", NB6 / "bin/jupyter-notebook"),
     "nb6-activate-zsh": ("fab_zsh", f"activate: source {NB6}/bin/activate", "Notebook 6.5", "nb6", NB6 / "bin/jupyter-notebook"),
 }
@@ -61,7 +64,7 @@ def test_remote_jupyter_kinds_and_login_shells(case, request, local_port):
         assert word not in log.lower(), log
     # notebook_shim warns that keys "have moved" onto ServerApp: only the ones we pin there
     moved = set(re.findall(r"'(\w+)' has moved from", log))
-    assert moved <= set(SHIMMED_KEYS), moved - set(SHIMMED_KEYS)
+    assert moved <= set(MOVED_KEYS), moved - set(MOVED_KEYS)
     fab("stop")
     assert fab.sshhost.processes(fab.user) == []
 
