@@ -6,7 +6,6 @@ import os
 import shutil
 import signal
 import subprocess
-import time
 
 import pytest
 
@@ -28,14 +27,12 @@ class ExecRecord:
         self.fab, self.dir = fab, tmp_path / "strace"
         self.dir.mkdir()
         self.server = subprocess.Popen(
-            ["strace", "--seccomp-bpf", "-f", "-qq", "-e", "trace=execve", "-s", "100000",
+            ["strace", "--seccomp-bpf", "-f", "-e", "trace=execve", "-s", "100000",
              "-o", str(self.dir / "sshd"), "-p", str(fab.sshhost.proc.pid)],
-            stderr=subprocess.DEVNULL,
+            stderr=subprocess.PIPE, text=True,
         )
-        deadline = time.monotonic() + 10
-        while not (self.dir / "sshd").exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        time.sleep(0.3)  # attached
+        said = self.server.stderr.readline()  # "strace: Process N attached", once it is
+        assert "attached" in said, said
         self.runs = 0
         self.outputs = []
 
