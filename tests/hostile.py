@@ -83,35 +83,22 @@ for _name in ("IdentityProvider", "PasswordIdentityProvider", "LegacyIdentityPro
     c[_name].login_handler_class = OpenLogin
 """ % {"token": TOKEN}
 
-PY_EXTRA_NB6 = """
-# A login handler of the user's own that lets anyone in.
-from notebook.auth.login import LoginHandler as _Login
 
 
-class OpenLogin(_Login):
-    @classmethod
-    def get_user(cls, handler):
-        return "intruder"
+def open_login(package, apps):
+    """A .py config's login handler of the user's own that lets anyone in (classic Notebook and
+    Jupyter Server 1, which have no identity providers)."""
+    return (
+        f"\nfrom {package}.auth.login import LoginHandler as _Login\n\n\n"
+        "class OpenLogin(_Login):\n"
+        "    @classmethod\n"
+        "    def get_user(cls, handler):\n"
+        "        return 'intruder'\n\n\n"
+    ) + "".join(f"c.{app}.login_handler_class = OpenLogin\n" for app in apps)
 
 
-c.NotebookApp.login_handler_class = OpenLogin
-"""
-
-
-PY_EXTRA_SERVER1 = """
-# A login handler of the user's own that lets anyone in (Jupyter Server 1 has no identity providers).
-from jupyter_server.auth.login import LoginHandler as _Login
-
-
-class OpenLogin(_Login):
-    @classmethod
-    def get_user(cls, handler):
-        return "intruder"
-
-
-c.ServerApp.login_handler_class = OpenLogin
-c.NotebookApp.login_handler_class = OpenLogin
-"""
+PY_EXTRA_NB6 = open_login("notebook", ["NotebookApp"])
+PY_EXTRA_SERVER1 = open_login("jupyter_server", ["ServerApp", "NotebookApp"])
 
 
 def as_json(kind="server"):
