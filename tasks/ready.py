@@ -105,8 +105,11 @@ def serving_pid():
     """The pid (ours or a child of ours) that holds the listening socket; None if another
     process does; pid itself where the system cannot tell."""
     inodes = listening_inodes()
-    if inodes is None or not os.path.isdir("/proc/%d/fd" % pid):
+    if inodes is None:
         return pid
+    if not os.path.isdir("/proc/%d/fd" % pid):
+        # gone (it lost the port to another server and exited), or /proc hides it
+        return None if not alive(pid) else pid
     for p in family(pid):
         try:
             fds = os.listdir("/proc/%d/fd" % p)

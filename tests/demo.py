@@ -3,6 +3,7 @@ account), then the two commands a user runs: `fab -H HOST setup` and `fab -H HOS
 
     python -m tests.demo            keep the tunnel open until Ctrl-C, then clean up
     python -m tests.demo --check    log in through the tunnel once, then clean up (no browser needed)
+    python -m tests.demo --check --port N    the same with Jupyter on port N (the tests: not 8888)
 """
 
 import os
@@ -21,6 +22,7 @@ FAB = [sys.executable, "-m", "fabric"]
 
 def main(argv):
     check = "--check" in argv
+    port = argv[argv.index("--port") + 1] if "--port" in argv else None  # the tests' own, not 8888
     host = SSHHost(users=[("fjdemo", "/bin/bash", True, False)], prefix="fabjupyter-demo-")
     password = secrets.token_urlsafe(9)
     ssh = ["-S", str(host.ssh_config), "-H", "fjdemo"]
@@ -28,7 +30,8 @@ def main(argv):
     try:
         print(f"A throwaway SSH host is up: account fjdemo, sshd on 127.0.0.1:{host.port}, ssh_config {host.ssh_config}")
         print(f"$ fab -S {host.ssh_config} -H fjdemo setup     (password given on stdin for the demo)", flush=True)
-        r = subprocess.run([*FAB, *ssh, "setup", "--password-stdin"], cwd=ROOT, input=password + "\n", text=True)
+        r = subprocess.run([*FAB, *ssh, "setup", "--password-stdin", *(["--port", port] if port else [])], cwd=ROOT,
+                           input=password + "\n", text=True)
         if r.returncode != 0:
             return r.returncode
         print(f"$ fab -S {host.ssh_config} -H fjdemo tunnel", flush=True)

@@ -4,12 +4,11 @@
 Jupyter reads, for JupyterLab 4, Notebook 7, JupyterLab 3 (Server 1) and classic Notebook 6. And where a user's setting
 still changes the running server, the check after the start stops it with a clear error."""
 
-import glob
 import re
 
 import pytest
 
-from . import hostile
+from . import hostile, userenv
 from .sshhost import JUPYTER_VENV, interpreter_of
 from .test_core import listening
 
@@ -29,16 +28,8 @@ PY_KIND = {"nb6": "nb6", "lab3": "server1"}
 
 
 def own_env(fab, kind):
-    """A venv of the test user's own on top of the kind's installed packages (a .pth file), so
-    that its etc/jupyter, which Jupyter reads before ~/.jupyter, is the user's to write."""
     base, script, _ = KINDS[kind]
-    site = glob.glob(f"{base}/lib/python3*/site-packages")[0]
-    version = site.split("/lib/")[1].split("/")[0]
-    fab.as_user(
-        f"/usr/bin/python3 -m venv --without-pip env && echo {site} > env/lib/{version}/site-packages/base.pth && "
-        f"{{ echo '#!{fab.home}/env/bin/python3'; tail -n +2 {base}/bin/{script}; }} > env/bin/{script} && chmod +x env/bin/{script}"
-    )
-    return fab.home / "env"
+    return userenv.own_env(fab, base, script)
 
 
 def write_as_user(fab, path, text):

@@ -13,6 +13,7 @@ from tasks.tunnel import port_is_free
 
 from .jupyter_http import Session, login_and_list
 from .sshhost import JUPYTER_VENV, proc_files
+from .userenv import own_env
 
 PASSWORD = "correct horse"
 
@@ -205,21 +206,19 @@ def test_settings_win_over_users_own_config_which_survives(fab, local_port):
     own_py = "c.ServerApp.open_browser = True\nc.ServerApp.ip = '0.0.0.0'\nc.PasswordIdentityProvider.password_required = False\n"
     fab.as_user(f"mkdir -p .jupyter && printf '%s' '{own_json}' > .jupyter/jupyter_server_config.json")
     (jupyter_dir / "jupyter_server_config.py").write_text(own_py)
-    venv_etc = JUPYTER_VENV / "etc" / "jupyter"
-    venv_etc.mkdir(parents=True, exist_ok=True)
-    venv_cfg = venv_etc / "jupyter_server_config.json"
-    venv_cfg.write_text(json.dumps({"ServerApp": {"ip": "0.0.0.0", "port": 9998}}))
-    try:
-        fab.setup()
-        record = fab.status()
-        assert record["port"] == fab.port
-        assert listening(fab.port) == ["127.0.0.1"]
-        proc, url, out = fab.tunnel("--local-port", str(local_port))
-        assert url, out
-        assert Session(url).get("api/contents?token=their-token")[0] == 403
-        assert login_and_list(url, PASSWORD)[1] == 200
-    finally:
-        venv_cfg.unlink()
+    env = own_env(fab, JUPYTER_VENV, "jupyter-lab")  # the user's own: its etc/jupyter is theirs to write
+    venv_json = json.dumps({"ServerApp": {"ip": "0.0.0.0", "port": 9998}})
+    fab.as_user(f"mkdir -p env/etc/jupyter && printf '%s' '{venv_json}' > env/etc/jupyter/jupyter_server_config.json")
+    fab.hosts(f"hosts:\n  fjtest:\n    jupyter: {env}/bin/jupyter-lab\n")
+    fab.setup()
+    record = fab.status()
+    assert record["port"] == fab.port
+    assert listening(fab.port) == ["127.0.0.1"]
+    proc, url, out = fab.tunnel("--local-port", str(local_port))
+    assert url, out
+    assert Session(url).get("api/contents?token=their-token")[0] == 403
+    assert login_and_list(url, PASSWORD)[1] == 200
+    assert (env / "etc/jupyter/jupyter_server_config.json").read_text() == venv_json
     assert (jupyter_dir / "jupyter_server_config.json").read_text() == own_json
     assert (jupyter_dir / "jupyter_server_config.py").read_text() == own_py
 

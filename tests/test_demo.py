@@ -7,6 +7,7 @@ import sys
 from tasks import inventory
 
 from .conftest import ROOT
+from .sshhost import free_port
 
 
 def test_committed_hosts_yaml_is_valid_and_neutral():
@@ -16,7 +17,9 @@ def test_committed_hosts_yaml_is_valid_and_neutral():
 
 
 def test_demo_sets_up_and_logs_in_through_the_tunnel():
-    r = subprocess.run([sys.executable, "-m", "tests.demo", "--check"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    # on a free port: 8888 is on the loopback that a second run of the suite shares
+    r = subprocess.run([sys.executable, "-m", "tests.demo", "--check", "--port", str(free_port())], cwd=ROOT,
+                       capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "Jupyter started" in r.stdout
     assert "checked: login 200, GET /api/contents with the session: 200" in r.stdout
