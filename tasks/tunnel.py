@@ -40,17 +40,49 @@ def port_is_free(port):
         s.close()
 
 
+def next_free_port(port, taken=()):
+    """The first free local port after PORT (and not in TAKEN), or None within 100."""
+    for candidate in range(port + 1, min(port + 100, 65536)):
+        if candidate not in taken and port_is_free(candidate):
+            return candidate
+    return None
+
+
+def listener_owner_is(pid, port):
+    """Whether process PID listens on 127.0.0.1:PORT: True/False on Linux (from /proc), None
+    where that cannot be read. Any answer on the port could be another program's that bound it
+    between our check and ssh's bind; this tells the forward we started from one that is not."""
+    try:
+        inodes = set()
+        for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[1] == f"0100007F:{port:04X}" and fields[3] == "0A":  # 127.0.0.1, LISTEN
+                inodes.add(fields[9])
+        if not inodes:
+            return False
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                link = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if link.startswith("socket:[") and link[8:-1] in inodes:
+                return True
+        return False
+    except (OSError, IndexError):
+        return None
+
+
 def choose_local_port(label, port, pinned):
     """The port itself if free; if it was only a default, the next free one (said aloud)."""
     if port_is_free(port):
         return port
     if pinned:
         raise UserError(f"{label}: local port {port} is busy; choose another with --local-port")
-    for candidate in range(port + 1, min(port + 100, 65536)):
-        if port_is_free(candidate):
-            print(f"{label}: local port {port} is busy; using {candidate}")
-            return candidate
-    raise UserError(f"{label}: local ports {port}-{port + 99} are all busy; choose one with --local-port")
+    moved = next_free_port(port)
+    if moved is None:
+        raise UserError(f"{label}: local ports {port}-{port + 99} are all busy; choose one with --local-port")
+    print(f"{label}: local port {port} is busy; using {moved}", flush=True)
+    return moved
 
 
 def _jump_spec(gateway):
@@ -155,6 +187,11 @@ class Tunnel:
             if self.proc.poll() is not None:
                 self._reader.join(2)
                 return False
+            if listener_owner_is(self.proc.pid, self.local_port) is False:
+                if time.monotonic() > deadline:
+                    return False
+                time.sleep(0.05)  # ssh is still logging in; whatever answers there now is not ours
+                continue
             try:
                 opener.open(f"{self.scheme}://127.0.0.1:{self.local_port}/api", timeout=5).close()
                 self.ready = True
@@ -182,13 +219,36 @@ class Tunnel:
                 self.proc.kill()
                 self.proc.wait()
 
+    def port_was_busy(self):
+        return self.proc.poll() is not None and any(
+            "Address already in use" in line or "cannot listen to port" in line for line in self.errors
+        )
+
     def failure(self):
         lines = [line for line in self.errors if line.strip()]
-        if any("Address already in use" in line or "cannot listen to port" in line for line in lines):
+        if self.port_was_busy():
             return f"local port {self.local_port} is busy; choose another with --local-port"
         if self.proc.poll() is None:
             return "the forward did not answer in time"
         return f"ssh exited ({lines[-1] if lines else f'status {self.proc.returncode}'})"
+
+
+def open_forward(t, tun, pinned, taken=()):
+    """Wait for TUN (a Tunnel to host T) to answer. When another program took its local port
+    between our check and ssh's bind, and the port was only a default (PINNED false), move on to
+    the next free one, said aloud, and try again. Returns (Tunnel or None, error or None)."""
+    timeout = READY_TIMEOUT + (t.conn.connect_timeout or 10)
+    while True:
+        if tun.wait_ready(timeout):
+            return tun, None
+        tun.close()
+        if pinned or not tun.port_was_busy():
+            return None, f"tunnel failed: {tun.failure()}"
+        moved = next_free_port(tun.local_port, taken)
+        if moved is None:
+            return None, f"local ports {tun.local_port}-{tun.local_port + 99} are all busy"
+        print(f"{t.label}: local port {tun.local_port} was taken meanwhile; using {moved}", flush=True)
+        tun = Tunnel(t.conn, moved, tun.remote_port, tls=tun.scheme == "https")
 
 
 def _ports_file():
@@ -196,21 +256,37 @@ def _ports_file():
     return Path(base) / "fabjupyter" / "local-ports.json"
 
 
-def group_local_ports(targets):
-    """A local port per host: its own local_port from hosts.yaml, else the one it had last time
-    (remembered in ~/.config/fabjupyter/local-ports.json), else the next free one from 8888."""
+def _saved_ports():
+    try:
+        return json.loads(_ports_file().read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def remember_ports(ports):
+    saved = _saved_ports()
+    saved.update(ports)
     path = _ports_file()
     try:
-        saved = json.loads(path.read_text())
-    except (OSError, ValueError):
-        saved = {}
-    ports, taken = {}, set()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(saved, indent=2, sort_keys=True) + "\n")
+    except OSError:
+        pass  # remembering is a convenience
+
+
+def group_local_ports(targets):
+    """A local port per host: its own local_port from hosts.yaml (pinned), else the one it had
+    last time (remembered in ~/.config/fabjupyter/local-ports.json), else the next free one from
+    8888. Returns (ports by label, the labels whose port is pinned)."""
+    saved = _saved_ports()
+    ports, taken, pinned = {}, set(), set()
     for t in targets:
         entry = t.inventory.entry(t.label)
         own = entry.settings.get("local_port") if entry else None
         if own:
             ports[t.label] = own
             taken.add(own)
+            pinned.add(t.label)
     for t in targets:
         if t.label in ports:
             continue
@@ -222,19 +298,14 @@ def group_local_ports(targets):
                 candidate += 1
         ports[t.label] = candidate
         taken.add(candidate)
-    saved.update({label: port for label, port in ports.items()})
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(saved, indent=2, sort_keys=True) + "\n")
-    except OSError:
-        pass  # remembering is a convenience
-    return ports
+    return ports, pinned
 
 
 def tunnel_group(c, group, workers, open_):
     """One forward per host of the group, each on its own local port; a table; Ctrl-C closes all."""
     targets = group_targets(c, group)
-    ports = group_local_ports(targets)
+    ports, pinned = group_local_ports(targets)
+    taken = set(ports.values())
     results, tunnels = {}, {}
     with ThreadPoolExecutor(max_workers=max(1, min(workers, len(targets)))) as pool:
         futures = {pool.submit(running_port, t): t for t in targets}
@@ -245,21 +316,32 @@ def tunnel_group(c, group, workers, open_):
             except UserError as e:
                 results[t.label] = (False, str(e).removeprefix(f"{t.label}: "))
                 continue
-            if not port_is_free(ports[t.label]):
-                results[t.label] = (False, f"local port {ports[t.label]} is busy")
-                continue
-            tunnels[t.label] = Tunnel(t.conn, ports[t.label], remote_port, tls=mode == "public")
+            port = ports[t.label]
+            if not port_is_free(port):
+                moved = None if t.label in pinned else next_free_port(port, taken)
+                if moved is None:
+                    results[t.label] = (False, f"local port {port} is busy")
+                    continue
+                print(f"{t.label}: local port {port} is busy; using {moved}", flush=True)
+                port = ports[t.label] = moved
+                taken.add(moved)
+            tunnels[t.label] = Tunnel(t.conn, port, remote_port, tls=mode == "public")
     sigterm_as_interrupt()
     try:
         for t in targets:
             tun = tunnels.get(t.label)
             if tun is None:
                 continue
-            if tun.wait_ready(READY_TIMEOUT + (t.conn.connect_timeout or 10)):
-                results[t.label] = (True, tun.url)
+            tun, error = open_forward(t, tun, t.label in pinned, taken)
+            if tun is None:
+                del tunnels[t.label]
+                results[t.label] = (False, error)
             else:
-                results[t.label] = (False, f"tunnel failed: {tun.failure()}")
-                tun.close()
+                tunnels[t.label] = tun
+                taken.add(tun.local_port)
+                ports[t.label] = tun.local_port
+                results[t.label] = (True, tun.url)
+        remember_ports({label: port for label, port in ports.items() if label not in pinned})
         rows = [("host", "URL (log in with its password) or error")] + [
             (t.label, ("" if results[t.label][0] else "FAILED  ") + results[t.label][1]) for t in targets
         ]
@@ -306,8 +388,10 @@ def tunnel(c, local_port=None, open_=False, group=None, workers=8):
     sigterm_as_interrupt()
     tun = Tunnel(t.conn, port, remote_port, tls=mode == "public")
     try:
-        if not tun.wait_ready(READY_TIMEOUT + (t.conn.connect_timeout or 10)):
-            raise UserError(f"{t.label}: tunnel failed: {tun.failure()}")
+        opened, error = open_forward(t, tun, pinned=local_port is not None)
+        if opened is None:
+            raise UserError(f"{t.label}: {error}")
+        tun = opened
         print(f"{t.label}: Jupyter is at {tun.url}  (log in with your password; Ctrl-C closes the tunnel)", flush=True)
         if open_:
             webbrowser.open(tun.url)

@@ -7,9 +7,14 @@ import socket
 import subprocess
 import time
 
-import pytest
+import http.server
+import threading
+from types import SimpleNamespace
 
-from tasks.tunnel import port_is_free
+import pytest
+from fabric import Config, Connection
+
+from tasks.tunnel import Tunnel, open_forward, port_is_free
 
 from .jupyter_http import Session, login_and_list
 from .sshhost import JUPYTER_VENV, proc_files
@@ -358,6 +363,43 @@ def test_busy_local_port(fab):
         assert login_and_list(url, PASSWORD)[1] == 200
     finally:
         blocker.close()
+
+
+class _Other(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(b"another program")
+
+    def log_message(self, *args):
+        pass
+
+
+def test_a_port_taken_between_check_and_bind_is_not_mistaken_for_the_forward(fab):
+    """Two runs pick the same free default port; the one whose ssh loses the bind must not take
+    the winner's answer for its own forward (it did: its readiness check got the other's reply)."""
+    fab.setup()
+    other = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Other)
+    threading.Thread(target=other.serve_forever, daemon=True).start()
+    taken = other.server_address[1]
+    conn = Connection(fab.user, config=Config(runtime_ssh_path=str(fab.sshhost.ssh_config)))
+    t = SimpleNamespace(label=fab.user, conn=conn)
+    opened = []
+    try:
+        # the port was free when checked; now another program answers on it
+        tun, error = open_forward(t, Tunnel(conn, taken, fab.port), pinned=False)
+        assert error is None and tun.local_port != taken
+        opened.append(tun)
+        assert login_and_list(tun.url, PASSWORD)[1] == 200  # our Jupyter, through our forward
+        # a port the user named is not moved: an error that says so
+        tun, error = open_forward(t, Tunnel(conn, taken, fab.port), pinned=True)
+        assert tun is None and error == f"tunnel failed: local port {taken} is busy; choose another with --local-port"
+    finally:
+        for tun in opened:
+            tun.close()
+        other.shutdown()
+        other.server_close()
+        conn.close()
 
 
 def test_root_user_works(fab_root, local_port):
