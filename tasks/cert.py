@@ -17,8 +17,9 @@ from invoke import task
 
 from . import fleet
 from .errors import UserError, user_task
-from .fleet import DRY_RUN_HELP, GROUP_HELP, WORKERS_HELP, Outcome
-from .remote import run_agent
+from .options import DRY_RUN_HELP, GROUP_HELP, WORKERS_HELP
+from .protocol import run_agent
+from .report import Outcome
 
 RENEW_WITHIN = datetime.timedelta(days=30)
 REMOTE_TLS = "~/.fabjupyter/tls"
@@ -128,7 +129,7 @@ def load_pair(cert_pem, key_pem, where):
 def wanted_names(t, facts, extra):
     """Every name people will use: the host as connected to, the remote's FQDN and addresses,
     localhost for the tunnel, and the extra names."""
-    names = [t.conn.host, t.conn.original_host, facts.get("fqdn", ""), *facts.get("ips", "").split(), "localhost", "127.0.0.1"]
+    names = [t.conn.host, t.conn.original_host, facts.fqdn, *facts.ips, "localhost", "127.0.0.1"]
     names += list(t.settings.cert_names) + list(extra)
     out = []
     for n in names:
@@ -136,6 +137,21 @@ def wanted_names(t, facts, extra):
         if n and n not in out and not n.startswith("fe80:"):
             out.append(n)
     return out
+
+
+def look(t, cert_pem, key_pem):
+    """The host's names, whether it has a password, and whether it has exactly this pair: compared
+    by digest, so that the private key travels only to be installed."""
+    return run_agent(t, "cert", cert_digest=_sha256(cert_pem), key_digest=_sha256(key_pem))
+
+
+def push(t, cert_pem, key_pem):
+    run_agent(t, "cert", cert_digest=_sha256(cert_pem), key_digest=_sha256(key_pem), cert=cert_pem.decode(), key=key_pem.decode(),
+              push=True)
+
+
+def _sha256(data):
+    return hashlib.sha256(data).hexdigest() if data else None
 
 
 @dataclass
@@ -170,25 +186,25 @@ def ensure_cert(t, days=365, extra_names=(), force=False, cert_file=None, key_fi
         except OSError as e:
             raise UserError(f"cannot read {e.filename}: {e.strerror}") from None
         cert = load_pair(cert_pem, key_pem, f"{cert_file} / {key_file}")
-        facts = run_agent(t, "cert", FJ_CERT=cert_pem.decode(), FJ_KEY=key_pem.decode())
-        missing = missing_names(cert, wanted_names(t, facts.values, extra_names))
+        facts = look(t, cert_pem, key_pem)
+        missing = missing_names(cert, wanted_names(t, facts, extra_names))
         if missing:
-            warnings.append(f"{t.label}: warning: the certificate does not cover {', '.join(missing)}; browsers will warn for those names")
+            warnings.append(f"warning: the certificate does not cover {', '.join(missing)}; browsers will warn for those names")
         if dry_run:
-            return CertOutcome(fingerprint(cert), spki_hash(cert), pushed=not facts.flag("same"), warnings=tuple(warnings), dry=True)
-        if not facts.flag("same"):
+            return CertOutcome(fingerprint(cert), spki_hash(cert), pushed=not facts.same, warnings=tuple(warnings), dry=True)
+        if not facts.same:
             if before_change:
                 before_change(facts)
-            run_agent(t, "cert", FJ_CERT=cert_pem.decode(), FJ_KEY=key_pem.decode(), FJ_PUSH="1")
-        return CertOutcome(fingerprint(cert), spki_hash(cert), pushed=not facts.flag("same"), warnings=tuple(warnings))
+            push(t, cert_pem, key_pem)
+        return CertOutcome(fingerprint(cert), spki_hash(cert), pushed=not facts.same, warnings=tuple(warnings))
 
     folder = local_dir(t.label)
     cert_path, key_path = folder / "cert.pem", folder / "key.pem"
     cert_pem = key_pem = None
     if cert_path.exists() and key_path.exists():
         cert_pem, key_pem = cert_path.read_bytes(), key_path.read_bytes()
-    facts = run_agent(t, "cert", FJ_CERT=(cert_pem or b"").decode(), FJ_KEY=(key_pem or b"").decode())
-    names = wanted_names(t, facts.values, extra_names)
+    facts = look(t, cert_pem, key_pem)
+    names = wanted_names(t, facts, extra_names)
     reason = ""
     if force:
         reason = "renewed (--force)"
@@ -209,9 +225,9 @@ def ensure_cert(t, days=365, extra_names=(), force=False, cert_file=None, key_fi
         current = x509.load_pem_x509_certificate(cert_pem) if cert_pem and not reason else None
         return CertOutcome(
             fingerprint(current) if current else "", spki_hash(current) if current else "", generated=reason,
-            pushed=bool(reason) or not facts.flag("same"), local_path=str(cert_path), dry=True,
+            pushed=bool(reason) or not facts.same, local_path=str(cert_path), dry=True,
         )
-    if (reason or not facts.flag("same")) and before_change:
+    if (reason or not facts.same) and before_change:
         before_change(facts)
     if reason:
         cert_pem, key_pem = generate(names, days)
@@ -219,9 +235,9 @@ def ensure_cert(t, days=365, extra_names=(), force=False, cert_file=None, key_fi
         os.chmod(folder, 0o700)
         _write_private(key_path, key_pem, 0o600)
         _write_private(cert_path, cert_pem, 0o644)
-    pushed = bool(reason) or not facts.flag("same")
+    pushed = bool(reason) or not facts.same
     if pushed:
-        run_agent(t, "cert", FJ_CERT=cert_pem.decode(), FJ_KEY=key_pem.decode(), FJ_PUSH="1")
+        push(t, cert_pem, key_pem)
     cert = x509.load_pem_x509_certificate(cert_pem)
     return CertOutcome(fingerprint(cert), spki_hash(cert), generated=reason, pushed=pushed, local_path=str(cert_path))
 
@@ -230,19 +246,19 @@ def describe_cert(t, outcome):
     lines = list(outcome.warnings)
     if outcome.dry:
         if outcome.generated:
-            lines.append(f"{t.label}: would make a new certificate ({outcome.generated}) in {outcome.local_path}")
+            lines.append(f"would make a new certificate ({outcome.generated}) in {outcome.local_path}")
         if outcome.pushed:
-            lines.append(f"{t.label}: would install the certificate and key in {REMOTE_TLS}")
+            lines.append(f"would install the certificate and key in {REMOTE_TLS}")
         if not outcome.generated and not outcome.pushed:
-            lines.append(f"{t.label}: certificate unchanged (valid, covers the names); nothing would change")
+            lines.append("certificate unchanged (valid, covers the names); nothing would change")
         return lines
     if outcome.generated:
-        lines.append(f"{t.label}: certificate {outcome.generated}; local copy {outcome.local_path} (key beside it, 0600)")
+        lines.append(f"certificate {outcome.generated}; local copy {outcome.local_path} (key beside it, 0600)")
     if outcome.pushed:
-        lines.append(f"{t.label}: certificate and key installed in {REMOTE_TLS} (key 0600)")
+        lines.append(f"certificate and key installed in {REMOTE_TLS} (key 0600)")
     if not outcome.generated and not outcome.pushed:
-        lines.append(f"{t.label}: certificate unchanged (valid, covers the names)")
-    lines.append(f"{t.label}: certificate fingerprint {outcome.fingerprint}")
+        lines.append("certificate unchanged (valid, covers the names)")
+    lines.append(f"certificate fingerprint {outcome.fingerprint}")
     return lines
 
 
@@ -275,4 +291,5 @@ def cert(c, days=365, name=None, force=False, cert=None, key=None, group=None, w
     for n in name or []:
         if not n.strip():
             raise UserError("--name: must not be empty")
-    fleet.run(c, lambda t: cert_host(t, days, name or (), force, cert, key, dry_run), group, workers)
+    core = lambda t: cert_host(t, days, name or (), force, cert, key, dry_run)  # noqa: E731
+    fleet.run(c, fleet.dry("cert", core) if dry_run else core, group, workers)

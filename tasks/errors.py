@@ -13,6 +13,15 @@ class UserError(Exception):
     def __init__(self, message, code=1):
         super().__init__(message)
         self.code = code
+        self.message = message
+
+
+class HostError(UserError):
+    """A UserError about one host: the label is kept apart and added where the line is printed."""
+
+    def __init__(self, label, message, code=1):
+        super().__init__(f"{label}: {message}" if label else message, code)
+        self.label, self.message = label, message
 
 
 def _raise_interrupt(signum, frame):

@@ -30,6 +30,7 @@ class Settings:
     mode: str = "ssh"  # ssh: 127.0.0.1 behind the tunnel; public: all interfaces, TLS + password
     cert_names: tuple = ()  # extra names for the generated certificate's subjectAltName
     socket: bool = False  # listen on a Unix socket (0600, in a 0700 directory) instead of a port
+    fast_start: bool = False  # start Jupyter through boot.py (opt-in; see README)
 
 
 @dataclass(frozen=True)
@@ -141,6 +142,7 @@ CHECKS = {
     "mode": _mode,
     "cert_names": _names,
     "socket": _bool,
+    "fast_start": _bool,
 }
 
 

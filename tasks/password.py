@@ -12,9 +12,10 @@ from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
 from invoke import task
 
 from . import fleet
-from .errors import UserError, user_task
-from .fleet import GROUP_HELP, WORKERS_HELP, Outcome
-from .remote import run_agent
+from .errors import HostError, UserError, user_task
+from .options import GROUP_HELP, WORKERS_HELP
+from .protocol import run_agent
+from .report import Outcome
 
 # jupyter_server.auth.security.passwd uses argon2-cffi's PasswordHasher with these parameters.
 MEMORY_KIB, TIME_COST, LANES = 10240, 10, 8
@@ -79,24 +80,26 @@ def _ask(label, from_stdin):
         return password
     who = f" for {label}" if label else ""
     if not sys.stdin.isatty():
-        raise UserError(f"{label + ': ' if label else ''}a password is needed and there is no terminal to ask on; use --password-stdin")
+        raise HostError(label, "a password is needed and there is no terminal to ask on; use --password-stdin")
     password = getpass.getpass(f"New Jupyter password{who}: ")
     if not password:
-        raise UserError(f"{label + ': ' if label else ''}an empty password is not allowed; nothing was changed")
+        raise HostError(label, "an empty password is not allowed; nothing was changed")
     if getpass.getpass("Repeat it: ") != password:
-        raise UserError(f"{label + ': ' if label else ''}the two passwords differ; nothing was changed")
+        raise HostError(label, "the two passwords differ; nothing was changed")
     return password
 
 
-def set_password(t, password):
-    return run_agent(t, "password", FJ_PASSWORD_HASH=fresh_hash(password))
-
-
-def password_host(t, password):
-    reply = set_password(t, password)
-    lines = [f"{t.label}: password set (Argon2id hash in ~/.fabjupyter/password, mode 0600)"]
-    if reply.flag("restart_needed"):
-        lines.append(f"{t.label}: the running Jupyter still uses the old password; `fab -H {t.label} restart` applies it")
+def password_host(t, password, dry_run=False):
+    """Store the password's hash (in the file the host's kind of Jupyter reads)."""
+    if dry_run:  # no password was asked for: the agent says whether one would be set or replaced
+        reply = run_agent(t, "password", password_hash=None, dry_run=True)
+        change = reply.change("password")
+        state = f"{change.detail} the password" if change else "set the password"
+        return Outcome([f"would {state} (hash only, mode 0600)"], f"would {state}")
+    reply = run_agent(t, "password", password_hash=fresh_hash(password))
+    lines = ["password set (Argon2id hash in ~/.fabjupyter/password, mode 0600)"]
+    if reply.restart_needed:
+        lines.append(f"the running Jupyter still uses the old password; `fab -H {t.label} restart` applies it")
         return Outcome(lines, "password set; restart to apply")
     return Outcome(lines, "password set")
 
@@ -113,9 +116,8 @@ def password_host(t, password):
 def password(c, password_stdin=False, group=None, workers=8, dry_run=False):
     """Set the Jupyter password on the host (prompted twice, or --password-stdin); only its hash is stored."""
     if dry_run:
-        from .plan import plan_password
-
-        return fleet.run(c, plan_password, group, workers)
+        # asks for nothing: whichever password it is, it would be set (or replace the one there)
+        return fleet.run(c, fleet.dry("password", lambda t: password_host(t, None, dry_run=True)), group, workers)
     label = "" if group else getattr(c, "original_host", "")
     secret = read_password(label, password_stdin)  # once for all hosts, before any is contacted
     fleet.run(c, lambda t: password_host(t, secret), group, workers)

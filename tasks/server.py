@@ -3,20 +3,18 @@
 from invoke import task
 
 from . import fleet
-from .errors import UserError, user_task
-from .fleet import DRY_RUN_HELP, GROUP_HELP, WORKERS_HELP, Outcome
-from .remote import run_agent, target
-
-LAUNCHER_HELP = "how Jupyter is detached from the SSH session: nohup (default) or tmux"
-PORT_HELP = "remote port (default 8888; the next free one if taken, and reported)"
-
+from .errors import HostError, UserError, user_task
+from .hosts import target
+from .options import DRY_RUN_HELP, FAST_START_HELP, GROUP_HELP, LAUNCHER_HELP, PORT_HELP, WORKERS_HELP
+from .protocol import run_agent
+from .report import Outcome
 
 # Where Jupyter was seen running during this `fab` call, so that `setup tunnel` does not ask again.
 _seen_running = {}
 
 
-def remember(t, reply):
-    _seen_running[(t.conn.user, t.conn.host, t.conn.port)] = (location(reply), reply["mode"] or "ssh")
+def remember(t, status):
+    _seen_running[(t.conn.user, t.conn.host, t.conn.port)] = (status.where, status.mode or "ssh")
 
 
 def running_port(t):
@@ -27,10 +25,10 @@ def running_port(t):
 
 def ask_where(t):
     """(remote port or socket path, mode), asked of the host now; an error if nothing runs."""
-    record = fetch_status(t)
-    if not record["running"]:
-        raise UserError(f"{t.label}: Jupyter is not running there; start it with `fab -H {t.label} setup` (or `start`)")
-    return record["socket"] or record["port"], record["mode"]
+    status = run_agent(t, "status").status
+    if not status.running:
+        raise HostError(t.label, f"Jupyter is not running there; start it with `fab -H {t.label} setup` (or `start`)")
+    return status.where, status.mode
 
 
 def is_socket(where):
@@ -53,151 +51,163 @@ def where(t, port, mode):
     return url_for(t, port, mode) + ("" if mode == "public" else " on the host")
 
 
-def location(reply):
-    """The port (a number), or the socket path in socket mode, from an agent reply."""
-    return reply["sock"] or int(reply["port"])
+def launch_request(t, dry_run=False):
+    s = t.settings
+    return {"launcher": s.launcher, "port": s.port, "timeout": s.start_timeout, "fast_start": s.fast_start, "dry_run": dry_run}
 
 
-def launch_values(t):
-    return {"FJ_LAUNCHER": t.settings.launcher, "FJ_PORT": t.settings.port, "FJ_TIMEOUT": t.settings.start_timeout}
-
-
-def describe_start(t, reply):
-    """Lines telling what was started where."""
-    remember(t, reply)
-    lines = [f"{t.label}: note: {reply['note']}"] if reply["note"] else []
-    if reply["root_created"]:
-        lines.append(f"{t.label}: created root directory {reply['root_created']} (mode 0700)")
-    port = location(reply)
-    if not is_socket(port) and port != t.settings.port:
-        lines.append(f"{t.label}: port {t.settings.port} is taken on the host; Jupyter uses {port} instead")
-    version = reply["version"] or "Jupyter"
+def describe_start(t, reply, dry_run=False):
+    """Lines telling what was started where (or, in a dry run, would be)."""
+    start = reply.change("start")
+    lines = [f"note: {reply.note}"] if reply.note and not dry_run else []
+    root = reply.change("root_dir")
+    if root:
+        lines.append(f"{'would create the' if dry_run else 'created'} root directory {root.detail} (mode 0700)")
+    status = reply.status
+    if start is None:
+        return lines
+    if dry_run:
+        return lines + [f"would start Jupyter ({start.detail}) and wait until it answers"]
+    remember(t, status)
+    if not is_socket(status.where) and status.port != t.settings.port:
+        lines.append(f"port {t.settings.port} is taken on the host; Jupyter uses {status.port} instead")
+    fast = "; fast_start" if status.fast_start else ""
     lines.append(
-        f"{t.label}: Jupyter started ({version}; pid {reply['pid']}, {reply['launcher']}) at {where(t, port, reply['mode'])}"
+        f"Jupyter started ({status.version or 'Jupyter'}; pid {status.pid}, {status.launcher}{fast}) at {where(t, status.where, status.mode)}"
     )
     return lines
 
 
-def describe_running(t, reply):
-    remember(t, reply)
-    return f"{t.label}: Jupyter is running (pid {reply['pid']}, {reply['launcher']}) at {where(t, location(reply), reply['mode'])}"
+def describe_running(t, status):
+    remember(t, status)
+    return f"Jupyter is running (pid {status.pid}, {status.launcher}) at {where(t, status.where, status.mode)}"
 
 
-def status_record(t, reply):
-    running = reply.flag("running")
-    port = int(reply["port"]) if running and reply["port"] else None
-    sock = reply["sock"] if running and reply["sock"] else None
-    mode = (reply["mode"] or "ssh") if running else None
+def status_record(t, status):
+    running = status.running
     return {
         "host": t.label,
         "running": running,
-        "pid": int(reply["pid"]) if running else None,
-        "port": port,
-        "socket": sock,
-        "url": url_for(t, sock or port, mode) if running else None,
-        "mode": mode,
-        "launcher": reply["launcher"] or None if running else None,
-        "current": reply.flag("current") if running else None,
-        "password": reply.flag("has_password"),
-        "configured": reply.flag("configured"),
-        "stale_pid": int(reply["stale"]) if reply["stale"] else None,
+        "pid": status.pid,
+        "port": status.port,
+        "socket": status.socket,
+        "url": url_for(t, status.where, status.mode) if running else None,
+        "mode": status.mode,
+        "launcher": status.launcher,
+        "current": status.current,
+        "password": status.has_password,
+        "configured": status.configured,
+        "kind": status.kind,
+        "version": status.version,
+        "fast_start": status.fast_start,
+        "stale_pid": status.stale_pid,
         # servers this tool started whose start was never recorded (their run was killed)
-        "unrecorded": [int(p) for p in reply["unrecorded"].split()],
-        "busy": reply["busy"] or None,  # a changing run going on there now
+        "unrecorded": list(status.unrecorded),
+        "busy": status.busy,  # a changing run going on there now
     }
 
 
-def fetch_status(t):
-    return status_record(t, run_agent(t, "status"))
+def stopped_unrecorded(reply, dry_run=False):
+    change = reply.change("stop_unrecorded")
+    if change is None:
+        return []
+    pids = ", ".join(change.detail.split())
+    verb = "would stop" if dry_run else "stopped"
+    return [f"{verb} Jupyter (pid {pids}), started by a run of this tool that was killed before it recorded it"]
 
 
-def start_host(t):
-    reply = run_agent(t, "start", **launch_values(t))
-    lines = stopped_unrecorded(t, reply)
-    if reply.flag("already_running"):
-        lines.append(describe_running(t, reply) + "; nothing to do")
-        return Outcome(lines, "already running", url_for(t, location(reply), reply["mode"]))
-    return Outcome(lines + describe_start(t, reply), "started", url_for(t, location(reply), reply["mode"]))
+def start_host(t, dry_run=False):
+    reply = run_agent(t, "start", **launch_request(t, dry_run))
+    lines = stopped_unrecorded(reply, dry_run)
+    if reply.change("start") is None:
+        if dry_run:
+            return Outcome(lines + [f"Jupyter is running (pid {reply.status.pid}); start would do nothing"], "nothing to change")
+        lines.append(describe_running(t, reply.status) + "; nothing to do")
+        return Outcome(lines, "already running", url_for(t, reply.status.where, reply.status.mode))
+    if dry_run:
+        return Outcome(lines + describe_start(t, reply, dry_run), "would start")
+    return Outcome(lines + describe_start(t, reply), "started", url_for(t, reply.status.where, reply.status.mode))
 
 
-def stop_host(t):
-    reply = run_agent(t, "stop")
-    lines = stopped_unrecorded(t, reply)
-    if reply["stopped"]:
-        return Outcome(lines + [f"{t.label}: Jupyter stopped (pid {reply['stopped']})"], "stopped")
-    return Outcome(lines + [f"{t.label}: Jupyter was not running"], "stopped" if lines else "was not running")
+def stop_host(t, dry_run=False):
+    reply = run_agent(t, "stop", dry_run=dry_run)
+    lines = stopped_unrecorded(reply, dry_run)
+    stop = reply.change("stop")
+    if dry_run:
+        if stop:
+            return Outcome(lines + [f"would stop Jupyter (pid {stop.detail})"], "would stop")
+        return Outcome(lines + ["Jupyter is not running; stop would do nothing"], "would stop" if lines else "nothing to change")
+    if stop:
+        return Outcome(lines + [f"Jupyter stopped (pid {stop.detail})"], "stopped")
+    return Outcome(lines + ["Jupyter was not running"], "stopped" if lines else "was not running")
 
 
 def restart_host(t, keep_launcher):
-    values = launch_values(t)
+    request = launch_request(t)
     if keep_launcher:
-        values["FJ_LAUNCHER"] = ""  # keep the launcher it runs with (setup applies hosts.yaml's)
-    reply = run_agent(t, "restart", **values)
-    lines = stopped_unrecorded(t, reply)
-    lines += [f"{t.label}: Jupyter stopped (pid {reply['stopped']})"] if reply["stopped"] else []
-    return Outcome(lines + describe_start(t, reply), "restarted", url_for(t, location(reply), reply["mode"]))
+        request["launcher"] = ""  # keep the launcher it runs with (setup applies hosts.yaml's)
+    reply = run_agent(t, "restart", **request)
+    lines = stopped_unrecorded(reply)
+    stop = reply.change("stop")
+    lines += [f"Jupyter stopped (pid {stop.detail})"] if stop else []
+    return Outcome(lines + describe_start(t, reply), "restarted", url_for(t, reply.status.where, reply.status.mode))
 
 
-def unrecorded_lines(t, record):
-    if record["busy"]:
-        return [f"{t.label}: another fabjupyter run is changing things there now: {record['busy']}"]
-    if record["unrecorded"]:
-        pids = ", ".join(map(str, record["unrecorded"]))
+def unrecorded_lines(t, status):
+    if status.busy:
+        return [f"another fabjupyter run is changing things there now: {status.busy}"]
+    if status.unrecorded:
+        pids = ", ".join(map(str, status.unrecorded))
         return [
-            f"{t.label}: also running: Jupyter (pid {pids}) started by a run of this tool that was killed before it "
+            f"also running: Jupyter (pid {pids}) started by a run of this tool that was killed before it "
             f"recorded it; `fab -H {t.label} setup` or `stop` stops it"
         ]
     return []
 
 
-def stopped_unrecorded(t, reply):
-    if not reply["stopped_unrecorded"]:
-        return []
-    pids = ", ".join(reply["stopped_unrecorded"].split())
-    return [f"{t.label}: stopped Jupyter (pid {pids}), started by a run of this tool that was killed before it recorded it"]
-
-
 def status_host(t):
-    record = fetch_status(t)
-    extra_lines = unrecorded_lines(t, record)
-    if record["running"]:
-        line = f"{t.label}: running (pid {record['pid']}, {record['launcher']}) at {where(t, record['socket'] or record['port'], record['mode'])}"
-        if not record["current"]:
+    status = run_agent(t, "status").status
+    record = status_record(t, status)
+    extra_lines = unrecorded_lines(t, status)
+    if status.running:
+        line = f"running (pid {status.pid}, {status.launcher}{'; fast_start' if status.fast_start else ''}) at {where(t, status.where, status.mode)}"
+        if not status.current:
             line += f"; the configuration changed since it started (`fab -H {t.label} restart` applies it)"
-        lines = [line, *extra_lines, f"{t.label}: reach it with `fab -H {t.label} tunnel`"]
+        lines = [line, *extra_lines, f"reach it with `fab -H {t.label} tunnel`"]
         return Outcome(lines, "running", record["url"], record)
-    extra = f" (pid {record['stale_pid']} is gone: it was killed or crashed)" if record["stale_pid"] else ""
-    lines = [f"{t.label}: not running{extra}", *extra_lines]
-    if not record["password"] or not record["configured"]:
-        lines.append(f"{t.label}: not set up yet; run `fab -H {t.label} setup`")
+    extra = f" (pid {status.stale_pid} is gone: it was killed or crashed)" if status.stale_pid else ""
+    lines = [f"not running{extra}", *extra_lines]
+    if not status.has_password or not status.configured:
+        lines.append(f"not set up yet; run `fab -H {t.label} setup`")
     return Outcome(lines, "not running", "", record)
 
 
-@task(help={"launcher": LAUNCHER_HELP, "port": PORT_HELP, "group": GROUP_HELP, "workers": WORKERS_HELP, "dry-run": DRY_RUN_HELP})
+@task(help={"launcher": LAUNCHER_HELP, "port": PORT_HELP, "group": GROUP_HELP, "workers": WORKERS_HELP,
+            "dry-run": DRY_RUN_HELP, "fast-start": FAST_START_HELP})
 @user_task
-def start(c, launcher=None, port=None, group=None, workers=8, dry_run=False):
+def start(c, launcher=None, port=None, group=None, workers=8, dry_run=False, fast_start=False):
     """Start Jupyter detached on the host and wait until it answers; does nothing if it runs."""
-    from .plan import plan_start
-
-    fleet.run(c, plan_start if dry_run else start_host, group, workers, launcher=launcher, port=port)
+    core = lambda t: start_host(t, dry_run)  # noqa: E731
+    fleet.run(c, fleet.dry("start", core) if dry_run else core, group, workers, launcher=launcher, port=port, fast_start=fast_start or None)
 
 
 @task(help={"group": GROUP_HELP, "workers": WORKERS_HELP, "dry-run": DRY_RUN_HELP})
 @user_task
 def stop(c, group=None, workers=8, dry_run=False):
     """Stop Jupyter on the host (and its tmux session); no process is left behind."""
-    from .plan import plan_stop
-
-    fleet.run(c, plan_stop if dry_run else stop_host, group, workers)
+    core = lambda t: stop_host(t, dry_run)  # noqa: E731
+    fleet.run(c, fleet.dry("stop", core) if dry_run else core, group, workers)
 
 
 @task(
-    help={"launcher": "nohup or tmux (default: the one it runs with)", "port": PORT_HELP, "group": GROUP_HELP, "workers": WORKERS_HELP}
+    help={"launcher": "nohup or tmux (default: the one it runs with)", "port": PORT_HELP, "group": GROUP_HELP,
+          "workers": WORKERS_HELP, "fast-start": FAST_START_HELP}
 )
 @user_task
-def restart(c, launcher=None, port=None, group=None, workers=8):
+def restart(c, launcher=None, port=None, group=None, workers=8, fast_start=False):
     """Stop Jupyter if it runs, then start it with the current configuration."""
-    fleet.run(c, lambda t: restart_host(t, keep_launcher=launcher is None), group, workers, launcher=launcher, port=port)
+    fleet.run(c, lambda t: restart_host(t, keep_launcher=launcher is None), group, workers, launcher=launcher, port=port,
+              fast_start=fast_start or None)
 
 
 @task(help={"json": "print one JSON object per host instead of a sentence", "group": GROUP_HELP, "workers": WORKERS_HELP})
@@ -214,8 +224,8 @@ def logs(c, lines=50):
     t = target(c)
     if lines < 1:
         raise UserError("--lines: must be at least 1")
-    reply = run_agent(t, "logs", FJ_LINES=lines)
-    if reply.flag("no_log"):
+    reply = run_agent(t, "logs", lines=lines)
+    if not reply.exists:
         print(f"{t.label}: no log yet (Jupyter has not been started by this tool)")
-    elif reply.text:
-        print(reply.text)
+    elif reply.lines:
+        print("\n".join(reply.lines))

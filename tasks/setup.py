@@ -1,45 +1,48 @@
 """setup: configuration, password (only if none is set), start, wait until Jupyter answers."""
 
+import dataclasses
+
 from invoke import task
 
 from . import fleet
 from .cert import describe_cert, ensure_cert
-from .config import REMOTE_DIR, config_values
+from .config import change_lines, wanted
 from .errors import user_task
-from .fleet import DRY_RUN_HELP, GROUP_HELP, WORKERS_HELP, Outcome
-from .plan import plan
+from .options import DRY_RUN_HELP, FAST_START_HELP, GROUP_HELP, LAUNCHER_HELP, MODE_HELP, PORT_HELP, ROOT_DIR_HELP, WORKERS_HELP
 from .password import fresh_hash, hash_password, read_password
-from .remote import run_agent
-from .server import LAUNCHER_HELP, PORT_HELP, describe_running, describe_start, location, stopped_unrecorded, url_for
+from .protocol import run_agent
+from .report import Outcome, Plain
+from .server import describe_running, describe_start, stopped_unrecorded, url_for
 
 
-def run_setup(t, password_stdin=False, password=None):
-    """Bring the host to the wanted state in as few SSH sessions as possible (usually one).
+def run_setup(t, password_stdin=False, password=None, dry_run=False):
+    """Bring the host to the wanted state in as few SSH sessions as possible (usually one); a
+    dry run takes the same path with the agent's writes skipped.
 
     The agent checks everything first and changes nothing when the running server already uses
     the wanted configuration. It asks back only for a password when none is stored, or for the
     stored salt when a password is given again (to tell an unchanged password from a new one)."""
-    values = config_values(t.settings)
+    request = dict(wanted(t.settings), dry_run=dry_run)
     if password is None and password_stdin:
         password = read_password(t.label, True)
     if password:
-        values["FJ_PASSWORD_HASH"] = fresh_hash(password)
-    reply = run_agent(t, "setup", **values)
-    if reply.flag("need_password"):
+        request["password_hash"] = fresh_hash(password)
+    reply = run_agent(t, "setup", **request)
+    if reply.ask == "password":
         password = read_password(t.label, password_stdin)
-        values["FJ_PASSWORD_HASH"] = fresh_hash(password)
-        reply = run_agent(t, "setup", **values)
-    if "password_salt" in reply.values:
-        stopped = reply["stopped_unrecorded"]  # a round that only asked for the salt may have done that
-        values["FJ_PASSWORD_HASH"] = hash_password(password, salted=reply["password_salt"] or None)
-        values["FJ_SALTED"] = "1"
-        reply = run_agent(t, "setup", **values)
+        request["password_hash"] = fresh_hash(password)
+        reply = run_agent(t, "setup", **request)
+    if reply.ask == "salt":
+        stopped = reply.change("stop_unrecorded")  # a round that only asked for the salt may have done that
+        request["password_hash"] = hash_password(password, salted=reply.salt or None)
+        request["salted"] = True
+        reply = run_agent(t, "setup", **request)
         if stopped:
-            reply.values["stopped_unrecorded"] = " ".join(filter(None, [stopped, reply["stopped_unrecorded"]]))
+            reply = dataclasses.replace(reply, changes=(stopped, *reply.changes))
     return reply
 
 
-def setup_host(t, password_stdin=False, command=None):
+def setup_host(t, password_stdin=False, command=None, dry_run=False):
     certificate = None
     password = read_password(t.label, True) if password_stdin else None
     lines = []
@@ -48,43 +51,60 @@ def setup_host(t, password_stdin=False, command=None):
         def password_first(facts):
             # public mode never runs without a password: have one before installing a certificate
             nonlocal password
-            if password is None and not facts.flag("has_password"):
+            if password is None and not facts.has_password:
                 password = read_password(t.label, False)
 
-        certificate = ensure_cert(t, before_change=password_first)
-        if certificate.generated or certificate.pushed:
+        certificate = ensure_cert(t, before_change=password_first, dry_run=dry_run)
+        if dry_run:
+            lines += describe_cert(t, certificate)
+        elif certificate.generated or certificate.pushed:
             lines += describe_cert(t, certificate)[:-1]
-    reply = run_setup(t, password_stdin, password)
-    url = url_for(t, location(reply), reply["mode"])
-    lines += stopped_unrecorded(t, reply)
-    if reply.flag("unchanged"):
-        lines.append(f"{t.label}: nothing changed; " + describe_running(t, reply)[len(t.label) + 2 :])
+    reply = run_setup(t, password_stdin, password, dry_run)
+    status = reply.status
+    lines += stopped_unrecorded(reply, dry_run)
+    if dry_run:
+        return Outcome(lines + dry_lines(t, reply), "nothing to change" if reply.unchanged and not lines else "would change")
+    url = url_for(t, status.where, status.mode)
+    if reply.unchanged:
+        lines.append("nothing changed; " + describe_running(t, status))
+        lines += change_lines(reply, False)
         summary = "unchanged"
     else:
-        if reply.flag("config_changed"):
-            lines.append(f"{t.label}: configuration written to {REMOTE_DIR}")
-        if reply.flag("password_changed"):
-            lines.append(f"{t.label}: password set (only its hash is stored, mode 0600)")
-        if reply["restarted"]:
-            lines.append(f"{t.label}: stopped the running Jupyter (pid {reply['restarted']}) to apply the changes")
+        lines += change_lines(reply, False)
+        if reply.change("password"):
+            lines.append("password set (only its hash is stored, mode 0600)")
+        stop = reply.change("stop")
+        if stop:
+            lines.append(f"stopped the running Jupyter (pid {stop.detail}) to apply the changes")
         lines += describe_start(t, reply)
-        summary = "restarted" if reply["restarted"] else "started"
+        summary = "restarted" if stop else "started"
     command = command or f"fab -H {t.label}"
     if certificate:
-        lines.append(
-            f"{t.label}: open {url} and log in with your password; the certificate's SHA-256 fingerprint is {certificate.fingerprint}"
-        )
-        lines.append(f"Or: {command} tunnel")
+        lines.append(f"open {url} and log in with your password; the certificate's SHA-256 fingerprint is {certificate.fingerprint}")
+        lines.append(Plain(f"Or: {command} tunnel"))
     else:
-        lines.append(f"Next: {command} tunnel   (then open the URL it prints and log in with your password)")
+        lines.append(Plain(f"Next: {command} tunnel   (then open the URL it prints and log in with your password)"))
     return Outcome(lines, summary, url)
 
 
-def dry_setup(t, password_given):
-    outcome = plan(t, starting=True, password_given=password_given)
-    if t.settings.mode == "public":
-        outcome.lines[:0] = describe_cert(t, ensure_cert(t, dry_run=True))
-    return outcome
+def dry_lines(t, reply):
+    """What a dry run of setup found it would do, from the same reply a real run gives."""
+    status = reply.status
+    if reply.unchanged:
+        return ["configuration unchanged", *change_lines(reply, True), f"Jupyter would keep running (pid {status.pid})"]
+    lines = change_lines(reply, True)
+    if not reply.changed("settings", "config"):
+        lines.insert(0, "configuration unchanged")
+    password = reply.change("password")
+    if password:
+        if password.detail:
+            lines.append(f"would set the password ({password.detail})")
+        else:
+            lines.append("would replace the password" if status.has_password else "would set the password")
+    stop = reply.change("stop")
+    if stop:
+        lines.append(f"would restart Jupyter (pid {stop.detail}) with the new settings")
+    return lines + describe_start(t, reply, dry_run=True)
 
 
 def fab_prefix(c, label):
@@ -99,32 +119,31 @@ def fab_prefix(c, label):
     help={
         "launcher": LAUNCHER_HELP,
         "port": PORT_HELP,
-        "root-dir": "Jupyter's root directory on the remote (default ~; created 0700 if missing)",
+        "root-dir": ROOT_DIR_HELP,
         "password-stdin": "read the password from the first line of standard input (used only if none is set, or to change it)",
-        "mode": "ssh (127.0.0.1, reached through the tunnel; default) or public (all interfaces, TLS and password)",
+        "mode": MODE_HELP,
         "group": GROUP_HELP,
         "workers": WORKERS_HELP,
         "accept-new-host-key": "trust and record the host key of a host never seen before (a changed key is always refused)",
         "socket": "listen on a Unix socket (0600, in a 0700 directory) instead of a port; the tunnel forwards to it",
         "dry-run": DRY_RUN_HELP,
+        "fast-start": FAST_START_HELP,
     }
 )
 @user_task
 def setup(
     c, launcher=None, port=None, root_dir=None, password_stdin=False, mode=None, group=None, workers=8,
-    accept_new_host_key=False, socket=False, dry_run=False,
+    accept_new_host_key=False, socket=False, dry_run=False, fast_start=False,
 ):
     """Set up Jupyter on the host: config, password, start, wait until it answers."""
-    if dry_run:
-        options = dict(launcher=launcher, port=port, root_dir=root_dir, mode=mode, socket=socket or None)
-        return fleet.run(c, lambda t: dry_setup(t, password_stdin), group, workers, **options)
-    if accept_new_host_key:
+    if accept_new_host_key and not dry_run:
         c.config.jupyter.accept_new_host_key = True
     if password_stdin:
         read_password("", True)  # once, before any host is contacted
+    core = lambda t: setup_host(t, password_stdin, fab_prefix(c, t.label), dry_run)  # noqa: E731
     fleet.run(
         c,
-        lambda t: setup_host(t, password_stdin, fab_prefix(c, t.label)),
+        fleet.dry("setup", core) if dry_run else core,
         group,
         workers,
         launcher=launcher,
@@ -132,4 +151,5 @@ def setup(
         root_dir=root_dir,
         mode=mode,
         socket=socket or None,
+        fast_start=fast_start or None,
     )

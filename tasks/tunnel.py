@@ -20,9 +20,9 @@ from pathlib import Path
 from fabric import Connection
 from invoke import Exit, task
 
-from .errors import UserError, sigterm_as_interrupt, user_task
-from .fleet import WORKERS_HELP
-from .remote import group_targets, target
+from .errors import HostError, UserError, sigterm_as_interrupt, user_task
+from .hosts import group_targets, target
+from .options import WORKERS_HELP
 from .server import ask_where, is_socket, running_port
 
 READY_TIMEOUT = 30  # seconds for the forward to answer, on top of the SSH connect timeout
@@ -77,10 +77,10 @@ def choose_local_port(label, port, pinned):
     if port_is_free(port):
         return port
     if pinned:
-        raise UserError(f"{label}: local port {port} is busy; choose another with --local-port")
+        raise HostError(label, f"local port {port} is busy; choose another with --local-port")
     moved = next_free_port(port)
     if moved is None:
-        raise UserError(f"{label}: local ports {port}-{port + 99} are all busy; choose one with --local-port")
+        raise HostError(label, f"local ports {port}-{port + 99} are all busy; choose one with --local-port")
     print(f"{label}: local port {port} is busy; using {moved}", flush=True)
     return moved
 
@@ -314,7 +314,7 @@ def tunnel_group(c, group, workers, open_):
             try:
                 remote_port, mode = future.result()
             except UserError as e:
-                results[t.label] = (False, str(e).removeprefix(f"{t.label}: "))
+                results[t.label] = (False, e.message if isinstance(e, HostError) else str(e))
                 continue
             port = ports[t.label]
             if not port_is_free(port):
@@ -390,7 +390,7 @@ def tunnel(c, local_port=None, open_=False, group=None, workers=8):
     try:
         opened, error = open_forward(t, tun, pinned=local_port is not None)
         if opened is None:
-            raise UserError(f"{t.label}: {error}")
+            raise HostError(t.label, error)
         tun = opened
         print(f"{t.label}: Jupyter is at {tun.url}  (log in with your password; Ctrl-C closes the tunnel)", flush=True)
         if open_:

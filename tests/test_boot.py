@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 
-from tasks.config import BOOT
+from tasks.protocol import BOOT
 
 from .sshhost import JUPYTER_VENV, interpreter_of
 
@@ -90,11 +90,33 @@ def test_boot_spares_the_version_query_its_yarn_call_and_nothing_else(tmp_path):
     assert seen["boot"]["version"] == seen["plain"]["version"] and seen["plain"]["version"]
 
 
+def test_fast_start_is_opt_in_and_outside_the_restart_fingerprint(fab):
+    """Off by default: Jupyter runs as its own script would. `fast_start: true` starts it through
+    ~/.fabjupyter/boot.py and status says so; switching it restarts nothing (it is not a setting
+    Jupyter reads): the next start uses it."""
+    script = JUPYTER_VENV / "bin" / "jupyter-lab"
+    fab.setup()
+    record = fab.status()
+    args = open(f"/proc/{record['pid']}/cmdline", "rb").read().split(b"\0")
+    assert args[:2] == [interpreter_of(script).encode(), str(script).encode()] and record["fast_start"] is False, args
+    assert not (fab.home / ".fabjupyter" / "boot.py").exists()
+    fab.hosts(f"defaults:\n  port: {fab.port}\n  fast_start: true\n")
+    r = fab.setup()
+    assert "nothing changed" in r.stdout and fab.status()["pid"] == record["pid"], r.stdout
+    r = fab("restart")
+    record = fab.status()
+    assert record["fast_start"] is True and "fast_start" in fab("status").stdout
+    args = open(f"/proc/{record['pid']}/cmdline", "rb").read().split(b"\0")
+    assert args[:3] == [interpreter_of(script).encode(), str(fab.home / ".fabjupyter" / "boot.py").encode(), str(script).encode()], args
+    assert (fab.home / ".fabjupyter" / "boot.py").read_text() == BOOT
+    fab("stop")
+
+
 def test_jupyter_script_with_interpreter_options_runs_as_written(fab, local_port):
     """A script whose first line passes options to Python (here -s) is started as it is, not
     through boot.py, which would lose them."""
     fab.as_user(f"mkdir -p bin && sed '1s|$| -s|' {JUPYTER_VENV}/bin/jupyter-lab > bin/lab-s && chmod +x bin/lab-s")
-    fab.hosts(f"hosts:\n  {fab.user}:\n    jupyter: ~/bin/lab-s\n")
+    fab.hosts(f"hosts:\n  {fab.user}:\n    jupyter: ~/bin/lab-s\n    fast_start: true\n")
     fab.setup()
     pid = fab.status()["pid"]
     args = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
@@ -104,14 +126,16 @@ def test_jupyter_script_with_interpreter_options_runs_as_written(fab, local_port
 
 def test_jupyter_starts_without_boot_when_it_cannot_be_written(fab):
     """boot.py is a speed-up, never a reason not to start: where it cannot be written (here its
-    temporary name is taken by a directory), Jupyter starts as its script says."""
+    name is taken by a directory), Jupyter starts as its script says."""
+    fab.hosts(f"defaults:\n  port: {fab.port}\n  fast_start: true\n")
     fab.setup()
     pid = fab.status()["pid"]
-    assert (fab.home / ".fabjupyter" / "boot.py.tmp").exists() is False
-    fab.as_user("mkdir .fabjupyter/boot.py.tmp")
+    fab.as_user("rm .fabjupyter/boot.py && mkdir .fabjupyter/boot.py")
     fab("restart")
     record = fab.status()
     assert record["running"] and record["pid"] != pid
     args = open(f"/proc/{record['pid']}/cmdline", "rb").read().split(b"\0")
     assert args[1] == str(JUPYTER_VENV / "bin" / "jupyter-lab").encode() and b"boot.py" not in b" ".join(args), args
+    assert record["fast_start"] is False
+    assert not [p for p in (fab.home / ".fabjupyter").iterdir() if ".tmp." in p.name]
     fab("stop")

@@ -36,11 +36,12 @@ def test_remote_jupyter_kinds_and_login_shells(case, request, local_port):
     assert version in r.stdout, r.stdout
     record = fab.status()
     assert record["running"]
-    # started by its own Python through boot.py, the kind's own script directly (no `jupyter` hop)
+    # started as its own script says (fast_start is off by default), the kind's own script
+    # directly (no `jupyter` hop)
     args = open(f"/proc/{record['pid']}/cmdline", "rb").read().split(b"\0")
-    assert [a.decode() for a in args[:3]] == [interpreter_of(script), str(fab.home / ".fabjupyter/boot.py"), str(script)], args
-    state = (fab.home / ".fabjupyter" / "state").read_text()
-    assert f"flavour={flavour}" in state
+    assert [a.decode() for a in args[:2]] == [interpreter_of(script), str(script)], args
+    assert b"boot.py" not in b" ".join(args)
+    assert record["kind"] == flavour and record["fast_start"] is False
     config_name = "jupyter_notebook_config.json" if flavour == "nb6" else "jupyter_server_config.json"
     assert [p.name for p in (fab.home / ".fabjupyter" / "config").iterdir()] == [config_name]
     assert [p.name for p in (fab.home / ".fabjupyter" / "password").iterdir()] == [config_name]

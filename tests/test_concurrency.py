@@ -3,6 +3,7 @@ and run again at once, two and three setups started together, on fresh and on ru
 run killed on the host itself between the start and its record. Afterwards exactly one Jupyter
 runs, it is the one status reports, and stop leaves none."""
 
+import json
 import os
 import signal
 import subprocess
@@ -98,9 +99,10 @@ def test_a_run_killed_on_the_host_leaves_a_server_that_is_found_and_stopped(fab)
     while not pid_file.exists() and time.monotonic() < deadline:
         time.sleep(0.02)
     launched = int(pid_file.read_text().split()[0])
-    for pid in fab.sshhost.processes(fab.user):  # the agent: `sh -s` fed on stdin
+    for pid in fab.sshhost.processes(fab.user):  # the agent (Python) and its bootstrap (`sh -s`)
         try:
-            if open(f"/proc/{pid}/cmdline", "rb").read() == b"sh\0-s\0":
+            args = open(f"/proc/{pid}/cmdline", "rb").read()
+            if args == b"sh\0-s\0" or b"\0fabjupyter-agent\0" in args:
                 os.kill(pid, signal.SIGKILL)
         except OSError:
             pass
@@ -160,7 +162,7 @@ def test_a_setup_whose_client_hangs_up_still_finishes_on_the_host(fab, launcher)
     deadline = time.monotonic() + 60
     while not state.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert f"pid={launched}\n" in state.read_text()
+    assert json.loads(state.read_text())["pid"] == launched
     assert exactly_one_tracked(fab, launcher) == launched
     assert fab.status()["launcher"] == launcher
     fab("stop")

@@ -14,9 +14,12 @@ def test_dry_run_on_a_fresh_host_changes_nothing(fab):
     assert "+FJ_ROOT=''" in out and '+    "ip": "127.0.0.1",' in out
     assert "fjtest: would set the password" in out
     assert f"fjtest: would start Jupyter (nohup, port {fab.port} or the next free one)" in out
+    # start would fail there (nothing is configured): its dry run says so, and exits 1
+    r = fab("start", "--dry-run", check=False)
+    assert r.returncode == 1
+    assert r.stderr.strip() == "fjtest: not configured yet; run `fab -H fjtest setup` (or `config`) (so start would stop before changing anything)"
     expected = {
         "config": "fjtest: would write the configuration in ~/.fabjupyter:",
-        "start": "fjtest: would start Jupyter (nohup) and wait until it answers",
         "stop": "fjtest: Jupyter is not running; stop would do nothing",
         "password": "fjtest: would set the password (hash only, mode 0600)",
         "cert": "would make a new certificate (created)",
@@ -47,6 +50,7 @@ def test_dry_run_on_a_set_up_host_shows_a_diff_and_changes_nothing(fab):
 
 
 def test_dry_run_reports_what_would_fail(fab_dash):
-    r = fab_dash("setup", "--dry-run", "--password-stdin", input="pw\n")
-    assert "fjdash: no Jupyter found there" in r.stdout and "so setup would stop before changing anything" in r.stdout
+    r = fab_dash("setup", "--dry-run", "--password-stdin", input="pw\n", check=False)
+    assert r.returncode == 1, r.stdout
+    assert "fjdash: no Jupyter found there" in r.stderr and "so setup would stop before changing anything" in r.stderr
     untouched(fab_dash)

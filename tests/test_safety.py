@@ -2,6 +2,7 @@
 recorded, on success and on error paths), a value that reaches a shell running as code, and a
 script cut off on its way to the host doing anything."""
 
+import json
 import os
 import shutil
 import signal
@@ -10,7 +11,7 @@ import subprocess
 import pytest
 
 from tasks.password import hash_password
-from tasks.remote import agent_script
+from tasks.protocol import agent_script
 
 from .conftest import ROOT
 from .sshhost import JUPYTER_VENV
@@ -121,29 +122,40 @@ def test_no_secret_in_any_exec_or_output_on_success_and_error_paths(fab, record,
 CUT_POINTS = 60
 
 
+def replies(stdout):
+    """The lines of an agent's output that the client would take as a reply or an event."""
+    found = []
+    for line in stdout.splitlines():
+        try:
+            message = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(message, dict) and {"reply", "error", "event"} & set(message):
+            found.append(message)
+    return found
+
+
 @pytest.mark.parametrize("shell", ["sh", "bash"])
-def test_a_script_cut_off_in_transit_runs_nothing(tmp_path, shell):
+@pytest.mark.parametrize("action", ["password", "setup"])
+def test_a_script_cut_off_in_transit_runs_nothing(tmp_path, shell, action):
     """Every prefix of the agent script that lacks its last line, fed to the shell as the SSH
     session would, with a HOME of its own: nothing is written, nothing starts, nothing is said."""
-    values = {
-        "FJ_RUN_SH": "#!/bin/sh\necho run\n", "FJ_CONFIG": "{}\n", "FJ_LAUNCHER": "nohup",
-        "FJ_PASSWORD_HASH": hash_password("cut"), "FJ_PORT": 8888,
-    }
-    script = agent_script("setup", values).encode()
-    last = script.rstrip(b"\n").rfind(b"\n") + 1  # where the line that calls fj_main begins
+    request = {"password_hash": hash_password("cut"), "launcher": "nohup", "port": 8888, "timeout": 60}
+    script = agent_script(action, request, settings_sh="FJ_ACTIVATE=''\n" if action == "setup" else None).encode()
+    last = script.rstrip(b"\n").rfind(b"\n") + 1  # where the line that calls fj_boot begins
     points = sorted({last * i // CUT_POINTS for i in range(CUT_POINTS)} | {last, last + 1, len(script) - 3})
+    env = {"HOME": "", "PATH": os.environ["PATH"]}
     for end in points:
         home = tmp_path / f"home-{end}"
         home.mkdir()
-        r = subprocess.run([shell, "-s"], input=script[:end], capture_output=True, env={"HOME": str(home), "PATH": os.environ["PATH"]}, timeout=30)
+        r = subprocess.run([shell, "-s"], input=script[:end], capture_output=True, env=dict(env, HOME=str(home)), timeout=30)
         assert list(home.iterdir()) == [], (end, list(home.iterdir()))
-        # nothing the client would read as a reply (a shell's syntax error may quote a line of ours)
-        assert not [line for line in r.stdout.splitlines() if line.startswith(b"fj:")], (end, r.stdout)
-    # and the whole script does act (the test would see it)
-    home = tmp_path / "home-whole"
-    home.mkdir()
-    r = subprocess.run([shell, "-s"], input=script, capture_output=True, env={"HOME": str(home), "PATH": os.environ["PATH"]}, timeout=60)
-    assert b"fj:" in r.stdout and list(home.iterdir()), r.stdout
+        assert replies(r.stdout) == [], (end, r.stdout)
+    if action == "password":  # and the whole script does act (the test would see it)
+        home = tmp_path / "home-whole"
+        home.mkdir()
+        r = subprocess.run([shell, "-s"], input=script, capture_output=True, env=dict(env, HOME=str(home)), timeout=60)
+        assert [list(m) for m in replies(r.stdout)] == [["reply"]] and list(home.iterdir()), (r.stdout, r.stderr)
 
 
 MARK = "pwned-mark"
@@ -175,16 +187,15 @@ def test_values_that_reach_the_remote_shell_run_nothing(fab, value):
 
 def test_the_activate_line_runs_exactly_as_written_and_cannot_forge_a_reply(fab):
     """activate: is shell code by design: it reaches the shell intact (quotes, $, backticks as
-    written), and what it prints stays out of the protocol (a forged `fj:error=` line changes
-    nothing)."""
+    written), and what it prints stays out of the protocol (a forged reply line changes nothing)."""
     out = fab.home / "activated"
-    line = f"""printf '%s|' "a'b" '$(not run)' "`echo ran`" >> {out}; echo 'fj:error=forged'"""
+    line = f"""printf '%s|' "a'b" '$(not run)' "`echo ran`" >> {out}; echo '{{"error": {{"code": "forged", "detail": "", "log": []}}}}'"""
     fab.hosts(f"hosts:\n  fjtest:\n    activate: {yaml_str(line)}\n")
     r = fab.setup()
     assert "Jupyter started" in r.stdout, r.stdout + r.stderr
     runs = out.read_text()
-    # for the check before anything is written, for the launcher's probe, and for the start
-    assert runs == "a'b|$(not run)|ran|" * 3, runs
+    # once: the agent runs in the activated environment, and starts Jupyter from there (nohup)
+    assert runs == "a'b|$(not run)|ran|", runs
 
 
 def yaml_str(text):

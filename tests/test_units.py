@@ -8,7 +8,7 @@ from fabric import Config, Connection
 from tasks import inventory
 from tasks.errors import UserError
 from tasks.password import hash_password
-from tasks.remote import agent_script, sh_assign, sh_quote
+from tasks.protocol import agent_script, sh_assign, sh_quote
 from tasks.tunnel import ssh_command
 
 from .sshhost import JUPYTER_VENV
@@ -46,10 +46,10 @@ def test_sh_quote_refuses_nul():
         sh_quote("a\0b")
 
 
-def test_agent_script_calls_main_last():
-    script = agent_script("status", {"FJ_X": "$(boom)"})
-    assert script.rstrip().endswith("fj_main")
-    assert "FJ_X='$(boom)'" in script
+def test_agent_script_is_definitions_then_one_call():
+    script = agent_script("config", {"x": "$(boom)"}, settings_sh="FJ_ROOT='$(boom)'\n")
+    assert script.rstrip().endswith("\nfj_boot agent")
+    assert sh_assign("FJ_SETTINGS", "FJ_ROOT='$(boom)'\n") in script
 
 
 @pytest.mark.parametrize("password", ["correct horse", "ünï $(x) '\"\\", "x" * 200])

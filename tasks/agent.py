@@ -1,0 +1,1118 @@
+"""fabjupyter's agent: the remote side, in Python (standard library only; Python 3.6 or newer).
+
+It runs on the host in the Python that runs Jupyter (setup, config, start, restart: bootstrap.sh
+activated the environment and found that Python), or in the one that ran Jupyter last, else
+python3 (status, stop, logs, password, cert: these work when the environment is gone). The client
+sends it, with its request, inside the bootstrap on the SSH session's standard input. It answers
+on file descriptor 3 with JSON lines: events as they happen ({"event": ...}), then exactly one
+{"reply": {...}} or {"error": {"code", "detail", "log"}}.
+
+Check mode (a dry run) takes the same path: every change goes through Run.change(), which records
+it and, outside check mode, makes it. What the kinds of Jupyter differ in is one table, KINDS.
+"""
+
+import difflib
+import fcntl
+import hashlib
+import json
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+PROTOCOL = 1
+
+
+class Fail(Exception):
+    """A failure the user can fix: a code (the client words the message), a detail (any number
+    of lines) and, for a Jupyter that did not start, the end of its log."""
+
+    def __init__(self, code, detail="", log=()):
+        Exception.__init__(self, code)
+        self.code, self.detail, self.log = code, detail, list(log)
+
+
+# --- the kinds of Jupyter -------------------------------------------------------------------
+
+# The settings that decide who gets in, pinned on every class that reads them. Traitlets applies
+# a subclass's section over its parent's, whatever the file, so a key pinned only on a parent
+# loses to the same key on a subclass in the user's own config; and JupyterLab's notebook_shim
+# moves NotebookApp.*, LabApp.* and JupyterNotebookApp.* keys of any config file onto ServerApp,
+# over ServerApp's own (an old `c.NotebookApp.ip = '*'` would win).
+IDENTITY_CLASSES = ("IdentityProvider", "PasswordIdentityProvider", "LegacyIdentityProvider")
+PASSWORD_CLASSES = IDENTITY_CLASSES[1:]
+SHIMMED_CLASSES = ("NotebookApp", "LabApp", "JupyterNotebookApp")
+SERVER2_SHIMMED = (
+    "ip", "base_url", "allow_origin", "allow_origin_pat", "allow_credentials", "disable_check_xsrf", "allow_remote_access",
+    "local_hostnames", "allow_unauthenticated_access", "identity_provider_class", "login_handler_class",
+)
+# Jupyter Server 1 reads these on ServerApp itself (Server 2 only as deprecated aliases of the
+# pinned identity-provider keys, which cannot override those)
+SHIMMED_KEYS = SERVER2_SHIMMED + ("token", "password_required", "allow_password_change", "logout_handler_class")
+# every key of ours that notebook_shim's "has moved" warnings can name
+MOVED_KEYS = SHIMMED_KEYS + ("password",)
+
+
+def access_settings(mode):
+    """Who may connect and from where (ServerApp or NotebookApp keys)."""
+    public = mode == "public"
+    return {
+        "ip": "0.0.0.0" if public else "127.0.0.1",
+        "port_retries": 0,  # a busy port is an error we handle, never a silent move
+        "open_browser": False,
+        "base_url": "/",
+        "allow_origin": "",
+        "allow_origin_pat": "",
+        "allow_credentials": False,
+        "disable_check_xsrf": False,
+        # the Host-header check against DNS rebinding; public mode is reached by its host name
+        "allow_remote_access": public,
+        "local_hostnames": ["localhost"],
+        "trust_xheaders": False,
+        "authenticate_prometheus": True,
+    }
+
+
+def server2_settings(mode):
+    """Jupyter Server 2 (JupyterLab 4, Notebook 7)."""
+    app = access_settings(mode)
+    if mode != "public":
+        app.update(certfile="", keyfile="")  # public mode passes ~/.fabjupyter/tls/* on the command line
+    app.update(
+        sock="",
+        allow_unauthenticated_access=False,
+        identity_provider_class="jupyter_server.auth.identity.PasswordIdentityProvider",
+        login_handler_class="jupyter_server.auth.login.LoginHandler",
+        logout_handler_class="jupyter_server.auth.logout.LogoutHandler",
+    )
+    config = {"ServerApp": app}
+    for name in IDENTITY_CLASSES:
+        # the password is the only way in: no token, no other login or logout handler
+        config[name] = {
+            "token": "",
+            "login_handler_class": "jupyter_server.auth.login.LoginFormHandler",
+            "logout_handler_class": "jupyter_server.auth.logout.LogoutHandler",
+        }
+    for name in PASSWORD_CLASSES:
+        config[name].update(password_required=True, allow_password_change=False)
+    # LegacyIdentityProvider's own login handler is what it defers to; it is never used here
+    config["LegacyIdentityProvider"]["login_handler_class"] = "jupyter_server.auth.login.LegacyLoginHandler"
+    config.update({name: {k: app[k] for k in SERVER2_SHIMMED} for name in SHIMMED_CLASSES})
+    return config
+
+
+def token_era_settings(mode, app_name, package, shimmed):
+    """Jupyter Server 1 and classic Notebook 6: token and password on the app class itself."""
+    app = access_settings(mode)
+    if mode != "public":
+        app.update(certfile="", keyfile="")
+    app.update(
+        token="",
+        password_required=True,
+        allow_password_change=False,
+        login_handler_class="%s.auth.login.LoginHandler" % package,
+        logout_handler_class="%s.auth.logout.LogoutHandler" % package,
+    )
+    config = {app_name: app}
+    if shimmed:
+        config.update({name: {k: app[k] for k in SHIMMED_KEYS if k in app} for name in SHIMMED_CLASSES})
+    return config
+
+
+class Kind:
+    def __init__(self, name, app, root_key, config_name, settings, password):
+        self.name = name
+        self.app = app  # the class whose options the command line sets
+        self.root_key = root_key  # its root directory option
+        self.config_name = config_name  # the settings (and password) file it reads
+        self.settings = settings  # mode -> the settings file's content
+        self.password = password  # hash -> the password file's content
+
+
+def server1_password(h):
+    # notebook_shim moves NotebookApp/LabApp/JupyterNotebookApp.password onto ServerApp.password,
+    # over ours: the same hash there too
+    return {app: {"password": h} for app in SHIMMED_CLASSES + ("ServerApp",)}
+
+
+KINDS = {
+    k.name: k
+    for k in (
+        Kind("server2", "ServerApp", "root_dir", "jupyter_server_config.json", server2_settings,
+             lambda h: {"PasswordIdentityProvider": {"hashed_password": h}}),
+        Kind("server1", "ServerApp", "root_dir", "jupyter_server_config.json",
+             lambda mode: token_era_settings(mode, "ServerApp", "jupyter_server", True), server1_password),
+        Kind("nb6", "NotebookApp", "notebook_dir", "jupyter_notebook_config.json",
+             lambda mode: token_era_settings(mode, "NotebookApp", "notebook", False),
+             lambda h: {"NotebookApp": {"password": h}}),
+    )
+}
+
+
+def number(version):
+    try:
+        return tuple(int(x) for x in version.split(".")[:2])
+    except ValueError:
+        return (0, 0)
+
+
+def kind_for(versions, command):
+    """Which kind of Jupyter the command runs: that decides which settings it reads."""
+    server, notebook = versions.get("jupyter_server", ""), versions.get("notebook", "")
+    if "notebook" in os.path.basename(command) and notebook and number(notebook) < (7, 0):
+        if number(notebook) < (6, 1):  # argon2 hashes from 6.1 on
+            raise Fail("unsupported", "classic Notebook %s (6.1 or newer is needed)" % notebook)
+        return "nb6"
+    if number(server) >= (2, 0):
+        return "server2"
+    if number(server) >= (1, 0):
+        return "server1"
+    raise Fail("unsupported", "jupyter_server " + server if server else "this Jupyter (no jupyter_server, no classic Notebook)")
+
+
+def installed_versions():
+    """Versions from the installed distributions' directory names (NAME-VERSION.dist-info, or
+    NAME-VERSION[-pyX.Y].egg-info), first along sys.path as importlib.metadata finds them,
+    without importing importlib.metadata (slow)."""
+    found = {}
+    for entry in sys.path:
+        try:
+            names = os.listdir(entry or ".")
+        except OSError:
+            continue
+        for name in names:
+            stem, _, ext = name.rpartition(".")
+            if ext in ("dist-info", "egg-info") and stem.count("-") >= 1:
+                dist, version = stem.split("-")[:2]
+                found.setdefault(dist.lower().replace(".", "_"), version)
+    if "jupyter_server" not in found and "notebook" not in found:
+        try:  # installed some other way (an .egg, say): ask importlib.metadata after all
+            from importlib import metadata
+
+            for name in ("jupyter_server", "jupyterlab", "notebook"):
+                try:
+                    found[name] = metadata.version(name)
+                except Exception:
+                    pass
+        except ImportError:
+            pass
+    return found
+
+
+def describe_versions(found):
+    names = (("JupyterLab", "jupyterlab"), ("Notebook", "notebook"), ("jupyter_server", "jupyter_server"))
+    return ", ".join("%s %s" % (label, found[key]) for label, key in names if found.get(key))
+
+
+# --- files -----------------------------------------------------------------------------------
+
+
+def read_text(path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def read_json(path):
+    text = read_text(path)
+    try:
+        return json.loads(text) if text is not None else None
+    except ValueError:
+        return None
+
+
+def json_text(obj):
+    return json.dumps(obj, indent=2, sort_keys=True) + "\n"
+
+
+def write_atomic(path, text, mode=0o600):
+    """Replace PATH: a temporary name, then rename, so that a cut-off run leaves the old file."""
+    tmp = "%s.tmp.%d" % (path, os.getpid())
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.chmod(tmp, mode)
+        os.rename(tmp, path)
+    except OSError as e:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise Fail("cannot_write", "%s: %s" % (path, e.strerror or e))
+
+
+def make_dir(path, mode=0o700):
+    try:
+        os.makedirs(path, exist_ok=True)
+        os.chmod(path, mode)
+    except OSError as e:
+        raise Fail("cannot_write", "%s: %s" % (path, e.strerror or e))
+
+
+def diff(old, new, name):
+    return [
+        line.rstrip("\n")
+        for line in difflib.unified_diff(
+            (old or "").splitlines(), new.splitlines(), "%s (now)" % name, "%s (would be)" % name, lineterm=""
+        )
+    ]
+
+
+def settings_from_sh(text):
+    """The settings for Jupyter from settings.sh (or the block of an older run.sh): assignments
+    quoted by the client's one helper, read back here with shlex, never run."""
+    values = {}
+    for word in shlex.split(text or "", comments=True):
+        name, sep, value = word.partition("=")
+        if sep and name.startswith("FJ_"):
+            values[name[3:].lower()] = value
+    if "jupyter" in values:
+        values["jupyter"] = shlex.split(values["jupyter"])
+    return values
+
+
+def legacy_block(run_sh):
+    """The settings lines of a run.sh written by an earlier version (FJ_ACTIVATE= to FJ_SOCK=)."""
+    lines, inside = [], False
+    for line in (run_sh or "").splitlines():
+        inside = inside or line.startswith("FJ_ACTIVATE=")
+        if inside:
+            lines.append(line)
+            if line.startswith("FJ_SOCK="):
+                return "\n".join(lines) + "\n"
+    return None
+
+
+def cksum(data):
+    """POSIX cksum's checksum and size, as an earlier version recorded its fingerprint."""
+    crc = 0
+    for byte in bytearray(data):
+        crc = ((crc << 8) & 0xFFFFFFFF) ^ CRC_TABLE[(crc >> 24) ^ byte]
+    n = len(data)
+    while n:
+        crc = ((crc << 8) & 0xFFFFFFFF) ^ CRC_TABLE[(crc >> 24) ^ (n & 0xFF)]
+        n >>= 8
+    return "%d-%d" % (~crc & 0xFFFFFFFF, len(data))
+
+
+def _crc_table():
+    table = []
+    for i in range(256):
+        c = i << 24
+        for _ in range(8):
+            c = ((c << 1) ^ 0x04C11DB7) if c & 0x80000000 else (c << 1)
+        table.append(c & 0xFFFFFFFF)
+    return table
+
+
+CRC_TABLE = _crc_table()
+
+
+def digest(path):
+    try:
+        with open(path, "rb") as f:
+            return hashlib.sha256(f.read()).hexdigest()
+    except OSError:
+        return None
+
+
+def fingerprint(settings, kind, config, password, tls):
+    """What the running Jupyter reads, in one hash: the settings (activation, command, root,
+    address, TLS, socket), its kind, the settings file, the password file and the TLS files.
+    Not the text of this tool's scripts: an upgrade of the tool restarts nothing."""
+    doc = {"settings": settings, "kind": kind, "config": config, "password": password, "tls": tls}
+    return "sha256:" + hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+
+
+# --- processes -------------------------------------------------------------------------------
+
+
+def cmdline(pid):
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            return f.read().replace(b"\0", b" ").decode("utf-8", "replace")
+    except OSError:
+        pass
+    try:
+        out = subprocess.check_output(["ps", "-p", str(pid), "-o", "args="], stderr=subprocess.DEVNULL)
+        return out.decode("utf-8", "replace")
+    except (OSError, subprocess.CalledProcessError):
+        return ""
+
+
+def is_zombie(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def alive(pid):
+    """Is PID a live Jupyter (not a recycled pid of something else)?"""
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return False
+    return not is_zombie(pid) and "jupyter" in cmdline(pid)
+
+
+def kill(pid):
+    """TERM, then KILL after 10 s; returns once it is gone."""
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except OSError:
+        return
+    deadline = time.time() + 10
+    while alive(pid) and time.time() < deadline:
+        reap()
+        time.sleep(0.05)
+    if alive(pid):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+        while alive(pid):
+            reap()
+            time.sleep(0.05)
+
+
+def reap():
+    """Collect our own children that ended (a Jupyter started here with nohup)."""
+    try:
+        while os.waitpid(-1, os.WNOHANG)[0] > 0:
+            pass
+    except ChildProcessError:
+        pass
+
+
+def free_port(first, ip):
+    for port in range(first, min(first + 100, 65536)):
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as Tornado binds
+        try:
+            s.bind((ip, port))
+        except OSError:
+            continue
+        finally:
+            s.close()
+        return port
+    raise Fail("no_free_port", str(first))
+
+
+def runtime_dir(env):
+    """Where Jupyter writes its runtime file (jupyter_core's rule), for the check after the start."""
+    if env.get("JUPYTER_RUNTIME_DIR"):
+        return env["JUPYTER_RUNTIME_DIR"]
+    if env.get("JUPYTER_DATA_DIR"):
+        return os.path.join(env["JUPYTER_DATA_DIR"], "runtime")
+    home = os.path.expanduser("~")
+    if sys.platform == "darwin":
+        return os.path.join(home, "Library", "Jupyter", "runtime")
+    return os.path.join(env.get("XDG_DATA_HOME") or os.path.join(home, ".local", "share"), "jupyter", "runtime")
+
+
+# --- one run ---------------------------------------------------------------------------------
+
+MOVED_NOTE = (
+    "fabjupyter: Jupyter's warnings that keys 'moved from NotebookApp/LabApp/JupyterNotebookApp to ServerApp' are "
+    "about this tool's own settings, pinned there so that an older config cannot override them\n"
+)
+
+
+class Run:
+    """One action on this host: the request, the paths, and the changes made (or, in check
+    mode, that would be made)."""
+
+    def __init__(self, request, out, bootstrap):
+        self.req = request
+        self.out = out
+        self.dry = bool(request.get("dry_run"))
+        self.changes = []
+        self.note = bootstrap.get("note") or None
+        self.command = bootstrap.get("command") or []
+        self.plain = bool(bootstrap.get("plain"))
+        self.home = os.path.expanduser("~")
+        self.d = os.path.join(self.home, ".fabjupyter")
+        self.fresh = not os.path.isdir(self.d)
+        self.lock_fd = None
+        self.child = None  # a Jupyter started here with nohup (ours to reap)
+
+    # paths
+    def path(self, *parts):
+        return os.path.join(self.d, *parts)
+
+    def config_path(self, kind):
+        return self.path("config", KINDS[kind].config_name)
+
+    def password_path(self, kind):
+        return self.path("password", KINDS[kind].config_name)
+
+    # output
+    def event(self, name, **fields):
+        fields["event"] = name
+        self.send(fields)
+
+    def send(self, obj):
+        try:
+            self.out.write(json.dumps(obj) + "\n")
+            self.out.flush()
+        except (OSError, ValueError):
+            pass  # the client went away: finish the job all the same
+
+    def change(self, what, detail="", diff=(), act=None):
+        """Record a change; make it unless this is a dry run."""
+        self.changes.append({"what": what, "detail": detail, "diff": list(diff)})
+        if act is not None and not self.dry:
+            act()
+
+    # the lock: one changing run at a time per user and host. Another run's setup, a retry at
+    # once after a cut-off run (whose agent goes on), a group run overlapping a single one: each
+    # waits here (bounded, and says for whom) instead of starting a second Jupyter. flock's lock
+    # goes with the process, so a killed run leaves none behind.
+    def lock(self):
+        wait = int(self.req.get("timeout") or 60) + 60
+        said = False
+        while True:
+            make_dir(self.d)
+            try:
+                fd = os.open(self.path("lock"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            except OSError as e:
+                raise Fail("cannot_write", "%s: %s" % (self.path("lock"), e.strerror))
+            deadline = time.time() + wait
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except OSError:
+                    if not said:
+                        self.event("waiting", owner=self.lock_owner(), seconds=wait)
+                        said = True
+                    if time.time() > deadline:
+                        os.close(fd)
+                        raise Fail("locked", self.lock_owner())
+                    time.sleep(0.1)
+            try:  # still the lock file, not one that a run failing on a fresh host removed meanwhile?
+                if os.fstat(fd).st_ino == os.stat(self.path("lock")).st_ino:
+                    break
+            except OSError:
+                pass
+            os.close(fd)
+        self.lock_fd = fd
+        write_atomic(self.path("lock.owner"), "%s (pid %d, since %s)\n" % (
+            self.req["action"], os.getpid(), time.strftime("%H:%M:%S")))
+
+    def lock_owner(self):
+        return (read_text(self.path("lock.owner")) or "another run").strip()
+
+    def busy(self):
+        """Is a changing run going on now (status does not wait for it)?"""
+        try:
+            fd = os.open(self.path("lock"), os.O_RDONLY)
+        except OSError:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            return None
+        except OSError:
+            return self.lock_owner()
+        finally:
+            os.close(fd)
+
+    def tidy_fresh(self):
+        """A run that made ~/.fabjupyter only to hold its lock, and then changed nothing (it
+        failed, or it asks for a password first), leaves no trace of it."""
+        if not self.fresh or not os.path.isdir(self.d):
+            return
+        names = set(os.listdir(self.d))
+        if names <= {"lock", "lock.owner"}:
+            for name in names:
+                try:
+                    os.unlink(self.path(name))
+                except OSError:
+                    pass
+            try:
+                os.rmdir(self.d)
+            except OSError:
+                pass
+
+    # what is on disk
+    def state(self):
+        """The record of the server this tool started (JSON; an earlier version's key=value is
+        read too, and its fingerprint carried over when the files it covered are unchanged)."""
+        text = read_text(self.path("state"))
+        if text is None:
+            return {}
+        try:
+            state = json.loads(text)
+            if isinstance(state, dict):
+                return state
+        except ValueError:
+            pass
+        old = dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+
+        def integer(key):
+            return int(old[key]) if old.get(key, "").isdigit() else None
+
+        kind = old.get("flavour") or "server2"
+        state = {
+            "pid": integer("pid"), "port": integer("port"), "socket": old.get("sock") or None,
+            "requested_port": integer("requested_port"), "launcher": old.get("launcher") or "nohup",
+            "started": integer("started"), "mode": old.get("mode") or "ssh", "kind": kind,
+            "fingerprint": None, "version": None, "fast_start": True, "python": None,
+        }
+        if state["socket"]:
+            state["requested_port"] = None
+        data = b""
+        for path in (self.path("run.sh"), self.config_path(kind), self.password_path(kind)):
+            try:
+                with open(path, "rb") as f:
+                    data += f.read()
+            except OSError:
+                pass
+        if cksum(data) == old.get("fingerprint"):  # it runs with the files there now
+            state["fingerprint"] = self.disk_fingerprint(kind)
+        return state
+
+    def disk_settings(self):
+        text = read_text(self.path("settings.sh"))
+        if text is None:
+            text = legacy_block(read_text(self.path("run.sh")))
+        return settings_from_sh(text) if text is not None else None
+
+    def tls_digests(self, settings):
+        if settings.get("tls") != "1":
+            return None
+        return [digest(self.path("tls", "cert.pem")), digest(self.path("tls", "key.pem"))]
+
+    def disk_fingerprint(self, kind):
+        settings = self.disk_settings()
+        return fingerprint(settings, kind, read_json(self.config_path(kind)), read_json(self.password_path(kind)),
+                           self.tls_digests(settings or {}))
+
+    def stored_hash(self):
+        """The stored password hash, whichever kind's file holds it."""
+        folder = self.path("password")
+        try:
+            names = sorted(os.listdir(folder))
+        except OSError:
+            return None
+        for name in names:
+            data = read_json(os.path.join(folder, name))
+            for section in (data or {}).values():
+                if isinstance(section, dict):
+                    h = section.get("hashed_password") or section.get("password")
+                    if h:
+                        return h
+        return None
+
+    def unrecorded(self, pid):
+        """Jupyter servers this tool launched that still run but are not the recorded one (a run
+        killed between the start and the record)."""
+        found = []
+        for word in (read_text(self.path("launched")) or "").split():
+            if word.isdigit() and int(word) != pid and alive(int(word)) and int(word) not in found:
+                found.append(int(word))
+        return found
+
+    def status(self, state=None):
+        state = self.state() if state is None else state
+        pid = state.get("pid")
+        running = alive(pid)
+        kind = state.get("kind") or "server2"
+        configured = self.disk_settings() is not None and os.path.isfile(self.config_path(kind))
+        return {
+            "running": running,
+            "pid": pid if running else None,
+            "port": state.get("port") if running else None,
+            "socket": state.get("socket") if running else None,
+            "launcher": state.get("launcher") if running else None,
+            "mode": state.get("mode") if running else None,
+            "started": state.get("started") if running else None,
+            "current": (state.get("fingerprint") == self.disk_fingerprint(kind)) if running else None,
+            "kind": kind if running else None,
+            "version": state.get("version") if running else None,
+            "fast_start": bool(state.get("fast_start")) if running else None,
+            "stale_pid": pid if pid and not running else None,
+            "has_password": self.stored_hash() is not None,
+            "configured": configured,
+            "unrecorded": self.unrecorded(pid),
+            "busy": self.busy(),
+        }
+
+    # changes
+    def stop_unrecorded(self, state):
+        pids = self.unrecorded(state.get("pid"))
+        if pids:
+            self.change("stop_unrecorded", " ".join(map(str, pids)), act=lambda: [kill(p) for p in pids])
+        if not self.dry:
+            if not alive(state.get("pid")):
+                self._remove("launched")
+            elif (read_text(self.path("launched")) or "").split() != [str(state["pid"])]:
+                write_atomic(self.path("launched"), "%d\n" % state["pid"])
+
+    def _remove(self, name):
+        try:
+            os.unlink(self.path(name))
+        except OSError:
+            pass
+
+    def stop_server(self, state, what="stop"):
+        pid = state.get("pid")
+        if alive(pid):
+            self.change(what, str(pid), act=lambda: kill(pid))
+
+        def tidy():
+            if shutil_which("tmux"):
+                subprocess.call(["tmux", "-L", "fabjupyter", "kill-session", "-t", "jupyter"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            self._remove("state")
+            self._remove("pid")
+
+        if not self.dry:
+            tidy()
+
+    def check_launcher(self, launcher):
+        if launcher == "tmux":
+            if not shutil_which("tmux"):
+                raise Fail("no_tmux")
+        elif launcher != "nohup":
+            raise Fail("bad_launcher", launcher)
+
+    def root_dir(self, settings):
+        root = settings.get("root", "")
+        if not root:
+            return self.home
+        return root if root.startswith("/") else os.path.join(self.home, root)
+
+    def check_root(self, settings):
+        root = self.root_dir(settings)
+        if os.path.exists(root) and not os.path.isdir(root):
+            raise Fail("root_not_dir", root)
+
+    def probe(self):
+        """The kind and version of the Jupyter the bootstrap found (this is its Python)."""
+        if not self.command:
+            raise Fail("no_jupyter")
+        versions = installed_versions()
+        return kind_for(versions, self.command[0]), describe_versions(versions)
+
+    def write_config(self, kind, settings_sh):
+        """settings.sh, run.sh and the kind's settings file (and no other kind's, whose keys
+        would warn). Only the first and the last are what Jupyter reads."""
+        old = read_text(self.path("settings.sh"))
+        wanted = settings_from_sh(settings_sh)
+        now = self.disk_settings()
+        want_cfg = KINDS[kind].settings(wanted.get("tls") == "1" and "public" or "ssh")
+        cfg_path = self.config_path(kind)
+        old_cfg = read_json(cfg_path)
+        others = [p for p in self._json_files("config") if p != cfg_path]
+        needs_dirs = not self.dry
+        if needs_dirs:
+            make_dir(self.d)
+            make_dir(self.path("config"))
+            make_dir(self.path("password"))
+        if now != wanted:
+            self.change("settings", diff=diff(old if old is not None else legacy_block(read_text(self.path("run.sh"))),
+                                              settings_sh, "settings.sh"),
+                        act=lambda: write_atomic(self.path("settings.sh"), settings_sh))
+        elif old != settings_sh:
+            self.change("tool", "settings.sh", act=lambda: write_atomic(self.path("settings.sh"), settings_sh))
+        if old_cfg != want_cfg or others:
+            old_text = read_text(cfg_path)
+            name = "config/" + KINDS[kind].config_name
+            self.change("config", name, diff=diff(old_text, json_text(want_cfg), name),
+                        act=lambda: [write_atomic(cfg_path, json_text(want_cfg))] + [os.unlink(p) for p in others])
+        self.refresh_tool_files()
+        return want_cfg
+
+    def refresh_tool_files(self):
+        """This tool's own scripts (run.sh, boot.py): rewritten when they differ, never a reason
+        to restart Jupyter."""
+        wanted = [("run.sh", self.req.get("run_sh"), 0o700)]
+        if self.req.get("fast_start"):
+            wanted.append(("boot.py", self.req.get("boot_py"), 0o600))
+        for name, text, mode in wanted:
+            if text is not None and read_text(self.path(name)) != text:
+                self.change("tool", name, act=lambda name=name, text=text, mode=mode: self._write_tool(name, text, mode))
+
+    def _write_tool(self, name, text, mode):
+        try:
+            make_dir(self.d)
+            write_atomic(self.path(name), text, mode)
+        except Fail:
+            if name != "boot.py":
+                raise  # boot.py is a speed-up, never a reason not to start: without it, Jupyter starts as its script says
+
+    def _json_files(self, folder):
+        try:
+            return [self.path(folder, n) for n in sorted(os.listdir(self.path(folder))) if n.endswith(".json")]
+        except OSError:
+            return []
+
+    def write_password(self, kind, h, new):
+        """The kind's password file with hash H (a new password when NEW; else the stored one in
+        this kind's format), and no other kind's."""
+        path = self.password_path(kind)
+        want = KINDS[kind].password(h)
+        others = [p for p in self._json_files("password") if p != path]
+        if read_json(path) == want and not others:
+            return
+        act = lambda: (make_dir(self.d), make_dir(self.path("password")), write_atomic(path, json_text(want)),  # noqa: E731
+                       [os.unlink(p) for p in others])
+        if new:
+            self.change("password", act=act)
+        elif not self.dry:
+            act()
+
+    def launch(self, kind, version, settings, launcher, requested):
+        """Start Jupyter detached and wait until it answers as ours; record it."""
+        if self.stored_hash() is None and not self.dry:
+            raise Fail("no_password")
+        if settings is None:
+            raise Fail("not_configured")
+        self.check_launcher(launcher)
+        self.check_root(settings)
+        root = self.root_dir(settings)
+        if not os.path.exists(root):
+            self.change("root_dir", root, act=lambda: make_dir(root))
+        tls, sock = settings.get("tls") == "1", settings.get("sock") == "1"
+        where = "socket" if sock else "port %s or the next free one" % requested
+        self.change("start", "%s, %s" % (launcher, where))
+        if self.dry:
+            return
+        if not os.path.isfile(self.config_path(kind)):
+            raise Fail("not_configured")  # configured for another kind of Jupyter
+        if not os.path.isfile(self.password_path(kind)):
+            self.write_password(kind, self.stored_hash(), new=False)
+        if tls and not (os.path.isfile(self.path("tls", "cert.pem")) and os.path.isfile(self.path("tls", "key.pem"))):
+            raise Fail("no_cert")
+        ip = settings.get("ip") or "127.0.0.1"
+        sock_path = self.path("run", "jupyter.sock") if sock else ""
+        if sock:
+            make_dir(self.path("run"))
+            try:
+                os.unlink(sock_path)
+            except OSError:
+                pass
+        want = requested or 8888
+        for attempt in range(3):
+            port = None if sock else free_port(want, ip)
+            pid = self.start_process(kind, settings, launcher, root, port, sock_path, tls)
+            result = self.wait_ready(pid, port, sock_path, ip, tls)
+            if result.startswith("ready "):
+                break
+            if result.startswith("unsafe "):
+                kill(pid)
+                raise Fail("unsafe", result[len("unsafe "):])
+            if result == "died":
+                if attempt < 2 and "already in use" in (read_text(self.path("jupyter.log")) or ""):
+                    want = port + 1  # taken between our check and Jupyter's bind
+                    continue
+                raise Fail("died", log=self.log_tail())
+            if result == "timeout":
+                kill(pid)
+                raise Fail("timeout", str(self.req.get("timeout") or 60), log=self.log_tail())
+            raise Fail("launch_failed", result)
+        state = {
+            "v": PROTOCOL, "pid": pid, "port": port, "socket": sock_path or None, "requested_port": requested,
+            "launcher": launcher, "mode": "public" if tls else "ssh", "started": int(time.time()), "kind": kind,
+            "version": version, "fast_start": self.fast_start_used, "python": sys.executable,
+            "command": self.command, "fingerprint": self.disk_fingerprint(kind),
+        }
+        write_atomic(self.path("state"), json_text(state))
+        write_atomic(self.path("python"), sys.executable + "\n")
+
+    def start_process(self, kind, settings, launcher, root, port, sock_path, tls):
+        k = KINDS[kind]
+        argv = list(self.command)
+        if tls:
+            argv += ["--%s.certfile=%s" % (k.app, self.path("tls", "cert.pem")), "--%s.keyfile=%s" % (k.app, self.path("tls", "key.pem"))]
+        if sock_path:
+            # a Unix socket instead of a port (Jupyter aborts on --sock with any port option)
+            argv += ["--%s.sock=%s" % (k.app, sock_path), "--%s.sock_mode=0600" % k.app]
+        else:
+            argv += ["--%s.port=%d" % (k.app, port)]
+        argv.append("--%s.%s=%s" % (k.app, k.root_key, root))
+        if os.getuid() == 0:
+            argv.append("--allow-root")
+        # fast_start (opt-in): through boot.py, when Jupyter is a Python script run by its own
+        # Python as its first line says
+        self.fast_start_used = bool(self.req.get("fast_start") and self.plain and read_text(self.path("boot.py")) == self.req.get("boot_py"))
+        if self.fast_start_used:
+            argv = [sys.executable, self.path("boot.py")] + argv
+        log = self.path("jupyter.log")
+        if os.path.exists(log):
+            os.replace(log, log + ".1")
+        with open(log, "w") as f:
+            if kind != "nb6":
+                f.write(MOVED_NOTE)
+        self._remove("pid")
+        if launcher == "nohup":
+            env = dict(os.environ)
+            env["JUPYTER_CONFIG_PATH"] = os.pathsep.join(
+                [self.path("password"), self.path("config")] + ([env["JUPYTER_CONFIG_PATH"]] if env.get("JUPYTER_CONFIG_PATH") else []))
+            with open(log, "a") as out, open(os.devnull) as devnull:
+                self.child = subprocess.Popen(argv, stdin=devnull, stdout=out, stderr=out, cwd=self.home, env=env,
+                                              start_new_session=True, close_fds=True)
+            pid = self.child.pid
+            write_atomic(self.path("pid"), "%d\n" % pid)
+            with open(self.path("launched"), "a") as f:
+                f.write("%d\n" % pid)
+            return pid
+        subprocess.call(["tmux", "-L", "fabjupyter", "kill-session", "-t", "jupyter"],
+                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        p = subprocess.Popen(["tmux", "-L", "fabjupyter", "new-session", "-d", "-s", "jupyter", "sh", self.path("run.sh"), "serve"] + argv,
+                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=self.home, close_fds=True)
+        err = p.communicate()[0].decode("utf-8", "replace").strip()
+        if p.returncode != 0:
+            raise Fail("launch_failed", "tmux: " + err)
+        # run.sh writes its own pid just before it execs Jupyter
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            text = read_text(self.path("pid"))
+            if text and text.strip().isdigit():
+                return int(text.strip())
+            time.sleep(0.05)
+        raise Fail("launch_failed", "the launcher did not start (see %s)" % log)
+
+    def wait_ready(self, pid, port, sock_path, ip, tls):
+        """ready.py, in this process: until it answers, then that the server answering is the one
+        started and runs with our settings (Jupyter's runtime file and what it answers)."""
+        ns = {"__name__": "fabjupyter_ready"}
+        exec(compile(self.req["ready_py"], "ready.py", "exec"), ns)
+        ns.update(port=port or 0, pid=pid, timeout=float(self.req.get("timeout") or 60), tls=tls, sock=sock_path, ip=ip,
+                  runtime_dir=runtime_dir(os.environ))
+        if tls:
+            import ssl
+
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # a real handshake: a key that does not fit fails
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+            ns["wrap"] = context.wrap_socket
+        child, real_alive = self.child, ns["alive"]
+
+        def started_alive(p):
+            if child is not None and p == child.pid:
+                return child.poll() is None  # our own child: a zombie is dead
+            return real_alive(p)
+
+        ns["alive"] = started_alive
+        return ns["main"]()
+
+    def log_tail(self):
+        # Jupyter's own lines (our note about the moved keys is not news here)
+        lines = [line for line in (read_text(self.path("jupyter.log")) or "").splitlines() if not line.startswith("fabjupyter: ")]
+        return lines[-int(self.req.get("lines") or 20):]
+
+
+def shutil_which(name):
+    for d in os.environ.get("PATH", "").split(os.pathsep):
+        p = os.path.join(d, name)
+        if d and os.path.isfile(p) and os.access(p, os.X_OK):
+            return p
+    return None
+
+
+# --- the actions -----------------------------------------------------------------------------
+
+LOCKED = ("config", "password", "start", "stop", "restart", "setup")
+
+
+def requested_port(run, settings):
+    return None if settings.get("sock") == "1" else int(run.req.get("port") or 8888)
+
+
+def act_status(run):
+    return {"status": run.status()}
+
+
+def act_setup(run):
+    req = run.req
+    state = run.state()
+    run.stop_unrecorded(state)
+    stored = run.stored_hash()
+    new = req.get("password_hash")
+    if not new and not stored and not run.dry:
+        return setup_reply(run, ask="password")
+    if new and stored and not req.get("salted"):
+        # the salt of the stored hash (up to SALT in argon2:$argon2id$v=..$m=..,t=..,p=..$SALT$DIGEST):
+        # the client hashes the password given with it, so that the same password is seen as such;
+        # the digest never leaves the host
+        parts = stored.split("$")
+        return setup_reply(run, ask="salt", salt="$".join(parts[:5]) if len(parts) == 6 else "")
+    if new and new == stored:
+        new = None
+    settings_sh = req["settings_sh"]
+    settings = settings_from_sh(settings_sh)
+    launcher = req.get("launcher") or "nohup"
+    run.check_launcher(launcher)
+    run.check_root(settings)
+    kind, version = run.probe()
+    k = KINDS[kind]
+    mode = "public" if settings.get("tls") == "1" else "ssh"
+    h = new or stored
+    want_fp = fingerprint(settings, kind, k.settings(mode), k.password(h) if h else None, run.tls_digests(settings))
+    requested = requested_port(run, settings)
+    if (alive(state.get("pid")) and state.get("fingerprint") == want_fp and state.get("launcher") == launcher
+            and state.get("requested_port") == requested):
+        run.refresh_tool_files()
+        return setup_reply(run, unchanged=True)
+    run.write_config(kind, settings_sh)
+    if h:
+        run.write_password(kind, h, new=bool(new))
+    else:
+        run.change("password", "asked for then")  # a dry run on a host without one
+    run.stop_server(state)
+    run.launch(kind, version, settings, launcher, requested)
+    return setup_reply(run)
+
+
+def setup_reply(run, ask=None, salt=None, unchanged=False):
+    return {"ask": ask, "salt": salt, "unchanged": unchanged, "changes": run.changes, "status": run.status(), "note": run.note}
+
+
+def restart_needed(run):
+    state = run.state()
+    return alive(state.get("pid")) and state.get("fingerprint") != run.disk_fingerprint(state.get("kind") or "server2")
+
+
+def act_config(run):
+    settings = settings_from_sh(run.req["settings_sh"])
+    run.check_root(settings)
+    kind, _ = run.probe()  # the kind of Jupyter decides the file (nothing is written if this fails)
+    run.write_config(kind, run.req["settings_sh"])
+    return {"changes": run.changes, "restart_needed": not run.dry and restart_needed(run)}
+
+
+def act_password(run):
+    state = run.state()
+    kind = state.get("kind")
+    if not kind:  # never started: the kind its settings file is for
+        kind = "nb6" if os.path.isfile(run.config_path("nb6")) and not os.path.isfile(run.config_path("server2")) else "server2"
+    if run.req.get("password_hash") is None and run.dry:  # asked for nothing: it would be set, or replace one
+        run.change("password", "replace" if run.stored_hash() else "set")
+    else:
+        run.write_password(kind, run.req["password_hash"], new=True)
+    return {"changes": run.changes, "restart_needed": not run.dry and restart_needed(run)}
+
+
+def act_start(run):
+    state = run.state()
+    run.stop_unrecorded(state)
+    if not alive(state.get("pid")):
+        settings = run.disk_settings()
+        kind, version = run.probe()
+        run.refresh_tool_files()
+        run.launch(kind, version, settings, run.req.get("launcher") or "nohup", requested_port(run, settings or {}))
+    return {"changes": run.changes, "status": run.status(), "note": run.note}
+
+
+def act_restart(run):
+    state = run.state()
+    if run.stored_hash() is None:
+        raise Fail("no_password")
+    launcher = run.req.get("launcher") or state.get("launcher") or "nohup"
+    run.check_launcher(launcher)
+    settings = run.disk_settings()
+    kind, version = run.probe()
+    run.stop_server(state)
+    run.stop_unrecorded({})
+    run.refresh_tool_files()
+    run.launch(kind, version, settings, launcher, requested_port(run, settings or {}))
+    return {"changes": run.changes, "status": run.status(), "note": run.note}
+
+
+def act_stop(run):
+    state = run.state()
+    run.stop_server(state)
+    run.stop_unrecorded({})
+    return {"changes": run.changes}
+
+
+def act_logs(run):
+    text = read_text(run.path("jupyter.log"))
+    if text is None:
+        return {"exists": False, "lines": []}
+    return {"exists": True, "lines": text.splitlines()[-int(run.req.get("lines") or 50):]}
+
+
+def act_cert(run):
+    """Facts for the certificate's names; whether the host has exactly the pair the client has
+    (compared by digest: the key never travels for that); with push, install it (0600)."""
+    fqdn = command_output(["hostname", "-f"]) or socket.gethostname()
+    ips = command_output(["hostname", "-I"])
+    if ips is None:
+        ips = " ".join(line.split()[3].split("/")[0] for line in (command_output(["ip", "-o", "addr", "show"]) or "").splitlines()
+                       if len(line.split()) > 3)
+    req = run.req
+    same = bool(req.get("cert_digest")) and digest(run.path("tls", "cert.pem")) == req["cert_digest"] and \
+        digest(run.path("tls", "key.pem")) == req.get("key_digest")
+    if req.get("push") and not same:
+        def push():
+            make_dir(run.d)
+            make_dir(run.path("tls"))
+            write_atomic(run.path("tls", "key.pem"), req["key"])
+            write_atomic(run.path("tls", "cert.pem"), req["cert"])
+
+        run.change("cert", act=push)
+    return {"fqdn": fqdn.strip(), "ips": ips.split(), "has_password": run.stored_hash() is not None, "same": same,
+            "changes": run.changes}
+
+
+def command_output(argv):
+    try:
+        p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        out = p.communicate(timeout=10)[0]
+        return out.decode("utf-8", "replace").strip() if p.returncode == 0 else None
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+
+
+ACTIONS = {
+    "status": act_status, "setup": act_setup, "config": act_config, "password": act_password, "start": act_start,
+    "restart": act_restart, "stop": act_stop, "logs": act_logs, "cert": act_cert,
+}
+
+
+def main(request, argv=None, out=None):
+    """Run one request; argv is what the bootstrap found: (fabjupyter-agent, error code, detail,
+    plain, note, Jupyter's command...)."""
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # finish even if the client hangs up
+    argv = sys.argv[1:] if argv is None else argv
+    if out is None:
+        try:
+            out = os.fdopen(3, "w")
+        except OSError:
+            out = sys.stdout
+    boot = {"code": argv[1], "detail": argv[2], "plain": argv[3] == "1", "note": argv[4], "command": argv[5:]} if len(argv) >= 5 \
+        else {"code": "", "detail": "", "plain": False, "note": "", "command": []}
+    os.umask(0o077)
+    run = Run(request, out, boot)
+    try:
+        if request.get("v") != PROTOCOL:
+            raise Fail("protocol", "the client speaks version %r, this agent %d" % (request.get("v"), PROTOCOL))
+        action = ACTIONS.get(request.get("action"))
+        if action is None:
+            raise Fail("bad_action", str(request.get("action")))
+        if boot["code"]:
+            raise Fail(boot["code"], boot["detail"])
+        if request["action"] in LOCKED and not run.dry:
+            run.lock()
+        reply = action(run)
+        run.tidy_fresh()
+        run.send({"reply": reply})
+    except Fail as e:
+        run.tidy_fresh()
+        run.send({"error": {"code": e.code, "detail": e.detail, "log": e.log}})
+    return 0

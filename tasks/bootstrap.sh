@@ -1,0 +1,206 @@
+# fabjupyter's remote bootstrap (POSIX sh): the activation line, finding Jupyter and the Python
+# it runs on. Everything else is the agent (agent.py), in that Python. One text, two uses:
+#
+#  - The agent's way in: the client sends this file on the standard input of `sh -s`, after lines
+#    that set FJ_* variables (every value quoted by the client's one helper) and before a last
+#    line `fj_boot agent`. Everything here is a definition, so a script cut off in transit runs
+#    nothing. The agent and its request travel in FJ_AGENT_PY, fed to Python through a pipe by
+#    printf (a builtin: secrets never reach an argument list). A pipe, not the rest of this
+#    stdin: dash reads a script from a pipe in blocks, past the line that would hand it on.
+#  - ~/.fabjupyter/run.sh, with `fj_boot "$@"` last: `sh run.sh serve COMMAND...` (under tmux)
+#    activates as the agent did and execs Jupyter's command line, made by the agent.
+#
+# The reply channel is file descriptor 3 (the SSH session's standard output); everything else,
+# the activation's output included, goes to standard error, so nothing it prints can pass for a
+# reply.
+
+fj_home() {
+    umask 077
+    D=$HOME/.fabjupyter
+}
+
+# fj_settings: the settings for Jupyter (FJ_ACTIVATE, FJ_JUPYTER, FJ_ROOT, FJ_IP, FJ_TLS,
+# FJ_SOCK): the client's (setup, config), else the ones written on the host, else those inside
+# a run.sh that an earlier version of this tool wrote.
+fj_settings() {
+    if [ -n "${FJ_SETTINGS+x}" ]; then
+        eval "$FJ_SETTINGS"
+    elif [ -f "$D/settings.sh" ]; then
+        . "$D/settings.sh"
+    elif [ -f "$D/run.sh" ] && grep -q '^FJ_ACTIVATE=' "$D/run.sh"; then
+        eval "$(sed -n '/^FJ_ACTIVATE=/,/^FJ_SOCK=/p' "$D/run.sh")"
+    else
+        return 1
+    fi
+}
+
+# fj_activate: run the activation line as an interactive shell's rc files would have. Its output
+# goes to standard error; NOTE says what was done on its behalf.
+fj_activate() {
+    NOTE=
+    PATH=$PATH:$HOME/.local/bin
+    command -v source > /dev/null 2>&1 || eval 'source() { . "$@"; }'
+    # `conda activate` needs conda's shell hook, which non-interactive shells never load
+    case ${FJ_ACTIVATE-} in
+        *"conda activate"*)
+            found=$(command -v conda 2> /dev/null)
+            case $found in
+                conda) ;; # already a shell function: initialised
+                *)
+                    for c in "$found" "$HOME/miniforge3/bin/conda" "$HOME/miniconda3/bin/conda" "$HOME/anaconda3/bin/conda" \
+                        /opt/conda/bin/conda /opt/miniconda3/bin/conda; do
+                        if [ -n "$c" ] && [ -x "$c" ]; then
+                            eval "$("$c" shell.posix hook)" &&
+                                NOTE="conda was not initialised for non-interactive shells; used $c shell.posix hook"
+                            break
+                        fi
+                    done
+                    ;;
+            esac
+            ;;
+    esac
+    if [ -n "${FJ_ACTIVATE-}" ]; then
+        command eval "$FJ_ACTIVATE" < /dev/null >&2 || return 1
+    fi
+    # may have been set by the activation: JUPYTER_PORT would override our port (and make Jupyter
+    # abort in socket mode), JUPYTER_NO_CONFIG would drop our configuration
+    unset JUPYTER_PORT JUPYTER_NO_CONFIG
+    return 0
+}
+
+# fj_python_of SCRIPT: PY, the interpreter its first line names (or pip's long-path form on line
+# 2); PLAIN=1 when that line passes it no options (fast_start may then run the script in it).
+fj_python_of() {
+    PY= PLAIN=
+    IFS= read -r first < "$1" || return 1
+    case $first in
+        '#!/bin/sh'*)
+            PY=$(sed -n "2s/^'''exec' \"\\(.*\\)\" \"\$0\" \"\$@\".*/\\1/p" "$1") PLAIN=1
+            ;;
+        '#!'*)
+            set -- ${first#??}
+            if [ "${1##*/}" = env ]; then
+                PY=$(command -v "$2")
+                [ $# = 2 ] && PLAIN=1
+            else
+                PY=$1
+                [ $# = 1 ] && PLAIN=1
+            fi
+            ;;
+        *) return 1 ;;
+    esac
+}
+
+# fj_real_dir FILE: the directory of the file a (chain of) symlink(s) ends at.
+fj_real_dir() {
+    f=$1 i=0
+    while [ -h "$f" ] && [ $i -lt 40 ]; do
+        l=$(readlink "$f") || break
+        case $l in /*) f=$l ;; *) f=${f%/*}/$l ;; esac
+        i=$((i + 1))
+    done
+    (cd -P "${f%/*}" 2> /dev/null && pwd)
+}
+
+# fj_jupyter_in DIR...: EXE, the first of jupyter-lab, -notebook, -server in the first DIR with one
+fj_jupyter_in() {
+    for d in "$@"; do
+        [ -n "$d" ] || continue
+        for sub in lab notebook server; do
+            [ -x "$d/jupyter-$sub" ] && [ ! -d "$d/jupyter-$sub" ] && EXE=$d/jupyter-$sub && return 0
+        done
+    done
+    return 1
+}
+
+# fj_agent CODE DETAIL [COMMAND...]: hand over to the agent in $PY (CODE: what went wrong here,
+# if anything), or reply with the error ourselves when this host has no Python at all.
+fj_agent() {
+    if [ -z "$PY" ] || ! command -v "$PY" > /dev/null 2>&1; then
+        PY=$(command -v python3 2> /dev/null) || PY=$(command -v python 2> /dev/null) || {
+            printf '{"error": {"code": "no_python_agent", "detail": "", "log": []}}\n' >&3
+            exit 3
+        }
+        PLAIN=
+    fi
+    code=$1 detail=$2
+    shift 2
+    printf '%s' "$FJ_AGENT_PY" | "$PY" - fabjupyter-agent "$code" "$detail" "${PLAIN-}" "${NOTE-}" "$@"
+}
+
+# fj_boot agent | serve COMMAND...
+fj_boot() {
+    fj_home
+    if [ "$1" = serve ]; then
+        shift
+        [ -t 1 ] && echo "Jupyter's output goes to $D/jupyter.log (fab -H HOST logs shows it)"
+        exec >> "$D/jupyter.log" 2>&1
+        cd || exit 1
+        fj_settings || { echo "fabjupyter: no settings in $D; run setup"; exit 3; }
+        fj_activate || { echo "fabjupyter: the activate line failed"; exit 3; }
+        JUPYTER_CONFIG_PATH=$D/password:$D/config${JUPYTER_CONFIG_PATH:+:$JUPYTER_CONFIG_PATH}
+        export JUPYTER_CONFIG_PATH
+        # this pid is Jupyter's once exec runs; `launched` keeps every one, so that a server
+        # whose start was never recorded (its run killed) is still found and stopped
+        printf '%s\n' "$$" > "$D/pid.tmp.$$" && mv -f "$D/pid.tmp.$$" "$D/pid"
+        echo "$$" >> "$D/launched"
+        exec "$@"
+    fi
+    # the agent: finish the job even if the client goes away mid-way (Ctrl-C, a dropped link)
+    trap '' HUP PIPE
+    exec 3>&1 1>&2
+    cd || exit 1
+    PY= PLAIN= NOTE=
+    if [ -z "${FJ_NEEDS_JUPYTER-}" ]; then
+        # status, stop, logs, password, cert: the interpreter that ran Jupyter last, else python3;
+        # no activation, so these work when the environment is gone
+        PY=$(sed -n 1p "$D/python" 2> /dev/null)
+        [ -n "$PY" ] && [ -x "$PY" ] || PY=
+        fj_agent "" ""
+        return
+    fi
+    fj_settings || { fj_agent not_configured ""; return; }
+    fj_activate || { fj_agent activate_failed ""; return; }
+    EXE=
+    if [ -n "${FJ_JUPYTER-}" ]; then
+        eval "set -- $FJ_JUPYTER"
+        case $1 in "~/"*) EXE=$HOME/${1#"~/"} && shift && set -- "$EXE" "$@" ;; esac
+        EXE=$(command -v "$1") || { fj_agent no_jupyter "$1"; return; }
+        shift
+        # `jupyter lab` runs jupyter-lab in a second interpreter, from the directory of the
+        # jupyter command or of the file it links to, as Jupyter looks: run that directly
+        if [ "${EXE##*/}" = jupyter ] && [ $# -gt 0 ]; then
+            case $1 in
+                *[!a-z0-9_-]* | -*) ;;
+                *)
+                    for d in "${EXE%/*}" "$(fj_real_dir "$EXE")"; do
+                        if [ -n "$d" ] && [ -x "$d/jupyter-$1" ]; then
+                            EXE=$d/jupyter-$1
+                            shift
+                            break
+                        fi
+                    done
+                    ;;
+            esac
+        fi
+    else
+        # As `jupyter lab` would, else `jupyter notebook`, else `jupyter server`: first in the
+        # environment the activate line activated, then beside the first `jupyter` on the PATH
+        # (or the file it links to), then anywhere on the PATH.
+        j=$(command -v jupyter 2> /dev/null)
+        case $j in /*) ;; *) j= ;; esac
+        fj_jupyter_in "${VIRTUAL_ENV:+$VIRTUAL_ENV/bin}" "${CONDA_PREFIX:+$CONDA_PREFIX/bin}" \
+            "${j:+${j%/*}}" "${j:+$(fj_real_dir "$j")}" || {
+            for sub in lab notebook server; do
+                EXE=$(command -v "jupyter-$sub" 2> /dev/null) && break
+                EXE=
+            done
+        }
+        [ -n "$EXE" ] || { fj_agent no_jupyter ""; return; }
+        set --
+    fi
+    fj_python_of "$EXE" 2> /dev/null
+    [ -n "$PY" ] && [ -x "$PY" ] || PY= PLAIN=
+    [ -n "$PY" ] || PY=$(command -v python3 2> /dev/null) || { fj_agent no_python "$EXE"; return; }
+    fj_agent "" "" "$EXE" "$@"
+}

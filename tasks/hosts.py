@@ -1,0 +1,89 @@
+"""Choosing hosts: -H HOST or a hosts.yaml group, each with its settings (hosts.yaml, then the
+task's options)."""
+
+import os
+from dataclasses import dataclass
+
+from fabric import Connection
+
+from . import inventory
+from .connection import one_timeout
+from .errors import UserError
+
+
+@dataclass
+class Target:
+    """A host as the user named it, how to reach it, and what it should run."""
+
+    label: str  # the name the user gave (-H or hosts.yaml), added to every line printed about it
+    conn: Connection
+    settings: inventory.Settings
+    inventory: inventory.Inventory
+
+
+def hosts_file(c):
+    configured = c.config.get("jupyter", {}).get("hosts_file")
+    if configured:
+        return os.path.expanduser(configured), True
+    return os.path.join(_project_root(), "hosts.yaml"), False
+
+
+def _project_root():
+    return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def load_inventory(c):
+    path, required = hosts_file(c)
+    return inventory.load(path, required=required)
+
+
+def _checked(overrides):
+    return {
+        key: inventory.check_setting(key, value, f"--{key.replace('_', '-')}")
+        for key, value in overrides.items()
+        if value is not None
+    }
+
+
+def _make_target(conn, label, inv, checked):
+    """Target for a host name: hosts.yaml's connection fields (if any) replace what Fabric guessed."""
+    entry = inv.entry(label)
+    if entry and (entry.host or entry.user or entry.ssh_port or entry.identity):
+        kwargs = {}
+        if entry.identity:
+            keys = conn.connect_kwargs.get("key_filename") or []
+            keys = [keys] if isinstance(keys, str) else list(keys)
+            kwargs["connect_kwargs"] = {"key_filename": [os.path.expanduser(entry.identity)] + keys}
+        conn = Connection(
+            host=entry.host or label,
+            user=entry.user or None,
+            port=entry.ssh_port or None,
+            config=conn.config,
+            **kwargs,
+        )
+    one_timeout(conn)
+    return Target(label=label, conn=conn, settings=inv.settings_for(label, checked), inventory=inv)
+
+
+def target(c, **overrides):
+    """The Target for a task's context: -H HOST, looked up in hosts.yaml, with options applied."""
+    inv = load_inventory(c)
+    checked = _checked(overrides)
+    if not isinstance(c, Connection):
+        raise UserError(
+            "no host given: run `fab -H HOST TASK` (user@host, an ssh_config alias, or a name from hosts.yaml), "
+            "or `fab TASK --group NAME`"
+        )
+    return _make_target(c, c.original_host, inv, checked)
+
+
+def group_targets(c, group, **overrides):
+    """A Target for every host of a hosts.yaml group (each with its own settings)."""
+    inv = load_inventory(c)
+    checked = _checked(overrides)
+    if isinstance(c, Connection):
+        raise UserError("give either -H HOST or --group NAME, not both")
+    if group not in inv.groups:
+        known = ", ".join(sorted(inv.groups)) or "none defined"
+        raise UserError(f"{inv.path}: no group {group!r} (groups: {known})")
+    return [_make_target(Connection(name, config=c.config), name, inv, checked) for name in inv.groups[group]]

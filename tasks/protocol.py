@@ -1,0 +1,300 @@
+"""The agent protocol: the one way to run something on a host. The bootstrap (bootstrap.sh) goes
+to `sh -s` with every value quoted here; the agent (agent.py) and its JSON request go inside it;
+the agent answers with JSON lines, turned here into one typed object per action. Its error
+codes become sentences here, in one place."""
+
+import json
+import shlex
+import sys
+import typing
+from dataclasses import dataclass, fields
+from importlib import resources
+
+import paramiko
+
+from .connection import connect
+from .errors import HostError, UserError
+
+BOOTSTRAP = resources.files(__package__).joinpath("bootstrap.sh").read_text()
+AGENT = resources.files(__package__).joinpath("agent.py").read_text()
+READY = resources.files(__package__).joinpath("ready.py").read_text()
+BOOT = resources.files(__package__).joinpath("boot.py").read_text()
+PROTOCOL = 1
+NEEDS_JUPYTER = ("config", "setup", "start", "restart")  # run in Jupyter's environment and Python
+LAUNCHING = ("setup", "start", "restart")  # may start Jupyter: take ready.py along
+
+
+def sh_quote(value):
+    """Quote one value for a POSIX shell. Every value that reaches a remote shell goes through here."""
+    text = str(value)
+    if "\0" in text:
+        raise UserError("a value for the remote shell contains a NUL byte")
+    return shlex.quote(text)
+
+
+def sh_words(words):
+    return " ".join(sh_quote(w) for w in words)
+
+
+def sh_assign(name, value):
+    if not name.isidentifier():
+        raise ValueError(f"not a shell variable name: {name!r}")
+    return f"{name}={sh_quote(value)}"
+
+
+def run_script(code=""):
+    """~/.fabjupyter/run.sh: the bootstrap, ending in its call (tmux runs `sh run.sh serve ...`)."""
+    return "#!/bin/sh\n# Written by fabjupyter; its settings are in settings.sh beside it.\n" + BOOTSTRAP + '\nfj_boot "$@"\n'
+
+
+def agent_script(action, request, settings_sh=None):
+    """The text for `sh -s`: variables, the bootstrap (definitions only), then the one call."""
+    request = dict(request, v=PROTOCOL, action=action)
+    if settings_sh is not None:
+        request["settings_sh"] = settings_sh
+    if action in LAUNCHING:
+        request["ready_py"] = READY
+    if action in NEEDS_JUPYTER:
+        request["run_sh"] = run_script()
+        if request.get("fast_start"):
+            request["boot_py"] = BOOT
+    payload = AGENT + f"\nsys.exit(main(json.loads({json.dumps(request)!r})))\n"
+    lines = [sh_assign("FJ_AGENT_PY", payload)]
+    if settings_sh is not None:
+        lines.append(sh_assign("FJ_SETTINGS", settings_sh))
+    if action in NEEDS_JUPYTER:
+        lines.append("FJ_NEEDS_JUPYTER=1")
+    return "\n".join(lines) + "\n" + BOOTSTRAP + "\nfj_boot agent\n"
+
+
+# --- typed replies ------------------------------------------------------------------------------
+
+
+class ProtocolError(Exception):
+    """The agent's reply does not match what this client expects (a bug, or another version)."""
+
+
+@dataclass(frozen=True)
+class Change:
+    what: str  # settings, config, tool, password, root_dir, stop_unrecorded, stop, start, cert
+    detail: str
+    diff: typing.Tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Status:
+    running: bool
+    pid: typing.Optional[int]
+    port: typing.Optional[int]
+    socket: typing.Optional[str]
+    launcher: typing.Optional[str]
+    mode: typing.Optional[str]
+    started: typing.Optional[int]
+    current: typing.Optional[bool]
+    kind: typing.Optional[str]
+    version: typing.Optional[str]
+    fast_start: typing.Optional[bool]
+    stale_pid: typing.Optional[int]
+    has_password: bool
+    configured: bool
+    unrecorded: typing.Tuple[int, ...]
+    busy: typing.Optional[str]
+
+    @property
+    def where(self):
+        """The port (a number), or the socket path in socket mode."""
+        return self.socket or self.port
+
+
+class Changes:
+    """Replies that carry the changes made (or, in a dry run, that would be made)."""
+
+    def change(self, what):
+        return next((c for c in self.changes if c.what == what), None)
+
+    def changed(self, *whats):
+        return any(c.what in whats for c in self.changes)
+
+
+@dataclass(frozen=True)
+class SetupReply(Changes):
+    ask: typing.Optional[str]  # "password" or "salt": asked back before anything changed
+    salt: typing.Optional[str]
+    unchanged: bool
+    changes: typing.Tuple[Change, ...]
+    status: Status
+    note: typing.Optional[str]
+
+
+@dataclass(frozen=True)
+class WriteReply(Changes):
+    changes: typing.Tuple[Change, ...]
+    restart_needed: bool
+
+
+@dataclass(frozen=True)
+class StartReply(Changes):
+    changes: typing.Tuple[Change, ...]
+    status: Status
+    note: typing.Optional[str]
+
+
+@dataclass(frozen=True)
+class StopReply(Changes):
+    changes: typing.Tuple[Change, ...]
+
+
+@dataclass(frozen=True)
+class StatusReply:
+    status: Status
+
+
+@dataclass(frozen=True)
+class LogsReply:
+    exists: bool
+    lines: typing.Tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class CertReply(Changes):
+    fqdn: str
+    ips: typing.Tuple[str, ...]
+    has_password: bool
+    same: bool
+    changes: typing.Tuple[Change, ...]
+
+
+@dataclass(frozen=True)
+class ErrorReply:
+    code: str
+    detail: str
+    log: typing.Tuple[str, ...]
+
+
+REPLIES = {
+    "setup": SetupReply, "config": WriteReply, "password": WriteReply, "start": StartReply, "restart": StartReply,
+    "stop": StopReply, "status": StatusReply, "logs": LogsReply, "cert": CertReply,
+}
+
+
+def parse(kind, data, where="reply"):
+    """DATA as an instance of KIND (a dataclass, Optional[...], Tuple[X, ...] or a plain type),
+    checked all the way down: a missing, unknown or mistyped key is a ProtocolError."""
+    origin = typing.get_origin(kind)
+    if origin is typing.Union:  # Optional[X]
+        if data is None:
+            return None
+        return parse(typing.get_args(kind)[0], data, where)
+    if origin is tuple:
+        if not isinstance(data, list):
+            raise ProtocolError(f"{where}: expected a list, got {data!r}")
+        return tuple(parse(typing.get_args(kind)[0], item, f"{where}[{i}]") for i, item in enumerate(data))
+    if hasattr(kind, "__dataclass_fields__"):
+        if not isinstance(data, dict):
+            raise ProtocolError(f"{where}: expected an object, got {data!r}")
+        names = {f.name for f in fields(kind)}
+        if set(data) != names:
+            missing, unknown = sorted(names - set(data)), sorted(set(data) - names)
+            raise ProtocolError(f"{where}: missing keys {missing}, unknown keys {unknown}")
+        hints = typing.get_type_hints(kind)
+        return kind(**{name: parse(hints[name], data[name], f"{where}.{name}") for name in names})
+    if kind is int and (isinstance(data, bool) or not isinstance(data, int)):
+        raise ProtocolError(f"{where}: expected a number, got {data!r}")
+    if not isinstance(data, kind):
+        raise ProtocolError(f"{where}: expected {kind.__name__}, got {data!r}")
+    return data
+
+
+# --- running it ---------------------------------------------------------------------------------
+
+
+def run_agent(t, action, settings_sh=None, **request):
+    """Run one agent action on the host: one SSH session, the script on stdin, one typed reply."""
+    transport = connect(t)
+    script = agent_script(action, request, settings_sh).encode()
+    reply = error = None
+    try:
+        chan = transport.open_session(timeout=30)
+        chan.exec_command("sh -s")
+        chan.sendall(script)
+        chan.shutdown_write()
+        for raw in chan.makefile("rb"):
+            try:
+                message = json.loads(raw)
+            except ValueError:
+                raise ProtocolError(f"not a JSON line: {raw[:200]!r}") from None
+            if "event" in message:
+                show_event(t, message)
+            elif "reply" in message:
+                reply = message["reply"]
+            elif "error" in message:
+                error = parse(ErrorReply, message["error"], "error")
+        stderr = chan.makefile_stderr("rb").read().decode("utf-8", "replace")
+        status = chan.recv_exit_status()
+        chan.close()
+    except (paramiko.SSHException, OSError, EOFError) as e:
+        # a connection that failed once (a network gone silent keeps it "active") is not reused:
+        # the next call, a tunnel's reconnection say, opens a new one
+        t.conn.close()
+        raise HostError(t.label, f"the SSH connection failed during {action}: {e}") from None
+    except ProtocolError as e:
+        raise HostError(t.label, f"{action}: the agent's reply was not understood ({e}); is this tool installed twice, in two versions?") from None
+    if error is not None:
+        raise RemoteError(t, error, stderr)
+    if reply is None:
+        lines = [line for line in stderr.splitlines() if line.strip()]
+        raise HostError(t.label, f"{action} failed on the remote: {lines[-1] if lines else f'exit status {status}'}")
+    try:
+        return parse(REPLIES[action], reply)
+    except ProtocolError as e:
+        raise HostError(t.label, f"{action}: the agent's reply was not understood ({e})") from None
+
+
+def show_event(t, message):
+    if message["event"] == "waiting":
+        # as it happens, not at the end: another run holds the host's lock
+        print(f"{t.label}: waiting for another fabjupyter run there to finish: {message['owner']} (up to {message['seconds']} s)",
+              file=sys.stderr, flush=True)
+
+
+ERRORS = {
+    "no_password": "no Jupyter password is set there; run `fab -H {label} password` (or `setup`)",
+    "not_configured": "not configured yet; run `fab -H {label} setup` (or `config`)",
+    "no_cert": "public mode needs a certificate and there is none; run `fab -H {label} cert` (setup --mode public makes one)",
+    "no_tmux": "tmux is not installed there; install it, or use --launcher nohup",
+    "bad_launcher": "unknown launcher {detail!r}; use nohup or tmux",
+    "no_jupyter": "no Jupyter found there{detail_in}; set `jupyter:` (the command, e.g. ~/venv/bin/jupyter lab) or `activate:` (e.g. source ~/venv/bin/activate) in hosts.yaml",
+    "no_python": "cannot find the Python that runs {detail}; set `jupyter:` to the full path of the jupyter command",
+    "no_python_agent": "there is no python3 on the host's PATH to run this tool's agent (and no Jupyter environment "
+    "recorded there); install python3, or set `activate:` so that Jupyter's is found",
+    "unsupported": "{detail} is not supported (this tool runs Jupyter Server 1 or 2 — JupyterLab 3/4, Notebook 7 — or classic Notebook 6.1+); upgrade it there, e.g. pip install -U jupyterlab",
+    "activate_failed": "the activate line failed; fix `activate:` in hosts.yaml. It said:{output}",
+    "root_not_dir": "root_dir {detail} exists but is not a directory; choose another with --root-dir",
+    "cannot_write": "cannot write there ({detail}); is the disk full or the home directory read-only?",
+    "no_free_port": "no free port from {detail} on; choose another with --port",
+    "died": "Jupyter exited while starting; its log ends with:{logs}",
+    "timeout": "Jupyter did not answer within {detail} s, so it was stopped; its log ends with:{logs} (start_timeout: in hosts.yaml waits longer)",
+    "launch_failed": "could not launch Jupyter: {detail}",
+    "unsafe": "Jupyter started, but not with this tool's settings: {detail}. It was stopped. A setting in your own "
+    "Jupyter config (~/.jupyter, or the environment's etc/jupyter) overrides ours there; remove it",
+    "locked": "another fabjupyter run there still holds its lock: {detail}; try again when it has finished",
+    "protocol": "this tool's agent and client disagree ({detail})",
+}
+
+
+def indented(lines):
+    return "".join("\n    " + line for line in lines) or " (empty)"
+
+
+class RemoteError(HostError):
+    """A failure the agent reported with an error code; the message is written here, in one place."""
+
+    def __init__(self, t, error, stderr=""):
+        self.error = error
+        template = ERRORS.get(error.code, "failed: {code} {detail}")
+        output = [line for line in stderr.splitlines() if line.strip()][-10:]
+        message = template.format(
+            label=t.label, code=error.code, detail=error.detail, logs=indented(error.log), output=indented(output),
+            detail_in=f" ({error.detail!r} not found)" if error.detail else "",
+        )
+        super().__init__(t.label, message)

@@ -1,0 +1,38 @@
+"""What a task did on one host, and the one place where lines about a host are printed (the
+host's label is added there, never baked into the text)."""
+
+import json
+import threading
+from dataclasses import dataclass, field
+
+
+class Plain(str):
+    """A line printed as it is, without the host's label (a diff line, a hint to run next)."""
+
+
+@dataclass
+class Outcome:
+    """What a task did on one host: the lines to print for a single host, a short word for the
+    group table, where Jupyter is (if it runs), and the record for --json."""
+
+    lines: list = field(default_factory=list)
+    summary: str = "ok"
+    url: str = ""
+    record: dict = None
+
+
+_print_lock = threading.Lock()
+
+
+def say(*lines):
+    with _print_lock:
+        for line in lines:
+            print(line, flush=True)
+
+
+def labelled(label, lines):
+    return [line if isinstance(line, Plain) else f"{label}: {line}" for line in lines]
+
+
+def show(label, outcome, as_json=False):
+    say(json.dumps(outcome.record) if as_json else "\n".join(labelled(label, outcome.lines)))
