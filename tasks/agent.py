@@ -210,6 +210,16 @@ def describe_versions(found):
 # --- files -----------------------------------------------------------------------------------
 
 
+def sh_quote(value):
+    """Quote one value for a POSIX shell: the one helper, used by the client for everything it
+    sends and by this agent for the command line it hands to run.sh."""
+    text = str(value)
+    if "\0" in text:
+        raise ValueError("a value for the shell contains a NUL byte")
+    return shlex.quote(text)
+
+
+
 def read_text(path):
     try:
         with open(path, encoding="utf-8") as f:
@@ -872,7 +882,10 @@ class Run:
             return pid
         subprocess.call(["tmux", "-L", "fabjupyter", "kill-session", "-t", "jupyter"],
                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        p = subprocess.Popen(["tmux", "-L", "fabjupyter", "new-session", "-d", "-s", "jupyter", "sh", self.path("run.sh"), "serve"] + argv,
+        # the command line goes in a file, not on tmux's (whose server keeps its first client's)
+        write_atomic(self.path("serve.sh"), "# Jupyter's command line, for run.sh (written at each start)\nset -- %s\n" % " ".join(
+            sh_quote(a) for a in argv))
+        p = subprocess.Popen(["tmux", "-L", "fabjupyter", "new-session", "-d", "-s", "jupyter", "sh", self.path("run.sh"), "serve"],
                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=self.home, close_fds=True)
         err = p.communicate()[0].decode("utf-8", "replace").strip()
         if p.returncode != 0:

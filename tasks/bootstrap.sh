@@ -7,8 +7,8 @@
 #    nothing. The agent and its request travel in FJ_AGENT_PY, fed to Python through a pipe by
 #    printf (a builtin: secrets never reach an argument list). A pipe, not the rest of this
 #    stdin: dash reads a script from a pipe in blocks, past the line that would hand it on.
-#  - ~/.fabjupyter/run.sh, with `fj_boot "$@"` last: `sh run.sh serve COMMAND...` (under tmux)
-#    activates as the agent did and execs Jupyter's command line, made by the agent.
+#  - ~/.fabjupyter/run.sh, with `fj_boot "$@"` last: `sh run.sh serve` (under tmux) activates as
+#    the agent did and execs Jupyter's command line, which the agent wrote to serve.sh.
 #
 # The reply channel is file descriptor 3 (the SSH session's standard output); everything else,
 # the activation's output included, goes to standard error, so nothing it prints can pass for a
@@ -128,8 +128,15 @@ fj_agent() {
     printf '%s' "$FJ_AGENT_PY" | "$PY" - fabjupyter-agent "$code" "$detail" "${PLAIN-}" "${NOTE-}" "$@"
 }
 
-# fj_boot agent | serve COMMAND...
+# fj_boot agent | serve [COMMAND...]
 fj_boot() {
+    case ${1-} in
+        agent | serve) ;;
+        *)
+            echo "usage: sh run.sh serve (fabjupyter's launcher, run by its agent)" >&2
+            return 2
+            ;;
+    esac
     fj_home
     if [ "$1" = serve ]; then
         shift
@@ -144,6 +151,7 @@ fj_boot() {
         # whose start was never recorded (its run killed) is still found and stopped
         printf '%s\n' "$$" > "$D/pid.tmp.$$" && mv -f "$D/pid.tmp.$$" "$D/pid"
         echo "$$" >> "$D/launched"
+        [ $# -gt 0 ] || . "$D/serve.sh"
         exec "$@"
     fi
     # the agent: finish the job even if the client goes away mid-way (Ctrl-C, a dropped link)

@@ -4,7 +4,6 @@ the agent answers with JSON lines, turned here into one typed object per action.
 codes become sentences here, in one place."""
 
 import json
-import shlex
 import sys
 import typing
 from dataclasses import dataclass, fields
@@ -12,6 +11,7 @@ from importlib import resources
 
 import paramiko
 
+from . import agent
 from .connection import connect
 from .errors import HostError, UserError
 
@@ -25,11 +25,12 @@ LAUNCHING = ("setup", "start", "restart")  # may start Jupyter: take ready.py al
 
 
 def sh_quote(value):
-    """Quote one value for a POSIX shell. Every value that reaches a remote shell goes through here."""
-    text = str(value)
-    if "\0" in text:
-        raise UserError("a value for the remote shell contains a NUL byte")
-    return shlex.quote(text)
+    """Quote one value for a POSIX shell. Every value that reaches a remote shell goes through
+    the agent's sh_quote (the agent uses it too, for Jupyter's command line under tmux)."""
+    try:
+        return agent.sh_quote(value)
+    except ValueError:
+        raise UserError("a value for the remote shell contains a NUL byte") from None
 
 
 def sh_words(words):
@@ -208,6 +209,24 @@ def parse(kind, data, where="reply"):
 # --- running it ---------------------------------------------------------------------------------
 
 
+def read_line(raw, on_event):
+    """One line of the agent's output: an event (passed on) or its reply or error (returned)."""
+    try:
+        message = json.loads(raw)
+    except ValueError:
+        raise ProtocolError(f"not a JSON line: {raw[:200]!r}") from None
+    if not isinstance(message, dict) or len(message) != 1 and "event" not in message:
+        raise ProtocolError(f"not a message: {raw[:200]!r}")
+    if "event" in message:
+        on_event(message)
+        return None
+    if "error" in message:
+        return parse(ErrorReply, message["error"], "error")
+    if "reply" in message:
+        return message["reply"]
+    raise ProtocolError(f"unknown message: {raw[:200]!r}")
+
+
 def run_agent(t, action, settings_sh=None, **request):
     """Run one agent action on the host: one SSH session, the script on stdin, one typed reply."""
     transport = connect(t)
@@ -219,16 +238,11 @@ def run_agent(t, action, settings_sh=None, **request):
         chan.sendall(script)
         chan.shutdown_write()
         for raw in chan.makefile("rb"):
-            try:
-                message = json.loads(raw)
-            except ValueError:
-                raise ProtocolError(f"not a JSON line: {raw[:200]!r}") from None
-            if "event" in message:
-                show_event(t, message)
-            elif "reply" in message:
-                reply = message["reply"]
-            elif "error" in message:
-                error = parse(ErrorReply, message["error"], "error")
+            answer = read_line(raw, lambda message: show_event(t, message))
+            if isinstance(answer, ErrorReply):
+                error = answer
+            elif answer is not None:
+                reply = answer
         stderr = chan.makefile_stderr("rb").read().decode("utf-8", "replace")
         status = chan.recv_exit_status()
         chan.close()
