@@ -162,7 +162,8 @@ fj_boot() {
     if [ -z "${FJ_NEEDS_JUPYTER-}" ]; then
         # status, stop, logs, password, cert: the interpreter that ran Jupyter last, else python3;
         # no activation, so these work when the environment is gone
-        PY=$(sed -n 1p "$D/python" 2> /dev/null)
+        PY=
+        [ -f "$D/python" ] && IFS= read -r PY < "$D/python"
         [ -n "$PY" ] && [ -x "$PY" ] || PY=
         fj_agent "" ""
         return

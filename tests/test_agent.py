@@ -1,0 +1,142 @@
+"""The fast layer: the agent's decisions, with a temporary HOME on this machine and no sshd (the
+same script the client sends, fed to `sh -s`; replies parsed by the client's own code). The
+real-sshd tests keep every end-to-end assertion; these pin the decisions, in seconds."""
+
+import dataclasses
+import subprocess
+
+import pytest
+
+from tasks import agent, protocol
+from tasks.cert import generate
+
+from .localagent import LocalHost, settings
+from .sshhost import JUPYTER_VENV, free_port
+
+PASSWORD = "fast layer"
+
+
+@pytest.fixture
+def host(tmp_path):
+    h = LocalHost(tmp_path / "home")
+    yield h
+    try:
+        h.stop()
+    finally:
+        h.kill_all()
+
+
+def snapshot(h):
+    return {p: (p.stat().st_mtime_ns, p.read_bytes() if p.is_file() else b"") for p in h.home.rglob("*")}
+
+
+def whats(reply):
+    return [c.what for c in reply.changes]
+
+
+def test_fresh_host_without_a_password_is_asked_for_one_and_keeps_nothing(host):
+    reply = host.setup(settings(port=free_port()))
+    assert reply.ask == "password" and reply.changes == ()
+    assert list(host.home.iterdir()) == []  # not even the lock's directory
+
+
+def test_a_dry_run_that_would_fail_is_an_error_and_changes_nothing(host):
+    reply = host.setup(settings(port=free_port(), jupyter=("/nowhere/jupyter-lab",)), PASSWORD, dry_run=True)
+    assert isinstance(reply, protocol.ErrorReply) and reply.code == "no_jupyter" and reply.detail == "/nowhere/jupyter-lab"
+    assert list(host.home.iterdir()) == []
+
+
+# (how the host is prepared, what is then asked for, the changes expected)
+CASES = {
+    "fresh": (None, {}, ["settings", "config", "tool", "password", "start"]),
+    "configured, not running": ("stopped", {}, ["start"]),
+    "running, same settings": ("running", {}, []),
+    "running, another port": ("running", {"port": "other"}, ["stop", "start"]),
+    "running, another password": ("running", {"password": "another one"}, ["password", "stop", "start"]),
+    "running, another launcher": ("running", {"launcher": "tmux"}, ["stop", "start"]),
+    "running, another root_dir": ("running", {"root_dir": "~/work"}, ["settings", "stop", "root_dir", "start"]),
+    "running, another mode": ("running", {"mode": "public"}, ["settings", "config", "stop", "start"]),
+    "running, another activate line": ("running", {"activate": "true"}, ["settings", "stop", "start"]),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_the_dry_run_predicts_exactly_what_the_real_run_then_does(host, case):
+    prepared, change, expected = CASES[case]
+    base = settings(port=free_port())
+    cert, key = generate(["localhost", "127.0.0.1"], 30)
+    host.run("cert", cert_digest=None, key_digest=None, cert=cert.decode(), key=key.decode(), push=True)
+    if prepared:
+        assert host.setup(base, PASSWORD).status.running
+        if prepared == "stopped":
+            host.stop()
+    before = host.status()
+    password = change.pop("password", PASSWORD)
+    if change.get("port") == "other":
+        change["port"] = free_port()
+    wanted = dataclasses.replace(base, **change)
+    files = snapshot(host)
+    dry = host.setup(wanted, password, dry_run=True)
+    assert snapshot(host) == files  # a dry run writes nothing
+    real = host.setup(wanted, password)
+    assert whats(real) == expected, real.changes
+    assert dry.changes == real.changes  # the same changes, details and diffs included
+    assert dry.unchanged == real.unchanged == (expected == [])
+    after = host.status()
+    assert after.running and (after.pid == before.pid) == ("start" not in expected)
+
+
+def test_an_upgrade_that_changes_only_comments_restarts_nothing(host, monkeypatch):
+    """The tool's own scripts are not what Jupyter reads: a copy of the tool whose files differ
+    only in comments finds nothing to change, and Jupyter keeps its pid."""
+    first = host.setup(settings(port=free_port()), PASSWORD)
+    pid = first.status.pid
+    monkeypatch.setattr(protocol, "AGENT", protocol.AGENT + "\n# a comment of a newer version\n")
+    monkeypatch.setattr(protocol, "BOOTSTRAP", protocol.BOOTSTRAP + "\n# a comment of a newer version\n")
+    monkeypatch.setattr(protocol, "READY", protocol.READY + "\n# a comment of a newer version\n")
+    again = host.setup(settings(port=first.status.port), PASSWORD)
+    assert again.unchanged and again.status.pid == pid
+    assert [(c.what, c.detail) for c in again.changes] == [("tool", "run.sh")]  # refreshed, and said so
+    assert "# a comment of a newer version" in (host.d / "run.sh").read_text()
+
+
+def test_status_stop_and_logs_work_when_the_environment_is_gone(host):
+    """They run in the interpreter recorded at the start (then python3), never activate, and
+    need no Jupyter on the PATH. With no Python at all, a clear error, from the bootstrap."""
+    started = host.setup(settings(port=free_port(), activate="false-if-run-again-would-fail"), PASSWORD)
+    assert isinstance(started, protocol.ErrorReply) and started.code == "activate_failed"
+    host.setup(settings(port=free_port()), PASSWORD)
+    host.path = "/nonexistent"  # no jupyter, no python3, not even sed
+    status = host.status()
+    assert status.running
+    assert host.run("logs", lines=5).exists
+    assert host.stop().change("stop").detail == str(status.pid)
+    assert not host.status().running
+    (host.d / "python").unlink()
+    reply = host.run("status")
+    assert isinstance(reply, protocol.ErrorReply) and reply.code == "no_python_agent"
+
+
+def test_replies_are_typed_and_strict():
+    status = {f.name: None for f in dataclasses.fields(protocol.Status)}
+    status.update(running=False, has_password=False, configured=False, unrecorded=[])
+    assert protocol.parse(protocol.StatusReply, {"status": status}).status.unrecorded == ()
+    for broken in ({**status, "extra": 1}, {k: v for k, v in status.items() if k != "busy"}, {**status, "pid": "12"}):
+        with pytest.raises(protocol.ProtocolError):
+            protocol.parse(protocol.StatusReply, {"status": broken})
+
+
+def test_the_checksum_of_an_earlier_version_is_posix_cksum(tmp_path):
+    data = b"run.sh\n" * 1000 + bytes(range(256))
+    (tmp_path / "f").write_bytes(data)
+    out = subprocess.run(["cksum", str(tmp_path / "f")], capture_output=True, text=True).stdout.split()
+    assert agent.cksum(data) == f"{out[0]}-{out[1]}"
+
+
+def test_the_agent_is_python_3_6(tmp_path):
+    """The oldest remote Python the README names: the agent and ready.py parse as 3.6 code."""
+    import ast
+
+    for source in (protocol.AGENT, protocol.READY):
+        ast.parse(source, feature_version=(3, 6))
+    assert JUPYTER_VENV.exists()

@@ -1,0 +1,61 @@
+"""An upgrade of this tool never restarts a user's server unless a setting Jupyter reads has
+changed: checked on the real sshd, against a server that an older copy of the tool started."""
+
+import shutil
+import subprocess
+
+from .conftest import FAB, ROOT
+from .jupyter_http import login_and_list
+
+# The last version whose remote side was the POSIX-sh agent (agent.sh, launcher.sh), with its
+# key=value state file and a fingerprint over its own scripts' text.
+SH_AGENT_VERSION = "73da02343536bbd8284dc26db01ab7b53783481a"
+PASSWORD = "correct horse"
+
+
+def run_copy(fab, copy, *args):
+    cmd = [*FAB, "-S", str(fab.sshhost.ssh_config), "-H", fab.user, *args]
+    r = subprocess.run(cmd, cwd=copy, env=fab.env(), input=PASSWORD + "\n", capture_output=True, text=True, timeout=240)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return r
+
+
+def test_an_upgrade_from_the_sh_agent_restarts_nothing(fab, tmp_path, local_port):
+    old = tmp_path / "previous"
+    old.mkdir()
+    subprocess.run(f"git -C {ROOT} archive {SH_AGENT_VERSION} fabfile.py tasks | tar -x -C {old}", shell=True, check=True)
+    assert (old / "tasks" / "agent.sh").exists()  # really the older design
+    run_copy(fab, old, "setup", "--password-stdin")
+    pid = int((fab.home / ".fabjupyter" / "pid").read_text().split()[0])
+    record = fab.status()  # this version reads the older record
+    assert record["running"] and record["pid"] == pid and record["current"] is True, record
+    r = fab.setup()
+    assert "nothing changed" in r.stdout and fab.status()["pid"] == pid, r.stdout
+    # a setting Jupyter reads does restart it (and the older record is replaced by this one's)
+    r = fab.setup("--root-dir", "~/work")
+    assert "stopped the running Jupyter" in r.stdout and fab.status()["pid"] != pid, r.stdout
+    proc, url, out = fab.tunnel("--local-port", str(local_port))
+    assert login_and_list(url, PASSWORD)[1] == 200
+    fab.cleanup()
+    fab("stop")
+    assert fab.sshhost.processes(fab.user) == []
+
+
+def test_a_copy_that_differs_only_in_comments_restarts_nothing(fab, tmp_path):
+    """The tool installed again with its packaged files changed in comments only (as an upgrade
+    that touched no setting would): setup against the server the original started changes
+    nothing but this tool's own run.sh, and says so."""
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    shutil.copy(ROOT / "fabfile.py", copy)
+    shutil.copytree(ROOT / "tasks", copy / "tasks", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("agent.py", "ready.py", "boot.py", "bootstrap.sh"):
+        path = copy / "tasks" / name
+        path.write_text(path.read_text() + "\n# a comment of a newer version\n")
+    fab.setup()
+    pid = fab.status()["pid"]
+    r = run_copy(fab, copy, "setup", "--password-stdin")
+    assert "nothing changed" in r.stdout and fab.status()["pid"] == pid, r.stdout
+    assert "refreshed this tool's own run.sh (not a reason to restart Jupyter)" in r.stdout
+    assert "# a comment of a newer version" in (fab.home / ".fabjupyter" / "run.sh").read_text()
+    fab("stop")
