@@ -122,14 +122,21 @@ def token_era_settings(mode, app_name, package, shimmed):
     return config
 
 
-class Kind:
-    def __init__(self, name, app, root_key, config_name, settings, password):
-        self.name = name
-        self.app = app  # the class whose options the command line sets
-        self.root_key = root_key  # its root directory option
-        self.config_name = config_name  # the settings (and password) file it reads
-        self.settings = settings  # mode -> the settings file's content
-        self.password = password  # hash -> the password file's content
+def number(version):
+    try:
+        return tuple(int(x) for x in version.split(".")[:2])
+    except ValueError:
+        return (0, 0)
+
+
+def classic_notebook(versions, command):
+    """The command runs classic Notebook (6.x), which reads NotebookApp.* from its own file."""
+    notebook = versions.get("notebook", "")
+    if "notebook" not in os.path.basename(command) or not notebook or number(notebook) >= (7, 0):
+        return False
+    if number(notebook) < (6, 1):  # argon2 hashes from 6.1 on
+        raise Fail("unsupported", "classic Notebook %s (6.1 or newer is needed)" % notebook)
+    return True
 
 
 def server1_password(h):
@@ -138,38 +145,37 @@ def server1_password(h):
     return {app: {"password": h} for app in SHIMMED_CLASSES + ("ServerApp",)}
 
 
-KINDS = {
-    k.name: k
-    for k in (
-        Kind("server2", "ServerApp", "root_dir", "jupyter_server_config.json", server2_settings,
-             lambda h: {"PasswordIdentityProvider": {"hashed_password": h}}),
-        Kind("server1", "ServerApp", "root_dir", "jupyter_server_config.json",
-             lambda mode: token_era_settings(mode, "ServerApp", "jupyter_server", True), server1_password),
-        Kind("nb6", "NotebookApp", "notebook_dir", "jupyter_notebook_config.json",
-             lambda mode: token_era_settings(mode, "NotebookApp", "notebook", False),
-             lambda h: {"NotebookApp": {"password": h}}),
-    )
-}
+class Kind:
+    def __init__(self, name, detect, app, root_key, config_name, settings, password):
+        self.name = name
+        self.detect = detect  # (versions, command) -> does the command run this kind?
+        self.app = app  # the class whose options the command line sets
+        self.root_key = root_key  # its root directory option
+        self.config_name = config_name  # the settings (and password) file it reads
+        self.settings = settings  # mode -> the settings file's content
+        self.password = password  # hash -> the password file's content
 
 
-def number(version):
-    try:
-        return tuple(int(x) for x in version.split(".")[:2])
-    except ValueError:
-        return (0, 0)
+# The kinds of Jupyter, tried in this order: everything that differs between them is here.
+KIND_LIST = (
+    Kind("nb6", classic_notebook, "NotebookApp", "notebook_dir", "jupyter_notebook_config.json",
+         lambda mode: token_era_settings(mode, "NotebookApp", "notebook", False),
+         lambda h: {"NotebookApp": {"password": h}}),
+    Kind("server2", lambda v, c: number(v.get("jupyter_server", "")) >= (2, 0), "ServerApp", "root_dir",
+         "jupyter_server_config.json", server2_settings, lambda h: {"PasswordIdentityProvider": {"hashed_password": h}}),
+    Kind("server1", lambda v, c: number(v.get("jupyter_server", "")) >= (1, 0), "ServerApp", "root_dir",
+         "jupyter_server_config.json", lambda mode: token_era_settings(mode, "ServerApp", "jupyter_server", True),
+         server1_password),
+)
+KINDS = {k.name: k for k in KIND_LIST}
 
 
 def kind_for(versions, command):
     """Which kind of Jupyter the command runs: that decides which settings it reads."""
-    server, notebook = versions.get("jupyter_server", ""), versions.get("notebook", "")
-    if "notebook" in os.path.basename(command) and notebook and number(notebook) < (7, 0):
-        if number(notebook) < (6, 1):  # argon2 hashes from 6.1 on
-            raise Fail("unsupported", "classic Notebook %s (6.1 or newer is needed)" % notebook)
-        return "nb6"
-    if number(server) >= (2, 0):
-        return "server2"
-    if number(server) >= (1, 0):
-        return "server1"
+    for kind in KIND_LIST:
+        if kind.detect(versions, command):
+            return kind.name
+    server = versions.get("jupyter_server", "")
     raise Fail("unsupported", "jupyter_server " + server if server else "this Jupyter (no jupyter_server, no classic Notebook)")
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import paramiko
 from paramiko.hostkeys import HostKeyEntry, HostKeys
 
-from .errors import UserError
+from .errors import HostError
 
 DEFAULT_USER_FILES = "~/.ssh/known_hosts ~/.ssh/known_hosts2"
 DEFAULT_GLOBAL_FILES = "/etc/ssh/ssh_known_hosts /etc/ssh/ssh_known_hosts2"
@@ -87,7 +87,8 @@ class Policy(paramiko.MissingHostKeyPolicy):
         if same:
             where = f"{same[0].path}:{same[0].line}"
             raise HostKeyError(
-                f"{self.label}: the host key of {self.name} has CHANGED ({fp}; known_hosts says otherwise at {where}); "
+                self.label,
+                f"the host key of {self.name} has CHANGED ({fp}; known_hosts says otherwise at {where}); "
                 f"this may be an impostor. If the change is expected, remove the old key: ssh-keygen -R '{self.name}'"
             )
         if self.mode in ("no", "off", "false"):
@@ -96,7 +97,8 @@ class Policy(paramiko.MissingHostKeyPolicy):
             self._record(key)
             return
         raise HostKeyError(
-            f"{self.label}: unknown host key for {self.name} ({fp}); if it is right, run again with "
+            self.label,
+            f"unknown host key for {self.name} ({fp}); if it is right, run again with "
             "--accept-new-host-key (or FABRIC_JUPYTER_ACCEPT_NEW_HOST_KEY=1, or StrictHostKeyChecking accept-new in ssh_config)"
         )
 
@@ -108,7 +110,7 @@ class Policy(paramiko.MissingHostKeyPolicy):
             f.write(f"{self.name} {key.get_name()} {key.get_base64()}\n")
 
 
-class HostKeyError(UserError):
+class HostKeyError(HostError):
     pass
 
 

@@ -422,7 +422,7 @@ def keep_alive(t, tun):
             try:
                 port, mode = ask_where(t)
             except UserError as e:
-                print(f"{t.label}: {str(e).removeprefix(t.label + ': ')}", flush=True)
+                print(f"{t.label}: {e.message if isinstance(e, HostError) else e}", flush=True)
                 continue
             if port == tun.remote_port:
                 continue

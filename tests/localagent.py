@@ -35,7 +35,7 @@ class LocalHost:
     def run(self, action, settings_sh=None, **request):
         """(typed reply or protocol.ErrorReply, stderr) of one agent run."""
         script = protocol.agent_script(action, request, settings_sh).encode()
-        r = subprocess.run(["sh", "-s"], input=script, capture_output=True, env=self.env(), cwd=self.home, timeout=180)
+        r = subprocess.run(["/bin/sh", "-s"], input=script, capture_output=True, env=self.env(), cwd=self.home, timeout=180)
         answer = None
         for line in r.stdout.splitlines():
             got = protocol.read_line(line, self.events.append)

@@ -27,7 +27,9 @@ def host(tmp_path):
 
 
 def snapshot(h):
-    return {p: (p.stat().st_mtime_ns, p.read_bytes() if p.is_file() else b"") for p in h.home.rglob("*")}
+    """This tool's files on the host (Jupyter's own log and files go on changing as it runs)."""
+    return {p: (p.stat().st_mtime_ns, p.read_bytes() if p.is_file() else b"")
+            for p in h.d.rglob("*") if not p.name.startswith("jupyter.log")}
 
 
 def whats(reply):

@@ -181,3 +181,42 @@ def test_tunnel_to_a_tls_server(fab, local_port):
     assert url == f"https://localhost:{local_port}/", out
     context = trusting(local_copy(fab) / "cert.pem")
     assert login_and_list(url, PASSWORD, context)[1] == 200
+
+
+def test_the_dry_run_compares_digests_and_never_sends_the_key(fab, monkeypatch):
+    """A certificate dry run (cert --dry-run, setup --dry-run in public mode) asks the host
+    whether it has the same pair by digest: the private key never travels for that. Every
+    script sent is recorded here (the client runs in this process)."""
+    from fabric import Config, Connection
+
+    from tasks import cert as cert_module
+    from tasks import protocol
+    from tasks.connection import one_timeout
+    from tasks.hosts import Target
+    from tasks.inventory import Inventory, Settings
+
+    fab.setup("--mode", "public")
+    key = (local_copy(fab) / "key.pem").read_bytes()
+    body = b"".join(key.splitlines()[1:-1]).decode()  # the base64 inside the PEM armour
+    sent = []
+    real = protocol.agent_script
+    monkeypatch.setattr(protocol, "agent_script", lambda *a, **k: sent.append(real(*a, **k)) or sent[-1])
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(fab.config_home))
+    conn = Connection(fab.user, config=Config(runtime_ssh_path=str(fab.sshhost.ssh_config)))
+    one_timeout(conn)
+    t = Target(fab.user, conn, Settings(mode="public", port=fab.port), Inventory(str(fab.hosts_file)))
+    try:
+        outcome = cert_module.ensure_cert(t, dry_run=True)
+        assert outcome.dry and not outcome.pushed and not outcome.generated  # the host has exactly this pair
+        # its own pair given on the command line: the same
+        (fab.hosts_file.parent / "k.pem").write_bytes(key)
+        (fab.hosts_file.parent / "c.pem").write_bytes((local_copy(fab) / "cert.pem").read_bytes())
+        outcome = cert_module.ensure_cert(t, cert_file=str(fab.hosts_file.parent / "c.pem"),
+                                          key_file=str(fab.hosts_file.parent / "k.pem"), dry_run=True)
+        assert outcome.dry and not outcome.pushed
+    finally:
+        conn.close()
+    assert len(sent) == 2
+    for script in sent:
+        assert body[:40] not in script and "PRIVATE KEY" not in script
+    fab("stop")
