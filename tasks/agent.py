@@ -1045,8 +1045,8 @@ def act_restart(run):
     run.check_launcher(launcher)
     settings = run.disk_settings()
     kind, version = run.probe()
+    run.stop_unrecorded(state)
     run.stop_server(state)
-    run.stop_unrecorded({})
     run.refresh_tool_files()
     run.launch(kind, version, settings, launcher, requested_port(run, settings or {}))
     return {"changes": run.changes, "status": run.status(), "note": run.note}
@@ -1054,8 +1054,8 @@ def act_restart(run):
 
 def act_stop(run):
     state = run.state()
+    run.stop_unrecorded(state)
     run.stop_server(state)
-    run.stop_unrecorded({})
     return {"changes": run.changes}
 
 

@@ -88,6 +88,15 @@ def test_the_dry_run_predicts_exactly_what_the_real_run_then_does(host, case):
     assert after.running and (after.pid == before.pid) == ("start" not in expected)
 
 
+def test_stop_and_its_dry_run_name_the_same_server(host):
+    pid = host.setup(settings(port=free_port()), PASSWORD).status.pid
+    dry = host.run("stop", dry_run=True)
+    assert host.status().pid == pid
+    real = host.stop()
+    assert dry.changes == real.changes and [(c.what, c.detail) for c in real.changes] == [("stop", str(pid))]
+    assert not host.status().running
+
+
 def test_an_upgrade_that_changes_only_comments_restarts_nothing(host, monkeypatch):
     """The tool's own scripts are not what Jupyter reads: a copy of the tool whose files differ
     only in comments finds nothing to change, and Jupyter keeps its pid."""
