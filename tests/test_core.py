@@ -417,7 +417,8 @@ def test_tunnel_open_starts_the_browser_on_the_url(fab, local_port, tmp_path):
     fab.setup()
     opened = tmp_path / "opened"
     browser = tmp_path / "browser.sh"
-    browser.write_text(f"#!/bin/sh\nprintf '%s' \"$1\" > {opened}\n")
+    # written whole, then renamed: the test may look while it is being written
+    browser.write_text(f"#!/bin/sh\nprintf '%s' \"$1\" > {opened}.tmp && mv {opened}.tmp {opened}\n")
     browser.chmod(0o755)
     os.environ["BROWSER"] = str(browser)
     try:
