@@ -4,9 +4,16 @@
     fab -H HOST tunnel    forward a local port to it and print the URL
 """
 
+from importlib import metadata
+
 from invoke import Collection
 
 from . import cert, config, password, server, setup, tunnel
+
+try:
+    __version__ = metadata.version("fabjupyter")
+except metadata.PackageNotFoundError:  # a checkout that was never installed
+    __version__ = "0.1.0"
 
 ns = Collection(
     setup.setup,
@@ -22,7 +29,8 @@ ns = Collection(
 )
 ns.configure(
     {
-        # jupyter.hosts_file: another inventory (env: FABRIC_JUPYTER_HOSTS_FILE); default: hosts.yaml here
+        # jupyter.hosts_file: the inventory (env: FABRIC_JUPYTER_HOSTS_FILE); else ./hosts.yaml, else
+        # $XDG_CONFIG_HOME/fabjupyter/hosts.yaml (tasks/hosts.py)
         # jupyter.accept_new_host_key: record unknown host keys (env: FABRIC_JUPYTER_ACCEPT_NEW_HOST_KEY=1)
         "jupyter": {"hosts_file": None, "accept_new_host_key": False},
         # Fabric's default is to wait for the OS (minutes); -t SECONDS overrides this.

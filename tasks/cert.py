@@ -13,11 +13,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-from invoke import task
 
 from . import fleet
 from .errors import UserError, user_task
-from .options import DRY_RUN_HELP, GROUP_HELP, WORKERS_HELP
+from .options import DRY_RUN_HELP, GROUP_HELP, WORKERS_HELP, task
 from .protocol import run_agent
 from .report import Outcome
 

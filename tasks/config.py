@@ -3,11 +3,10 @@ find and run Jupyter: activation, command, root, address, TLS, socket), the sett
 reads (made by the agent, which knows the kind of Jupyter), and run.sh, this tool's launcher.
 The user's own Jupyter config files are never edited."""
 
-from invoke import task
 
 from . import fleet
 from .errors import user_task
-from .options import DRY_RUN_HELP, GROUP_HELP, MODE_HELP, ROOT_DIR_HELP, WORKERS_HELP
+from .options import DRY_RUN_HELP, GROUP_HELP, MODE_HELP, ROOT_DIR_HELP, WORKERS_HELP, task
 from .protocol import run_agent, sh_assign, sh_words
 from .report import Outcome, Plain
 

@@ -21,15 +21,23 @@ class Target:
     inventory: inventory.Inventory
 
 
+INVENTORY_ORDER = (
+    "the inventory: FABRIC_JUPYTER_HOSTS_FILE (or jupyter.hosts_file in a Fabric config file such as "
+    "~/.fabric.yaml), else hosts.yaml in the current directory, else $XDG_CONFIG_HOME/fabjupyter/hosts.yaml "
+    "(~/.config/fabjupyter/hosts.yaml); none is fine (-H user@host)"
+)
+
+
 def hosts_file(c):
+    """(path, required): the inventory named in the config or environment (it must exist), else
+    the first of ./hosts.yaml and $XDG_CONFIG_HOME/fabjupyter/hosts.yaml that exists."""
     configured = c.config.get("jupyter", {}).get("hosts_file")
     if configured:
         return os.path.expanduser(configured), True
-    return os.path.join(_project_root(), "hosts.yaml"), False
-
-
-def _project_root():
-    return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    here = os.path.abspath("hosts.yaml")
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config")
+    user = os.path.join(base, "fabjupyter", "hosts.yaml")
+    return (here if os.path.exists(here) or not os.path.exists(user) else user), False
 
 
 def load_inventory(c):

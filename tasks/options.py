@@ -1,4 +1,9 @@
-"""Help texts of the options that several tasks share."""
+"""Task options: the help texts that several tasks share, and number options typed as such."""
+
+from invoke import Task
+from invoke import task as invoke_task
+from invoke.exceptions import ParseError
+from invoke.parser import Argument
 
 GROUP_HELP = "run on every host of this hosts.yaml group, in parallel (instead of -H)"
 WORKERS_HELP = "how many hosts at once with --group (default 8)"
@@ -9,3 +14,37 @@ ROOT_DIR_HELP = "Jupyter's root directory on the remote (default ~; created 0700
 MODE_HELP = "ssh (127.0.0.1, reached through the tunnel; default) or public (all interfaces, TLS and password)"
 FAST_START_HELP = ("start Jupyter through this tool's boot.py, which skips two start-up costs inside it "
                    "(about a second; off by default: Jupyter then runs exactly as its own script would)")
+
+
+# Options that take a whole number, whatever their default (None: from hosts.yaml).
+INT_OPTIONS = ("port", "local_port", "lines", "days", "workers")
+
+
+class _WholeNumber(Argument):
+    def set_value(self, value, cast=True):
+        try:
+            return super().set_value(value, cast)
+        except ValueError:
+            raise ParseError(f"--{self.name}: must be a whole number (got {value!r})") from None
+
+
+class TypedTask(Task):
+    """A task whose number options are INT in help and parsing, and a wrong value one line."""
+
+    def arg_opts(self, name, default, taken_names):
+        opts = super().arg_opts(name, default, taken_names)
+        if name in INT_OPTIONS:
+            opts["kind"] = int
+        return opts
+
+    def get_arguments(self, ignore_unknown_help=None):
+        arguments = super().get_arguments(ignore_unknown_help)
+        for argument in arguments:
+            if argument.kind is int:
+                argument.__class__ = _WholeNumber
+        return arguments
+
+
+def task(*args, **kwargs):
+    """invoke.task with TypedTask."""
+    return invoke_task(*args, klass=TypedTask, **kwargs)

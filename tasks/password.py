@@ -9,11 +9,10 @@ import sys
 import threading
 
 from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
-from invoke import task
 
 from . import fleet
 from .errors import HostError, UserError, user_task
-from .options import GROUP_HELP, WORKERS_HELP
+from .options import GROUP_HELP, WORKERS_HELP, task
 from .protocol import run_agent
 from .report import Outcome
 

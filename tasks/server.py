@@ -1,11 +1,10 @@
 """Running Jupyter detached on the host: start, stop, restart, status, logs."""
 
-from invoke import task
 
 from . import fleet
 from .errors import HostError, UserError, user_task
 from .hosts import target
-from .options import DRY_RUN_HELP, FAST_START_HELP, GROUP_HELP, LAUNCHER_HELP, PORT_HELP, WORKERS_HELP
+from .options import DRY_RUN_HELP, FAST_START_HELP, GROUP_HELP, LAUNCHER_HELP, PORT_HELP, WORKERS_HELP, task
 from .protocol import run_agent
 from .report import Outcome
 

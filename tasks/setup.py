@@ -2,13 +2,12 @@
 
 import dataclasses
 
-from invoke import task
 
 from . import fleet
 from .cert import describe_cert, ensure_cert
 from .config import change_lines, wanted
 from .errors import user_task
-from .options import DRY_RUN_HELP, FAST_START_HELP, GROUP_HELP, LAUNCHER_HELP, MODE_HELP, PORT_HELP, ROOT_DIR_HELP, WORKERS_HELP
+from .options import DRY_RUN_HELP, FAST_START_HELP, GROUP_HELP, LAUNCHER_HELP, MODE_HELP, PORT_HELP, ROOT_DIR_HELP, WORKERS_HELP, task
 from .password import fresh_hash, hash_password, read_password
 from .protocol import run_agent
 from .report import Outcome, Plain

@@ -18,11 +18,11 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 from fabric import Connection
-from invoke import Exit, task
+from invoke import Exit
 
 from .errors import HostError, UserError, sigterm_as_interrupt, user_task
 from .hosts import group_targets, target
-from .options import WORKERS_HELP
+from .options import WORKERS_HELP, task
 from .server import ask_where, is_socket, running_port
 
 READY_TIMEOUT = 30  # seconds for the forward to answer, on top of the SSH connect timeout

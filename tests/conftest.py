@@ -117,12 +117,12 @@ class Fab:
     def as_user(self, script, check=True):
         return self.sshhost.as_user(self.user, script, check=check)
 
-    def tunnel(self, *args, cmd=None):
+    def tunnel(self, *args, cmd=None, cwd=ROOT, env=None):
         """Start `fab tunnel` and return once it printed its URL (or ended)."""
         proc = subprocess.Popen(
             cmd or self.args("tunnel", *args),
-            cwd=ROOT,
-            env=self.env(),
+            cwd=cwd,
+            env=env or self.env(),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

@@ -1,0 +1,38 @@
+"""The `fabjupyter` command: Fabric's own `fab` program with this collection built in, so it runs
+from any directory and every core option (-H, -S, -i, -t, --list, --help TASK, --complete,
+--print-completion-script) behaves exactly as with `fab`."""
+
+import fabric
+import invoke
+import paramiko
+from fabric import Config, Executor
+from fabric.main import Fab
+
+from . import __version__, ns
+from .hosts import INVENTORY_ORDER
+
+
+class FabJupyter(Fab):
+    def print_version(self):
+        print(f"fabjupyter {__version__}")
+        print(f"Fabric {fabric.__version__}")
+        print(f"Paramiko {paramiko.__version__}")
+        print(f"Invoke {invoke.__version__}")
+
+    def print_help(self):
+        super().print_help()
+        print(f"Hosts: -H user@host, an ssh_config alias, or a name from {INVENTORY_ORDER}.\n")
+
+
+program = FabJupyter(
+    name="fabjupyter",
+    binary="fabjupyter",
+    version=__version__,
+    namespace=ns,
+    executor_class=Executor,
+    config_class=Config,
+)
+
+
+def main():
+    program.run()
