@@ -25,7 +25,8 @@ class _WholeNumber(Argument):
         try:
             return super().set_value(value, cast)
         except ValueError:
-            raise ParseError(f"--{self.name}: must be a whole number (got {value!r})") from None
+            what = "a port number 1-65535" if self.name.endswith("port") else "a whole number"
+            raise ParseError(f"--{self.name}: must be {what} (got {value!r})") from None
 
 
 class TypedTask(Task):
