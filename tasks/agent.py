@@ -600,6 +600,19 @@ class Run:
             state["fingerprint"] = self.disk_fingerprint(kind)
         return state
 
+    def migrate(self):
+        """What an earlier version left, in this version's files (under the lock, before this run
+        rewrites the scripts): its key=value state as JSON, with its fingerprint carried over
+        while the scripts its checksum covered are still there; the settings inside its run.sh
+        as settings.sh."""
+        text = read_text(self.path("state"))
+        if text is not None and not text.lstrip().startswith("{"):
+            write_atomic(self.path("state"), json_text(dict(self.state(), v=PROTOCOL)))
+        if not os.path.exists(self.path("settings.sh")):
+            block = legacy_block(read_text(self.path("run.sh")))
+            if block is not None:
+                write_atomic(self.path("settings.sh"), block)
+
     def disk_settings(self):
         text = read_text(self.path("settings.sh"))
         if text is None:
@@ -1128,6 +1141,7 @@ def main(request, argv=None, out=None):
             raise Fail(boot["code"], boot["detail"])
         if request["action"] in LOCKED and not run.dry:
             run.lock()
+            run.migrate()
         reply = action(run)
         run.tidy_fresh()
         run.send({"reply": reply})

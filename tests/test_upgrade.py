@@ -31,6 +31,12 @@ def test_an_upgrade_from_the_sh_agent_restarts_nothing(fab, tmp_path, local_port
     assert record["running"] and record["pid"] == pid and record["current"] is True, record
     r = fab.setup()
     assert "nothing changed" in r.stdout and fab.status()["pid"] == pid, r.stdout
+    assert "refreshed this tool's own run.sh" in r.stdout  # the scripts the old record's checksum covered
+    r = fab.setup()  # and it stays taken over, once its scripts are this version's
+    assert "nothing changed" in r.stdout and fab.status()["pid"] == pid, r.stdout
+    assert "nothing to do" in fab("start").stdout
+    assert fab.status()["pid"] == pid and fab.status()["current"] is True
+    assert "FJ_ACTIVATE=" in (fab.home / ".fabjupyter" / "settings.sh").read_text()
     # a setting Jupyter reads does restart it (and the older record is replaced by this one's)
     r = fab.setup("--root-dir", "~/work")
     assert "stopped the running Jupyter" in r.stdout and fab.status()["pid"] != pid, r.stdout
