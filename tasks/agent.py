@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -702,7 +703,7 @@ class Run:
             self.change(what, str(pid), act=lambda: kill(pid))
 
         def tidy():
-            if shutil_which("tmux"):
+            if shutil.which("tmux"):
                 subprocess.call(["tmux", "-L", "fabjupyter", "kill-session", "-t", "jupyter"],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             self._remove("state")
@@ -713,7 +714,7 @@ class Run:
 
     def check_launcher(self, launcher):
         if launcher == "tmux":
-            if not shutil_which("tmux"):
+            if not shutil.which("tmux"):
                 raise Fail("no_tmux")
         elif launcher != "nohup":
             raise Fail("bad_launcher", launcher)
@@ -746,8 +747,7 @@ class Run:
         cfg_path = self.config_path(kind)
         old_cfg = read_json(cfg_path)
         others = [p for p in self._json_files("config") if p != cfg_path]
-        needs_dirs = not self.dry
-        if needs_dirs:
+        if not self.dry:
             make_dir(self.d)
             make_dir(self.path("config"))
             make_dir(self.path("password"))
@@ -946,14 +946,6 @@ class Run:
         # Jupyter's own lines (our note about the moved keys is not news here)
         lines = [line for line in (read_text(self.path("jupyter.log")) or "").splitlines() if not line.startswith("fabjupyter: ")]
         return lines[-int(self.req.get("lines") or 20):]
-
-
-def shutil_which(name):
-    for d in os.environ.get("PATH", "").split(os.pathsep):
-        p = os.path.join(d, name)
-        if d and os.path.isfile(p) and os.access(p, os.X_OK):
-            return p
-    return None
 
 
 # --- the actions -----------------------------------------------------------------------------
