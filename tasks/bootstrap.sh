@@ -75,7 +75,9 @@ fj_python_of() {
     IFS= read -r first < "$1" || return 1
     case $first in
         '#!/bin/sh'*)
-            PY=$(sed -n "2s/^'''exec' \"\\(.*\\)\" \"\$0\" \"\$@\".*/\\1/p" "$1") PLAIN=1
+            # pip's form for long paths: the path is quoted only when it has a space
+            PY=$(sed -n -e "2s/^'''exec' \"\\(.*\\)\" \"\$0\" \"\$@\".*/\\1/p" \
+                -e "2s/^'''exec' \\([^ \"]*\\) \"\$0\" \"\$@\".*/\\1/p" "$1") PLAIN=1
             ;;
         '#!'*)
             set -- ${first#??}
@@ -208,8 +210,14 @@ fj_boot() {
         [ -n "$EXE" ] || { fj_agent no_jupyter ""; return; }
         set --
     fi
+    # the Python that runs Jupyter's script: the agent runs in it, to see what Jupyter sees. A
+    # script that is not run by a Python (a shell wrapper) or whose Python is gone: an error.
     fj_python_of "$EXE" 2> /dev/null
-    [ -n "$PY" ] && [ -x "$PY" ] || PY= PLAIN=
-    [ -n "$PY" ] || PY=$(command -v python3 2> /dev/null) || { fj_agent no_python "$EXE"; return; }
+    case ${PY##*/} in python* | pypy*) ;; *) PY= ;; esac
+    if [ -z "$PY" ] || [ ! -x "$PY" ]; then
+        PY= PLAIN=
+        fj_agent no_python "$EXE"
+        return
+    fi
     fj_agent "" "" "$EXE" "$@"
 }

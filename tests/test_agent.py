@@ -48,6 +48,22 @@ def test_a_dry_run_that_would_fail_is_an_error_and_changes_nothing(host):
     assert list(host.home.iterdir()) == []
 
 
+def test_a_jupyter_that_is_not_a_python_script_is_a_clear_error(host):
+    """A shell wrapper (as module systems install) or a script whose Python was removed: the
+    agent is never fed to another interpreter; it says which command and what to set."""
+    wrapper = host.home / "bin" / "jupyter-lab"
+    wrapper.parent.mkdir()
+    wrapper.write_text(f"#!/bin/bash\nexec {JUPYTER_VENV}/bin/jupyter-lab \"$@\"\n")
+    wrapper.chmod(0o755)
+    orphan = host.home / "bin" / "jupyter-notebook"
+    orphan.write_text("#!/nowhere/python3\nprint('never')\n")
+    orphan.chmod(0o755)
+    for script in (wrapper, orphan):
+        reply = host.setup(settings(port=free_port(), jupyter=(str(script),)), PASSWORD)
+        assert isinstance(reply, protocol.ErrorReply) and (reply.code, reply.detail) == ("no_python", str(script)), reply
+    assert not host.d.exists()
+
+
 # (how the host is prepared, what is then asked for, the changes expected)
 CASES = {
     "fresh": (None, {}, ["settings", "config", "tool", "password", "start"]),
@@ -151,3 +167,19 @@ def test_the_agent_is_python_3_6(tmp_path):
     for source in (protocol.AGENT, protocol.READY):
         ast.parse(source, feature_version=(3, 6))
     assert JUPYTER_VENV.exists()
+
+
+@pytest.mark.parametrize("line, python", [
+    ("'''exec' /opt/long/env/bin/python3 \"$0\" \"$@\"", "/opt/long/env/bin/python3"),
+    ("'''exec' \"/opt/my env/bin/python3\" \"$0\" \"$@\"", "/opt/my env/bin/python3"),
+])
+def test_pips_long_path_form_is_read_quoted_or_not(tmp_path, line, python):
+    """pip writes `#!/bin/sh` and an exec line for interpreters with long paths, quoting the
+    path only when it has a space: both name the Python that runs Jupyter."""
+    script = tmp_path / "jupyter-lab"
+    script.write_text(f"#!/bin/sh\n{line}\n' '''\nimport sys\n")
+    bootstrap = protocol.BOOTSTRAP
+    for shell in ("sh", "bash"):
+        r = subprocess.run([shell, "-c", bootstrap + '\nfj_python_of "$1"; printf "%s|%s" "$PY" "$PLAIN"', "sh", str(script)],
+                           capture_output=True, text=True)
+        assert r.stdout == f"{python}|1", (shell, r.stdout, r.stderr)
