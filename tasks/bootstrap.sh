@@ -211,13 +211,11 @@ fj_boot() {
         set --
     fi
     # the Python that runs Jupyter's script: the agent runs in it, to see what Jupyter sees. A
-    # script that is not run by a Python (a shell wrapper) or whose Python is gone: an error.
+    # command that is no Python script (a shell wrapper, a container's runner), or whose Python
+    # is gone: python3, never the wrapper's own interpreter
     fj_python_of "$EXE" 2> /dev/null
     case ${PY##*/} in python* | pypy*) ;; *) PY= ;; esac
-    if [ -z "$PY" ] || [ ! -x "$PY" ]; then
-        PY= PLAIN=
-        fj_agent no_python "$EXE"
-        return
-    fi
+    [ -n "$PY" ] && [ -x "$PY" ] || PY= PLAIN=
+    [ -n "$PY" ] || PY=$(command -v python3 2> /dev/null) || { fj_agent no_python "$EXE"; return; }
     fj_agent "" "" "$EXE" "$@"
 }

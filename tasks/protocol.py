@@ -278,8 +278,8 @@ ERRORS = {
     "no_tmux": "tmux is not installed there; install it, or use --launcher nohup",
     "bad_launcher": "unknown launcher {detail!r}; use nohup or tmux",
     "no_jupyter": "no Jupyter found there{detail_in}; set `jupyter:` (the command, e.g. ~/venv/bin/jupyter lab) or `activate:` (e.g. source ~/venv/bin/activate) in hosts.yaml",
-    "no_python": "{detail} is not a Python script whose Python exists there (a shell wrapper, or an environment that "
-    "was removed); set `jupyter:` to the jupyter command inside the environment, e.g. ~/venv/bin/jupyter lab",
+    "no_python": "cannot find the Python that runs {detail}, and there is no python3 there; set `jupyter:` to the "
+    "jupyter command inside its environment, e.g. ~/venv/bin/jupyter lab",
     "no_python_agent": "there is no python3 on the host's PATH to run this tool's agent (and no Jupyter environment "
     "recorded there); install python3, or set `activate:` so that Jupyter's is found",
     "unsupported": "{detail} is not supported (this tool runs Jupyter Server 1 or 2 — JupyterLab 3/4, Notebook 7 — or classic Notebook 6.1+); upgrade it there, e.g. pip install -U jupyterlab",
