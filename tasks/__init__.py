@@ -25,6 +25,7 @@ ns = Collection(
     server.stop,
     server.restart,
     server.status,
+    server.list_,
     server.logs,
 )
 ns.configure(

@@ -447,9 +447,40 @@ MOVED_NOTE = (
 )
 
 
+# An instance's name: a file name and a tmux session name as it is (bootstrap.sh and the client
+# check the same rule).
+NAME_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-"
+NAME_MAX = 40
+
+
+def good_name(name):
+    return isinstance(name, str) and 0 < len(name) <= NAME_MAX and name[0] not in "_-" and all(c in NAME_CHARS for c in name)
+
+
+def instance_dir(home, name):
+    """~/.fabjupyter for the default instance (where a single-server host keeps everything, as
+    before instances existed); ~/.fabjupyter/instances/NAME for the others."""
+    top = os.path.join(home, ".fabjupyter")
+    return top if name == "default" else os.path.join(top, "instances", name)
+
+
+def instance_names(home):
+    """The instances set up on this host: default (if anything of it is there), then the others."""
+    top = os.path.join(home, ".fabjupyter")
+    names = []
+    if any(os.path.exists(os.path.join(top, f)) for f in ("state", "settings.sh", "run.sh", "password", "config")):
+        names.append("default")
+    try:
+        names += sorted(n for n in os.listdir(os.path.join(top, "instances"))
+                        if good_name(n) and n != "default" and os.path.isdir(os.path.join(top, "instances", n)))
+    except OSError:
+        pass
+    return names
+
+
 class Run:
-    """One action on this host: the request, the paths, and the changes made (or, in check
-    mode, that would be made)."""
+    """One action on one instance on this host: the request, the paths, and the changes made
+    (or, in check mode, that would be made)."""
 
     def __init__(self, request, out, bootstrap):
         self.req = request
@@ -460,10 +491,17 @@ class Run:
         self.command = bootstrap.get("command") or []
         self.plain = bool(bootstrap.get("plain"))
         self.home = os.path.expanduser("~")
-        self.d = os.path.join(self.home, ".fabjupyter")
-        self.fresh = not os.path.isdir(self.d)
+        self.name = request.get("instance") or "default"
+        if not good_name(self.name):
+            self.name = "default"  # main() refuses the request before any path is used
+        self.top = os.path.join(self.home, ".fabjupyter")
+        self.d = instance_dir(self.home, self.name)
+        self.tmux_session = "jupyter" if self.name == "default" else "jupyter-" + self.name
+        # the directories this run may make only to hold its lock (removed again if it changes nothing)
+        self.fresh = [p for p in (self.top, os.path.join(self.top, "instances"), self.d) if not os.path.isdir(p)]
         self.lock_fd = None
         self.child = None  # a Jupyter started here with nohup (ours to reap)
+        self.password_from = ""  # where a new instance's password came from
 
     # paths
     def path(self, *parts):
@@ -504,6 +542,8 @@ class Run:
             make_dir(self.d)
             try:
                 fd = os.open(self.path("lock"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            except FileNotFoundError:
+                continue  # a failed run for another instance removed the directories it had made
             except OSError as e:
                 raise Fail("cannot_write", "%s: %s" % (self.path("lock"), e.strerror))
             deadline = time.time() + wait
@@ -547,9 +587,9 @@ class Run:
             os.close(fd)
 
     def tidy_fresh(self):
-        """A run that made ~/.fabjupyter only to hold its lock, and then changed nothing (it
-        failed, or it asks for a password first), leaves no trace of it."""
-        if not self.fresh or not os.path.isdir(self.d):
+        """A run that made ~/.fabjupyter (or an instance's directory) only to hold its lock, and
+        then changed nothing (it failed, or it asks for a password first), leaves no trace of it."""
+        if self.d not in self.fresh or not os.path.isdir(self.d):
             return
         names = set(os.listdir(self.d))
         if names <= {"lock", "lock.owner"}:
@@ -558,10 +598,11 @@ class Run:
                     os.unlink(self.path(name))
                 except OSError:
                     pass
-            try:
-                os.rmdir(self.d)
-            except OSError:
-                pass
+            for folder in reversed(self.fresh):  # the instance's, then instances/, then ~/.fabjupyter
+                try:
+                    os.rmdir(folder)
+                except OSError:
+                    break  # not empty: another instance's
 
     # what is on disk
     def state(self):
@@ -704,7 +745,7 @@ class Run:
 
         def tidy():
             if shutil.which("tmux"):
-                subprocess.call(["tmux", "-L", "fabjupyter", "kill-session", "-t", "jupyter"],
+                subprocess.call(["tmux", "-L", "fabjupyter", "kill-session", "-t", "=" + self.tmux_session],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             self._remove("state")
             self._remove("pid")
@@ -800,7 +841,7 @@ class Run:
         act = lambda: (make_dir(self.d), make_dir(self.path("password")), write_atomic(path, json_text(want)),  # noqa: E731
                        [os.unlink(p) for p in others])
         if new:
-            self.change("password", act=act)
+            self.change("password", self.password_from, act=act)
         elif not self.dry:
             act()
 
@@ -835,6 +876,7 @@ class Run:
             except OSError:
                 pass
         want = requested or 8888
+        ports_lock = self.ports_lock()  # until it listens: another instance starting now never takes the same port
         for attempt in range(3):
             port = None if sock else free_port(want, ip)
             pid = self.start_process(kind, settings, launcher, root, port, sock_path, tls)
@@ -861,6 +903,37 @@ class Run:
         }
         write_atomic(self.path("state"), json_text(state))
         write_atomic(self.path("python"), sys.executable + "\n")
+        os.close(ports_lock)
+
+    def ports_lock(self):
+        """Held from choosing a port until Jupyter listens on it (instances of one user choose
+        ports one at a time); released when this process ends, whatever happens."""
+        try:
+            fd = os.open(os.path.join(self.top, "ports.lock"), os.O_WRONLY | os.O_CREAT, 0o600)
+        except OSError as e:
+            raise Fail("cannot_write", "%s: %s" % (os.path.join(self.top, "ports.lock"), e.strerror))
+        deadline = time.time() + int(self.req.get("timeout") or 60) + 60
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return fd
+            except OSError:
+                if time.time() > deadline:
+                    os.close(fd)
+                    raise Fail("locked", "another instance's start")
+                time.sleep(0.05)
+
+    def inherited_hash(self):
+        """A new instance starts with the default instance's password (one password opens all
+        of a user's servers on a host, unless one is set apart with `password --name`)."""
+        if self.name == "default":
+            return None
+        return Run(dict(self.req, instance="default", dry_run=True), self.out, {}).stored_hash()
+
+    def known(self):
+        """That this instance exists; an unknown name is an error that lists the known ones."""
+        if self.name != "default" and not os.path.isdir(self.d):
+            raise Fail("unknown_instance", self.name, log=instance_names(self.home) or ["none"])
 
     def start_process(self, kind, settings, launcher, root, port, sock_path, tls):
         k = KINDS[kind]
@@ -899,12 +972,12 @@ class Run:
             with open(self.path("launched"), "a") as f:
                 f.write("%d\n" % pid)
             return pid
-        subprocess.call(["tmux", "-L", "fabjupyter", "kill-session", "-t", "jupyter"],
+        subprocess.call(["tmux", "-L", "fabjupyter", "kill-session", "-t", "=" + self.tmux_session],
                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         # the command line goes in a file, not on tmux's (whose server keeps its first client's)
         write_atomic(self.path("serve.sh"), "# Jupyter's command line, for run.sh (written at each start)\nset -- %s\n" % " ".join(
             sh_quote(a) for a in argv))
-        p = subprocess.Popen(["tmux", "-L", "fabjupyter", "new-session", "-d", "-s", "jupyter", "sh", self.path("run.sh"), "serve"],
+        p = subprocess.Popen(["tmux", "-L", "fabjupyter", "new-session", "-d", "-s", self.tmux_session, "sh", self.path("run.sh"), "serve"],
                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=self.home, close_fds=True)
         err = p.communicate()[0].decode("utf-8", "replace").strip()
         if p.returncode != 0:
@@ -958,6 +1031,7 @@ def requested_port(run, settings):
 
 
 def act_status(run):
+    run.known()
     return {"status": run.status()}
 
 
@@ -967,6 +1041,10 @@ def act_setup(run):
     run.stop_unrecorded(state)
     stored = run.stored_hash()
     new = req.get("password_hash")
+    if not new and not stored:
+        new = run.inherited_hash()
+        if new:
+            run.password_from = "the default instance's"
     if not new and not stored and not run.dry:
         return setup_reply(run, ask="password")
     if new and stored and not req.get("salted"):
@@ -1032,6 +1110,7 @@ def act_password(run):
 
 
 def act_start(run):
+    run.known()
     state = run.state()
     run.stop_unrecorded(state)
     if not alive(state.get("pid")):
@@ -1043,6 +1122,7 @@ def act_start(run):
 
 
 def act_restart(run):
+    run.known()
     state = run.state()
     if run.stored_hash() is None:
         raise Fail("no_password")
@@ -1058,6 +1138,7 @@ def act_restart(run):
 
 
 def act_stop(run):
+    run.known()
     state = run.state()
     run.stop_unrecorded(state)
     run.stop_server(state)
@@ -1065,6 +1146,7 @@ def act_stop(run):
 
 
 def act_logs(run):
+    run.known()
     text = read_text(run.path("jupyter.log"))
     if text is None:
         return {"exists": False, "lines": []}
@@ -1074,6 +1156,8 @@ def act_logs(run):
 def act_cert(run):
     """Facts for the certificate's names; whether the host has exactly the pair the client has
     (compared by digest: the key never travels for that); with push, install it (0600)."""
+    if not run.req.get("new_instance"):
+        run.known()
     fqdn = command_output(["hostname", "-f"]) or socket.gethostname()
     ips = command_output(["hostname", "-I"])
     if ips is None:
@@ -1090,8 +1174,53 @@ def act_cert(run):
             write_atomic(run.path("tls", "cert.pem"), req["cert"])
 
         run.change("cert", act=push)
-    return {"fqdn": fqdn.strip(), "ips": ips.split(), "has_password": run.stored_hash() is not None, "same": same,
+    has_password = run.stored_hash() is not None or run.inherited_hash() is not None
+    return {"fqdn": fqdn.strip(), "ips": ips.split(), "has_password": has_password, "same": same,
             "changes": run.changes}
+
+
+def act_list(run):
+    """Every instance of this tool here, and the Jupyter servers of this user that it did not
+    start (from Jupyter's own runtime files: what `jupyter server list` reads)."""
+    instances, ours = [], set()
+    for name in instance_names(run.home):
+        one = Run(dict(run.req, instance=name), run.out, {})
+        state = one.state()
+        instances.append({"name": name, "status": one.status(state)})
+        ours.update([state.get("pid")] + one.unrecorded(None))
+    return {"instances": instances, "others": other_servers(ours), "now": int(time.time())}
+
+
+def other_servers(ours):
+    """Live servers in the runtime directories (the environment's, and Jupyter's default) whose
+    pid is not one of OURS. Only what locates them: a runtime file's token stays here."""
+    found = []
+    dirs = []
+    for d in (runtime_dir(os.environ), runtime_dir({})):
+        if d not in dirs:
+            dirs.append(d)
+    for d in dirs:
+        try:
+            names = sorted(os.listdir(d))
+        except OSError:
+            continue
+        for n in names:
+            if not (n.endswith(".json") and (n.startswith("jpserver-") or n.startswith("nbserver-"))):
+                continue
+            info = read_json(os.path.join(d, n))
+            pid = info.get("pid") if isinstance(info, dict) else None
+            if not isinstance(pid, int) or pid in ours or not alive(pid) or any(f["pid"] == pid for f in found):
+                continue
+            url = info.get("url") if isinstance(info.get("url"), str) else None
+            port = info.get("port") if isinstance(info.get("port"), int) and info.get("port") else None
+            found.append({
+                "pid": pid, "port": port, "socket": info.get("sock") or None,
+                "url": url.split("?")[0] if url else None,
+                "version": info.get("version") if isinstance(info.get("version"), str) else None,
+                "root_dir": info.get("root_dir") or info.get("notebook_dir") or None,
+                "kind": "nb6" if n.startswith("nbserver-") else "server",
+            })
+    return found
 
 
 def command_output(argv):
@@ -1105,7 +1234,7 @@ def command_output(argv):
 
 ACTIONS = {
     "status": act_status, "setup": act_setup, "config": act_config, "password": act_password, "start": act_start,
-    "restart": act_restart, "stop": act_stop, "logs": act_logs, "cert": act_cert,
+    "restart": act_restart, "stop": act_stop, "logs": act_logs, "cert": act_cert, "list": act_list,
 }
 
 
@@ -1129,6 +1258,8 @@ def main(request, argv=None, out=None):
         action = ACTIONS.get(request.get("action"))
         if action is None:
             raise Fail("bad_action", str(request.get("action")))
+        if not good_name(request.get("instance") or "default"):
+            raise Fail("bad_name", repr(request.get("instance")))
         if boot["code"]:
             raise Fail(boot["code"], boot["detail"])
         if request["action"] in LOCKED and not run.dry:

@@ -14,9 +14,15 @@
 # the activation's output included, goes to standard error, so nothing it prints can pass for a
 # reply.
 
+# fj_home: D, the instance's directory: ~/.fabjupyter for the default one, else
+# ~/.fabjupyter/instances/NAME (a name the agent refuses is left to it to say so)
 fj_home() {
     umask 077
     D=$HOME/.fabjupyter
+    case ${FJ_INSTANCE:-default} in
+        default | [_-]* | *[!A-Za-z0-9_-]*) ;;
+        *) D=$D/instances/$FJ_INSTANCE ;;
+    esac
 }
 
 # fj_settings: the settings for Jupyter (FJ_ACTIVATE, FJ_JUPYTER, FJ_ROOT, FJ_IP, FJ_TLS,
@@ -142,6 +148,9 @@ fj_boot() {
     fj_home
     if [ "$1" = serve ]; then
         shift
+        # run.sh is in the instance's directory
+        case $0 in */*) D=${0%/*} ;; *) D=. ;; esac
+        D=$(cd "$D" && pwd) || exit 3
         [ -t 1 ] && echo "Jupyter's output goes to $D/jupyter.log (fab -H HOST logs shows it)"
         exec >> "$D/jupyter.log" 2>&1
         cd || exit 1

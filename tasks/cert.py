@@ -16,12 +16,11 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from . import fleet
 from .errors import UserError, user_task
-from .options import DRY_RUN_HELP, GROUP_HELP, WORKERS_HELP, task
+from .options import DRY_RUN_HELP, GROUP_HELP, NAME_HELP, WORKERS_HELP, task
 from .protocol import run_agent
 from .report import Outcome
 
 RENEW_WITHIN = datetime.timedelta(days=30)
-REMOTE_TLS = "~/.fabjupyter/tls"
 
 
 def local_dir(label):
@@ -138,15 +137,16 @@ def wanted_names(t, facts, extra):
     return out
 
 
-def look(t, cert_pem, key_pem):
+def look(t, cert_pem, key_pem, new_instance=False):
     """The host's names, whether it has a password, and whether it has exactly this pair: compared
-    by digest, so that the private key travels only to be installed."""
-    return run_agent(t, "cert", cert_digest=_sha256(cert_pem), key_digest=_sha256(key_pem))
+    by digest, so that the private key travels only to be installed. NEW_INSTANCE: setup may make
+    the instance (the cert task alone only serves one that exists)."""
+    return run_agent(t, "cert", cert_digest=_sha256(cert_pem), key_digest=_sha256(key_pem), new_instance=new_instance)
 
 
 def push(t, cert_pem, key_pem):
     run_agent(t, "cert", cert_digest=_sha256(cert_pem), key_digest=_sha256(key_pem), cert=cert_pem.decode(), key=key_pem.decode(),
-              push=True)
+              push=True, new_instance=True)
 
 
 def _sha256(data):
@@ -173,7 +173,8 @@ def _write_private(path, data, mode):
     os.replace(tmp, path)
 
 
-def ensure_cert(t, days=365, extra_names=(), force=False, cert_file=None, key_file=None, before_change=None, dry_run=False):
+def ensure_cert(t, days=365, extra_names=(), force=False, cert_file=None, key_file=None, before_change=None, dry_run=False,
+                new_instance=False):
     """Make sure the host has a usable certificate; change nothing if it already has.
     before_change(facts) runs after the host was looked at and before anything is changed."""
     if bool(cert_file) != bool(key_file):
@@ -185,7 +186,7 @@ def ensure_cert(t, days=365, extra_names=(), force=False, cert_file=None, key_fi
         except OSError as e:
             raise UserError(f"cannot read {e.filename}: {e.strerror}") from None
         cert = load_pair(cert_pem, key_pem, f"{cert_file} / {key_file}")
-        facts = look(t, cert_pem, key_pem)
+        facts = look(t, cert_pem, key_pem, new_instance)
         missing = missing_names(cert, wanted_names(t, facts, extra_names))
         if missing:
             warnings.append(f"warning: the certificate does not cover {', '.join(missing)}; browsers will warn for those names")
@@ -197,12 +198,12 @@ def ensure_cert(t, days=365, extra_names=(), force=False, cert_file=None, key_fi
             push(t, cert_pem, key_pem)
         return CertOutcome(fingerprint(cert), spki_hash(cert), pushed=not facts.same, warnings=tuple(warnings))
 
-    folder = local_dir(t.label)
+    folder = local_dir(t.host)
     cert_path, key_path = folder / "cert.pem", folder / "key.pem"
     cert_pem = key_pem = None
     if cert_path.exists() and key_path.exists():
         cert_pem, key_pem = cert_path.read_bytes(), key_path.read_bytes()
-    facts = look(t, cert_pem, key_pem)
+    facts = look(t, cert_pem, key_pem, new_instance)
     names = wanted_names(t, facts, extra_names)
     reason = ""
     if force:
@@ -247,14 +248,14 @@ def describe_cert(t, outcome):
         if outcome.generated:
             lines.append(f"would make a new certificate ({outcome.generated}) in {outcome.local_path}")
         if outcome.pushed:
-            lines.append(f"would install the certificate and key in {REMOTE_TLS}")
+            lines.append(f"would install the certificate and key in {t.remote_dir}/tls")
         if not outcome.generated and not outcome.pushed:
             lines.append("certificate unchanged (valid, covers the names); nothing would change")
         return lines
     if outcome.generated:
         lines.append(f"certificate {outcome.generated}; local copy {outcome.local_path} (key beside it, 0600)")
     if outcome.pushed:
-        lines.append(f"certificate and key installed in {REMOTE_TLS} (key 0600)")
+        lines.append(f"certificate and key installed in {t.remote_dir}/tls (key 0600)")
     if not outcome.generated and not outcome.pushed:
         lines.append("certificate unchanged (valid, covers the names)")
     lines.append(f"certificate fingerprint {outcome.fingerprint}")
@@ -272,7 +273,8 @@ def cert_host(t, days, names, force, cert_file, key_file, dry_run=False):
 @task(
     help={
         "days": "validity of a new certificate in days (default 365)",
-        "name": "an extra name (DNS or IP) for the subjectAltName; repeatable",
+        "san": "an extra name (DNS or IP) for the subjectAltName; repeatable",
+        "name": NAME_HELP,
         "force": "make a new certificate even if the current one is fine",
         "cert": "push your own certificate (PEM) instead of generating one; needs --key",
         "key": "the unencrypted PEM private key for --cert",
@@ -280,15 +282,15 @@ def cert_host(t, days, names, force, cert_file, key_file, dry_run=False):
         "workers": WORKERS_HELP,
         "dry-run": DRY_RUN_HELP,
     },
-    iterable=["name"],
+    iterable=["san"],
 )
 @user_task
-def cert(c, days=365, name=None, force=False, cert=None, key=None, group=None, workers=8, dry_run=False):
+def cert(c, days=365, san=None, force=False, cert=None, key=None, group=None, workers=8, dry_run=False, name=None):
     """Create (or push your own) TLS certificate for public mode; prints its SHA-256 fingerprint."""
     if days < 1:
         raise UserError("--days: must be at least 1")
-    for n in name or []:
+    for n in san or []:
         if not n.strip():
-            raise UserError("--name: must not be empty")
-    core = lambda t: cert_host(t, days, name or (), force, cert, key, dry_run)  # noqa: E731
-    fleet.run(c, fleet.dry("cert", core) if dry_run else core, group, workers)
+            raise UserError("--san: must not be empty")
+    core = lambda t: cert_host(t, days, san or (), force, cert, key, dry_run)  # noqa: E731
+    fleet.run(c, fleet.dry("cert", core) if dry_run else core, group, workers, name=name)

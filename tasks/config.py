@@ -6,11 +6,9 @@ The user's own Jupyter config files are never edited."""
 
 from . import fleet
 from .errors import user_task
-from .options import DRY_RUN_HELP, GROUP_HELP, MODE_HELP, ROOT_DIR_HELP, WORKERS_HELP, task
+from .options import DRY_RUN_HELP, GROUP_HELP, MODE_HELP, NAME_HELP, ROOT_DIR_HELP, WORKERS_HELP, task
 from .protocol import run_agent, sh_assign, sh_words
 from .report import Outcome, Plain
-
-REMOTE_DIR = "~/.fabjupyter"
 
 
 def root_for_launcher(root_dir):
@@ -52,12 +50,12 @@ def wanted(settings):
     }
 
 
-def change_lines(reply, dry_run):
+def change_lines(t, reply, dry_run):
     """The configuration changes of a reply, as lines (with the diffs in a dry run)."""
     lines = []
     written = [c for c in reply.changes if c.what in ("settings", "config")]
     if written:
-        lines.append(f"would write the configuration in {REMOTE_DIR}:" if dry_run else f"configuration written to {REMOTE_DIR}")
+        lines.append(f"would write the configuration in {t.remote_dir}:" if dry_run else f"configuration written to {t.remote_dir}")
         if dry_run:
             lines += [Plain("    " + line) for c in written for line in c.diff]
     tools = [c.detail for c in reply.changes if c.what == "tool"]
@@ -69,13 +67,13 @@ def change_lines(reply, dry_run):
 
 def config_host(t, dry_run=False):
     reply = run_agent(t, "config", dry_run=dry_run, **wanted(t.settings))
-    lines = change_lines(reply, dry_run)
+    lines = change_lines(t, reply, dry_run)
     if not reply.changed("settings", "config"):
         lines.insert(0, "configuration unchanged")
     summary = ("would change" if dry_run else "written") if reply.changed("settings", "config") else (
         "nothing to change" if dry_run else "unchanged")
     if reply.restart_needed:
-        lines.append(f"the running Jupyter uses the old configuration; `fab -H {t.label} restart` applies it")
+        lines.append(f"the running Jupyter uses the old configuration; `{t.fab('restart')}` applies it")
         summary += "; restart to apply"
     return Outcome(lines, summary)
 
@@ -88,10 +86,12 @@ def config_host(t, dry_run=False):
         "workers": WORKERS_HELP,
         "socket": "listen on a Unix socket (0600, in a 0700 directory) instead of a port",
         "dry-run": DRY_RUN_HELP,
+        "name": NAME_HELP,
     }
 )
 @user_task
-def config(c, root_dir=None, mode=None, group=None, workers=8, socket=False, dry_run=False):
+def config(c, root_dir=None, mode=None, group=None, workers=8, socket=False, dry_run=False, name=None):
     """Write the Jupyter configuration on the host (~/.fabjupyter); your own files stay as they are."""
     core = lambda t: config_host(t, dry_run)  # noqa: E731
-    fleet.run(c, fleet.dry("config", core) if dry_run else core, group, workers, root_dir=root_dir, mode=mode, socket=socket or None)
+    fleet.run(c, fleet.dry("config", core) if dry_run else core, group, workers, root_dir=root_dir, mode=mode, socket=socket or None,
+              name=name)

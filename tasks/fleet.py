@@ -8,7 +8,7 @@ from invoke import Exit
 
 from .errors import HostError, UserError
 from .hosts import group_targets, target
-from .report import say, show
+from .report import json_lines, say, show
 
 
 def run(c, core, group=None, workers=8, as_json=False, **overrides):
@@ -29,11 +29,11 @@ def run(c, core, group=None, workers=8, as_json=False, **overrides):
                 try:
                     outcome = future.result()
                     results[t.label] = (True, outcome.summary, outcome.url)
-                    say(json.dumps(outcome.record) if as_json else f"{t.label}: {outcome.summary}  {outcome.url}".rstrip())
+                    say(*json_lines(outcome.record)) if as_json else say(f"{t.label}: {outcome.summary}  {outcome.url}".rstrip())
                 except UserError as e:
                     reason = e.message if isinstance(e, HostError) and e.label == t.label else str(e)
                     results[t.label] = (False, "FAILED", reason)
-                    say(json.dumps({"host": t.label, "error": reason}) if as_json else f"{t.label}: FAILED  {reason}")
+                    say(json.dumps({"host": t.host, "name": t.name, "error": reason}) if as_json else f"{t.label}: FAILED  {reason}")
         except KeyboardInterrupt:
             for future in futures:
                 future.cancel()

@@ -13,12 +13,46 @@ from .errors import UserError
 
 @dataclass
 class Target:
-    """A host as the user named it, how to reach it, and what it should run."""
+    """A host as the user named it, how to reach it, and what it should run (one instance)."""
 
-    label: str  # the name the user gave (-H or hosts.yaml), added to every line printed about it
+    host: str  # the name the user gave (-H or hosts.yaml)
     conn: Connection
     settings: inventory.Settings
     inventory: inventory.Inventory
+
+    @property
+    def name(self):
+        return self.settings.name
+
+    @property
+    def label(self):
+        """Added to every line printed about it: the host, and the instance unless the default."""
+        return self.host if self.name == "default" else f"{self.host}[{self.name}]"
+
+    @property
+    def named(self):
+        """The option that names the instance in a command to run next ('' for the default)."""
+        return "" if self.name == "default" else f" --name {self.name}"
+
+    @property
+    def remote_dir(self):
+        """This instance's directory on the host (as the agent's instance_dir)."""
+        return "~/.fabjupyter" + ("" if self.name == "default" else f"/instances/{self.name}")
+
+    def fab(self, task):
+        return f"fab -H {self.host} {task}{self.named}"
+
+    def instance(self, name):
+        """This host's Target for another instance (its settings from hosts.yaml)."""
+        return Target(self.host, self.conn, self.inventory.settings_for(self.host, {"name": name}), self.inventory)
+
+    def pinned_local_port(self):
+        """The local port hosts.yaml gives this host or instance itself (not defaults:), if any."""
+        entry = self.inventory.entry(self.host)
+        if not entry:
+            return None
+        return entry.instances.get(self.name, {}).get("local_port") or (
+            entry.settings.get("local_port") if self.name == (entry.settings.get("name") or "default") else None)
 
 
 INVENTORY_ORDER = (
@@ -70,7 +104,7 @@ def _make_target(conn, label, inv, checked):
             **kwargs,
         )
     one_timeout(conn)
-    return Target(label=label, conn=conn, settings=inv.settings_for(label, checked), inventory=inv)
+    return Target(host=label, conn=conn, settings=inv.settings_for(label, checked), inventory=inv)
 
 
 def target(c, **overrides):

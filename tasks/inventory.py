@@ -1,6 +1,7 @@
 """hosts.yaml: per-host settings, validated once into a typed Settings object.
 
-Precedence: built-in defaults < `defaults:` < the host's entry < command-line options.
+Precedence: built-in defaults < `defaults:` < the host's entry < the instance's entry (a host's
+`instances:`) < command-line options.
 """
 
 import difflib
@@ -10,6 +11,7 @@ from dataclasses import dataclass, field, fields, replace
 
 import yaml
 
+from .agent import NAME_MAX, good_name
 from .errors import UserError
 
 LAUNCHERS = ("nohup", "tmux")
@@ -31,6 +33,7 @@ class Settings:
     cert_names: tuple = ()  # extra names for the generated certificate's subjectAltName
     socket: bool = False  # listen on a Unix socket (0600, in a 0700 directory) instead of a port
     fast_start: bool = False  # start Jupyter through boot.py (opt-in; see README)
+    name: str = "default"  # the instance: several servers on one host, each by name
 
 
 @dataclass(frozen=True)
@@ -43,10 +46,12 @@ class HostEntry:
     user: str = ""
     ssh_port: int = 0
     identity: str = ""
+    instances: dict = field(default_factory=dict)  # name: its own settings
 
 
 CONNECTION_KEYS = ("host", "user", "ssh_port", "identity")
 SETTING_KEYS = tuple(f.name for f in fields(Settings))
+INSTANCE_KEYS = tuple(k for k in SETTING_KEYS if k != "name")
 TOP_KEYS = ("defaults", "hosts", "groups")
 
 
@@ -131,6 +136,16 @@ def _jupyter(value, where):
     return tuple(words)
 
 
+def _name(value, where):
+    """An instance name: a file name and a tmux session name as it is, on every system."""
+    if not good_name(value):
+        raise UserError(
+            f"{where}: {value!r} is not an instance name: use letters, digits, - and _ "
+            f"(up to {NAME_MAX}, not starting with - or _)"
+        )
+    return value
+
+
 CHECKS = {
     "launcher": _launcher,
     "port": _port,
@@ -143,6 +158,7 @@ CHECKS = {
     "cert_names": _names,
     "socket": _bool,
     "fast_start": _bool,
+    "name": _name,
 }
 
 
@@ -165,11 +181,11 @@ def _mapping(value, where):
     return value
 
 
-def _settings(raw, where, extra=()):
-    known = SETTING_KEYS + tuple(extra)
+def _settings(raw, where, extra=(), keys=SETTING_KEYS):
+    known = keys + tuple(extra)
     out, conn = {}, {}
     for key, value in _mapping(raw, where).items():
-        if key in CHECKS:
+        if key in keys:
             out[key] = check_setting(key, value, f"{where}.{key}")
         elif key in extra:
             conn[key] = value
@@ -189,16 +205,35 @@ class Inventory:
         return self.hosts.get(name)
 
     def settings_for(self, name, overrides=None):
-        """Built-in defaults < defaults: < the host's entry < command-line overrides."""
+        """Built-in defaults < defaults: < the host's entry < the instance's < command-line overrides."""
+        overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
         values = dict(self.defaults)
         entry = self.hosts.get(name)
         if entry:
             values.update(entry.settings)
-        values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+        instance = overrides.get("name") or values.get("name") or "default"
+        if entry and instance in entry.instances:
+            values.update(entry.instances[instance])
+        values.update(overrides)
+        values["name"] = instance
         settings = replace(Settings(), **values)
         if settings.socket and settings.mode == "public":
             raise UserError(f"{name}: public mode serves HTTPS on a port; it cannot use a Unix socket (socket: true)")
         return settings
+
+
+def _instances(raw, where):
+    """A host's `instances:`: name -> its settings. Two of them never ask for one port."""
+    out, seen = {}, {}
+    for name, settings in _mapping(raw, where).items():
+        _name(name, f"{where}")
+        out[name], _ = _settings(settings, f"{where}.{name}", keys=INSTANCE_KEYS)
+        for key in ("port", "local_port"):
+            value = out[name].get(key)
+            if value is not None and (key, value) in seen:
+                raise UserError(f"{where}.{name}.{key}: {value} is also {seen[key, value]}'s; give each instance its own")
+            seen[key, value] = name
+    return out
 
 
 def load(path, required=False):
@@ -227,12 +262,14 @@ def load(path, required=False):
         where = f"{path}: hosts.{name}"
         if not isinstance(name, str):
             raise UserError(f"{where}: host names must be strings")
-        settings, conn = _settings(raw, where, extra=CONNECTION_KEYS)
+        settings, conn = _settings(raw, where, extra=CONNECTION_KEYS + ("instances",))
         if "ssh_port" in conn:
             conn["ssh_port"] = _port(conn["ssh_port"], f"{where}.ssh_port")
         for key in ("host", "user", "identity"):
             if key in conn:
                 conn[key] = _text(conn[key], f"{where}.{key}", allow_empty=False)
+        if "instances" in conn:
+            conn["instances"] = _instances(conn["instances"], f"{where}.instances")
         hosts[name] = HostEntry(name=name, settings=settings, **conn)
     groups = {}
     for name, members in _mapping(top.get("groups"), f"{path}: groups").items():

@@ -12,6 +12,7 @@ LAUNCHER_HELP = "how Jupyter is detached from the SSH session: nohup (default) o
 PORT_HELP = "remote port (default 8888; the next free one if taken, and reported)"
 ROOT_DIR_HELP = "Jupyter's root directory on the remote (default ~; created 0700 if missing)"
 MODE_HELP = "ssh (127.0.0.1, reached through the tunnel; default) or public (all interfaces, TLS and password)"
+NAME_HELP = "the instance (several Jupyter servers on one host, each by name; default: `name:` in hosts.yaml, else default)"
 FAST_START_HELP = ("start Jupyter through this tool's boot.py, which skips two start-up costs inside it "
                    "(about a second; off by default: Jupyter then runs exactly as its own script would)")
 

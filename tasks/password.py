@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
 
 from . import fleet
 from .errors import HostError, UserError, user_task
-from .options import GROUP_HELP, WORKERS_HELP, task
+from .options import GROUP_HELP, NAME_HELP, WORKERS_HELP, task
 from .protocol import run_agent
 from .report import Outcome
 
@@ -96,9 +96,9 @@ def password_host(t, password, dry_run=False):
         state = f"{change.detail} the password" if change else "set the password"
         return Outcome([f"would {state} (hash only, mode 0600)"], f"would {state}")
     reply = run_agent(t, "password", password_hash=fresh_hash(password))
-    lines = ["password set (Argon2id hash in ~/.fabjupyter/password, mode 0600)"]
+    lines = [f"password set (Argon2id hash in {t.remote_dir}/password, mode 0600)"]
     if reply.restart_needed:
-        lines.append(f"the running Jupyter still uses the old password; `fab -H {t.label} restart` applies it")
+        lines.append(f"the running Jupyter still uses the old password; `{t.fab('restart')}` applies it")
         return Outcome(lines, "password set; restart to apply")
     return Outcome(lines, "password set")
 
@@ -109,14 +109,15 @@ def password_host(t, password, dry_run=False):
         "group": GROUP_HELP,
         "workers": WORKERS_HELP,
         "dry-run": "say whether a password would be set or replaced; asks for nothing, changes nothing",
+        "name": NAME_HELP,
     }
 )
 @user_task
-def password(c, password_stdin=False, group=None, workers=8, dry_run=False):
+def password(c, password_stdin=False, group=None, workers=8, dry_run=False, name=None):
     """Set the Jupyter password on the host (prompted twice, or --password-stdin); only its hash is stored."""
     if dry_run:
         # asks for nothing: whichever password it is, it would be set (or replace the one there)
-        return fleet.run(c, fleet.dry("password", lambda t: password_host(t, None, dry_run=True)), group, workers)
+        return fleet.run(c, fleet.dry("password", lambda t: password_host(t, None, dry_run=True)), group, workers, name=name)
     label = "" if group else getattr(c, "original_host", "")
     secret = read_password(label, password_stdin)  # once for all hosts, before any is contacted
-    fleet.run(c, lambda t: password_host(t, secret), group, workers)
+    fleet.run(c, lambda t: password_host(t, secret), group, workers, name=name)

@@ -51,6 +51,7 @@ def run_script(code=""):
 def agent_script(action, request, settings_sh=None):
     """The text for `sh -s`: variables, the bootstrap (definitions only), then the one call."""
     request = dict(request, v=PROTOCOL, action=action)
+    request.setdefault("instance", "default")
     if settings_sh is not None:
         request["settings_sh"] = settings_sh
     if action in LAUNCHING:
@@ -60,7 +61,7 @@ def agent_script(action, request, settings_sh=None):
         if request.get("fast_start"):
             request["boot_py"] = BOOT
     payload = AGENT + f"\nsys.exit(main(json.loads({json.dumps(request)!r})))\n"
-    lines = [sh_assign("FJ_AGENT_PY", payload)]
+    lines = [sh_assign("FJ_AGENT_PY", payload), sh_assign("FJ_INSTANCE", request["instance"])]
     if settings_sh is not None:
         lines.append(sh_assign("FJ_SETTINGS", settings_sh))
     if action in NEEDS_JUPYTER:
@@ -166,6 +167,32 @@ class CertReply(Changes):
 
 
 @dataclass(frozen=True)
+class Instance:
+    name: str
+    status: Status
+
+
+@dataclass(frozen=True)
+class OtherServer:
+    """A Jupyter server of the user's there that this tool did not start (its runtime file)."""
+
+    pid: int
+    port: typing.Optional[int]
+    socket: typing.Optional[str]
+    url: typing.Optional[str]
+    version: typing.Optional[str]
+    root_dir: typing.Optional[str]
+    kind: str
+
+
+@dataclass(frozen=True)
+class ListReply:
+    instances: typing.Tuple[Instance, ...]
+    others: typing.Tuple[OtherServer, ...]
+    now: int
+
+
+@dataclass(frozen=True)
 class ErrorReply:
     code: str
     detail: str
@@ -174,7 +201,7 @@ class ErrorReply:
 
 REPLIES = {
     "setup": SetupReply, "config": WriteReply, "password": WriteReply, "start": StartReply, "restart": StartReply,
-    "stop": StopReply, "status": StatusReply, "logs": LogsReply, "cert": CertReply,
+    "stop": StopReply, "status": StatusReply, "logs": LogsReply, "cert": CertReply, "list": ListReply,
 }
 
 
@@ -230,7 +257,7 @@ def read_line(raw, on_event):
 def run_agent(t, action, settings_sh=None, **request):
     """Run one agent action on the host: one SSH session, the script on stdin, one typed reply."""
     transport = connect(t)
-    script = agent_script(action, request, settings_sh).encode()
+    script = agent_script(action, dict(request, instance=request.get("instance", t.name)), settings_sh).encode()
     reply = error = None
     try:
         chan = transport.open_session(timeout=30)
@@ -272,9 +299,11 @@ def show_event(t, message):
 
 
 ERRORS = {
-    "no_password": "no Jupyter password is set there; run `fab -H {label} password` (or `setup`)",
-    "not_configured": "not configured yet; run `fab -H {label} setup` (or `config`)",
-    "no_cert": "public mode needs a certificate and there is none; run `fab -H {label} cert` (setup --mode public makes one)",
+    "no_password": "no Jupyter password is set there; run `{fab} password{named}` (or `setup{named}`)",
+    "not_configured": "not configured yet; run `{fab} setup{named}` (or `config{named}`)",
+    "no_cert": "public mode needs a certificate and there is none; run `{fab} cert{named}` (setup --mode public makes one)",
+    "unknown_instance": "no instance {detail!r} there (instances there: {known}); `{fab} setup --name {detail}` makes it",
+    "bad_name": "{detail} is not an instance name (letters, digits, - and _; up to 40, not starting with - or _)",
     "no_tmux": "tmux is not installed there; install it, or use --launcher nohup",
     "bad_launcher": "unknown launcher {detail!r}; use nohup or tmux",
     "no_jupyter": "no Jupyter found there{detail_in}; set `jupyter:` (the command, e.g. ~/venv/bin/jupyter lab) or `activate:` (e.g. source ~/venv/bin/activate) in hosts.yaml",
@@ -309,7 +338,7 @@ class RemoteError(HostError):
         template = ERRORS.get(error.code, "failed: {code} {detail}")
         output = [line for line in stderr.splitlines() if line.strip()][-10:]
         message = template.format(
-            label=t.label, code=error.code, detail=error.detail, logs=indented(error.log), output=indented(output),
+            fab=f"fab -H {t.host}", named=t.named, known=", ".join(error.log), code=error.code, detail=error.detail, logs=indented(error.log), output=indented(output),
             detail_in=f" ({error.detail!r} not found)" if error.detail else "",
         )
         super().__init__(t.label, message)

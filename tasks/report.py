@@ -18,7 +18,7 @@ class Outcome:
     lines: list = field(default_factory=list)
     summary: str = "ok"
     url: str = ""
-    record: dict = None
+    record: object = None  # a dict, or a list of them (one JSON line each)
 
 
 _print_lock = threading.Lock()
@@ -34,5 +34,12 @@ def labelled(label, lines):
     return [line if isinstance(line, Plain) else f"{label}: {line}" for line in lines]
 
 
+def json_lines(record):
+    return [json.dumps(r) for r in (record if isinstance(record, list) else [record])]
+
+
 def show(label, outcome, as_json=False):
-    say(json.dumps(outcome.record) if as_json else "\n".join(labelled(label, outcome.lines)))
+    if as_json:
+        say(*json_lines(outcome.record))
+    else:
+        say("\n".join(labelled(label, outcome.lines)))

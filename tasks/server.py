@@ -4,29 +4,29 @@
 from . import fleet
 from .errors import HostError, UserError, user_task
 from .hosts import target
-from .options import DRY_RUN_HELP, FAST_START_HELP, GROUP_HELP, LAUNCHER_HELP, PORT_HELP, WORKERS_HELP, task
+from .options import DRY_RUN_HELP, FAST_START_HELP, GROUP_HELP, LAUNCHER_HELP, NAME_HELP, PORT_HELP, WORKERS_HELP, task
 from .protocol import run_agent
-from .report import Outcome
+from .report import Outcome, Plain
 
 # Where Jupyter was seen running during this `fab` call, so that `setup tunnel` does not ask again.
 _seen_running = {}
 
 
 def remember(t, status):
-    _seen_running[(t.conn.user, t.conn.host, t.conn.port)] = (status.where, status.mode or "ssh")
+    _seen_running[(t.conn.user, t.conn.host, t.conn.port, t.name)] = (status.where, status.mode or "ssh")
 
 
 def running_port(t):
     """(remote port or socket path, mode) of the running Jupyter: from this call's setup/start if
     any, else asked."""
-    return _seen_running.get((t.conn.user, t.conn.host, t.conn.port)) or ask_where(t)
+    return _seen_running.get((t.conn.user, t.conn.host, t.conn.port, t.name)) or ask_where(t)
 
 
 def ask_where(t):
     """(remote port or socket path, mode), asked of the host now; an error if nothing runs."""
     status = run_agent(t, "status").status
     if not status.running:
-        raise HostError(t.label, f"Jupyter is not running there; start it with `fab -H {t.label} setup` (or `start`)")
+        raise HostError(t.label, f"Jupyter is not running there; start it with `{t.fab('setup')}` (or `start{t.named}`)")
     return status.where, status.mode
 
 
@@ -85,7 +85,8 @@ def describe_running(t, status):
 def status_record(t, status):
     running = status.running
     return {
-        "host": t.label,
+        "host": t.host,
+        "name": t.name,
         "running": running,
         "pid": status.pid,
         "port": status.port,
@@ -159,7 +160,7 @@ def unrecorded_lines(t, status):
         pids = ", ".join(map(str, status.unrecorded))
         return [
             f"also running: Jupyter (pid {pids}) started by a run of this tool that was killed before it "
-            f"recorded it; `fab -H {t.label} setup` or `stop` stops it"
+            f"recorded it; `{t.fab('setup')}` or `stop{t.named}` stops it"
         ]
     return []
 
@@ -171,56 +172,142 @@ def status_host(t):
     if status.running:
         line = f"running (pid {status.pid}, {status.launcher}{'; fast_start' if status.fast_start else ''}) at {where(t, status.where, status.mode)}"
         if not status.current:
-            line += f"; the configuration changed since it started (`fab -H {t.label} restart` applies it)"
-        lines = [line, *extra_lines, f"reach it with `fab -H {t.label} tunnel`"]
+            line += f"; the configuration changed since it started (`{t.fab('restart')}` applies it)"
+        lines = [line, *extra_lines, f"reach it with `{t.fab('tunnel')}`"]
         return Outcome(lines, "running", record["url"], record)
     extra = f" (pid {status.stale_pid} is gone: it was killed or crashed)" if status.stale_pid else ""
     lines = [f"not running{extra}", *extra_lines]
     if not status.has_password or not status.configured:
-        lines.append(f"not set up yet; run `fab -H {t.label} setup`")
+        lines.append(f"not set up yet; run `{t.fab('setup')}`")
     return Outcome(lines, "not running", "", record)
 
 
+def stop_all_host(t, dry_run=False):
+    """stop --all: every instance there that runs (one line each, labelled with it)."""
+    listed = run_agent(t, "list")
+    lines, stopped = [], 0
+    for one in listed.instances:
+        if not (one.status.running or one.status.unrecorded):
+            continue
+        sub = t.instance(one.name)
+        outcome = stop_host(sub, dry_run)
+        stopped += 1
+        lines += [Plain(f"{sub.label}: {line}") for line in outcome.lines]
+    if not stopped:
+        return Outcome(["no instance of Jupyter is running there; " + ("stop would do nothing" if dry_run else "nothing to stop")],
+                       "nothing to change" if dry_run else "was not running")
+    return Outcome(lines, f"{'would stop' if dry_run else 'stopped'} {stopped} instance{'s' if stopped > 1 else ''}")
+
+
 @task(help={"launcher": LAUNCHER_HELP, "port": PORT_HELP, "group": GROUP_HELP, "workers": WORKERS_HELP,
-            "dry-run": DRY_RUN_HELP, "fast-start": FAST_START_HELP})
+            "dry-run": DRY_RUN_HELP, "fast-start": FAST_START_HELP, "name": NAME_HELP})
 @user_task
-def start(c, launcher=None, port=None, group=None, workers=8, dry_run=False, fast_start=False):
+def start(c, launcher=None, port=None, group=None, workers=8, dry_run=False, fast_start=False, name=None):
     """Start Jupyter detached on the host and wait until it answers; does nothing if it runs."""
     core = lambda t: start_host(t, dry_run)  # noqa: E731
-    fleet.run(c, fleet.dry("start", core) if dry_run else core, group, workers, launcher=launcher, port=port, fast_start=fast_start or None)
+    fleet.run(c, fleet.dry("start", core) if dry_run else core, group, workers, launcher=launcher, port=port,
+              fast_start=fast_start or None, name=name)
 
 
-@task(help={"group": GROUP_HELP, "workers": WORKERS_HELP, "dry-run": DRY_RUN_HELP})
+@task(help={"group": GROUP_HELP, "workers": WORKERS_HELP, "dry-run": DRY_RUN_HELP, "name": NAME_HELP,
+            "all": "stop every instance on the host"})
 @user_task
-def stop(c, group=None, workers=8, dry_run=False):
+def stop(c, group=None, workers=8, dry_run=False, name=None, all_=False):
     """Stop Jupyter on the host (and its tmux session); no process is left behind."""
-    core = lambda t: stop_host(t, dry_run)  # noqa: E731
-    fleet.run(c, fleet.dry("stop", core) if dry_run else core, group, workers)
+    if all_ and name is not None:
+        raise UserError("give either --name NAME or --all, not both")
+    core = (lambda t: stop_all_host(t, dry_run)) if all_ else (lambda t: stop_host(t, dry_run))
+    fleet.run(c, fleet.dry("stop", core) if dry_run else core, group, workers, name=name)
 
 
 @task(
     help={"launcher": "nohup or tmux (default: the one it runs with)", "port": PORT_HELP, "group": GROUP_HELP,
-          "workers": WORKERS_HELP, "fast-start": FAST_START_HELP}
+          "workers": WORKERS_HELP, "fast-start": FAST_START_HELP, "name": NAME_HELP}
 )
 @user_task
-def restart(c, launcher=None, port=None, group=None, workers=8, fast_start=False):
+def restart(c, launcher=None, port=None, group=None, workers=8, fast_start=False, name=None):
     """Stop Jupyter if it runs, then start it with the current configuration."""
     fleet.run(c, lambda t: restart_host(t, keep_launcher=launcher is None), group, workers, launcher=launcher, port=port,
-              fast_start=fast_start or None)
+              fast_start=fast_start or None, name=name)
 
 
-@task(help={"json": "print one JSON object per host instead of a sentence", "group": GROUP_HELP, "workers": WORKERS_HELP})
+@task(help={"json": "print one JSON object per host instead of a sentence", "group": GROUP_HELP, "workers": WORKERS_HELP,
+            "name": NAME_HELP})
 @user_task
-def status(c, json_=False, group=None, workers=8):
+def status(c, json_=False, group=None, workers=8, name=None):
     """Tell whether Jupyter runs on the host, with its pid, port, URL and launcher."""
-    fleet.run(c, status_host, group, workers, as_json=json_)
+    fleet.run(c, status_host, group, workers, as_json=json_, name=name)
 
 
-@task(help={"lines": "how many of the last lines to show (default 50)"})
+def uptime(seconds):
+    if seconds is None:
+        return ""
+    seconds = max(0, seconds)
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours}h"
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    return f"{minutes}m {secs:02d}s"
+
+
+def list_records(t, listed):
+    """One record per server there: this tool's instances, then the user's other Jupyter servers."""
+    records = []
+    for one in listed.instances:
+        s, sub = one.status, t.instance(one.name)
+        records.append({
+            "host": t.host, "name": one.name, "ours": True, "running": s.running, "pid": s.pid, "port": s.port,
+            "socket": s.socket, "url": url_for(sub, s.where, s.mode) if s.running else None, "launcher": s.launcher,
+            "version": s.version, "kind": s.kind, "mode": s.mode,
+            "uptime": listed.now - s.started if s.running and s.started else None,
+            "current": s.current, "configured": s.configured,
+        })
+    for other in listed.others:
+        records.append({
+            "host": t.host, "name": None, "ours": False, "running": True, "pid": other.pid, "port": other.port,
+            "socket": other.socket, "url": other.url, "launcher": None, "version": other.version, "kind": other.kind,
+            "mode": None, "uptime": None, "current": None, "configured": None, "root_dir": other.root_dir,
+        })
+    return records
+
+
+def list_host(t):
+    listed = run_agent(t, "list")
+    records = list_records(t, listed)
+    if not records:
+        return Outcome(["no Jupyter server there (none set up by this tool, none of yours running)"], "none", "", [])
+    rows = [("name", "state", "pid", "where", "launcher", "version", "uptime")]
+    for r in records:
+        where_ = r["socket"] or (str(r["port"]) if r["port"] else "")
+        rows.append((
+            r["name"] if r["ours"] else "(not ours)",
+            ("running" if r["current"] is not False else "running, config changed") if r["running"] else "stopped",
+            str(r["pid"] or ""), where_, r["launcher"] or "", r["version"] or "", uptime(r["uptime"]),
+        ))
+    width = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = [Plain("  ".join(f"{cell:<{width[i]}}" for i, cell in enumerate(row)).rstrip()) for row in rows]
+    running = sum(1 for r in records if r["running"])
+    ours = sum(1 for r in records if r["ours"])
+    summary = f"{ours} instance{'s' if ours != 1 else ''}, {running} server{'s' if running != 1 else ''} running"
+    return Outcome([f"{summary}:", *lines], summary, "", records)
+
+
+@task(name="list", help={"json": "one JSON object per server (one per line) instead of a table", "group": GROUP_HELP,
+                         "workers": WORKERS_HELP})
 @user_task
-def logs(c, lines=50):
+def list_(c, json_=False, group=None, workers=8):
+    """List every Jupyter server on the host: this tool's instances, and yours it did not start."""
+    fleet.run(c, list_host, group, workers, as_json=json_)
+
+
+@task(help={"lines": "how many of the last lines to show (default 50)", "name": NAME_HELP})
+@user_task
+def logs(c, lines=50, name=None):
     """Show the last lines of Jupyter's log on the host."""
-    t = target(c)
+    t = target(c, name=name)
     if lines < 1:
         raise UserError("--lines: must be at least 1")
     reply = run_agent(t, "logs", lines=lines)

@@ -7,7 +7,9 @@ from . import fleet
 from .cert import describe_cert, ensure_cert
 from .config import change_lines, wanted
 from .errors import user_task
-from .options import DRY_RUN_HELP, FAST_START_HELP, GROUP_HELP, LAUNCHER_HELP, MODE_HELP, PORT_HELP, ROOT_DIR_HELP, WORKERS_HELP, task
+from .options import (
+    DRY_RUN_HELP, FAST_START_HELP, GROUP_HELP, LAUNCHER_HELP, MODE_HELP, NAME_HELP, PORT_HELP, ROOT_DIR_HELP, WORKERS_HELP, task,
+)
 from .password import fresh_hash, hash_password, read_password
 from .protocol import run_agent
 from .report import Outcome, Plain
@@ -53,7 +55,7 @@ def setup_host(t, password_stdin=False, command=None, dry_run=False):
             if password is None and not facts.has_password:
                 password = read_password(t.label, False)
 
-        certificate = ensure_cert(t, before_change=password_first, dry_run=dry_run)
+        certificate = ensure_cert(t, before_change=password_first, dry_run=dry_run, new_instance=True)
         if dry_run:
             lines += describe_cert(t, certificate)
         elif certificate.generated or certificate.pushed:
@@ -66,23 +68,26 @@ def setup_host(t, password_stdin=False, command=None, dry_run=False):
     url = url_for(t, status.where, status.mode)
     if reply.unchanged:
         lines.append("nothing changed; " + describe_running(t, status))
-        lines += change_lines(reply, False)
+        lines += change_lines(t, reply, False)
         summary = "unchanged"
     else:
-        lines += change_lines(reply, False)
-        if reply.change("password"):
+        lines += change_lines(t, reply, False)
+        set_password = reply.change("password")
+        if set_password and set_password.detail:
+            lines.append(f"password: the same as the default instance's (`{t.fab('password')}` sets one of its own)")
+        elif set_password:
             lines.append("password set (only its hash is stored, mode 0600)")
         stop = reply.change("stop")
         if stop:
             lines.append(f"stopped the running Jupyter (pid {stop.detail}) to apply the changes")
         lines += describe_start(t, reply)
         summary = "restarted" if stop else "started"
-    command = command or f"fab -H {t.label}"
+    command = command or f"fab -H {t.host}"
     if certificate:
         lines.append(f"open {url} and log in with your password; the certificate's SHA-256 fingerprint is {certificate.fingerprint}")
-        lines.append(Plain(f"Or: {command} tunnel"))
+        lines.append(Plain(f"Or: {command} tunnel{t.named}"))
     else:
-        lines.append(Plain(f"Next: {command} tunnel   (then open the URL it prints and log in with your password)"))
+        lines.append(Plain(f"Next: {command} tunnel{t.named}   (then open the URL it prints and log in with your password)"))
     return Outcome(lines, summary, url)
 
 
@@ -90,8 +95,8 @@ def dry_lines(t, reply):
     """What a dry run of setup found it would do, from the same reply a real run gives."""
     status = reply.status
     if reply.unchanged:
-        return ["configuration unchanged", *change_lines(reply, True), f"Jupyter would keep running (pid {status.pid})"]
-    lines = change_lines(reply, True)
+        return ["configuration unchanged", *change_lines(t, reply, True), f"Jupyter would keep running (pid {status.pid})"]
+    lines = change_lines(t, reply, True)
     if not reply.changed("settings", "config"):
         lines.insert(0, "configuration unchanged")
     password = reply.change("password")
@@ -127,19 +132,20 @@ def fab_prefix(c, label):
         "socket": "listen on a Unix socket (0600, in a 0700 directory) instead of a port; the tunnel forwards to it",
         "dry-run": DRY_RUN_HELP,
         "fast-start": FAST_START_HELP,
+        "name": NAME_HELP,
     }
 )
 @user_task
 def setup(
     c, launcher=None, port=None, root_dir=None, password_stdin=False, mode=None, group=None, workers=8,
-    accept_new_host_key=False, socket=False, dry_run=False, fast_start=False,
+    accept_new_host_key=False, socket=False, dry_run=False, fast_start=False, name=None,
 ):
     """Set up Jupyter on the host: config, password, start, wait until it answers."""
     if accept_new_host_key and not dry_run:
         c.config.jupyter.accept_new_host_key = True
     if password_stdin:
         read_password("", True)  # once, before any host is contacted
-    core = lambda t: setup_host(t, password_stdin, fab_prefix(c, t.label), dry_run)  # noqa: E731
+    core = lambda t: setup_host(t, password_stdin, fab_prefix(c, t.host), dry_run)  # noqa: E731
     fleet.run(
         c,
         fleet.dry("setup", core) if dry_run else core,
@@ -151,4 +157,5 @@ def setup(
         mode=mode,
         socket=socket or None,
         fast_start=fast_start or None,
+        name=name,
     )

@@ -22,8 +22,9 @@ from invoke import Exit
 
 from .errors import HostError, UserError, sigterm_as_interrupt, user_task
 from .hosts import group_targets, target
-from .options import WORKERS_HELP, task
-from .server import ask_where, is_socket, running_port
+from .options import NAME_HELP, WORKERS_HELP, task
+from .protocol import run_agent
+from .server import ask_where, is_socket, remember, running_port
 
 READY_TIMEOUT = 30  # seconds for the forward to answer, on top of the SSH connect timeout
 
@@ -281,8 +282,7 @@ def group_local_ports(targets):
     saved = _saved_ports()
     ports, taken, pinned = {}, set(), set()
     for t in targets:
-        entry = t.inventory.entry(t.label)
-        own = entry.settings.get("local_port") if entry else None
+        own = t.pinned_local_port()
         if own:
             ports[t.label] = own
             taken.add(own)
@@ -301,12 +301,43 @@ def group_local_ports(targets):
     return ports, pinned
 
 
-def tunnel_group(c, group, workers, open_):
-    """One forward per host of the group, each on its own local port; a table; Ctrl-C closes all."""
-    targets = group_targets(c, group)
+def all_instances(c, group, workers, name):
+    """--all: a Target per running instance of this tool on the host (or on each host of the
+    group), each already known to run where `list` said; and the hosts that could not be asked."""
+    hosts = group_targets(c, group, name=name) if group is not None else [target(c, name=name)]
+    found, failed = [], {}
+
+    def ask(t):
+        listed = run_agent(t, "list")
+        subs = []
+        for one in listed.instances:
+            if one.status.running:
+                sub = t.instance(one.name)
+                remember(sub, one.status)
+                subs.append(sub)
+        return subs
+
+    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(hosts)))) as pool:
+        futures = [(t, pool.submit(ask, t)) for t in hosts]
+    for t, future in futures:
+        try:
+            found += future.result()
+        except UserError as e:
+            failed[t.label] = e.message if isinstance(e, HostError) else str(e)
+    if not found and not failed:
+        raise UserError(f"no instance of Jupyter is running on {', '.join(t.host for t in hosts)}; start one with setup or start")
+    return found, failed
+
+
+def tunnel_group(targets, workers, open_, failed_early=None):
+    """One forward per target (hosts of a group, or instances), each on its own local port; a
+    table; Ctrl-C closes all."""
     ports, pinned = group_local_ports(targets)
     taken = set(ports.values())
     results, tunnels = {}, {}
+    labels = [t.label for t in targets] + list(failed_early or {})
+    for label, reason in (failed_early or {}).items():
+        results[label] = (False, reason)
     with ThreadPoolExecutor(max_workers=max(1, min(workers, len(targets)))) as pool:
         futures = {pool.submit(running_port, t): t for t in targets}
         for future in as_completed(futures):
@@ -343,7 +374,7 @@ def tunnel_group(c, group, workers, open_):
                 results[t.label] = (True, tun.url)
         remember_ports({label: port for label, port in ports.items() if label not in pinned})
         rows = [("host", "URL (log in with its password) or error")] + [
-            (t.label, ("" if results[t.label][0] else "FAILED  ") + results[t.label][1]) for t in targets
+            (label, ("" if results[label][0] else "FAILED  ") + results[label][1]) for label in labels
         ]
         width = max(len(r[0]) for r in rows)
         print("\n".join(f"{a:<{width}}  {b}" for a, b in rows), flush=True)
@@ -362,9 +393,9 @@ def tunnel_group(c, group, workers, open_):
     finally:
         for tun in tunnels.values():
             tun.close()
-    failed = [t.label for t in targets if not results[t.label][0]]
+    failed = [label for label in labels if not results[label][0]]
     if failed:
-        raise Exit(f"{len(failed)} of {len(targets)} hosts have no tunnel: {', '.join(failed)}", code=1)
+        raise Exit(f"{len(failed)} of {len(labels)} have no tunnel: {', '.join(failed)}", code=1)
 
 
 @task(
@@ -373,16 +404,23 @@ def tunnel_group(c, group, workers, open_):
         "open": "also open the URL in your browser",
         "group": "one tunnel per host of this hosts.yaml group, each on its own local port",
         "workers": WORKERS_HELP,
+        "name": NAME_HELP,
+        "all": "one tunnel per running instance on the host (or the group's hosts), each on its own local port",
     }
 )
 @user_task
-def tunnel(c, local_port=None, open_=False, group=None, workers=8):
+def tunnel(c, local_port=None, open_=False, group=None, workers=8, name=None, all_=False):
     """Forward a local port to Jupyter on the host (OpenSSH) and keep it open until Ctrl-C."""
+    if all_ and name is not None:
+        raise UserError("give either --name NAME or --all, not both")
+    if (group is not None or all_) and local_port is not None:
+        raise UserError("--local-port names one port: with --group or --all, set local_port per host or instance in hosts.yaml")
+    if all_:
+        found, failed = all_instances(c, group, workers, name)
+        return tunnel_group(found, workers, open_, failed)
     if group is not None:
-        if local_port is not None:
-            raise UserError("--local-port names one port: with --group, set local_port per host in hosts.yaml")
-        return tunnel_group(c, group, workers, open_)
-    t = target(c, local_port=local_port)
+        return tunnel_group(group_targets(c, group, name=name), workers, open_)
+    t = target(c, local_port=local_port, name=name)
     remote_port, mode = running_port(t)
     port = choose_local_port(t.label, t.settings.local_port, pinned=local_port is not None)
     sigterm_as_interrupt()

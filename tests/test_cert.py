@@ -109,14 +109,14 @@ def test_certificate_expiring_soon_is_renewed(fab):
 
 def test_extra_names_are_covered(fab):
     fab.hosts("hosts:\n  fjtest:\n    cert_names: [jupyter.lab.example]\n")
-    fab("cert", "--name", "10.20.30.40")
+    fab("cert", "--san", "10.20.30.40")
     cert = x509.load_pem_x509_certificate((local_copy(fab) / "cert.pem").read_bytes())
     san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     names = san.get_values_for_type(x509.DNSName) + [str(ip) for ip in san.get_values_for_type(x509.IPAddress)]
     for expected in ["jupyter.lab.example", "10.20.30.40", "localhost", "127.0.0.1"]:
         assert expected in names
     # a new name for a host that already has a certificate renews it
-    r = fab("cert", "--name", "another.example")
+    r = fab("cert", "--san", "another.example")
     assert "renewed to cover another.example" in r.stdout
 
 

@@ -1,6 +1,7 @@
 """An upgrade of this tool never restarts a user's server unless a setting Jupyter reads has
 changed: checked on the real sshd, against a server that an older copy of the tool started."""
 
+import json
 import shutil
 import subprocess
 
@@ -10,6 +11,8 @@ from .jupyter_http import login_and_list
 # The last version whose remote side was the POSIX-sh agent (agent.sh, launcher.sh), with its
 # key=value state file and a fingerprint over its own scripts' text.
 SH_AGENT_VERSION = "73da02343536bbd8284dc26db01ab7b53783481a"
+# The last version with one server per user and host (no instances).
+SINGLE_INSTANCE_VERSION = "52eccfa41d1d7e881394d1c2709e40ec61fbbd6e"
 PASSWORD = "correct horse"
 
 
@@ -44,6 +47,31 @@ def test_an_upgrade_from_the_sh_agent_restarts_nothing(fab, tmp_path, local_port
     assert login_and_list(url, PASSWORD)[1] == 200
     fab.cleanup()
     fab("stop")
+    assert fab.sshhost.processes(fab.user) == []
+
+
+def test_an_upgrade_from_one_server_per_host_keeps_it_as_the_default_instance(fab, tmp_path, local_port):
+    """A host set up by the version before instances: its server is the default instance, and
+    setup of the default instance restarts nothing; a second instance starts beside it."""
+    old = tmp_path / "previous"
+    old.mkdir()
+    subprocess.run(f"git -C {ROOT} archive {SINGLE_INSTANCE_VERSION} fabfile.py tasks | tar -x -C {old}", shell=True, check=True)
+    assert "instance_dir" not in (old / "tasks" / "agent.py").read_text()  # really the older design
+    fab.hosts("defaults:\n  launcher: tmux\n")
+    run_copy(fab, old, "setup", "--password-stdin")
+    pid = fab.status()["pid"]
+    r = fab.setup()
+    assert "nothing changed" in r.stdout and fab.status()["pid"] == pid, r.stdout
+    r = fab.setup("--name", "second", "--port", str(fab.port + 10))
+    assert "Jupyter started" in r.stdout, r.stdout
+    names = {rec["name"]: rec for rec in map(json.loads, fab("list", "--json").stdout.splitlines())}
+    assert names["default"]["pid"] == pid and names["second"]["running"] and names["second"]["pid"] != pid, names
+    sessions = fab.as_user("tmux -L fabjupyter ls -F '#{session_name}'").stdout.split()
+    assert sorted(sessions) == ["jupyter", "jupyter-second"], sessions
+    proc, url, out = fab.tunnel("--local-port", str(local_port))
+    assert login_and_list(url, PASSWORD)[1] == 200
+    fab.cleanup()
+    fab("stop", "--all")
     assert fab.sshhost.processes(fab.user) == []
 
 

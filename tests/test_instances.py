@@ -1,0 +1,193 @@
+"""Several Jupyter servers on one host, by name (`--name`, `instances:` in hosts.yaml), and
+`list`: on the real sshd, with JupyterLab 4 and classic Notebook 6.5 side by side."""
+
+import json
+import subprocess
+import threading
+import time
+
+from .conftest import FAB, ROOT
+from .jupyter_http import login_and_list
+from .sshhost import JUPYTER_VENV, free_port
+
+NB6 = JUPYTER_VENV.parent / "nb6"
+PASSWORD = "correct horse"
+
+
+def jupyters(fab):
+    """pids of the test user's Jupyter servers (by their command line)."""
+    found = []
+    for pid in fab.sshhost.processes(fab.user):
+        try:
+            args = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
+        except OSError:
+            continue
+        if any(a.endswith((b"jupyter-lab", b"jupyter-notebook")) for a in args[:2]):
+            found.append(pid)
+    return found
+
+
+def records(fab, *args):
+    return [json.loads(line) for line in fab("list", "--json", *args).stdout.splitlines()]
+
+
+def tunnel_table(fab, *args):
+    """`fab tunnel --all` until its table is printed: (process, {label: url or error})."""
+    proc = subprocess.Popen(fab.args("tunnel", "--all", *args), cwd=ROOT, env=fab.env(), stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    fab.children.append(proc)
+    table, deadline = {}, time.monotonic() + 90
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line or line.startswith("Ctrl-C"):
+            break
+        words = line.split()
+        if words and words[0].startswith(fab.user):
+            table[words[0]] = " ".join(words[1:])
+    return proc, table
+
+
+def test_two_kinds_side_by_side_each_reached_and_stopped_alone(fab):
+    lab_local, nb_local = free_port(), free_port()
+    fab.hosts(
+        f"hosts:\n  {fab.user}:\n    instances:\n"
+        f"      lab:\n        launcher: tmux\n        local_port: {lab_local}\n"
+        f"      classic:\n        jupyter: {NB6}/bin/jupyter notebook\n        local_port: {nb_local}\n"
+    )
+    r = fab.setup("--name", "lab")
+    assert f"{fab.user}[lab]: Jupyter started (JupyterLab 4." in r.stdout, r.stdout
+    assert f"Next: fab -S {fab.sshhost.ssh_config} -H {fab.user} tunnel --name lab" in r.stdout, r.stdout
+    r = fab.setup("--name", "classic")
+    assert f"{fab.user}[classic]: Jupyter started (Notebook 6.5" in r.stdout, r.stdout
+    # each in its own directory, with its own settings file for its kind; nothing of the default
+    base = fab.home / ".fabjupyter"
+    assert [p.name for p in (base / "instances" / "classic" / "config").iterdir()] == ["jupyter_notebook_config.json"]
+    assert [p.name for p in (base / "instances" / "lab" / "config").iterdir()] == ["jupyter_server_config.json"]
+    assert not (base / "state").exists() and not (base / "settings.sh").exists()
+
+    # both run (both were asked for the same port: the second took the next free one)
+    found = {r["name"]: r for r in records(fab)}
+    assert set(found) == {"lab", "classic"}, found
+    lab, classic = found["lab"], found["classic"]
+    assert lab["running"] and classic["running"] and lab["ours"] and classic["ours"]
+    assert {lab["port"], classic["port"]} == {fab.port, fab.port + 1}, found
+    assert lab["launcher"] == "tmux" and classic["launcher"] == "nohup"
+    assert lab["kind"] == "server2" and classic["kind"] == "nb6"
+    assert lab["version"].startswith("JupyterLab 4.") and classic["version"].startswith("Notebook 6.5"), found
+    assert lab["url"] == f"http://127.0.0.1:{lab['port']}/" and lab["uptime"] >= 0
+    sessions = fab.as_user("tmux -L fabjupyter ls -F '#{session_name}'").stdout.split()
+    assert sessions == ["jupyter-lab"], sessions
+    status = json.loads(fab("status", "--json", "--name", "classic").stdout)
+    assert status["pid"] == classic["pid"] and status["name"] == "classic" and status["host"] == fab.user
+
+    # each logged into through its own forward, both opened together
+    proc, table = tunnel_table(fab)
+    assert table == {f"{fab.user}[lab]": f"http://localhost:{lab_local}/", f"{fab.user}[classic]": f"http://localhost:{nb_local}/"}, table
+    assert login_and_list(f"http://localhost:{lab_local}/", PASSWORD)[1] == 200
+    assert login_and_list(f"http://localhost:{nb_local}/", PASSWORD)[1] == 200
+    fab.cleanup()
+
+    # setup again changes nothing, for each
+    assert "nothing changed" in fab.setup("--name", "lab").stdout
+    assert "nothing changed" in fab.setup("--name", "classic").stdout
+    # stopping one leaves the other running
+    r = fab("stop", "--name", "classic")
+    assert f"{fab.user}[classic]: Jupyter stopped (pid {classic['pid']})" in r.stdout, r.stdout
+    found = {r["name"]: r for r in records(fab)}
+    assert not found["classic"]["running"] and found["lab"]["running"] and found["lab"]["pid"] == lab["pid"]
+    assert jupyters(fab) == [lab["pid"]]
+    # stop --all: every running one
+    fab.setup("--name", "classic")
+    r = fab("stop", "--all")
+    assert r.stdout.count("Jupyter stopped") == 2 and f"{fab.user}[lab]: Jupyter stopped" in r.stdout, r.stdout
+    assert fab.sshhost.processes(fab.user) == []
+    assert fab.as_user("tmux -L fabjupyter ls", check=False).returncode != 0
+
+
+def test_a_new_instance_starts_with_the_default_instances_password(fab, local_port):
+    fab.setup()
+    r = fab("setup", "--name", "second", "--port", str(fab.port + 10))  # no password given, none asked for
+    assert "password: the same as the default instance's" in r.stdout, r.stdout
+    proc, url, out = fab.tunnel("--name", "second", "--local-port", str(local_port))
+    assert url and login_and_list(url, PASSWORD)[1] == 200, out
+    fab.cleanup()
+    # set apart: only that instance's changes
+    fab("password", "--name", "second", "--password-stdin", input="another horse\n")
+    fab("restart", "--name", "second")
+    proc, url, out = fab.tunnel("--name", "second", "--local-port", str(local_port))
+    assert login_and_list(url, "another horse")[1] == 200 and login_and_list(url, PASSWORD)[1] == 403
+    fab.cleanup()
+    proc, url, out = fab.tunnel("--local-port", str(local_port))
+    assert login_and_list(url, PASSWORD)[1] == 200
+    fab.cleanup()
+    fab("stop", "--all")
+
+
+def test_list_shows_a_server_this_tool_did_not_start(fab):
+    fab.setup()
+    mine = fab.status()
+    port = free_port()
+    fab.as_user(
+        f"nohup {JUPYTER_VENV}/bin/jupyter lab --no-browser --port {port} --ServerApp.token=s3cret-token-xyz "
+        "> hand.log 2>&1 < /dev/null &"
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        found = records(fab)
+        if any(not r["ours"] for r in found):
+            break
+        time.sleep(0.5)
+    others = [r for r in found if not r["ours"]]
+    assert len(others) == 1, found
+    other = others[0]
+    assert other["name"] is None and other["port"] == port and other["running"] and other["version"].startswith("2.")
+    assert other["url"].startswith("http://") and f":{port}/" in other["url"]
+    ours = [r for r in found if r["ours"]]
+    assert [(r["name"], r["pid"]) for r in ours] == [("default", mine["pid"])]
+    for key in ("host", "name", "ours", "running", "pid", "port", "socket", "url", "launcher", "version"):
+        assert all(key in r for r in found), key
+    r = fab("list")
+    assert "(not ours)" in r.stdout and "s3cret-token-xyz" not in r.stdout + json.dumps(found), r.stdout
+    fab.sshhost.kill_user_processes(fab.user)
+
+
+def test_unknown_and_unsafe_names(fab):
+    fab.setup()
+    fab.setup("--name", "lab", "--port", str(fab.port + 10))
+    r = fab("status", "--name", "nope", check=False)
+    assert r.returncode == 1 and r.stderr.strip().splitlines() == [
+        f"{fab.user}[nope]: no instance 'nope' there (instances there: default, lab); `fab -H {fab.user} setup --name nope` makes it"
+    ], r.stderr
+    for bad in ("../x", ".hidden", "a b", "-x", "x" * 41):
+        r = fab("setup", "--name", bad, "--password-stdin", input=PASSWORD + "\n", check=False)
+        assert r.returncode == 1 and "is not an instance name" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert sorted(p.name for p in (fab.home / ".fabjupyter" / "instances").iterdir()) == ["lab"]
+    assert not (fab.home / "x").exists()
+    # two instances asking for one port in hosts.yaml: refused before any host is contacted
+    fab.hosts(f"hosts:\n  {fab.user}:\n    instances:\n      a: {{port: 9001}}\n      b: {{port: 9001}}\n")
+    r = fab("status", check=False)
+    assert r.returncode == 1 and "instances.b.port: 9001 is also a's; give each instance its own" in r.stderr, r.stderr
+    fab.hosts("")
+    fab("stop", "--all")
+    assert fab.sshhost.processes(fab.user) == []
+
+
+def test_two_new_instances_set_up_at_once_take_different_ports(fab):
+    """Both ask for the same port on a fresh host, at the same moment: each ends with its own."""
+    results = {}
+
+    def one(name):
+        results[name] = fab.setup("--name", name, check=False)
+
+    threads = [threading.Thread(target=one, args=(n,)) for n in ("a", "b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for name, r in results.items():
+        assert r.returncode == 0, (name, r.stdout, r.stderr)
+    found = {r["name"]: r for r in records(fab)}
+    assert found["a"]["running"] and found["b"]["running"] and found["a"]["port"] != found["b"]["port"], found
+    assert sorted(jupyters(fab)) == sorted([found["a"]["pid"], found["b"]["pid"]])
+    fab("stop", "--all")
+    assert fab.sshhost.processes(fab.user) == []
