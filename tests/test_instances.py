@@ -6,7 +6,7 @@ import subprocess
 import threading
 import time
 
-from .conftest import FAB, ROOT
+from .conftest import ROOT
 from .jupyter_http import login_and_list
 from .sshhost import JUPYTER_VENV, free_port
 

@@ -1,5 +1,6 @@
 """Pure logic: quoting, the password hash, settings precedence, the ssh command line."""
 
+import re
 import subprocess
 
 import pytest
@@ -88,6 +89,42 @@ def test_settings_precedence(tmp_path):
     other = inv.settings_for("elsewhere")
     assert (other.launcher, other.port, other.root_dir) == ("tmux", 9000, "~")
     assert inventory.Settings().port == 8888
+
+
+def test_instance_settings_precedence_and_names(tmp_path):
+    """defaults < host < the instance's entry < options; `name:` picks the instance a host's
+    tasks use without --name."""
+    from tasks.hosts import Target
+
+    path = tmp_path / "hosts.yaml"
+    path.write_text(
+        "defaults:\n  port: 9000\n  launcher: tmux\n"
+        "hosts:\n  gpu:\n    name: torch\n    local_port: 9100\n    activate: source ~/base/bin/activate\n"
+        "    instances:\n      torch: {activate: source ~/torch/bin/activate, port: 9001}\n      jax: {port: 9002, local_port: 9102}\n"
+    )
+    inv = inventory.load(str(path))
+    s = inv.settings_for("gpu")
+    assert (s.name, s.activate, s.port, s.launcher) == ("torch", "source ~/torch/bin/activate", 9001, "tmux")
+    s = inv.settings_for("gpu", {"name": "jax", "port": 9500})
+    assert (s.name, s.activate, s.port, s.local_port) == ("jax", "source ~/base/bin/activate", 9500, 9102)
+    s = inv.settings_for("gpu", {"name": "default"})
+    assert (s.name, s.port) == ("default", 9000)
+    assert inv.settings_for("elsewhere").name == "default"
+    t = Target("gpu", Connection("gpu"), inv.settings_for("gpu"), inv)
+    assert (t.label, t.named, t.remote_dir, t.fab("restart")) == (
+        "gpu[torch]", " --name torch", "~/.fabjupyter/instances/torch", "fab -H gpu restart --name torch")
+    # the host's own local_port is the instance's it names; another instance's own is its own
+    assert t.pinned_local_port() == 9100 and t.instance("jax").pinned_local_port() == 9102
+    assert t.instance("default").pinned_local_port() is None and t.instance("default").label == "gpu"
+    for bad, message in [
+        ("hosts:\n  gpu:\n    instances:\n      a/b: {}\n", "'a/b' is not an instance name"),
+        ("hosts:\n  gpu:\n    name: ../x\n", "hosts.gpu.name: '../x' is not an instance name"),
+        ("hosts:\n  gpu:\n    instances:\n      a: {name: b}\n", "hosts.gpu.instances.a: unknown key 'name'"),
+        ("hosts:\n  gpu:\n    instances:\n      a: {local_port: 9}\n      b: {local_port: 9}\n", "b.local_port: 9 is also a's"),
+    ]:
+        path.write_text(bad)
+        with pytest.raises(UserError, match=re.escape(message)):
+            inventory.load(str(path))
 
 
 def test_empty_and_missing_inventory(tmp_path):
