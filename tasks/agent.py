@@ -171,6 +171,19 @@ KIND_LIST = (
 KINDS = {k.name: k for k in KIND_LIST}
 
 
+def config_for(kind, settings):
+    """The settings file for this kind of Jupyter and these settings (settings.sh's values)."""
+    config = KINDS[kind].settings("public" if settings.get("tls") == "1" else "ssh")
+    idle = int(settings.get("idle") or 0)
+    if idle:
+        # shut down after IDLE seconds without activity, and cull kernels idle that long (a kernel,
+        # even an idle one with a browser tab on it, keeps the server up otherwise). Jupyter checks
+        # the server's activity once a minute.
+        config[KINDS[kind].app]["shutdown_no_activity_timeout"] = idle
+        config["MappingKernelManager"] = {"cull_idle_timeout": idle, "cull_interval": max(10, min(60, idle)), "cull_connected": True}
+    return config
+
+
 def kind_for(versions, command):
     """Which kind of Jupyter the command runs: that decides which settings it reads."""
     for kind in KIND_LIST:
@@ -784,7 +797,7 @@ class Run:
         old = read_text(self.path("settings.sh"))
         wanted = settings_from_sh(settings_sh)
         now = self.disk_settings()
-        want_cfg = KINDS[kind].settings(wanted.get("tls") == "1" and "public" or "ssh")
+        want_cfg = config_for(kind, wanted)
         cfg_path = self.config_path(kind)
         old_cfg = read_json(cfg_path)
         others = [p for p in self._json_files("config") if p != cfg_path]
@@ -1062,9 +1075,8 @@ def act_setup(run):
     run.check_root(settings)
     kind, version = run.probe()
     k = KINDS[kind]
-    mode = "public" if settings.get("tls") == "1" else "ssh"
     h = new or stored
-    want_fp = fingerprint(settings, kind, k.settings(mode), k.password(h) if h else None, run.tls_digests(settings))
+    want_fp = fingerprint(settings, kind, config_for(kind, settings), k.password(h) if h else None, run.tls_digests(settings))
     requested = requested_port(run, settings)
     if (alive(state.get("pid")) and state.get("fingerprint") == want_fp and state.get("launcher") == launcher
             and state.get("requested_port") == requested):

@@ -6,7 +6,7 @@ The user's own Jupyter config files are never edited."""
 
 from . import fleet
 from .errors import user_task
-from .options import DRY_RUN_HELP, GROUP_HELP, MODE_HELP, NAME_HELP, ROOT_DIR_HELP, WORKERS_HELP, task
+from .options import DRY_RUN_HELP, GROUP_HELP, IDLE_HELP, MODE_HELP, NAME_HELP, ROOT_DIR_HELP, WORKERS_HELP, task
 from .protocol import run_agent, sh_assign, sh_words
 from .report import Outcome, Plain
 
@@ -36,6 +36,8 @@ def settings_sh(settings):
             sh_assign("FJ_TLS", "1" if settings.mode == "public" else ""),
             sh_assign("FJ_SOCK", "1" if settings.socket else ""),
         ]
+        # only when set: a host set up before these settings existed reads the same settings
+        + ([sh_assign("FJ_IDLE", str(settings.idle_timeout))] if settings.idle_timeout else [])
     ) + "\n"
 
 
@@ -87,11 +89,12 @@ def config_host(t, dry_run=False):
         "socket": "listen on a Unix socket (0600, in a 0700 directory) instead of a port",
         "dry-run": DRY_RUN_HELP,
         "name": NAME_HELP,
+        "idle-timeout": IDLE_HELP,
     }
 )
 @user_task
-def config(c, root_dir=None, mode=None, group=None, workers=8, socket=False, dry_run=False, name=None):
+def config(c, root_dir=None, mode=None, group=None, workers=8, socket=False, dry_run=False, name=None, idle_timeout=None):
     """Write the Jupyter configuration on the host (~/.fabjupyter); your own files stay as they are."""
     core = lambda t: config_host(t, dry_run)  # noqa: E731
     fleet.run(c, fleet.dry("config", core) if dry_run else core, group, workers, root_dir=root_dir, mode=mode, socket=socket or None,
-              name=name)
+              name=name, idle_timeout=idle_timeout)

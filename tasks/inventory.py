@@ -34,6 +34,7 @@ class Settings:
     socket: bool = False  # listen on a Unix socket (0600, in a 0700 directory) instead of a port
     fast_start: bool = False  # start Jupyter through boot.py (opt-in; see README)
     name: str = "default"  # the instance: several servers on one host, each by name
+    idle_timeout: int = 0  # seconds without activity after which Jupyter shuts itself down (0: never)
 
 
 @dataclass(frozen=True)
@@ -159,6 +160,7 @@ CHECKS = {
     "socket": _bool,
     "fast_start": _bool,
     "name": _name,
+    "idle_timeout": lambda value, where: 0 if value in (0, "0") else _positive(value, where),
 }
 
 

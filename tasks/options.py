@@ -13,12 +13,14 @@ PORT_HELP = "remote port (default 8888; the next free one if taken, and reported
 ROOT_DIR_HELP = "Jupyter's root directory on the remote (default ~; created 0700 if missing)"
 MODE_HELP = "ssh (127.0.0.1, reached through the tunnel; default) or public (all interfaces, TLS and password)"
 NAME_HELP = "the instance (several Jupyter servers on one host, each by name; default: `name:` in hosts.yaml, else default)"
+IDLE_HELP = ("shut Jupyter down after this many seconds without activity, culling kernels idle that long "
+             "(0: never, the default; a batch job then ends)")
 FAST_START_HELP = ("start Jupyter through this tool's boot.py, which skips two start-up costs inside it "
                    "(about a second; off by default: Jupyter then runs exactly as its own script would)")
 
 
 # Options that take a whole number, whatever their default (None: from hosts.yaml).
-INT_OPTIONS = ("port", "local_port", "lines", "days", "workers")
+INT_OPTIONS = ("port", "local_port", "lines", "days", "workers", "idle_timeout")
 
 
 class _WholeNumber(Argument):

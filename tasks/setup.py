@@ -8,7 +8,7 @@ from .cert import describe_cert, ensure_cert
 from .config import change_lines, wanted
 from .errors import user_task
 from .options import (
-    DRY_RUN_HELP, FAST_START_HELP, GROUP_HELP, LAUNCHER_HELP, MODE_HELP, NAME_HELP, PORT_HELP, ROOT_DIR_HELP, WORKERS_HELP, task,
+    DRY_RUN_HELP, FAST_START_HELP, GROUP_HELP, IDLE_HELP, LAUNCHER_HELP, MODE_HELP, NAME_HELP, PORT_HELP, ROOT_DIR_HELP, WORKERS_HELP, task,
 )
 from .password import fresh_hash, hash_password, read_password
 from .protocol import run_agent
@@ -133,12 +133,13 @@ def fab_prefix(c, label):
         "dry-run": DRY_RUN_HELP,
         "fast-start": FAST_START_HELP,
         "name": NAME_HELP,
+        "idle-timeout": IDLE_HELP,
     }
 )
 @user_task
 def setup(
     c, launcher=None, port=None, root_dir=None, password_stdin=False, mode=None, group=None, workers=8,
-    accept_new_host_key=False, socket=False, dry_run=False, fast_start=False, name=None,
+    accept_new_host_key=False, socket=False, dry_run=False, fast_start=False, name=None, idle_timeout=None,
 ):
     """Set up Jupyter on the host: config, password, start, wait until it answers."""
     if accept_new_host_key and not dry_run:
@@ -158,4 +159,5 @@ def setup(
         socket=socket or None,
         fast_start=fast_start or None,
         name=name,
+        idle_timeout=idle_timeout,
     )
