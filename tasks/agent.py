@@ -452,6 +452,110 @@ def runtime_dir(env):
     return os.path.join(env.get("XDG_DATA_HOME") or os.path.join(home, ".local", "share"), "jupyter", "runtime")
 
 
+# --- batch schedulers ------------------------------------------------------------------------
+
+class Slurm:
+    """What this tool asks of a batch scheduler, for SLURM. Another scheduler (PBS/Torque: qsub,
+    qstat -f, qdel; LSF: bsub, bjobs, bkill) is another class with these five methods and an
+    entry in SCHEDULERS; the job script itself (bootstrap.sh's `job`) only reads NODE_ENV."""
+
+    name = "slurm"
+    submit_command = "sbatch"
+    NODE_ENV = "SLURMD_NODENAME"
+    ACTIVE = ("PENDING", "CONFIGURING", "RUNNING", "REQUEUED", "RESIZING", "SUSPENDED", "COMPLETING")
+
+    def script_header(self, job_name, log, options):
+        """The #SBATCH lines: ours (name, output), then the user's (which may override them)."""
+        lines = ["#SBATCH --job-name=%s" % job_name, "#SBATCH --output=%s" % log.replace("%", "%%"),
+                 "#SBATCH --open-mode=append"]
+        return lines + ["#SBATCH %s" % o for o in options]
+
+    def submit(self, script):
+        """The job id, or Fail with sbatch's own words."""
+        out, err, code = run_command(["sbatch", "--parsable", script], timeout=60)
+        if code != 0:
+            raise Fail("submit_failed", "sbatch", log=[line for line in err.splitlines() if line.strip()] or ["exit status %d" % code])
+        job = out.strip().split(";")[0]
+        if not job.isdigit():
+            raise Fail("submit_failed", "sbatch", log=["sbatch answered %r, not a job id" % out.strip()])
+        return job
+
+    def query(self, job):
+        """{state, reason, node, time_left} while the scheduler lists the job; None once it left
+        the queue; raises Fail when the scheduler cannot be asked."""
+        out, err, code = run_command(["squeue", "-h", "-j", job, "-o", "%T|%r|%N|%L"], timeout=30)
+        if code != 0:
+            if "Invalid job id" in err:
+                return None
+            raise Fail("scheduler", "squeue", log=err.splitlines()[-3:])
+        for line in out.splitlines():
+            parts = line.split("|")
+            if len(parts) == 4:
+                state, reason, node, left = parts
+                return {"state": state, "reason": "" if reason in ("None", "(null)") else reason,
+                        "node": node or None, "time_left": left if left not in ("", "INVALID") else None}
+        return None
+
+    def ended(self, job):
+        """(state, reason) of a job that left the queue: from accounting where the cluster keeps
+        it (sacct), else from the controller while it remembers the job (scontrol), else None."""
+        out, _, code = run_command(["sacct", "-n", "-X", "-P", "-j", job, "-o", "State,Reason,ExitCode"], timeout=30)
+        if code == 0:
+            for line in out.splitlines():
+                parts = line.split("|")
+                if len(parts) >= 2 and parts[0]:
+                    reason = parts[1] if parts[1] not in ("None", "") else ""
+                    return parts[0].split()[0], reason
+        out, _, code = run_command(["scontrol", "-o", "show", "job", job], timeout=30)
+        if code == 0:
+            fields = dict(word.split("=", 1) for word in out.split() if "=" in word)
+            if fields.get("JobState"):
+                reason = fields.get("Reason", "")
+                return fields["JobState"], "" if reason == "None" else reason
+        return None
+
+    def cancel(self, job):
+        run_command(["scancel", job], timeout=30)
+
+    def find(self, job_name):
+        """The ids of this user's queued or running jobs with that name."""
+        out, _, code = run_command(["squeue", "-h", "-u", str(os.getuid()), "-n", job_name, "-o", "%i"], timeout=30)
+        return out.split() if code == 0 else []
+
+
+SCHEDULERS = {"slurm": Slurm}
+
+
+def run_command(argv, timeout=30):
+    """(stdout, stderr, exit status) of a command; 127 when it is not there."""
+    try:
+        p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, close_fds=True)
+    except OSError as e:
+        return "", "%s: %s" % (argv[0], e.strerror), 127
+    try:
+        out, err = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        out, err = p.communicate()
+        return "", "%s did not answer within %d s" % (argv[0], timeout), 124
+    return out.decode("utf-8", "replace"), err.decode("utf-8", "replace"), p.returncode
+
+
+def job_answers(addr, port, timeout=3):
+    """What Jupyter in a job answers, from here: 'login' (it asks for the password), 'open' (it
+    lets anyone in: never ours), or None (nothing answers yet)."""
+    import http.client
+
+    try:
+        conn = http.client.HTTPConnection(addr, port, timeout=timeout)
+        conn.request("GET", "/api/contents", headers={"Host": "localhost:%d" % port})
+        status = conn.getresponse().status
+        conn.close()
+    except (OSError, http.client.HTTPException):
+        return None
+    return "login" if status in (401, 403) else "open" if status == 200 else None
+
+
 # --- one run ---------------------------------------------------------------------------------
 
 MOVED_NOTE = (
@@ -515,6 +619,8 @@ class Run:
         self.lock_fd = None
         self.child = None  # a Jupyter started here with nohup (ours to reap)
         self.password_from = ""  # where a new instance's password came from
+        self.jobs = {}  # job id -> the scheduler's answer, asked once per run
+        self.gone = False  # the client went away (a reply could not be written)
 
     # paths
     def path(self, *parts):
@@ -536,7 +642,7 @@ class Run:
             self.out.write(json.dumps(obj) + "\n")
             self.out.flush()
         except (OSError, ValueError):
-            pass  # the client went away: finish the job all the same
+            self.gone = True  # the client went away: finish the job all the same (a queued batch job excepted)
 
     def change(self, what, detail="", diff=(), act=None):
         """Record a change; make it unless this is a dry run."""
@@ -712,10 +818,27 @@ class Run:
     def status(self, state=None):
         state = self.state() if state is None else state
         pid = state.get("pid")
-        running = alive(pid)
         kind = state.get("kind") or "server2"
         configured = self.disk_settings() is not None and os.path.isfile(self.config_path(kind))
-        return {
+        batch = {"job_id": None, "job_state": None, "node": None, "time_left": None, "address": None, "ended": None}
+        if state.get("launcher") in SCHEDULERS and state.get("job_id"):
+            job_id = state["job_id"]
+            job = self.job(state)
+            where = self.job_where(job_id)
+            if where and not state.get("port"):  # its agent was cut off before it recorded them
+                state = dict(state, address=where[0], port=where[1], node=where[2])
+            running = bool(job and job["state"] == "RUNNING" and state.get("port"))
+            batch.update(job_id=job_id, node=state.get("node") or (job or {}).get("node"), address=state.get("address"))
+            if job and job["state"] in Slurm.ACTIVE:
+                batch.update(job_state=job["state"], time_left=job["time_left"])
+            else:
+                ended = SCHEDULERS[state["launcher"]]().ended(job_id) or (job and (job["state"], job["reason"]))
+                # the scheduler forgot it (no accounting, and past MinJobAge): this tool's record
+                state_word, reason = ended or ("ENDED", "no longer known to the scheduler")
+                batch.update(job_state=state_word, ended=(state_word + (" (%s)" % reason if reason else "")))
+        else:
+            running = alive(pid)
+        status = {
             "running": running,
             "pid": pid if running else None,
             "port": state.get("port") if running else None,
@@ -733,12 +856,21 @@ class Run:
             "unrecorded": self.unrecorded(pid),
             "busy": self.busy(),
         }
+        status.update(batch)
+        return status
 
     # changes
     def stop_unrecorded(self, state):
         pids = self.unrecorded(state.get("pid"))
         if pids:
             self.change("stop_unrecorded", " ".join(map(str, pids)), act=lambda: [kill(p) for p in pids])
+        launcher = state.get("launcher") if state.get("launcher") in SCHEDULERS else self.req.get("launcher")
+        if launcher in SCHEDULERS and shutil.which("squeue"):
+            # a job of this instance that no record names (its run was killed right after submitting it)
+            scheduler = SCHEDULERS[launcher]()
+            for job_id in scheduler.find(self.job_name()):
+                if job_id != state.get("job_id"):
+                    self.change("stop_unrecorded", "job " + job_id, act=lambda j=job_id: self.cancel_job(scheduler, j))
         if not self.dry:
             if not alive(state.get("pid")):
                 self._remove("launched")
@@ -753,7 +885,11 @@ class Run:
 
     def stop_server(self, state, what="stop"):
         pid = state.get("pid")
-        if alive(pid):
+        if state.get("launcher") in SCHEDULERS and state.get("job_id"):
+            if self.server_alive(state):
+                self.change(what, "job %s" % state["job_id"],
+                            act=lambda: self.cancel_job(SCHEDULERS[state["launcher"]](), state["job_id"]))
+        elif alive(pid):
             self.change(what, str(pid), act=lambda: kill(pid))
 
         def tidy():
@@ -770,8 +906,130 @@ class Run:
         if launcher == "tmux":
             if not shutil.which("tmux"):
                 raise Fail("no_tmux")
+        elif launcher in SCHEDULERS:
+            if not shutil.which(SCHEDULERS[launcher].submit_command):
+                raise Fail("no_scheduler", SCHEDULERS[launcher].submit_command)
         elif launcher != "nohup":
             raise Fail("bad_launcher", launcher)
+
+    # batch jobs
+    def job(self, state):
+        """The scheduler's word on the recorded job: {state, reason, node, time_left}, or None
+        once it left the queue (asked once per run)."""
+        launcher, job_id = state.get("launcher"), state.get("job_id")
+        if launcher not in SCHEDULERS or not job_id:
+            return None
+        if job_id not in self.jobs:
+            self.jobs[job_id] = SCHEDULERS[launcher]().query(job_id)
+        return self.jobs[job_id]
+
+    def server_alive(self, state):
+        """Is the recorded server there: its process, or its job (queued or running)?"""
+        if state.get("launcher") in SCHEDULERS:
+            job = self.job(state)
+            return bool(job and job["state"] in Slurm.ACTIVE)
+        return alive(state.get("pid"))
+
+    def job_where(self, job_id):
+        """(address, port, node) that the job wrote once its Jupyter was about to listen."""
+        words = (read_text(self.path("job.where")) or "").split()
+        if len(words) == 4 and words[0] == job_id and words[2].isdigit():
+            return words[1], int(words[2]), words[3]
+        return None
+
+    def job_name(self):
+        return "fabjupyter-" + self.name
+
+    def cancel_job(self, scheduler, job_id, wait=60):
+        """Cancel the job and wait until the scheduler no longer runs it."""
+        scheduler.cancel(job_id)
+        deadline = time.time() + wait
+        while time.time() < deadline:
+            job = scheduler.query(job_id)
+            if job is None or job["state"] not in Slurm.ACTIVE:
+                break
+            time.sleep(0.5)
+        self.jobs.pop(job_id, None)
+
+    def launch_job(self, scheduler, kind, version, settings, root, requested):
+        """Submit Jupyter as a batch job; follow it through the queue (one event per change of
+        state); wait until Jupyter in it answers on the node, asking for the password; record it.
+        The port is chosen on the node by the job (bootstrap.sh's `job`), which writes where it
+        listens to job.where in this (shared) directory."""
+        k = KINDS[kind]
+        options = [str(o) for o in self.req.get("sbatch") or []]
+        script = "\n".join(["#!/bin/sh"] + scheduler.script_header(self.job_name(), self.path("jupyter.log"), options) + [
+            "# fabjupyter's batch job: Jupyter for the instance %r on the node this job runs on" % self.name,
+            "exec sh %s job" % sh_quote(self.path("run.sh")), ""])
+        self.change("start", "%s job, a free port from %s on its node" % (scheduler.name, requested or 8888),
+                    diff=script.splitlines())
+        if self.dry:
+            return
+        argv = self.jupyter_argv(kind, root, None, "", False)
+        ip_config = {k.app: {"ip": "@ADDR@"}}
+        if kind != "nb6":
+            ip_config.update({name: {"ip": "@ADDR@"} for name in SHIMMED_CLASSES})
+        write_atomic(self.path("serve.sh"), "\n".join([
+            "# Jupyter's command line, for run.sh (written at each start)",
+            "set -- %s" % " ".join(sh_quote(a) for a in argv),
+            "FJ_APP=%s FJ_PORT=%d FJ_PYTHON=%s" % (k.app, requested or 8888, sh_quote(sys.executable)),
+            "FJ_CONFIG_NAME=%s" % k.config_name,
+            "FJ_IP_CONFIG=%s" % sh_quote(json.dumps(ip_config)), ""]))
+        write_atomic(self.path("job.sh"), script, 0o700)
+        self._remove("job.where")
+        log = self.path("jupyter.log")
+        if os.path.exists(log):
+            os.replace(log, log + ".1")
+        job_id = scheduler.submit(self.path("job.sh"))
+        state = {
+            "v": PROTOCOL, "pid": None, "job_id": job_id, "launcher": scheduler.name, "sbatch": options, "port": None,
+            "address": None, "node": None, "socket": None, "requested_port": requested, "mode": "ssh", "started": None,
+            "submitted": int(time.time()), "kind": kind, "version": version, "fast_start": False, "python": sys.executable,
+            "command": self.command, "fingerprint": self.disk_fingerprint(kind),
+        }
+        write_atomic(self.path("state"), json_text(state))
+        write_atomic(self.path("python"), sys.executable + "\n")
+        self.event("job", job_id=job_id, state="SUBMITTED", reason="", node=None)
+        queue_timeout = int(self.req.get("queue_timeout") or 0)
+        queue_deadline = time.time() + queue_timeout if queue_timeout else None
+        ready_deadline, last, ticked = None, None, time.time()
+
+        def give_up(code, detail="", log=()):
+            self.cancel_job(scheduler, job_id)
+            self._remove("state")
+            raise Fail(code, detail, log)
+
+        while True:
+            job = scheduler.query(job_id)
+            if job is None or job["state"] not in Slurm.ACTIVE:
+                ended = scheduler.ended(job_id) or ((job["state"], job["reason"]) if job else ("ENDED", ""))
+                self._remove("state")
+                raise Fail("job_ended", "%s %s" % (job_id, " ".join(w for w in ended if w)), log=self.log_tail())
+            seen = (job["state"], job["reason"], job["node"])
+            if seen != last:
+                self.event("job", job_id=job_id, state=job["state"], reason=job["reason"], node=job["node"])
+                last = seen
+            elif time.time() - ticked > 2:
+                self.event("tick")
+                ticked = time.time()
+            if self.gone:  # Ctrl-C on the client, or its connection dropped: this job is nobody's
+                give_up("cancelled", job_id)
+            if job["state"] == "RUNNING":
+                ready_deadline = ready_deadline or time.time() + int(self.req.get("timeout") or 60)
+                where = self.job_where(job_id)
+                answer = job_answers(where[0], where[1]) if where else None
+                if answer == "login":
+                    break
+                if answer == "open":
+                    give_up("unsafe", "Jupyter in job %s lets anyone in without the password" % job_id)
+                if time.time() > ready_deadline:
+                    give_up("timeout", str(self.req.get("timeout") or 60), log=self.log_tail())
+            elif queue_deadline and time.time() > queue_deadline:
+                give_up("queue_timeout", "%s %s %s" % (queue_timeout, job_id, job["state"]), log=[job["reason"]] if job["reason"] else [])
+            time.sleep(0.5)
+        address, port, node = where
+        state.update(address=address, port=port, node=node, started=int(time.time()))
+        write_atomic(self.path("state"), json_text(state))
 
     def root_dir(self, settings):
         root = settings.get("root", "")
@@ -870,6 +1128,8 @@ class Run:
         if not os.path.exists(root):
             self.change("root_dir", root, act=lambda: make_dir(root))
         tls, sock = settings.get("tls") == "1", settings.get("sock") == "1"
+        if launcher in SCHEDULERS:
+            return self.launch_job(SCHEDULERS[launcher](), kind, version, settings, root, requested)
         where = "socket" if sock else "port %s or the next free one" % requested
         self.change("start", "%s, %s" % (launcher, where))
         if self.dry:
@@ -948,7 +1208,8 @@ class Run:
         if self.name != "default" and not os.path.isdir(self.d):
             raise Fail("unknown_instance", self.name, log=instance_names(self.home) or ["none"])
 
-    def start_process(self, kind, settings, launcher, root, port, sock_path, tls):
+    def jupyter_argv(self, kind, root, port, sock_path, tls):
+        """Jupyter's command line (a batch job adds the port it finds free on its node)."""
         k = KINDS[kind]
         argv = list(self.command)
         if tls:
@@ -956,11 +1217,15 @@ class Run:
         if sock_path:
             # a Unix socket instead of a port (Jupyter aborts on --sock with any port option)
             argv += ["--%s.sock=%s" % (k.app, sock_path), "--%s.sock_mode=0600" % k.app]
-        else:
+        elif port:
             argv += ["--%s.port=%d" % (k.app, port)]
         argv.append("--%s.%s=%s" % (k.app, k.root_key, root))
         if os.getuid() == 0:
             argv.append("--allow-root")
+        return argv
+
+    def start_process(self, kind, settings, launcher, root, port, sock_path, tls):
+        argv = self.jupyter_argv(kind, root, port, sock_path, tls)
         # fast_start (opt-in): through boot.py, when Jupyter is a Python script run by its own
         # Python as its first line says
         self.fast_start_used = bool(self.req.get("fast_start") and self.plain and read_text(self.path("boot.py")) == self.req.get("boot_py"))
@@ -1078,8 +1343,9 @@ def act_setup(run):
     h = new or stored
     want_fp = fingerprint(settings, kind, config_for(kind, settings), k.password(h) if h else None, run.tls_digests(settings))
     requested = requested_port(run, settings)
-    if (alive(state.get("pid")) and state.get("fingerprint") == want_fp and state.get("launcher") == launcher
-            and state.get("requested_port") == requested):
+    if (run.server_alive(state) and state.get("fingerprint") == want_fp and state.get("launcher") == launcher
+            and state.get("requested_port") == requested
+            and (launcher not in SCHEDULERS or state.get("sbatch") == list(req.get("sbatch") or []))):
         run.refresh_tool_files()
         return setup_reply(run, unchanged=True)
     run.write_config(kind, settings_sh)
@@ -1098,7 +1364,7 @@ def setup_reply(run, ask=None, salt=None, unchanged=False):
 
 def restart_needed(run):
     state = run.state()
-    return alive(state.get("pid")) and state.get("fingerprint") != run.disk_fingerprint(state.get("kind") or "server2")
+    return run.server_alive(state) and state.get("fingerprint") != run.disk_fingerprint(state.get("kind") or "server2")
 
 
 def act_config(run):
@@ -1125,7 +1391,7 @@ def act_start(run):
     run.known()
     state = run.state()
     run.stop_unrecorded(state)
-    if not alive(state.get("pid")):
+    if not run.server_alive(state):
         settings = run.disk_settings()
         kind, version = run.probe()
         run.refresh_tool_files()

@@ -136,16 +136,62 @@ fj_agent() {
     printf '%s' "$FJ_AGENT_PY" | "$PY" - fabjupyter-agent "$code" "$detail" "${PLAIN-}" "${NOTE-}" "$@"
 }
 
-# fj_boot agent | serve [COMMAND...]
+# fj_job: in a batch job, on its compute node (job.sh runs `sh run.sh job`; its output is the
+# job's, appended to jupyter.log): the node's address as the scheduler knows it (the one the
+# login node reaches), a free port there, a settings file that makes Jupyter listen on that
+# address only, then where it listens (job.where, which the agent on the login node reads from
+# the shared home directory), then Jupyter.
+fj_job() {
+    cd || exit 1
+    fj_settings || { echo "fabjupyter: no settings in $D; run setup"; exit 3; }
+    fj_activate || { echo "fabjupyter: the activate line failed"; exit 3; }
+    . "$D/serve.sh"
+    node=${SLURMD_NODENAME:-$(hostname)}
+    addr=$(scontrol show node "$node" 2> /dev/null | sed -n 's/.*NodeAddr=\([^ ]*\).*/\1/p' | head -n 1)
+    [ -n "$addr" ] || addr=$node
+    mkdir -p "$D/job" "$D/runtime" || exit 3
+    port=$("$FJ_PYTHON" -c '
+import socket, sys
+addr, first, path, config = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+with open(path, "w") as f:
+    f.write(config.replace("@ADDR@", addr))
+for port in list(range(first, min(first + 100, 65536))) + [0]:
+    s = socket.socket()
+    try:
+        s.bind((addr, port))
+    except OSError:
+        continue
+    finally:
+        s.close()
+    print(port if port else s.getsockname()[1])
+    break
+' "$addr" "$FJ_PORT" "$D/job/$FJ_CONFIG_NAME" "$FJ_IP_CONFIG") && [ -n "$port" ] || {
+        echo "fabjupyter: no free port on $node ($addr)"
+        exit 3
+    }
+    echo "fabjupyter: job ${SLURM_JOB_ID-} on $node: Jupyter on $addr:$port"
+    printf '%s %s %s %s\n' "${SLURM_JOB_ID:-0}" "$addr" "$port" "$node" > "$D/job.where.$$" && mv -f "$D/job.where.$$" "$D/job.where"
+    JUPYTER_CONFIG_PATH=$D/job:$D/password:$D/config${JUPYTER_CONFIG_PATH:+:$JUPYTER_CONFIG_PATH}
+    JUPYTER_RUNTIME_DIR=$D/runtime
+    export JUPYTER_CONFIG_PATH JUPYTER_RUNTIME_DIR
+    exec "$@" "--$FJ_APP.port=$port"
+}
+
+# fj_boot agent | serve | job
 fj_boot() {
     case ${1-} in
-        agent | serve) ;;
+        agent | serve | job) ;;
         *)
-            echo "usage: sh run.sh serve (fabjupyter's launcher, run by its agent)" >&2
+            echo "usage: sh run.sh serve|job (fabjupyter's launcher, run by its agent)" >&2
             return 2
             ;;
     esac
     fj_home
+    if [ "$1" = job ]; then
+        case $0 in */*) D=${0%/*} ;; *) D=. ;; esac
+        D=$(cd "$D" && pwd) || exit 3
+        fj_job
+    fi
     if [ "$1" = serve ]; then
         shift
         # run.sh is in the instance's directory

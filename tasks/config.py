@@ -49,6 +49,8 @@ def wanted(settings):
         "port": settings.port,
         "timeout": settings.start_timeout,
         "fast_start": settings.fast_start,
+        "sbatch": list(settings.sbatch),
+        "queue_timeout": settings.queue_timeout,
     }
 
 

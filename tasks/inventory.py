@@ -14,7 +14,8 @@ import yaml
 from .agent import NAME_MAX, good_name
 from .errors import UserError
 
-LAUNCHERS = ("nohup", "tmux")
+LAUNCHERS = ("nohup", "tmux", "slurm")
+BATCH_LAUNCHERS = ("slurm",)
 MODES = ("ssh", "public")
 
 
@@ -35,6 +36,8 @@ class Settings:
     fast_start: bool = False  # start Jupyter through boot.py (opt-in; see README)
     name: str = "default"  # the instance: several servers on one host, each by name
     idle_timeout: int = 0  # seconds without activity after which Jupyter shuts itself down (0: never)
+    sbatch: tuple = ()  # options for sbatch (launcher: slurm), e.g. ["--partition=gpu", "--time=04:00:00"]
+    queue_timeout: int = 0  # seconds a batch job may wait in the queue before it is cancelled (0: until Ctrl-C)
 
 
 @dataclass(frozen=True)
@@ -110,6 +113,19 @@ def _names(value, where):
     return tuple(_text(v, where).strip() for v in value)
 
 
+def _options(value, where):
+    """Options for a batch scheduler's submit command: a list of strings, each an option."""
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        raise UserError(f"{where}: must be a list of options, e.g. [\"--partition=gpu\", \"--time=04:00:00\"]")
+    for v in value:
+        _text(v, where, allow_empty=False)
+        if not v.startswith("-"):
+            raise UserError(f"{where}: {v!r} is not an option (options start with -, e.g. --partition=gpu)")
+    return tuple(value)
+
+
 def _bool(value, where):
     if not isinstance(value, bool):
         raise UserError(f"{where}: must be true or false (got {value!r})")
@@ -161,6 +177,8 @@ CHECKS = {
     "fast_start": _bool,
     "name": _name,
     "idle_timeout": lambda value, where: 0 if value in (0, "0") else _positive(value, where),
+    "sbatch": _options,
+    "queue_timeout": lambda value, where: 0 if value in (0, "0") else _positive(value, where),
 }
 
 
@@ -221,6 +239,11 @@ class Inventory:
         settings = replace(Settings(), **values)
         if settings.socket and settings.mode == "public":
             raise UserError(f"{name}: public mode serves HTTPS on a port; it cannot use a Unix socket (socket: true)")
+        if settings.launcher in BATCH_LAUNCHERS and (settings.socket or settings.mode == "public"):
+            raise UserError(
+                f"{name}: launcher {settings.launcher} runs Jupyter on a compute node, reached through the login node's "
+                "forward to its port: it works in ssh mode with a port (not socket: true, not mode: public)"
+            )
         return settings
 
 

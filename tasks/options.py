@@ -8,7 +8,9 @@ from invoke.parser import Argument
 GROUP_HELP = "run on every host of this hosts.yaml group, in parallel (instead of -H)"
 WORKERS_HELP = "how many hosts at once with --group (default 8)"
 DRY_RUN_HELP = "show what would change (a diff for the configuration) and change nothing, not even an upload"
-LAUNCHER_HELP = "how Jupyter is detached from the SSH session: nohup (default) or tmux"
+LAUNCHER_HELP = "how Jupyter is detached from the SSH session: nohup (default), tmux, or slurm (a batch job on a compute node)"
+SBATCH_HELP = "an sbatch option for the job (launcher slurm), e.g. --sbatch=--partition=gpu; repeatable"
+QUEUE_TIMEOUT_HELP = "seconds the batch job may wait in the queue before it is cancelled (default: until Ctrl-C)"
 PORT_HELP = "remote port (default 8888; the next free one if taken, and reported)"
 ROOT_DIR_HELP = "Jupyter's root directory on the remote (default ~; created 0700 if missing)"
 MODE_HELP = "ssh (127.0.0.1, reached through the tunnel; default) or public (all interfaces, TLS and password)"
@@ -20,7 +22,7 @@ FAST_START_HELP = ("start Jupyter through this tool's boot.py, which skips two s
 
 
 # Options that take a whole number, whatever their default (None: from hosts.yaml).
-INT_OPTIONS = ("port", "local_port", "lines", "days", "workers", "idle_timeout")
+INT_OPTIONS = ("port", "local_port", "lines", "days", "workers", "idle_timeout", "queue_timeout")
 
 
 class _WholeNumber(Argument):

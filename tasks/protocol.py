@@ -101,6 +101,13 @@ class Status:
     configured: bool
     unrecorded: typing.Tuple[int, ...]
     busy: typing.Optional[str]
+    # a batch job (launcher slurm), else all None
+    job_id: typing.Optional[str]
+    job_state: typing.Optional[str]  # PENDING, RUNNING...; once it ended, how (TIMEOUT, CANCELLED (reason)...)
+    node: typing.Optional[str]
+    time_left: typing.Optional[str]
+    address: typing.Optional[str]  # where Jupyter listens, as the host (the login node) reaches it
+    ended: typing.Optional[str]
 
     @property
     def where(self):
@@ -259,13 +266,20 @@ def run_agent(t, action, settings_sh=None, **request):
     transport = connect(t)
     script = agent_script(action, dict(request, instance=request.get("instance", t.name)), settings_sh).encode()
     reply = error = None
+    jobs = []  # batch jobs it submitted (cancelled if we are interrupted meanwhile)
+
+    def on_event(message):
+        if message["event"] == "job" and message["state"] == "SUBMITTED":
+            jobs.append(message["job_id"])
+        show_event(t, message)
+
     try:
         chan = transport.open_session(timeout=30)
         chan.exec_command("sh -s")
         chan.sendall(script)
         chan.shutdown_write()
         for raw in chan.makefile("rb"):
-            answer = read_line(raw, lambda message: show_event(t, message))
+            answer = read_line(raw, on_event)
             if isinstance(answer, ErrorReply):
                 error = answer
             elif answer is not None:
@@ -280,6 +294,10 @@ def run_agent(t, action, settings_sh=None, **request):
         raise HostError(t.label, f"the SSH connection failed during {action}: {e}") from None
     except ProtocolError as e:
         raise HostError(t.label, f"{action}: the agent's reply was not understood ({e}); is this tool installed twice, in two versions?") from None
+    except KeyboardInterrupt:
+        if jobs:
+            cancel_jobs(t, jobs)
+        raise
     if error is not None:
         raise RemoteError(t, error, stderr)
     if reply is None:
@@ -291,11 +309,29 @@ def run_agent(t, action, settings_sh=None, **request):
         raise HostError(t.label, f"{action}: the agent's reply was not understood ({e})") from None
 
 
+def cancel_jobs(t, jobs):
+    """Ctrl-C while a job we submitted waits: it is nobody's now. The agent cancels it when it
+    sees us gone; `stop` waits for that (it takes the same lock) and makes sure."""
+    print(f"{t.label}: interrupted; cancelling job {', '.join(jobs)}", file=sys.stderr, flush=True)
+    try:
+        t.conn.close()  # the interrupted session's agent notices at once
+        run_agent(t, "stop", timeout=60)
+        print(f"{t.label}: job {', '.join(jobs)} cancelled", file=sys.stderr, flush=True)
+    except (UserError, KeyboardInterrupt):
+        print(f"{t.label}: could not make sure job {', '.join(jobs)} was cancelled; check with `{t.fab('status')}`",
+              file=sys.stderr, flush=True)
+
+
 def show_event(t, message):
     if message["event"] == "waiting":
         # as it happens, not at the end: another run holds the host's lock
         print(f"{t.label}: waiting for another fabjupyter run there to finish: {message['owner']} (up to {message['seconds']} s)",
               file=sys.stderr, flush=True)
+    elif message["event"] == "job":
+        # a batch job's progress, one line per change: submitted, PENDING (reason), RUNNING on NODE
+        state, reason, node = message["state"], message.get("reason"), message.get("node")
+        detail = f" on {node}" if state == "RUNNING" and node else f" ({reason})" if reason else ""
+        print(f"{t.label}: job {message['job_id']} {state.lower() if state == 'SUBMITTED' else state}{detail}", flush=True)
 
 
 ERRORS = {
@@ -305,6 +341,12 @@ ERRORS = {
     "unknown_instance": "no instance {detail!r} there (instances there: {known}); `{fab} setup --name {detail}` makes it",
     "bad_name": "{detail} is not an instance name (letters, digits, - and _; up to 40, not starting with - or _)",
     "no_tmux": "tmux is not installed there; install it, or use --launcher nohup",
+    "no_scheduler": "{detail} is not on the PATH there (is this the cluster's login node? `activate: module load slurm` may bring it)",
+    "submit_failed": "{detail} refused the job:{logs}",
+    "scheduler": "the scheduler could not be asked ({detail}):{logs}",
+    "job_ended": "the batch job ended before Jupyter answered: job {detail}; its log ends with:{logs}",
+    "queue_timeout": "{queue_words}; cancelled it (queue_timeout: in hosts.yaml, or --queue-timeout, waits longer)",
+    "cancelled": "job {detail} cancelled: this run was interrupted while it waited",
     "bad_launcher": "unknown launcher {detail!r}; use nohup or tmux",
     "no_jupyter": "no Jupyter found there{detail_in}; set `jupyter:` (the command, e.g. ~/venv/bin/jupyter lab) or `activate:` (e.g. source ~/venv/bin/activate) in hosts.yaml",
     "no_python": "cannot find the Python that runs {detail}, and there is no python3 there; set `jupyter:` to the "
@@ -326,6 +368,15 @@ ERRORS = {
 }
 
 
+def queue_words(error):
+    """queue_timeout's detail, "SECONDS JOB STATE", as a sentence."""
+    words = error.detail.split()
+    if error.code != "queue_timeout" or len(words) != 3:
+        return ""
+    reason = f" ({error.log[0]})" if error.log else ""
+    return f"job {words[1]} was still {words[2]}{reason} after {words[0]} s in the queue"
+
+
 def indented(lines):
     return "".join("\n    " + line for line in lines) or " (empty)"
 
@@ -340,5 +391,6 @@ class RemoteError(HostError):
         message = template.format(
             fab=f"fab -H {t.host}", named=t.named, known=", ".join(error.log), code=error.code, detail=error.detail, logs=indented(error.log), output=indented(output),
             detail_in=f" ({error.detail!r} not found)" if error.detail else "",
+            queue_words=queue_words(error),
         )
         super().__init__(t.label, message)

@@ -4,7 +4,10 @@
 from . import fleet
 from .errors import HostError, UserError, user_task
 from .hosts import target
-from .options import DRY_RUN_HELP, FAST_START_HELP, GROUP_HELP, LAUNCHER_HELP, NAME_HELP, PORT_HELP, WORKERS_HELP, task
+from .options import (
+    DRY_RUN_HELP, FAST_START_HELP, GROUP_HELP, LAUNCHER_HELP, NAME_HELP, PORT_HELP, QUEUE_TIMEOUT_HELP, SBATCH_HELP, WORKERS_HELP,
+    task,
+)
 from .protocol import run_agent
 from .report import Outcome, Plain
 
@@ -13,21 +16,27 @@ _seen_running = {}
 
 
 def remember(t, status):
-    _seen_running[(t.conn.user, t.conn.host, t.conn.port, t.name)] = (status.where, status.mode or "ssh")
+    _seen_running[(t.conn.user, t.conn.host, t.conn.port, t.name)] = (status.where, status.mode or "ssh", status.address)
 
 
 def running_port(t):
-    """(remote port or socket path, mode) of the running Jupyter: from this call's setup/start if
+    """(remote port or socket path, mode, address or None) of the running Jupyter: from this call's setup/start if
     any, else asked."""
     return _seen_running.get((t.conn.user, t.conn.host, t.conn.port, t.name)) or ask_where(t)
 
 
 def ask_where(t):
-    """(remote port or socket path, mode), asked of the host now; an error if nothing runs."""
+    """(remote port or socket path, mode, address: where a batch job's Jupyter listens, else None),
+    asked of the host now; an error if nothing runs."""
     status = run_agent(t, "status").status
     if not status.running:
         raise HostError(t.label, f"Jupyter is not running there; start it with `{t.fab('setup')}` (or `start{t.named}`)")
-    return status.where, status.mode
+    return status.where, status.mode, status.address
+
+
+def process(detail):
+    """A stopped server as the agent named it: a pid, or a batch job ("job 123")."""
+    return detail if detail.startswith("job") else f"pid {detail}"
 
 
 def is_socket(where):
@@ -35,24 +44,32 @@ def is_socket(where):
     return isinstance(where, str) and where.startswith("/")
 
 
-def url_for(t, port, mode):
-    """Where to reach Jupyter: on the host itself (ssh mode, via the tunnel) or from anywhere (public)."""
+def url_for(t, port, mode, address=None):
+    """Where to reach Jupyter: on the host itself (ssh mode, via the tunnel), on the compute node
+    a batch job runs on (ADDRESS), or from anywhere (public)."""
     if is_socket(port):
         return f"unix:{port}"
     if mode == "public":
         return f"https://{t.conn.host}:{port}/"
-    return f"http://127.0.0.1:{port}/"
+    return f"http://{address or '127.0.0.1'}:{port}/"
 
 
-def where(t, port, mode):
+def where(t, port, mode, address=None):
     if is_socket(port):
         return f"the Unix socket {port} on the host"
-    return url_for(t, port, mode) + ("" if mode == "public" else " on the host")
+    return url_for(t, port, mode, address) + ("" if mode == "public" else " on the node" if address else " on the host")
+
+
+def job_words(status):
+    """A batch job's part of a description: job 12 on node1, 3:59:12 left."""
+    left = f", {status.time_left} left" if status.time_left else ""
+    return f"job {status.job_id} on {status.node}{left}"
 
 
 def launch_request(t, dry_run=False):
     s = t.settings
-    return {"launcher": s.launcher, "port": s.port, "timeout": s.start_timeout, "fast_start": s.fast_start, "dry_run": dry_run}
+    return {"launcher": s.launcher, "port": s.port, "timeout": s.start_timeout, "fast_start": s.fast_start, "dry_run": dry_run,
+            "sbatch": list(s.sbatch), "queue_timeout": s.queue_timeout}
 
 
 def describe_start(t, reply, dry_run=False):
@@ -66,20 +83,23 @@ def describe_start(t, reply, dry_run=False):
     if start is None:
         return lines
     if dry_run:
-        return lines + [f"would start Jupyter ({start.detail}) and wait until it answers"]
+        lines.append(f"would start Jupyter ({start.detail}) and wait until it answers")
+        if start.diff:
+            lines += ["the batch script it would submit:"] + [Plain("    " + line) for line in start.diff]
+        return lines
     remember(t, status)
     if not is_socket(status.where) and status.port != t.settings.port:
         lines.append(f"port {t.settings.port} is taken on the host; Jupyter uses {status.port} instead")
     fast = "; fast_start" if status.fast_start else ""
-    lines.append(
-        f"Jupyter started ({status.version or 'Jupyter'}; pid {status.pid}, {status.launcher}{fast}) at {where(t, status.where, status.mode)}"
-    )
+    how = job_words(status) if status.job_id else f"pid {status.pid}, {status.launcher}{fast}"
+    lines.append(f"Jupyter started ({status.version or 'Jupyter'}; {how}) at {where(t, status.where, status.mode, status.address)}")
     return lines
 
 
 def describe_running(t, status):
     remember(t, status)
-    return f"Jupyter is running (pid {status.pid}, {status.launcher}) at {where(t, status.where, status.mode)}"
+    how = job_words(status) if status.job_id else f"pid {status.pid}, {status.launcher}"
+    return f"Jupyter is running ({how}) at {where(t, status.where, status.mode, status.address)}"
 
 
 def status_record(t, status):
@@ -91,7 +111,7 @@ def status_record(t, status):
         "pid": status.pid,
         "port": status.port,
         "socket": status.socket,
-        "url": url_for(t, status.where, status.mode) if running else None,
+        "url": url_for(t, status.where, status.mode, status.address) if running else None,
         "mode": status.mode,
         "launcher": status.launcher,
         "current": status.current,
@@ -104,6 +124,9 @@ def status_record(t, status):
         # servers this tool started whose start was never recorded (their run was killed)
         "unrecorded": list(status.unrecorded),
         "busy": status.busy,  # a changing run going on there now
+        # a batch job (launcher slurm): its id, state (or how it ended), node and time left
+        **({"job_id": status.job_id, "job_state": status.job_state, "node": status.node, "time_left": status.time_left,
+            "address": status.address, "ended": status.ended} if status.job_id or t.settings.launcher == "slurm" else {}),
     }
 
 
@@ -111,9 +134,9 @@ def stopped_unrecorded(reply, dry_run=False):
     change = reply.change("stop_unrecorded")
     if change is None:
         return []
-    pids = ", ".join(change.detail.split())
+    what = change.detail if change.detail.startswith("job") else "pid " + ", ".join(change.detail.split())
     verb = "would stop" if dry_run else "stopped"
-    return [f"{verb} Jupyter (pid {pids}), started by a run of this tool that was killed before it recorded it"]
+    return [f"{verb} Jupyter ({what}), started by a run of this tool that was killed before it recorded it"]
 
 
 def start_host(t, dry_run=False):
@@ -123,10 +146,10 @@ def start_host(t, dry_run=False):
         if dry_run:
             return Outcome(lines + [f"Jupyter is running (pid {reply.status.pid}); start would do nothing"], "nothing to change")
         lines.append(describe_running(t, reply.status) + "; nothing to do")
-        return Outcome(lines, "already running", url_for(t, reply.status.where, reply.status.mode))
+        return Outcome(lines, "already running", url_for(t, reply.status.where, reply.status.mode, reply.status.address))
     if dry_run:
         return Outcome(lines + describe_start(t, reply, dry_run), "would start")
-    return Outcome(lines + describe_start(t, reply), "started", url_for(t, reply.status.where, reply.status.mode))
+    return Outcome(lines + describe_start(t, reply), "started", url_for(t, reply.status.where, reply.status.mode, reply.status.address))
 
 
 def stop_host(t, dry_run=False):
@@ -135,10 +158,10 @@ def stop_host(t, dry_run=False):
     stop = reply.change("stop")
     if dry_run:
         if stop:
-            return Outcome(lines + [f"would stop Jupyter (pid {stop.detail})"], "would stop")
+            return Outcome(lines + [f"would stop Jupyter ({process(stop.detail)})"], "would stop")
         return Outcome(lines + ["Jupyter is not running; stop would do nothing"], "would stop" if lines else "nothing to change")
     if stop:
-        return Outcome(lines + [f"Jupyter stopped (pid {stop.detail})"], "stopped")
+        return Outcome(lines + [f"Jupyter stopped ({process(stop.detail)})"], "stopped")
     return Outcome(lines + ["Jupyter was not running"], "stopped" if lines else "was not running")
 
 
@@ -149,8 +172,8 @@ def restart_host(t, keep_launcher):
     reply = run_agent(t, "restart", **request)
     lines = stopped_unrecorded(reply)
     stop = reply.change("stop")
-    lines += [f"Jupyter stopped (pid {stop.detail})"] if stop else []
-    return Outcome(lines + describe_start(t, reply), "restarted", url_for(t, reply.status.where, reply.status.mode))
+    lines += [f"Jupyter stopped ({process(stop.detail)})"] if stop else []
+    return Outcome(lines + describe_start(t, reply), "restarted", url_for(t, reply.status.where, reply.status.mode, reply.status.address))
 
 
 def unrecorded_lines(t, status):
@@ -170,12 +193,17 @@ def status_host(t):
     record = status_record(t, status)
     extra_lines = unrecorded_lines(t, status)
     if status.running:
-        line = f"running (pid {status.pid}, {status.launcher}{'; fast_start' if status.fast_start else ''}) at {where(t, status.where, status.mode)}"
+        how = job_words(status) if status.job_id else f"pid {status.pid}, {status.launcher}{'; fast_start' if status.fast_start else ''}"
+        line = f"running ({how}) at {where(t, status.where, status.mode, status.address)}"
         if not status.current:
             line += f"; the configuration changed since it started (`{t.fab('restart')}` applies it)"
         lines = [line, *extra_lines, f"reach it with `{t.fab('tunnel')}`"]
         return Outcome(lines, "running", record["url"], record)
     extra = f" (pid {status.stale_pid} is gone: it was killed or crashed)" if status.stale_pid else ""
+    if status.job_id and status.ended:
+        extra = f" (job {status.job_id} ended: {status.ended})"
+    elif status.job_id:
+        extra = f" (job {status.job_id} is {status.job_state}{' on ' + status.node if status.node else ''}; Jupyter does not answer yet)"
     lines = [f"not running{extra}", *extra_lines]
     if not status.has_password or not status.configured:
         lines.append(f"not set up yet; run `{t.fab('setup')}`")
@@ -200,13 +228,15 @@ def stop_all_host(t, dry_run=False):
 
 
 @task(help={"launcher": LAUNCHER_HELP, "port": PORT_HELP, "group": GROUP_HELP, "workers": WORKERS_HELP,
-            "dry-run": DRY_RUN_HELP, "fast-start": FAST_START_HELP, "name": NAME_HELP})
+            "dry-run": DRY_RUN_HELP, "fast-start": FAST_START_HELP, "name": NAME_HELP, "sbatch": SBATCH_HELP,
+            "queue-timeout": QUEUE_TIMEOUT_HELP}, iterable=["sbatch"])
 @user_task
-def start(c, launcher=None, port=None, group=None, workers=8, dry_run=False, fast_start=False, name=None):
+def start(c, launcher=None, port=None, group=None, workers=8, dry_run=False, fast_start=False, name=None, sbatch=None,
+          queue_timeout=None):
     """Start Jupyter detached on the host and wait until it answers; does nothing if it runs."""
     core = lambda t: start_host(t, dry_run)  # noqa: E731
     fleet.run(c, fleet.dry("start", core) if dry_run else core, group, workers, launcher=launcher, port=port,
-              fast_start=fast_start or None, name=name)
+              fast_start=fast_start or None, name=name, sbatch=tuple(sbatch) if sbatch else None, queue_timeout=queue_timeout)
 
 
 @task(help={"group": GROUP_HELP, "workers": WORKERS_HELP, "dry-run": DRY_RUN_HELP, "name": NAME_HELP,
@@ -221,14 +251,16 @@ def stop(c, group=None, workers=8, dry_run=False, name=None, all_=False):
 
 
 @task(
-    help={"launcher": "nohup or tmux (default: the one it runs with)", "port": PORT_HELP, "group": GROUP_HELP,
-          "workers": WORKERS_HELP, "fast-start": FAST_START_HELP, "name": NAME_HELP}
+    help={"launcher": "nohup, tmux or slurm (default: the one it runs with)", "port": PORT_HELP, "group": GROUP_HELP,
+          "workers": WORKERS_HELP, "fast-start": FAST_START_HELP, "name": NAME_HELP, "sbatch": SBATCH_HELP,
+          "queue-timeout": QUEUE_TIMEOUT_HELP},
+    iterable=["sbatch"],
 )
 @user_task
-def restart(c, launcher=None, port=None, group=None, workers=8, fast_start=False, name=None):
-    """Stop Jupyter if it runs, then start it with the current configuration."""
+def restart(c, launcher=None, port=None, group=None, workers=8, fast_start=False, name=None, sbatch=None, queue_timeout=None):
+    """Stop Jupyter if it runs, then start it with the current configuration (a batch job: resubmitted)."""
     fleet.run(c, lambda t: restart_host(t, keep_launcher=launcher is None), group, workers, launcher=launcher, port=port,
-              fast_start=fast_start or None, name=name)
+              fast_start=fast_start or None, name=name, sbatch=tuple(sbatch) if sbatch else None, queue_timeout=queue_timeout)
 
 
 @task(help={"json": "print one JSON object per host instead of a sentence", "group": GROUP_HELP, "workers": WORKERS_HELP,
@@ -260,7 +292,7 @@ def list_records(t, listed):
         s, sub = one.status, t.instance(one.name)
         records.append({
             "host": t.host, "name": one.name, "ours": True, "running": s.running, "pid": s.pid, "port": s.port,
-            "socket": s.socket, "url": url_for(sub, s.where, s.mode) if s.running else None, "launcher": s.launcher,
+            "socket": s.socket, "url": url_for(sub, s.where, s.mode, s.address) if s.running else None, "launcher": s.launcher,
             "version": s.version, "kind": s.kind, "mode": s.mode,
             "uptime": listed.now - s.started if s.running and s.started else None,
             "current": s.current, "configured": s.configured,

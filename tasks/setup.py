@@ -8,12 +8,13 @@ from .cert import describe_cert, ensure_cert
 from .config import change_lines, wanted
 from .errors import user_task
 from .options import (
-    DRY_RUN_HELP, FAST_START_HELP, GROUP_HELP, IDLE_HELP, LAUNCHER_HELP, MODE_HELP, NAME_HELP, PORT_HELP, ROOT_DIR_HELP, WORKERS_HELP, task,
+    DRY_RUN_HELP, FAST_START_HELP, GROUP_HELP, IDLE_HELP, LAUNCHER_HELP, MODE_HELP, NAME_HELP, PORT_HELP, QUEUE_TIMEOUT_HELP, ROOT_DIR_HELP,
+    SBATCH_HELP, WORKERS_HELP, task,
 )
 from .password import fresh_hash, hash_password, read_password
 from .protocol import run_agent
 from .report import Outcome, Plain
-from .server import describe_running, describe_start, stopped_unrecorded, url_for
+from .server import describe_running, describe_start, process, stopped_unrecorded, url_for
 
 
 def run_setup(t, password_stdin=False, password=None, dry_run=False):
@@ -65,7 +66,7 @@ def setup_host(t, password_stdin=False, command=None, dry_run=False):
     lines += stopped_unrecorded(reply, dry_run)
     if dry_run:
         return Outcome(lines + dry_lines(t, reply), "nothing to change" if reply.unchanged and not lines else "would change")
-    url = url_for(t, status.where, status.mode)
+    url = url_for(t, status.where, status.mode, status.address)
     if reply.unchanged:
         lines.append("nothing changed; " + describe_running(t, status))
         lines += change_lines(t, reply, False)
@@ -79,7 +80,7 @@ def setup_host(t, password_stdin=False, command=None, dry_run=False):
             lines.append("password set (only its hash is stored, mode 0600)")
         stop = reply.change("stop")
         if stop:
-            lines.append(f"stopped the running Jupyter (pid {stop.detail}) to apply the changes")
+            lines.append(f"stopped the running Jupyter ({process(stop.detail)}) to apply the changes")
         lines += describe_start(t, reply)
         summary = "restarted" if stop else "started"
     command = command or f"fab -H {t.host}"
@@ -107,7 +108,7 @@ def dry_lines(t, reply):
             lines.append("would replace the password" if status.has_password else "would set the password")
     stop = reply.change("stop")
     if stop:
-        lines.append(f"would restart Jupyter (pid {stop.detail}) with the new settings")
+        lines.append(f"would restart Jupyter ({process(stop.detail)}) with the new settings")
     return lines + describe_start(t, reply, dry_run=True)
 
 
@@ -134,12 +135,16 @@ def fab_prefix(c, label):
         "fast-start": FAST_START_HELP,
         "name": NAME_HELP,
         "idle-timeout": IDLE_HELP,
-    }
+        "sbatch": SBATCH_HELP,
+        "queue-timeout": QUEUE_TIMEOUT_HELP,
+    },
+    iterable=["sbatch"],
 )
 @user_task
 def setup(
     c, launcher=None, port=None, root_dir=None, password_stdin=False, mode=None, group=None, workers=8,
-    accept_new_host_key=False, socket=False, dry_run=False, fast_start=False, name=None, idle_timeout=None,
+    accept_new_host_key=False, socket=False, dry_run=False, fast_start=False, name=None, idle_timeout=None, sbatch=None,
+    queue_timeout=None,
 ):
     """Set up Jupyter on the host: config, password, start, wait until it answers."""
     if accept_new_host_key and not dry_run:
@@ -160,4 +165,6 @@ def setup(
         fast_start=fast_start or None,
         name=name,
         idle_timeout=idle_timeout,
+        sbatch=tuple(sbatch) if sbatch else None,
+        queue_timeout=queue_timeout,
     )

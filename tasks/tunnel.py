@@ -141,15 +141,17 @@ def _die_with_parent():
 class Tunnel:
     """One `ssh -N -L` child, with its stderr collected (shown if it fails, passed on after)."""
 
-    def __init__(self, conn, local_port, remote_port, tls=False):
+    def __init__(self, conn, local_port, remote_port, tls=False, address=None):
         self.local_port = local_port
         self.remote_port = remote_port
+        self.address = address
         self.scheme = "https" if tls else "http"
         self.url = f"{self.scheme}://localhost:{local_port}/"
         if is_socket(remote_port):
             forward = f"127.0.0.1:{local_port}:{remote_port}"  # OpenSSH forwards to a Unix socket too
         else:
-            forward = f"127.0.0.1:{local_port}:127.0.0.1:{remote_port}"
+            # to Jupyter on the host itself, or through it to the compute node a batch job runs on
+            forward = f"127.0.0.1:{local_port}:{address or '127.0.0.1'}:{remote_port}"
         self.command = ssh_command(conn, forward)
         self.errors = []
         self.ready = False
@@ -249,7 +251,7 @@ def open_forward(t, tun, pinned, taken=()):
         if moved is None:
             return None, f"local ports {tun.local_port}-{tun.local_port + 99} are all busy"
         print(f"{t.label}: local port {tun.local_port} was taken meanwhile; using {moved}", flush=True)
-        tun = Tunnel(t.conn, moved, tun.remote_port, tls=tun.scheme == "https")
+        tun = Tunnel(t.conn, moved, tun.remote_port, tls=tun.scheme == "https", address=tun.address)
 
 
 def _ports_file():
@@ -343,7 +345,7 @@ def tunnel_group(targets, workers, open_, failed_early=None):
         for future in as_completed(futures):
             t = futures[future]
             try:
-                remote_port, mode = future.result()
+                remote_port, mode, address = future.result()
             except UserError as e:
                 results[t.label] = (False, e.message if isinstance(e, HostError) else str(e))
                 continue
@@ -356,7 +358,7 @@ def tunnel_group(targets, workers, open_, failed_early=None):
                 print(f"{t.label}: local port {port} is busy; using {moved}", flush=True)
                 port = ports[t.label] = moved
                 taken.add(moved)
-            tunnels[t.label] = Tunnel(t.conn, port, remote_port, tls=mode == "public")
+            tunnels[t.label] = Tunnel(t.conn, port, remote_port, tls=mode == "public", address=address)
     sigterm_as_interrupt()
     try:
         for t in targets:
@@ -421,10 +423,10 @@ def tunnel(c, local_port=None, open_=False, group=None, workers=8, name=None, al
     if group is not None:
         return tunnel_group(group_targets(c, group, name=name), workers, open_)
     t = target(c, local_port=local_port, name=name)
-    remote_port, mode = running_port(t)
+    remote_port, mode, address = running_port(t)
     port = choose_local_port(t.label, t.settings.local_port, pinned=local_port is not None)
     sigterm_as_interrupt()
-    tun = Tunnel(t.conn, port, remote_port, tls=mode == "public")
+    tun = Tunnel(t.conn, port, remote_port, tls=mode == "public", address=address)
     try:
         opened, error = open_forward(t, tun, pinned=local_port is not None)
         if opened is None:
@@ -458,13 +460,14 @@ def keep_alive(t, tun):
                 continue
             checked, tun.target_gone = time.monotonic(), False
             try:
-                port, mode = ask_where(t)
+                port, mode, address = ask_where(t)
             except UserError as e:
                 print(f"{t.label}: {e.message if isinstance(e, HostError) else e}", flush=True)
                 continue
-            if port == tun.remote_port:
+            if (port, address) == (tun.remote_port, tun.address):
                 continue
-            print(f"{t.label}: Jupyter moved to port {port} on the host; following it", flush=True)
+            there = f"{address}:{port} (a new job)" if address else f"port {port} on the host"
+            print(f"{t.label}: Jupyter moved to {there}; following it", flush=True)
             tun.close()
         else:
             print(f"{t.label}: connection lost ({tun.failure()}); reconnecting", flush=True)
@@ -477,10 +480,10 @@ def _reconnect(t, tun):
         time.sleep(BACKOFF[min(attempt, len(BACKOFF) - 1)])
         attempt += 1
         try:
-            port, mode = ask_where(t)
+            port, mode, address = ask_where(t)
         except UserError:
             continue
-        fresh = Tunnel(t.conn, tun.local_port, port, tls=mode == "public")
+        fresh = Tunnel(t.conn, tun.local_port, port, tls=mode == "public", address=address)
         if fresh.wait_ready(READY_TIMEOUT):
             tun.adopt(fresh)
             print(f"{t.label}: reconnected; Jupyter is at {tun.url} again", flush=True)
