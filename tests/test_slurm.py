@@ -1,0 +1,196 @@
+"""launcher: slurm: Jupyter as a batch job on a compute node of a real SLURM cluster
+(tests/slurmcluster.py: slurmctld on a login node with its own sshd, slurmd on a compute node in
+another network namespace), reached through the login node."""
+
+import json
+import signal
+import subprocess
+import time
+
+import pytest
+
+from .conftest import ROOT, Fab
+from .jupyter_http import login_and_list
+from .slurmcluster import SlurmCluster
+
+PASSWORD = "correct horse"
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    c = SlurmCluster()
+    try:
+        yield c
+    finally:
+        c.close()
+
+
+@pytest.fixture
+def fab(cluster, tmp_path):
+    cluster.reset()
+    f = Fab(cluster.login, "fjslurm", tmp_path / "hosts.yaml")
+    try:
+        yield f
+    finally:
+        f.cleanup()
+        cluster.reset()
+
+
+def slurm_hosts(fab, *options, extra=""):
+    fab.hosts(f"hosts:\n  {fab.user}:\n    launcher: slurm\n    sbatch: {json.dumps(list(options))}\n{extra}")
+
+
+def jupyter_pids(cluster, where):
+    """The test user's Jupyter processes on the compute or the login node."""
+    pids = cluster.compute_pids("fjslurm") if where == "compute" else cluster.login_pids("fjslurm")
+    found = []
+    for pid in pids:
+        try:
+            args = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
+        except OSError:
+            continue
+        if any(a.endswith(b"jupyter-lab") for a in args[:2]):
+            found.append(pid)
+    return found
+
+
+def wait_until(test, timeout, every=1.0):
+    deadline = time.monotonic() + timeout
+    while not test():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(every)
+    return True
+
+
+def test_a_job_runs_jupyter_on_the_compute_node_reached_through_the_login_node(cluster, fab, local_port):
+    slurm_hosts(fab, "--time=00:10:00")
+    # a dry run shows the batch script and submits nothing
+    r = fab("setup", "--dry-run", "--password-stdin", input=PASSWORD + "\n")
+    assert "the batch script it would submit:" in r.stdout and "    #SBATCH --time=00:10:00" in r.stdout, r.stdout
+    assert "    #SBATCH --job-name=fabjupyter-default" in r.stdout and "    #!/bin/sh" in r.stdout
+    assert cluster.squeue("fjslurm") == []
+
+    r = fab.setup()
+    [job] = cluster.squeue("fjslurm")
+    job_id = str(job["id"])
+    assert f"{fab.user}: job {job_id} submitted" in r.stdout and f"{fab.user}: job {job_id} RUNNING on {cluster.node}" in r.stdout, r.stdout
+    assert "Jupyter started (JupyterLab 4." in r.stdout and f"job {job_id} on {cluster.node}" in r.stdout, r.stdout
+    assert f"at http://{cluster.node_addr}:" in r.stdout and "on the node" in r.stdout, r.stdout
+    record = fab.status()
+    assert record["running"] and record["launcher"] == "slurm"
+    assert (record["job_id"], record["job_state"], record["node"], record["address"]) == (job_id, "RUNNING", cluster.node, cluster.node_addr)
+    assert record["time_left"] and record["ended"] is None and record["url"] == f"http://{cluster.node_addr}:{record['port']}/"
+    # Jupyter runs on the compute node, not on the login node, and listens on the node's address only
+    assert jupyter_pids(cluster, "compute") and not jupyter_pids(cluster, "login")
+    probe = "import socket, sys; s = socket.socket(); s.settimeout(2); sys.exit(s.connect_ex((sys.argv[1], int(sys.argv[2]))))"
+    assert cluster.in_compute("python3", "-c", probe, cluster.node_addr, str(record["port"])).returncode == 0
+    assert cluster.in_compute("python3", "-c", probe, "127.0.0.1", str(record["port"])).returncode != 0
+    # its runtime files are in the shared home, not the login node's /run/user
+    assert list((fab.home / ".fabjupyter" / "runtime").glob("jpserver-*.json"))
+
+    # the password login, through the login node to the node
+    proc, url, out = fab.tunnel("--local-port", str(local_port))
+    assert url, out
+    assert login_and_list(url, PASSWORD)[1] == 200 and login_and_list(url, "wrong")[1] == 403
+
+    # again with nothing changed: the same job
+    r = fab.setup()
+    assert "nothing changed" in r.stdout and [j["id"] for j in cluster.squeue("fjslurm")] == [job["id"]], r.stdout
+    assert fab("logs").stdout.count("Jupyter Server") >= 1
+
+    # restart resubmits; the open tunnel follows the new job
+    r = fab("restart")
+    assert f"Jupyter stopped (job {job_id})" in r.stdout, r.stdout
+    [new] = cluster.squeue("fjslurm")
+    assert new["id"] != job["id"]
+    assert wait_until(lambda: login_and_list(url, PASSWORD)[1] == 200, 60, every=2), "".join(proc.output_lines)
+    fab.cleanup()
+
+    # a changed setting (the sbatch options) cancels and resubmits, and says so
+    slurm_hosts(fab, "--time=00:09:00")
+    r = fab.setup()
+    assert f"stopped the running Jupyter (job {new['id']})" in r.stdout, r.stdout
+    [third] = cluster.squeue("fjslurm")
+    assert third["id"] != new["id"]
+
+    r = fab("stop")
+    assert f"Jupyter stopped (job {third['id']})" in r.stdout, r.stdout
+    assert cluster.squeue("fjslurm") == []
+    assert wait_until(lambda: not cluster.compute_pids("fjslurm"), 20), cluster.compute_pids("fjslurm")
+    assert not fab.status()["running"]
+
+
+def test_a_job_that_cannot_start_shows_its_reason_and_ctrl_c_cancels_it(cluster, fab):
+    slurm_hosts(fab, "--partition=down", "--time=00:05:00")
+    proc = subprocess.Popen(fab.args("setup", "--password-stdin"), cwd=ROOT, env=fab.env(), stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    fab.children.append(proc)
+    proc.stdin.write(PASSWORD + "\n")
+    proc.stdin.close()
+    lines = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        lines.append(line)
+        if " PENDING (" in line or not line:
+            break
+    assert " PENDING (" in lines[-1], lines
+    assert "PartitionDown" in lines[-1] or "PartitionInactive" in lines[-1], lines
+    [job] = cluster.squeue("fjslurm")
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=90)
+    assert proc.returncode != 0
+    assert f"cancelling job {job['id']}" in err and f"job {job['id']} cancelled" in err, err
+    assert "Traceback" not in err
+    assert cluster.squeue("fjslurm") == []
+    record = fab.status()
+    assert not record["running"]
+
+
+def test_a_queue_timeout_cancels_the_job_and_says_why(cluster, fab):
+    slurm_hosts(fab, "--partition=down", extra="    queue_timeout: 3\n")
+    r = fab.setup(check=False)
+    assert r.returncode == 1, r.stdout + r.stderr
+    err = r.stderr.strip().splitlines()
+    assert len(err) == 1 and "was still PENDING (" in err[0] and "after 3 s in the queue; cancelled it" in err[0], err
+    assert cluster.squeue("fjslurm") == []
+
+
+def test_sbatch_refusing_the_options_is_one_line_with_its_own_words(cluster, fab):
+    slurm_hosts(fab, "--partition=nope")
+    r = fab.setup(check=False)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert "sbatch refused the job:" in r.stderr and "invalid partition specified: nope" in r.stderr.lower(), r.stderr
+    assert cluster.squeue("fjslurm") == []
+    assert not (fab.home / ".fabjupyter" / "state").exists()
+
+
+def test_a_job_that_hits_its_time_limit_is_reported_as_ended_and_why(cluster, fab):
+    slurm_hosts(fab, "--time=1")
+    fab.setup()
+    assert fab.status()["running"]
+    # slurmctld looks for jobs over their limit every 30 s: a 1-minute job ends within 90 s
+    assert wait_until(lambda: not fab.status()["running"], 150, every=3)
+    record = fab.status()
+    assert record["job_state"] == "TIMEOUT" and record["ended"].startswith("TIMEOUT"), record
+    r = fab("status")
+    assert f"not running (job {record['job_id']} ended: TIMEOUT" in r.stdout, r.stdout
+    assert wait_until(lambda: not cluster.compute_pids("fjslurm"), 30)
+
+
+def test_idle_timeout_ends_the_job_by_itself(cluster, fab):
+    slurm_hosts(fab, "--time=00:10:00", extra="    idle_timeout: 5\n")
+    fab.setup()
+    job_id = fab.status()["job_id"]
+    # Jupyter looks at its activity once a minute; its exit ends the job
+    assert wait_until(lambda: cluster.squeue("fjslurm") == [], 150, every=3)
+    record = fab.status()
+    assert not record["running"] and record["job_id"] == job_id and record["job_state"] == "COMPLETED", record
+    assert wait_until(lambda: not cluster.compute_pids("fjslurm"), 30)
+
+
+def test_socket_and_public_mode_are_refused_with_slurm(cluster, fab):
+    slurm_hosts(fab, extra="    socket: true\n")
+    r = fab("status", check=False)
+    assert r.returncode == 1 and "launcher slurm runs Jupyter on a compute node" in r.stderr, r.stderr
