@@ -26,8 +26,10 @@ session of every account (SSHHost(env=...), sshd's SetEnv), as a site's login en
 jobs inherit it (sbatch exports the submitter's environment). Nothing is written to /etc/slurm,
 so runs in two slots at once use their own configurations, namespaces, ports and munged.
 
-No slurmdbd: AccountingStorageType=accounting_storage/none, so `sacct` fails; job completions
-are logged by jobcomp/filetxt to `jobcomp_log`. A finished job stays in `scontrol show job`
+No slurmdbd: AccountingStorageType=accounting_storage/none, so `sacct` fails ("Slurm accounting
+storage is disabled", exit 1); job completions are logged by jobcomp/filetxt to `jobcomp_log`,
+which root's `sacct --completion` reads (a user's fails: "sacct: fatal: open ...: Permission
+denied"). A finished job stays in `scontrol show job`
 for MinJobAge seconds (then, at slurmctld's next purge, it is unknown). Time limits are checked
 by slurmctld every 30 s (a constant, PERIODIC_TIMEOUT), so a --time=1 job ends 60 to 90 s after
 it starts, as TIMEOUT.
