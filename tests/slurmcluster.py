@@ -153,6 +153,9 @@ class SlurmCluster:
         extra_conf: lines appended to slurm.conf."""
         if os.geteuid() != 0:
             raise RuntimeError("the SLURM test cluster needs root")
+        missing = [path for path in (SLURMCTLD, SLURMD, MUNGED, str(SLURM_BIN / "sbatch")) if not os.path.exists(path)]
+        if missing:
+            raise RuntimeError(f"SLURM or MUNGE is not installed ({', '.join(missing)} missing): run .ci/setup first")
         started = time.monotonic()
         k = run_slot()
         self.base = Path(f"/tmp/{in_slot('fabjupyter-slurm')}")  # one per slot: a crash's is found again
