@@ -116,14 +116,17 @@ class SSHHost:
     """One sshd on 127.0.0.1 serving the given users; `alias(user)` names it in ssh_config."""
 
     def __init__(self, users=(("fjtest", "/bin/bash", True, False),), prefix="fabjupyter-tests-", netns=None, start=True,
-                 log_level="VERBOSE", inside=None):
+                 log_level="VERBOSE", inside=None, env=None):
         """users: (name, login shell, Jupyter on the PATH sshd gives, uid 0) for each account.
         netns: (name, index) to run sshd in its own network namespace at 10.231.INDEX.2:22, with its
         own loopback (its Jupyter can have 8888 too), reached over a veth pair from this one.
         log_level: sshd's LogLevel (DEBUG1 logs each channel and request, for counting round trips).
         inside: (another SSHHost with a netns, port): run in that host's namespace on its own
-        loopback, 127.0.0.1:PORT there, which nothing outside the namespace can reach."""
+        loopback, 127.0.0.1:PORT there, which nothing outside the namespace can reach.
+        env: {NAME: value} that sshd sets in every session of every account (SetEnv), as a site's
+        login environment would (SLURM_CONF on a cluster's login node)."""
         self.log_level = log_level
+        self.env = dict(env or {})
         if os.geteuid() != 0:
             raise RuntimeError("the SSH test host needs root (it creates accounts and runs sshd)")
         self.base = Path(tempfile.mkdtemp(prefix=prefix))
@@ -230,11 +233,16 @@ class SSHHost:
             "MaxStartups 100",
             "MaxSessions 100",
         ]
+        # sshd takes the first SetEnv line only, and a Match block's replaces the global one:
+        # every line carries self.env
+        extra = "".join(f" {name}={value}" for name, value in self.env.items())
+        if extra:
+            lines.append(f"SetEnv{extra}")
         for user in self.users.values():
             if user.path:
-                lines += [f"Match User {user.name}", f"    SetEnv PATH={user.path}"]
+                lines += [f"Match User {user.name}", f"    SetEnv PATH={user.path}{extra}"]
             elif user.jupyter_on_path:
-                lines += [f"Match User {user.name}", f"    SetEnv PATH={JUPYTER_VENV}/bin:{STANDARD_PATH}"]
+                lines += [f"Match User {user.name}", f"    SetEnv PATH={JUPYTER_VENV}/bin:{STANDARD_PATH}{extra}"]
         self.sshd_config = self.base / "sshd_config"
         self.sshd_config.write_text("\n".join(lines) + "\n")
         _run(SSHD, "-t", "-f", str(self.sshd_config))
