@@ -295,13 +295,14 @@ def list_records(t, listed):
             "socket": s.socket, "url": url_for(sub, s.where, s.mode, s.address) if s.running else None, "launcher": s.launcher,
             "version": s.version, "kind": s.kind, "mode": s.mode,
             "uptime": listed.now - s.started if s.running and s.started else None,
-            "current": s.current, "configured": s.configured,
+            "current": s.current, "configured": s.configured, "job_id": s.job_id, "node": s.node,
         })
     for other in listed.others:
         records.append({
             "host": t.host, "name": None, "ours": False, "running": True, "pid": other.pid, "port": other.port,
             "socket": other.socket, "url": other.url, "launcher": None, "version": other.version, "kind": other.kind,
-            "mode": None, "uptime": None, "current": None, "configured": None, "root_dir": other.root_dir,
+            "mode": None, "uptime": None, "current": None, "configured": None, "job_id": None, "node": None,
+            "root_dir": other.root_dir,
         })
     return records
 
@@ -314,6 +315,8 @@ def list_host(t):
     rows = [("name", "state", "pid", "where", "launcher", "version", "uptime")]
     for r in records:
         where_ = r["socket"] or (str(r["port"]) if r["port"] else "")
+        if r["job_id"]:
+            where_ = f"job {r['job_id']}" + (f" {r['node']}:{where_}" if r["node"] and where_ else "")
         rows.append((
             r["name"] if r["ours"] else "(not ours)",
             ("running" if r["current"] is not False else "running, config changed") if r["running"] else "stopped",

@@ -95,6 +95,9 @@ def test_a_job_runs_jupyter_on_the_compute_node_reached_through_the_login_node(c
     probe = "import socket, sys; s = socket.socket(); s.settimeout(2); sys.exit(s.connect_ex((sys.argv[1], int(sys.argv[2]))))"
     assert cluster.in_compute("python3", "-c", probe, cluster.node_addr, str(record["port"])).returncode == 0
     assert cluster.in_compute("python3", "-c", probe, "127.0.0.1", str(record["port"])).returncode != 0
+    [listed] = [json.loads(line) for line in fab("list", "--json").stdout.splitlines()]
+    assert (listed["launcher"], listed["job_id"], listed["node"], listed["port"]) == ("slurm", job_id, cluster.node, record["port"])
+    assert f"job {job_id} {cluster.node}:{record['port']}" in fab("list").stdout
     # its runtime files are in the shared home, not the login node's /run/user
     assert list((fab.home / ".fabjupyter" / "runtime").glob("jpserver-*.json"))
 
