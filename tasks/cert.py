@@ -230,7 +230,8 @@ def ensure_cert(t, days=365, extra_names=(), force=False, cert_file=None, key_fi
     if (reason or not facts.same) and before_change:
         before_change(facts)
     if reason:
-        cert_pem, key_pem = generate(names, days)
+        with fleet.CPU_BOUND:  # a group's hosts make theirs a few at a time, not all against two cores
+            cert_pem, key_pem = generate(names, days)
         folder.mkdir(parents=True, exist_ok=True)
         os.chmod(folder, 0o700)
         _write_private(key_path, key_pem, 0o600)
@@ -285,7 +286,7 @@ def cert_host(t, days, names, force, cert_file, key_file, dry_run=False):
     iterable=["san"],
 )
 @user_task
-def cert(c, days=365, san=None, force=False, cert=None, key=None, group=None, workers=8, dry_run=False, name=None):
+def cert(c, days=365, san=None, force=False, cert=None, key=None, group=None, workers=None, dry_run=False, name=None):
     """Create (or push your own) TLS certificate for public mode; prints its SHA-256 fingerprint."""
     if days < 1:
         raise UserError("--days: must be at least 1")

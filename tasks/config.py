@@ -95,7 +95,7 @@ def config_host(t, dry_run=False):
     }
 )
 @user_task
-def config(c, root_dir=None, mode=None, group=None, workers=8, socket=False, dry_run=False, name=None, idle_timeout=None):
+def config(c, root_dir=None, mode=None, group=None, workers=None, socket=False, dry_run=False, name=None, idle_timeout=None):
     """Write the Jupyter configuration on the host (~/.fabjupyter); your own files stay as they are."""
     core = lambda t: config_host(t, dry_run)  # noqa: E731
     fleet.run(c, fleet.dry("config", core) if dry_run else core, group, workers, root_dir=root_dir, mode=mode, socket=socket or None,

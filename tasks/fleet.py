@@ -1,7 +1,17 @@
 """Many hosts at once: `fab TASK --group NAME` runs a task on every host of a hosts.yaml group,
-in parallel (a bounded pool), one line per host as it finishes, then a summary table."""
+in parallel, one line per host as it finishes, then a summary table.
+
+The work per host is waiting on the network (a login, one remote command), so by default every
+host of the group is asked at once, up to MAX_WORKERS: past that, this side's own CPU (paramiko's
+key exchange and packet handling, under one GIL) is what the group waits for, and more threads
+only cost memory and file descriptors (README, "Many hosts"). The little CPU-bound work done here
+is done once or bounded on its own: one Argon2 hash for the whole group (password.fresh_hash),
+certificates made at most CPU_BOUND at a time (cert.generate)."""
 
 import json
+import os
+import resource
+import threading
 from concurrent.futures import ThreadPoolExecutor, as_completed
 
 from invoke import Exit
@@ -11,18 +21,53 @@ from .hosts import group_targets, target
 from .report import json_lines, say, show
 
 
-def run(c, core, group=None, workers=8, as_json=False, **overrides):
+MAX_WORKERS = 64  # hosts asked at once by default (measured: README, "Many hosts")
+CPU_BOUND = threading.BoundedSemaphore(os.cpu_count() or 1)  # CPU work here (certificates) at once
+FILES_PER_HOST = 2  # file descriptors one host in flight holds here: its SSH socket, a forward's pipe
+FILES_SPARE = 64  # this process's own: the interpreter, standard streams, the inventory, ...
+
+
+def pool_size(count, workers=None):
+    """How many hosts at once: --workers N (fewer, if you want), else all of them up to MAX_WORKERS."""
+    if workers is not None and workers < 1:
+        raise UserError("--workers: must be at least 1")
+    return max(1, min(count, workers if workers is not None else MAX_WORKERS))
+
+
+def room_for_files(needed):
+    """Make sure this process may open NEEDED file descriptors: raise its soft limit up to the
+    hard one (any user may), else one line saying what to raise."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if needed <= soft:
+        return
+    if hard == resource.RLIM_INFINITY or needed <= hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (needed if hard == resource.RLIM_INFINITY else hard, hard))
+        return
+    raise UserError(f"this needs about {needed} open files here and the limit is {hard}; raise it (`ulimit -n {needed}`, "
+                    "or the hard limit in /etc/security/limits.conf), or use fewer --workers")
+
+
+def run(c, core, group=None, workers=None, as_json=False, **overrides):
     """Run core(target) -> Outcome on -H's host, or on every host of the group in parallel."""
     if group is None:
         t = target(c, **overrides)
         show(t.label, core(t), as_json)
         return
-    if workers < 1:
+    if workers is not None and workers < 1:
         raise UserError("--workers: must be at least 1")
     targets = group_targets(c, group, **overrides)
+    size = pool_size(len(targets), workers)
+    room_for_files(FILES_SPARE + FILES_PER_HOST * size)
     results = {}
-    with ThreadPoolExecutor(max_workers=min(workers, len(targets)) or 1) as pool:
-        futures = {pool.submit(core, t): t for t in targets}
+
+    def one(t):
+        try:
+            return core(t)
+        finally:
+            t.conn.close()  # a host done holds nothing here: a group of thousands is not thousands of sockets
+
+    with ThreadPoolExecutor(max_workers=size) as pool:
+        futures = {pool.submit(one, t): t for t in targets}
         try:
             for future in as_completed(futures):
                 t = futures[future]

@@ -6,7 +6,7 @@ from invoke.exceptions import ParseError
 from invoke.parser import Argument
 
 GROUP_HELP = "run on every host of this hosts.yaml group, in parallel (instead of -H)"
-WORKERS_HELP = "how many hosts at once with --group (default 8)"
+WORKERS_HELP = "how many hosts at once with --group (default: all of them, up to 64)"
 DRY_RUN_HELP = "show what would change (a diff for the configuration) and change nothing, not even an upload"
 LAUNCHER_HELP = "how Jupyter is detached from the SSH session: nohup (default), tmux, or slurm (a batch job on a compute node)"
 SBATCH_HELP = "an sbatch option for the job (launcher slurm), e.g. --sbatch=--partition=gpu; repeatable"

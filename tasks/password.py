@@ -30,9 +30,23 @@ def _b64(data):
     return base64.b64encode(data).decode("ascii").rstrip("=")
 
 
+_salted = {}
+
+
 def hash_password(password, salted=None):
     """`argon2:$argon2id$v=19$m=..,t=..,p=..$SALT$DIGEST`; with `salted` (that string up to SALT,
-    from a stored hash) the same salt and parameters are used, so equal passwords give equal hashes."""
+    from a stored hash) the same salt and parameters are used, so equal passwords give equal hashes.
+    Made once per salt in a run: hosts set up together share a salt (fresh_hash), so a group's
+    `setup --password-stdin` on hosts that have it costs one derivation, not one per host."""
+    if salted:
+        with _lock:
+            if (password, salted) not in _salted:
+                _salted[(password, salted)] = _derive(password, salted)
+            return _salted[(password, salted)]
+    return _derive(password, None)
+
+
+def _derive(password, salted):
     if salted:
         m = SALTED.match(salted)
         if not m:
@@ -113,7 +127,7 @@ def password_host(t, password, dry_run=False):
     }
 )
 @user_task
-def password(c, password_stdin=False, group=None, workers=8, dry_run=False, name=None):
+def password(c, password_stdin=False, group=None, workers=None, dry_run=False, name=None):
     """Set the Jupyter password on the host (prompted twice, or --password-stdin); only its hash is stored."""
     if dry_run:
         # asks for nothing: whichever password it is, it would be set (or replace the one there)

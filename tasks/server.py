@@ -19,10 +19,16 @@ def remember(t, status):
     _seen_running[(t.conn.user, t.conn.host, t.conn.port, t.name)] = (status.where, status.mode or "ssh", status.address)
 
 
+def seen_running(t):
+    """(remote port or socket path, mode, address or None) of the running Jupyter, if this call's
+    setup, start or list saw it; else None."""
+    return _seen_running.get((t.conn.user, t.conn.host, t.conn.port, t.name))
+
+
 def running_port(t):
     """(remote port or socket path, mode, address or None) of the running Jupyter: from this call's setup/start if
     any, else asked."""
-    return _seen_running.get((t.conn.user, t.conn.host, t.conn.port, t.name)) or ask_where(t)
+    return seen_running(t) or ask_where(t)
 
 
 def ask_where(t):
@@ -231,7 +237,7 @@ def stop_all_host(t, dry_run=False):
             "dry-run": DRY_RUN_HELP, "fast-start": FAST_START_HELP, "name": NAME_HELP, "sbatch": SBATCH_HELP,
             "queue-timeout": QUEUE_TIMEOUT_HELP}, iterable=["sbatch"])
 @user_task
-def start(c, launcher=None, port=None, group=None, workers=8, dry_run=False, fast_start=False, name=None, sbatch=None,
+def start(c, launcher=None, port=None, group=None, workers=None, dry_run=False, fast_start=False, name=None, sbatch=None,
           queue_timeout=None):
     """Start Jupyter detached on the host and wait until it answers; does nothing if it runs."""
     core = lambda t: start_host(t, dry_run)  # noqa: E731
@@ -242,7 +248,7 @@ def start(c, launcher=None, port=None, group=None, workers=8, dry_run=False, fas
 @task(help={"group": GROUP_HELP, "workers": WORKERS_HELP, "dry-run": DRY_RUN_HELP, "name": NAME_HELP,
             "all": "stop every instance on the host"})
 @user_task
-def stop(c, group=None, workers=8, dry_run=False, name=None, all_=False):
+def stop(c, group=None, workers=None, dry_run=False, name=None, all_=False):
     """Stop Jupyter on the host (and its tmux session); no process is left behind."""
     if all_ and name is not None:
         raise UserError("give either --name NAME or --all, not both")
@@ -257,7 +263,7 @@ def stop(c, group=None, workers=8, dry_run=False, name=None, all_=False):
     iterable=["sbatch"],
 )
 @user_task
-def restart(c, launcher=None, port=None, group=None, workers=8, fast_start=False, name=None, sbatch=None, queue_timeout=None):
+def restart(c, launcher=None, port=None, group=None, workers=None, fast_start=False, name=None, sbatch=None, queue_timeout=None):
     """Stop Jupyter if it runs, then start it with the current configuration (a batch job: resubmitted)."""
     fleet.run(c, lambda t: restart_host(t, keep_launcher=launcher is None), group, workers, launcher=launcher, port=port,
               fast_start=fast_start or None, name=name, sbatch=tuple(sbatch) if sbatch else None, queue_timeout=queue_timeout)
@@ -266,7 +272,7 @@ def restart(c, launcher=None, port=None, group=None, workers=8, fast_start=False
 @task(help={"json": "print one JSON object per host instead of a sentence", "group": GROUP_HELP, "workers": WORKERS_HELP,
             "name": NAME_HELP})
 @user_task
-def status(c, json_=False, group=None, workers=8, name=None):
+def status(c, json_=False, group=None, workers=None, name=None):
     """Tell whether Jupyter runs on the host, with its pid, port, URL and launcher."""
     fleet.run(c, status_host, group, workers, as_json=json_, name=name)
 
@@ -333,7 +339,7 @@ def list_host(t):
 @task(name="list", help={"json": "one JSON object per server (one per line) instead of a table", "group": GROUP_HELP,
                          "workers": WORKERS_HELP})
 @user_task
-def list_(c, json_=False, group=None, workers=8):
+def list_(c, json_=False, group=None, workers=None):
     """List every Jupyter server on the host: this tool's instances, and yours it did not start."""
     fleet.run(c, list_host, group, workers, as_json=json_)
 

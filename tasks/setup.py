@@ -142,7 +142,7 @@ def fab_prefix(c, label):
 )
 @user_task
 def setup(
-    c, launcher=None, port=None, root_dir=None, password_stdin=False, mode=None, group=None, workers=8,
+    c, launcher=None, port=None, root_dir=None, password_stdin=False, mode=None, group=None, workers=None,
     accept_new_host_key=False, socket=False, dry_run=False, fast_start=False, name=None, idle_timeout=None, sbatch=None,
     queue_timeout=None,
 ):

@@ -1,5 +1,11 @@
 """tunnel: the client-side forward to Jupyter, made by the OpenSSH client (`ssh -N -L`), which
-moves data an order of magnitude faster than Fabric's pure-Python forward_local."""
+moves data an order of magnitude faster than Fabric's pure-Python forward_local.
+
+In about one SSH handshake's time: `ssh -L` starts at once towards where Jupyter was seen last
+(remembered here, in ~/.config/fabjupyter/last-seen.json), while the host is asked where it runs
+now; the URL is printed only once the host's answer names the very port (or socket, or node) the
+forward points to, and a forward that guessed wrong is closed and made again to the right place.
+A group's forwards all open at once, each in that way."""
 
 import ctypes
 import json
@@ -20,11 +26,12 @@ from pathlib import Path
 from fabric import Connection
 from invoke import Exit
 
+from . import fleet
 from .errors import HostError, UserError, sigterm_as_interrupt, user_task
 from .hosts import group_targets, target
 from .options import NAME_HELP, WORKERS_HELP, task
 from .protocol import run_agent
-from .server import ask_where, is_socket, remember, running_port
+from .server import ask_where, is_socket, remember, seen_running
 
 READY_TIMEOUT = 30  # seconds for the forward to answer, on top of the SSH connect timeout
 
@@ -49,16 +56,30 @@ def next_free_port(port, taken=()):
     return None
 
 
+_listening = {"at": 0.0, "inodes": {}}
+_listening_lock = threading.Lock()
+
+
+def _listeners():
+    """{port: socket inodes} listening on 127.0.0.1, read from /proc at most every 50 ms whatever
+    the number of forwards waiting (a thousand would otherwise each read it 20 times a second)."""
+    with _listening_lock:
+        if time.monotonic() - _listening["at"] > 0.05:
+            found = {}
+            for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+                fields = line.split()
+                if fields[1].startswith("0100007F:") and fields[3] == "0A":  # 127.0.0.1, LISTEN
+                    found.setdefault(int(fields[1][9:], 16), set()).add(fields[9])
+            _listening.update(at=time.monotonic(), inodes=found)
+        return _listening["inodes"]
+
+
 def listener_owner_is(pid, port):
     """Whether process PID listens on 127.0.0.1:PORT: True/False on Linux (from /proc), None
     where that cannot be read. Any answer on the port could be another program's that bound it
     between our check and ssh's bind; this tells the forward we started from one that is not."""
     try:
-        inodes = set()
-        for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-            fields = line.split()
-            if fields[1] == f"0100007F:{port:04X}" and fields[3] == "0A":  # 127.0.0.1, LISTEN
-                inodes.add(fields[9])
+        inodes = _listeners().get(port)
         if not inodes:
             return False
         for fd in os.listdir(f"/proc/{pid}/fd"):
@@ -74,16 +95,16 @@ def listener_owner_is(pid, port):
 
 
 def choose_local_port(label, port, pinned):
-    """The port itself if free; if it was only a default, the next free one (said aloud)."""
+    """(port, note): the port itself if free; if it was only a default, the next free one, and
+    the line that says so (printed once the forward is confirmed)."""
     if port_is_free(port):
-        return port
+        return port, None
     if pinned:
         raise HostError(label, f"local port {port} is busy; choose another with --local-port")
     moved = next_free_port(port)
     if moved is None:
         raise HostError(label, f"local ports {port}-{port + 99} are all busy; choose one with --local-port")
-    print(f"{label}: local port {port} is busy; using {moved}", flush=True)
-    return moved
+    return moved, f"{label}: local port {port} is busy; using {moved}"
 
 
 def _jump_spec(gateway):
@@ -130,12 +151,22 @@ def ssh_command(conn, forward):
     return args
 
 
+try:
+    # looked up here, not in the child: a dlopen between fork and exec can deadlock when other
+    # threads (a group's) held the loader's lock at the fork
+    _prctl = ctypes.CDLL(None, use_errno=True).prctl
+except (OSError, AttributeError):
+    _prctl = None
+
+
 def _die_with_parent():
     """In the ssh child: get SIGTERM if this process dies, even by SIGKILL (Linux)."""
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
+    if _prctl is not None:
+        _prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+_live = set()  # every Tunnel whose ssh may run: closed on the way out, whichever thread made it
+_live_lock = threading.Lock()
 
 
 class Tunnel:
@@ -145,6 +176,7 @@ class Tunnel:
         self.local_port = local_port
         self.remote_port = remote_port
         self.address = address
+        self.tls = tls
         self.scheme = "https" if tls else "http"
         self.url = f"{self.scheme}://localhost:{local_port}/"
         if is_socket(remote_port):
@@ -164,6 +196,8 @@ class Tunnel:
             start_new_session=True,  # Ctrl-C reaches us, and we end ssh ourselves
             preexec_fn=_die_with_parent,
         )
+        with _live_lock:
+            _live.add(self)
         self._reader = threading.Thread(target=self._read_stderr, daemon=True)
         self._reader.start()
 
@@ -176,8 +210,14 @@ class Tunnel:
             elif self.ready and line:
                 print(f"ssh: {line}", file=sys.stderr, flush=True)
 
-    def wait_ready(self, timeout):
-        """Until an HTTP request through the forward gets an answer; an error if ssh gives up."""
+    def points_to(self, where):
+        """Does this forward go to WHERE, (port or socket, mode, address) as the host said?"""
+        port, mode, address = where
+        return (self.remote_port, self.tls, self.address) == (port, mode == "public", address)
+
+    def wait_ready(self, timeout, stop=None):
+        """Until an HTTP request through the forward gets an answer (True); False if ssh gives
+        up, TIMEOUT passes, or STOP (an Event) is set first."""
         handlers = [urllib.request.ProxyHandler({})]
         if self.scheme == "https":
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # any answer will do: the name is localhost here
@@ -186,7 +226,7 @@ class Tunnel:
             handlers.append(urllib.request.HTTPSHandler(context=context))
         opener = urllib.request.build_opener(*handlers)
         deadline = time.monotonic() + timeout
-        while True:
+        while not (stop and stop.is_set()):
             if self.proc.poll() is not None:
                 self._reader.join(2)
                 return False
@@ -207,13 +247,19 @@ class Tunnel:
             if time.monotonic() > deadline:
                 return False
             time.sleep(0.05)
+        return False
 
     def adopt(self, other):
         """Take over another Tunnel's ssh child (after a reconnection)."""
         self.__dict__.update(other.__dict__)
+        with _live_lock:
+            _live.discard(other)
+            _live.add(self)
 
     def close(self):
         """End the ssh child; the local port is free again when this returns."""
+        with _live_lock:
+            _live.discard(self)
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
@@ -236,22 +282,146 @@ class Tunnel:
         return f"ssh exited ({lines[-1] if lines else f'status {self.proc.returncode}'})"
 
 
+def close_all():
+    """End every forward still open (a group's, when it ends or is interrupted)."""
+    with _live_lock:
+        live = list(_live)
+    for tun in live:
+        tun.close()
+
+
+_taken_lock = threading.Lock()  # a group's threads choose local ports from one set
+
+
 def open_forward(t, tun, pinned, taken=()):
     """Wait for TUN (a Tunnel to host T) to answer. When another program took its local port
     between our check and ssh's bind, and the port was only a default (PINNED false), move on to
     the next free one, said aloud, and try again. Returns (Tunnel or None, error or None)."""
     timeout = READY_TIMEOUT + (t.conn.connect_timeout or 10)
     while True:
-        if tun.wait_ready(timeout):
+        if tun.ready or tun.wait_ready(timeout):
             return tun, None
         tun.close()
         if pinned or not tun.port_was_busy():
             return None, f"tunnel failed: {tun.failure()}"
-        moved = next_free_port(tun.local_port, taken)
+        with _taken_lock:
+            moved = next_free_port(tun.local_port, taken)
+            if moved is not None and isinstance(taken, set):
+                taken.add(moved)
         if moved is None:
             return None, f"local ports {tun.local_port}-{tun.local_port + 99} are all busy"
         print(f"{t.label}: local port {tun.local_port} was taken meanwhile; using {moved}", flush=True)
-        tun = Tunnel(t.conn, moved, tun.remote_port, tls=tun.scheme == "https", address=tun.address)
+        tun = Tunnel(t.conn, moved, tun.remote_port, tls=tun.tls, address=tun.address)
+
+
+class _Asked:
+    """ask_where(t) in a thread of its own, so that the forward's ssh logs in meanwhile."""
+
+    def __init__(self, t):
+        self.done = threading.Event()
+        self.where = self.error = None
+        threading.Thread(target=self._ask, args=(t,), daemon=True).start()
+
+    def _ask(self, t):
+        try:
+            self.where = ask_where(t)
+        except BaseException as e:  # handed to the thread that waits for the answer
+            self.error = e
+        finally:
+            self.done.set()
+
+    def result(self):
+        self.done.wait()
+        if self.error is not None:
+            raise self.error
+        return self.where
+
+
+def guess_where(t):
+    """Where Jupyter probably runs, to start the forward before the host has said: where it was
+    seen last (this machine remembers), else the port its settings ask for; None when there is
+    nothing to go on (a socket or a batch job never seen)."""
+    seen = last_seen(t)
+    if seen:
+        return seen
+    s = t.settings
+    if s.launcher == "slurm" or s.socket:
+        return None
+    return s.port, s.mode, None
+
+
+def open_confirmed(t, local_port, pinned, taken=()):
+    """A forward from LOCAL_PORT to T's Jupyter, in about one SSH handshake's time, and never to
+    another server: the forward starts towards the guessed place while the host is asked where
+    its Jupyter runs (by the agent, which knows its pid: a port reused by someone else's Jupyter
+    is not ours), and is kept only if that is where it points; else it is made again to the
+    right place. Returns (Tunnel or None, error or None, where); the host's own error is raised."""
+    where = seen_running(t)  # this run's setup or start just said
+    if where is not None:
+        return (*open_forward(t, Tunnel(t.conn, local_port, where[0], tls=where[1] == "public", address=where[2]),
+                              pinned, taken), where)
+    guess = guess_where(t)
+    tun = Tunnel(t.conn, local_port, guess[0], tls=guess[1] == "public", address=guess[2]) if guess else None
+    try:
+        asked = _Asked(t)
+        if tun is not None:
+            # meanwhile see it answer, so that a right guess costs nothing more once confirmed
+            tun.wait_ready(READY_TIMEOUT + (t.conn.connect_timeout or 10), stop=asked.done)
+        where = asked.result()
+        if tun is not None and not tun.points_to(where):
+            tun.close()  # its answer (if any) was never shown: it may be another user's server
+            tun = None
+        if tun is None:
+            tun = Tunnel(t.conn, local_port, where[0], tls=where[1] == "public", address=where[2])
+        return (*open_forward(t, tun, pinned, taken), where)
+    except BaseException:
+        if tun is not None:
+            tun.close()
+        raise
+
+
+def _seen_file():
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config")
+    return Path(base) / "fabjupyter" / "last-seen.json"
+
+
+def _seen_key(t):
+    return f"{t.conn.user}@{t.conn.host}:{t.conn.port}/{t.name}"
+
+
+def last_seen(t):
+    """(port or socket, mode, address) where this host's Jupyter was last confirmed, or None."""
+    try:
+        entry = json.loads(_seen_file().read_text()).get(_seen_key(t))
+        where, mode, address = entry["where"], entry["mode"], entry["address"]
+    except (OSError, ValueError, AttributeError, KeyError, TypeError):
+        return None
+    if isinstance(where, bool) or not isinstance(where, (int, str)) or mode not in ("ssh", "public"):
+        return None
+    if not (address is None or isinstance(address, str)):
+        return None
+    return where, mode, address
+
+
+def remember_seen(found):
+    """Record where Jupyter was confirmed: (Target, where) pairs, one write for a whole group."""
+    if not found:
+        return
+    path = _seen_file()
+    try:
+        seen = json.loads(path.read_text())
+        seen = seen if isinstance(seen, dict) else {}
+    except (OSError, ValueError):
+        seen = {}
+    for t, (where, mode, address) in found:
+        seen[_seen_key(t)] = {"where": where, "mode": mode, "address": address}
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}")
+        tmp.write_text(json.dumps(seen, indent=1, sort_keys=True) + "\n")
+        os.replace(tmp, path)
+    except OSError:
+        pass  # remembering is a convenience
 
 
 def _ports_file():
@@ -319,7 +489,7 @@ def all_instances(c, group, workers, name):
                 subs.append(sub)
         return subs
 
-    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(hosts)))) as pool:
+    with ThreadPoolExecutor(max_workers=fleet.pool_size(len(hosts), workers)) as pool:
         futures = [(t, pool.submit(ask, t)) for t in hosts]
     for t, future in futures:
         try:
@@ -332,49 +502,55 @@ def all_instances(c, group, workers, name):
 
 
 def tunnel_group(targets, workers, open_, failed_early=None):
-    """One forward per target (hosts of a group, or instances), each on its own local port; a
-    table; Ctrl-C closes all."""
+    """One forward per target (hosts of a group, or instances), each on its own local port, all
+    opened at once; the table once every one answered or failed; Ctrl-C closes all."""
     ports, pinned = group_local_ports(targets)
     taken = set(ports.values())
-    results, tunnels = {}, {}
+    results, tunnels, found = {}, {}, []
     labels = [t.label for t in targets] + list(failed_early or {})
     for label, reason in (failed_early or {}).items():
         results[label] = (False, reason)
-    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(targets)))) as pool:
-        futures = {pool.submit(running_port, t): t for t in targets}
+    size = fleet.pool_size(len(targets), workers)
+    # each forward holds its ssh's stderr here, and each host being asked its SSH socket
+    fleet.room_for_files(fleet.FILES_SPARE + len(targets) + fleet.FILES_PER_HOST * size)
+
+    def one(t):
+        try:
+            with _taken_lock:
+                port = ports[t.label]
+                if not port_is_free(port):
+                    moved = None if t.label in pinned else next_free_port(port, taken)
+                    if moved is None:
+                        return None, f"local port {port} is busy", None
+                    print(f"{t.label}: local port {port} is busy; using {moved}", flush=True)
+                    port = ports[t.label] = moved
+                    taken.add(moved)
+            return open_confirmed(t, port, t.label in pinned, taken)
+        finally:
+            t.conn.close()  # nothing more to ask: a group of thousands is not thousands of sockets
+
+    sigterm_as_interrupt()
+    # the pool outlives the forwards: an ssh child gets its parent-death signal when the *thread*
+    # that started it ends, and each ssh here is started by one of the pool's threads
+    pool = ThreadPoolExecutor(max_workers=size)
+    try:
+        futures = {pool.submit(one, t): t for t in targets}
         for future in as_completed(futures):
             t = futures[future]
             try:
-                remote_port, mode, address = future.result()
+                tun, error, where = future.result()
             except UserError as e:
                 results[t.label] = (False, e.message if isinstance(e, HostError) else str(e))
                 continue
-            port = ports[t.label]
-            if not port_is_free(port):
-                moved = None if t.label in pinned else next_free_port(port, taken)
-                if moved is None:
-                    results[t.label] = (False, f"local port {port} is busy")
-                    continue
-                print(f"{t.label}: local port {port} is busy; using {moved}", flush=True)
-                port = ports[t.label] = moved
-                taken.add(moved)
-            tunnels[t.label] = Tunnel(t.conn, port, remote_port, tls=mode == "public", address=address)
-    sigterm_as_interrupt()
-    try:
-        for t in targets:
-            tun = tunnels.get(t.label)
             if tun is None:
-                continue
-            tun, error = open_forward(t, tun, t.label in pinned, taken)
-            if tun is None:
-                del tunnels[t.label]
                 results[t.label] = (False, error)
-            else:
-                tunnels[t.label] = tun
-                taken.add(tun.local_port)
-                ports[t.label] = tun.local_port
-                results[t.label] = (True, tun.url)
+                continue
+            tunnels[t.label] = tun
+            found.append((t, where))
+            ports[t.label] = tun.local_port
+            results[t.label] = (True, tun.url)
         remember_ports({label: port for label, port in ports.items() if label not in pinned})
+        remember_seen(found)
         rows = [("host", "URL (log in with its password) or error")] + [
             (label, ("" if results[label][0] else "FAILED  ") + results[label][1]) for label in labels
         ]
@@ -391,11 +567,12 @@ def tunnel_group(targets, workers, open_, failed_early=None):
         if live:
             print("all tunnels closed: their ssh exited", flush=True)
     except KeyboardInterrupt:
+        pool.shutdown(wait=False, cancel_futures=True)
         print("tunnels closed", flush=True)
     finally:
-        for tun in tunnels.values():
-            tun.close()
-    failed = [label for label in labels if not results[label][0]]
+        close_all()
+        pool.shutdown(wait=False, cancel_futures=True)
+    failed = [label for label in labels if not results.get(label, (False,))[0]]
     if failed:
         raise Exit(f"{len(failed)} of {len(labels)} have no tunnel: {', '.join(failed)}", code=1)
 
@@ -411,7 +588,7 @@ def tunnel_group(targets, workers, open_, failed_early=None):
     }
 )
 @user_task
-def tunnel(c, local_port=None, open_=False, group=None, workers=8, name=None, all_=False):
+def tunnel(c, local_port=None, open_=False, group=None, workers=None, name=None, all_=False):
     """Forward a local port to Jupyter on the host (OpenSSH) and keep it open until Ctrl-C."""
     if all_ and name is not None:
         raise UserError("give either --name NAME or --all, not both")
@@ -423,15 +600,15 @@ def tunnel(c, local_port=None, open_=False, group=None, workers=8, name=None, al
     if group is not None:
         return tunnel_group(group_targets(c, group, name=name), workers, open_)
     t = target(c, local_port=local_port, name=name)
-    remote_port, mode, address = running_port(t)
-    port = choose_local_port(t.label, t.settings.local_port, pinned=local_port is not None)
+    port, note = choose_local_port(t.label, t.settings.local_port, pinned=local_port is not None)
     sigterm_as_interrupt()
-    tun = Tunnel(t.conn, port, remote_port, tls=mode == "public", address=address)
+    tun, error, where = open_confirmed(t, port, pinned=local_port is not None)
+    if tun is None:
+        raise HostError(t.label, error)
+    remember_seen([(t, where)])
     try:
-        opened, error = open_forward(t, tun, pinned=local_port is not None)
-        if opened is None:
-            raise HostError(t.label, error)
-        tun = opened
+        if note:
+            print(note, flush=True)
         print(f"{t.label}: Jupyter is at {tun.url}  (log in with your password; Ctrl-C closes the tunnel)", flush=True)
         if open_:
             webbrowser.open(tun.url)
@@ -486,6 +663,7 @@ def _reconnect(t, tun):
         fresh = Tunnel(t.conn, tun.local_port, port, tls=mode == "public", address=address)
         if fresh.wait_ready(READY_TIMEOUT):
             tun.adopt(fresh)
+            remember_seen([(t, (port, mode, address))])
             print(f"{t.label}: reconnected; Jupyter is at {tun.url} again", flush=True)
             return
         fresh.close()
