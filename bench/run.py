@@ -13,12 +13,14 @@ import json
 import os
 import platform
 import re
+import resource
 import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -458,6 +460,154 @@ def fleet_figure(runs, count=8, rtt_ms=0):
             h.close()
 
 
+def task_on(where, task):
+    """fab's words for TASK on WHERE, ("-H", HOST) or ("--group", NAME)."""
+    return [*where, task] if where[0] == "-H" else [task, *where]
+
+
+class Fleet:
+    """COUNT isolated hosts, each in its own network namespace with its own sshd and account,
+    behind one delaying proxy (RTT_MS), named fjb0..fjbN-1 in a hosts.yaml with the groups
+    `one` (fjb0) and `all`; this machine's ~/.config for fabjupyter is a temporary one."""
+
+    def __init__(self, count, rtt_ms):
+        self.count, self.hosts, self.proxy = count, [], None
+        self.tmp = Path(tempfile.mkdtemp())
+        try:
+            for i in range(count):
+                self.hosts.append(SSHHost(users=[(f"fjb{i}", "/bin/bash", True, False)], prefix=f"fabjupyter-bench{i}-",
+                                          netns=(f"fjbns{i}", 100 + i)))
+            known = self.tmp / "known_hosts"
+            known.write_text("".join(h.known_hosts.read_text() for h in self.hosts))
+            routes = [(free_port(), h.address, 22) for h in self.hosts]
+            self.proxy = delay_proxy(rtt_ms, routes)
+            self.names = [f"fjb{i}-far" for i in range(count)]
+            self.ssh_config = self.tmp / "ssh_config"
+            self.ssh_config.write_text(
+                "".join(f"Host {n}\n  HostName 127.0.0.1\n  Port {r[0]}\n  HostKeyAlias {r[1]}\n  User {h.users[f'fjb{i}'].name}\n"
+                        f"  IdentityFile {h.client_key}\n  IdentitiesOnly yes\n"
+                        for i, (n, r, h) in enumerate(zip(self.names, routes, self.hosts)))
+                + f"Host *\n  UserKnownHostsFile {known}\n  StrictHostKeyChecking yes\n")
+            lines = ["hosts:"]
+            for i, h in enumerate(self.hosts):
+                lines += [f"  fjb{i}:", f"    host: {self.names[i]}", f"    user: {h.users[f'fjb{i}'].name}", f"    identity: {h.client_key}"]
+            lines += ["groups:", "  one: [fjb0]", f"  all: [{', '.join(f'fjb{i}' for i in range(count))}]"]
+            (self.tmp / "hosts.yaml").write_text("\n".join(lines) + "\n")
+            self.env = dict(os.environ, FABRIC_JUPYTER_HOSTS_FILE=str(self.tmp / "hosts.yaml"), XDG_CONFIG_HOME=str(self.tmp / "xdg"))
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self):
+        if self.proxy:
+            self.proxy.terminate()
+            self.proxy.wait()
+        for h in self.hosts:
+            h.close()
+
+    def reset(self):
+        for i, h in enumerate(self.hosts):
+            h.reset_user(f"fjb{i}")
+
+    def fab(self, *args, input=None):
+        """Seconds of one `fab` run (an error if it fails)."""
+        start = time.monotonic()
+        r = subprocess.run([*FAB, "-S", str(self.ssh_config), *args], cwd=ROOT, env=self.env, input=input, capture_output=True, text=True)
+        took = time.monotonic() - start
+        if r.returncode != 0:
+            raise RuntimeError(f"fab {' '.join(args)}: {r.stdout}{r.stderr}")
+        return took
+
+    def cold_setup(self, *where):
+        """Seconds of `fab setup` on fresh accounts (the reset before it is not counted)."""
+        self.reset()
+        return self.fab(*task_on(where, "setup"), "--password-stdin", input=PASSWORD + "\n")
+
+    def tunnel(self, *where):
+        """Seconds from starting `fab tunnel` until it printed its URL(s): it prints a URL only
+        once an answer came through that forward and the host confirmed where its Jupyter runs."""
+        start = time.monotonic()
+        p = subprocess.Popen([*FAB, "-S", str(self.ssh_config), *task_on(where, "tunnel")], cwd=ROOT, env=self.env,
+                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            urls = []
+            for line in p.stdout:
+                if "Jupyter is at " in line:  # one host
+                    urls.append(line.split("Jupyter is at ", 1)[1].split()[0])
+                    break
+                words = line.split()
+                if len(words) == 2 and words[0].startswith("fjb") and words[1].startswith("http://localhost:"):
+                    urls.append(words[1])  # a row of the group's table
+                if line.startswith("Ctrl-C"):
+                    break
+            took = time.monotonic() - start
+            if len(urls) != (1 if where[0] == "-H" else self.count):
+                raise RuntimeError(f"fab tunnel: {urls} {p.stderr.read() if p.poll() is not None else ''}")
+            return took
+        finally:
+            p.send_signal(signal.SIGTERM)
+            p.wait(30)
+
+    def raw_forward(self):
+        """Seconds from starting a raw `ssh -N -L` to fjb0's Jupyter until an answer through it."""
+        lp = free_port()
+        start = time.monotonic()
+        p = subprocess.Popen(["ssh", "-F", str(self.ssh_config), "-N", "-o", "ExitOnForwardFailure=yes", "-L",
+                              f"127.0.0.1:{lp}:127.0.0.1:8888", self.names[0]], stdin=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            while True:
+                try:
+                    urllib.request.urlopen(f"http://127.0.0.1:{lp}/api", timeout=5).close()
+                    return time.monotonic() - start
+                except urllib.error.HTTPError:
+                    return time.monotonic() - start
+                except OSError:
+                    if p.poll() is not None:
+                        raise RuntimeError("raw ssh -L exited")
+                    time.sleep(0.01)
+        finally:
+            p.terminate()
+            p.wait()
+
+
+def fleet32_figures(b, runs, count=32, rtt_ms=100.0):
+    """Issue 20's figures: a group of COUNT hosts at RTT_MS against one host of it, each pair in
+    turns in one run; and a cold setup of all against this machine's floor (COUNT plain Jupyter
+    starts at once, no SSH), since the COUNT "hosts" share its cores."""
+    rtt = rtt_ms / 1000.0
+    print(f"Fleet: {count} hosts, each in its own network namespace with its own sshd, {rtt_ms:.0f} ms RTT:", flush=True)
+    f = Fleet(count, rtt_ms)
+    try:
+        f.cold_setup("--group", "all")  # the configuration the floor's starts read is made the same way
+        f.tunnel("-H", "fjb0")  # every tunnel figure is of hosts seen before (their ports remembered)
+        f.tunnel("--group", "all")
+        cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
+        f.fab("status", "--group", "all")
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        per_host = (after.ru_utime + after.ru_stime - cpu.ru_utime - cpu.ru_stime) / count
+        status_one, status_all, again_one, again_all = turns(
+            runs, lambda: f.fab("-H", "fjb0", "status"), lambda: f.fab("status", "--group", "all"),
+            lambda: f.fab("-H", "fjb0", "setup"), lambda: f.fab("setup", "--group", "all"))
+        tunnel_one, tunnel_all, raw = turns(runs, lambda: f.tunnel("-H", "fjb0"), lambda: f.tunnel("--group", "all"), f.raw_forward)
+        at = f"{count} hosts, {rtt_ms:.0f} ms RTT"
+        b.row(f"status --group, {at}", status_all, status_one, "status on 1 host", "<= 1.3x", status_all <= 1.3 * status_one)
+        b.row(f"setup --group, nothing to change, {at}", again_all, again_one, "setup again on 1 host", "<= 1.3x",
+              again_all <= 1.3 * again_one)
+        b.row(f"tunnel --group until every forward answers, {at}", tunnel_all, tunnel_one, "tunnel on 1 host", "<= 2x",
+              tunnel_all <= 2 * tunnel_one)
+        b.row(f"tunnel (1 host) until its URL, after an answer through it, {rtt_ms:.0f} ms RTT", tunnel_one, raw,
+              "raw ssh -N -L until an answer", "<= + 3 RTT", tunnel_one <= raw + 3 * rtt)
+        print(f"  (context) this side's CPU per host, status --group on {count} hosts: {per_host * 1000:.1f} ms", flush=True)
+        cold_one, cold_all, floor = turns(runs, lambda: f.cold_setup("-H", "fjb0"), lambda: f.cold_setup("--group", "all"),
+                                          lambda: parallel_jupyter_floor(count, runs))
+        b.row(f"setup --group from nothing, {at}, vs this machine's floor", cold_all, floor,
+              f"floor ({count} plain Jupyter starts at once, no SSH)", "<= 1.2x", cold_all <= 1.2 * floor)
+        b.row(f"  (context) setup --group from nothing, {at}", cold_all, cold_one, "setup on 1 host", "(context)", True)
+    finally:
+        f.close()
+    return per_host
+
+
 def parallel_jupyter_floor(count, runs, boot=False):
     """Seconds for the same machine to start `count` JupyterLabs at once, without SSH or this
     tool: what 8 "hosts" sharing this machine's 2 cores cost at best. Each is started as the
@@ -549,7 +699,17 @@ def main(argv=None):
     ap.add_argument("--rtt-ms", type=float, default=100.0, help="the delaying proxy's RTT for the latency figures (default 100, where their goals are set)")
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--plot", metavar="PNG", help="instead: setup time vs RTT (0-200 ms) against its floor, drawn to PNG (needs matplotlib)")
+    ap.add_argument("--fleet32", action="store_true", help="instead: the group figures on 32 hosts at --rtt-ms (about 10 minutes)")
     args = ap.parse_args(argv)
+    if args.fleet32:
+        print(f"Machine: {machine()}")
+        print(f"Date: {time.strftime('%Y-%m-%d')}; medians of {args.runs} runs, each figure and its baseline in turns", flush=True)
+        b = Bench.__new__(Bench)  # only its table: no throwaway host of its own
+        b.rows = []
+        fleet32_figures(b, args.runs, rtt_ms=args.rtt_ms)
+        print()
+        print_table(b.rows)
+        return 0
     if args.plot:
         print(f"Machine: {machine()}")
         rtt_curve([0, 50, 100, 200], min(args.runs, 3), args.plot)
@@ -579,12 +739,16 @@ def main(argv=None):
     b.row("  (context) this machine: 8 plain Jupyter starts at once, no SSH", plain8, plain1, "1 start", "(context)", True)
     b.row("  (context) the same through boot.py (fast_start)", boot8, boot1, "1 start", "(context)", True)
     print()
+    print_table(b.rows)
+    return 0
+
+
+def print_table(rows):
     print("| figure | ours | baseline | ratio | goal |")
     print("|---|---|---|---|---|")
-    for name, ours, base, base_name, goal, ok, unit in b.rows:
+    for name, ours, base, base_name, goal, ok, unit in rows:
         fmt = (lambda v: f"{v:.3f} s") if unit == "s" else (lambda v: f"{v:.2f} {unit}")
         print(f"| {name} | {fmt(ours)} | {base_name}: {fmt(base)} | {ours / base:.2f}x | {goal}: {'met' if ok else '**missed**'} |")
-    return 0
 
 
 if __name__ == "__main__":

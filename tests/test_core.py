@@ -6,6 +6,7 @@ import signal
 import socket
 import subprocess
 import time
+import urllib.request
 
 import http.server
 import threading
@@ -550,3 +551,34 @@ def test_tunnel_heals_after_the_network_goes_silent(fab, local_port):
     code, _, err = stop_tunnel(proc)
     assert code == 0, err
     assert ssh_forwarders(local_port) == []
+
+
+def test_tunnel_never_answers_with_a_remembered_port_that_another_server_took(fab, local_port):
+    """The tunnel starts its forward towards where Jupyter was seen last, while it asks the host
+    where it runs now. When ours moved and another server took the old port (another user's
+    Jupyter, say), the URL printed must still lead to ours: the guess is dropped, never shown."""
+    fab.setup()
+    proc, url, out = fab.tunnel("--local-port", str(local_port))
+    assert url, out
+    stop_tunnel(proc)
+    seen = json.loads((fab.config_home / "fabjupyter" / "last-seen.json").read_text())
+    assert [entry["where"] for entry in seen.values()] == [fab.port]
+    fab("stop")
+    other = http.server.ThreadingHTTPServer(("127.0.0.1", fab.port), _Other)  # the old port, someone else's now
+    threading.Thread(target=other.serve_forever, daemon=True).start()
+    try:
+        r = fab.setup()
+        moved = fab.status()["port"]
+        assert moved != fab.port, r.stdout
+        proc, url, out = fab.tunnel("--local-port", str(local_port))
+        assert url == f"http://localhost:{local_port}/", out
+        assert b"another program" not in urllib.request.urlopen(url).read()
+        assert login_and_list(url, PASSWORD)[1] == 200
+        seen = json.loads((fab.config_home / "fabjupyter" / "last-seen.json").read_text())
+        assert [entry["where"] for entry in seen.values()] == [moved]
+        code, _, err = stop_tunnel(proc)
+        assert code == 0, err
+        assert ssh_forwarders(local_port) == []  # the wrong forward is gone too
+    finally:
+        other.shutdown()
+        other.server_close()

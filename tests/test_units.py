@@ -2,6 +2,7 @@
 
 import re
 import subprocess
+import sys
 
 import pytest
 from fabric import Config, Connection
@@ -12,6 +13,7 @@ from tasks.password import hash_password
 from tasks.protocol import agent_script, sh_assign, sh_quote
 from tasks.tunnel import ssh_command
 
+from .conftest import ROOT
 from .sshhost import JUPYTER_VENV
 
 NASTY = [
@@ -161,3 +163,50 @@ def test_ssh_command_reaches_the_host_as_fabric_does(tmp_path):
     assert "HostName=10.9.8.7" in joined
     assert "ExitOnForwardFailure=yes" in joined and "ServerAliveInterval=15" in joined
     assert "-N -L 127.0.0.1:8888:127.0.0.1:8890" in joined
+
+
+def test_a_group_is_asked_all_at_once_up_to_the_cap_unless_told_fewer():
+    from tasks.fleet import MAX_WORKERS, pool_size
+
+    assert pool_size(32) == 32  # network-bound work: not 8 at a time (issue 20: 3.4x one host's time)
+    assert pool_size(1) == 1
+    assert pool_size(10 * MAX_WORKERS) == MAX_WORKERS
+    assert pool_size(32, 4) == 4 and pool_size(3, 8) == 3
+    with pytest.raises(UserError, match="--workers: must be at least 1"):
+        pool_size(32, 0)
+
+
+def test_the_open_files_limit_is_raised_or_named():
+    """A group needs a file descriptor per forward: the soft limit is raised up to the hard one,
+    and past the hard one the error says what to raise (in a child, whose limits are its own)."""
+    code = (
+        "import resource\n"
+        "from tasks.errors import UserError\n"
+        "from tasks.fleet import room_for_files\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (256, 512))\n"
+        "room_for_files(400)\n"
+        "print(resource.getrlimit(resource.RLIMIT_NOFILE)[0])\n"
+        "try:\n"
+        "    room_for_files(5000)\n"
+        "except UserError as e:\n"
+        "    print(e)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert r.stdout.splitlines() == [
+        "512",
+        "this needs about 5000 open files here and the limit is 512; raise it (`ulimit -n 5000`, or the hard limit in "
+        "/etc/security/limits.conf), or use fewer --workers",
+    ]
+
+
+def test_a_group_salted_hash_is_derived_once(monkeypatch):
+    """Hosts set up together share a salt: a group's setup --password-stdin derives it once."""
+    from tasks import password
+
+    calls = []
+    real = password._derive
+    monkeypatch.setattr(password, "_derive", lambda pw, salted: calls.append(salted) or real(pw, salted))
+    first = password.fresh_hash("fleet horse")
+    salted = first.rsplit("$", 1)[0]
+    assert {password.hash_password("fleet horse", salted) for _ in range(5)} == {first}
+    assert calls.count(salted) == 1
