@@ -96,7 +96,8 @@ def delay_proxy(rtt_ms, routes):
         stdout=subprocess.PIPE,
         text=True,
     )
-    proxy.stdout.readline()
+    if not proxy.stdout.readline():  # it could not start (a port taken): poll() says so
+        proxy.wait()
     return proxy
 
 
@@ -479,8 +480,14 @@ class Fleet:
                                           netns=(f"fjbns{i}", 100 + i)))
             known = self.tmp / "known_hosts"
             known.write_text("".join(h.known_hosts.read_text() for h in self.hosts))
-            routes = [(free_port(), h.address, 22) for h in self.hosts]
-            self.proxy = delay_proxy(rtt_ms, routes)
+            for _ in range(5):  # a port free_port() found may be taken before the proxy binds it
+                routes = [(free_port(), h.address, 22) for h in self.hosts]
+                self.proxy = delay_proxy(rtt_ms, routes)
+                if self.proxy.poll() is None:
+                    break
+                self.proxy.wait()
+            else:
+                raise RuntimeError("the delaying proxy could not bind its ports")
             self.names = [f"fjb{i}-far" for i in range(count)]
             self.ssh_config = self.tmp / "ssh_config"
             self.ssh_config.write_text(
@@ -548,6 +555,45 @@ class Fleet:
             p.send_signal(signal.SIGTERM)
             p.wait(30)
 
+    def ssh_true(self, count):
+        """Seconds for COUNT `ssh host true` at once, one per host: the machine's floor for that
+        many logins, sshd's side included (the hosts share this machine's cores)."""
+        start = time.monotonic()
+        procs = [subprocess.Popen(["ssh", "-F", str(self.ssh_config), name, "true"], stdin=subprocess.DEVNULL)
+                 for name in self.names[:count]]
+        if any(p.wait() for p in procs):
+            raise RuntimeError("ssh host true failed")
+        return time.monotonic() - start
+
+    def raw_forwards(self, count):
+        """Seconds for COUNT raw `ssh -N -L` at once, one per host, until each answers: the
+        machine's floor for that many forwards."""
+        ports = [free_port() for _ in range(count)]
+        start = time.monotonic()
+        procs = [subprocess.Popen(["ssh", "-F", str(self.ssh_config), "-N", "-o", "ExitOnForwardFailure=yes", "-L",
+                                   f"127.0.0.1:{lp}:127.0.0.1:8888", name], stdin=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                 for lp, name in zip(ports, self.names)]
+        try:
+            waiting = set(ports)
+            while waiting:
+                for lp in list(waiting):
+                    try:
+                        urllib.request.urlopen(f"http://127.0.0.1:{lp}/api", timeout=5).close()
+                        waiting.discard(lp)
+                    except urllib.error.HTTPError:
+                        waiting.discard(lp)
+                    except OSError:
+                        pass
+                if any(p.poll() is not None for p in procs):
+                    raise RuntimeError("a raw ssh -L exited")
+                time.sleep(0.01)
+            return time.monotonic() - start
+        finally:
+            for p in procs:
+                p.terminate()
+            for p in procs:
+                p.wait()
+
     def raw_forward(self):
         """Seconds from starting a raw `ssh -N -L` to fjb0's Jupyter until an answer through it."""
         lp = free_port()
@@ -589,6 +635,7 @@ def fleet32_figures(b, runs, count=32, rtt_ms=100.0):
             runs, lambda: f.fab("-H", "fjb0", "status"), lambda: f.fab("status", "--group", "all"),
             lambda: f.fab("-H", "fjb0", "setup"), lambda: f.fab("setup", "--group", "all"))
         tunnel_one, tunnel_all, raw = turns(runs, lambda: f.tunnel("-H", "fjb0"), lambda: f.tunnel("--group", "all"), f.raw_forward)
+        true_one, true_all, raw_all = turns(runs, lambda: f.ssh_true(1), lambda: f.ssh_true(count), lambda: f.raw_forwards(count))
         at = f"{count} hosts, {rtt_ms:.0f} ms RTT"
         b.row(f"status --group, {at}", status_all, status_one, "status on 1 host", "<= 1.3x", status_all <= 1.3 * status_one)
         b.row(f"setup --group, nothing to change, {at}", again_all, again_one, "setup again on 1 host", "<= 1.3x",
@@ -597,6 +644,10 @@ def fleet32_figures(b, runs, count=32, rtt_ms=100.0):
               tunnel_all <= 2 * tunnel_one)
         b.row(f"tunnel (1 host) until its URL, after an answer through it, {rtt_ms:.0f} ms RTT", tunnel_one, raw,
               "raw ssh -N -L until an answer", "<= + 3 RTT", tunnel_one <= raw + 3 * rtt)
+        b.row(f"  (context) this machine: {count} `ssh host true` at once, one per host", true_all, true_one, "1 ssh host true",
+              "(context)", True)
+        b.row(f"tunnel --group until every forward answers, {at}, vs this machine's floor", tunnel_all, raw_all,
+              f"floor ({count} raw ssh -N -L at once until each answers)", "(context)", True)
         print(f"  (context) this side's CPU per host, status --group on {count} hosts: {per_host * 1000:.1f} ms", flush=True)
         cold_one, cold_all, floor = turns(runs, lambda: f.cold_setup("-H", "fjb0"), lambda: f.cold_setup("--group", "all"),
                                           lambda: parallel_jupyter_floor(count, runs))

@@ -11,7 +11,6 @@ from importlib import resources
 
 import paramiko
 
-from . import agent
 from .connection import connect
 from .errors import HostError, UserError
 
@@ -27,6 +26,8 @@ LAUNCHING = ("setup", "start", "restart")  # may start Jupyter: take ready.py al
 def sh_quote(value):
     """Quote one value for a POSIX shell. Every value that reaches a remote shell goes through
     the agent's sh_quote (the agent uses it too, for Jupyter's command line under tmux)."""
+    from . import agent  # here, not at the top: a tunnel asks in a thread while its ssh logs in
+
     try:
         return agent.sh_quote(value)
     except ValueError:
