@@ -22,6 +22,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from tasks import agent
@@ -570,23 +571,27 @@ class Fleet:
         machine's floor for that many forwards."""
         ports = [free_port() for _ in range(count)]
         start = time.monotonic()
+        errors = tempfile.TemporaryFile()
         procs = [subprocess.Popen(["ssh", "-F", str(self.ssh_config), "-N", "-o", "ExitOnForwardFailure=yes", "-L",
-                                   f"127.0.0.1:{lp}:127.0.0.1:8888", name], stdin=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                   f"127.0.0.1:{lp}:127.0.0.1:8888", name], stdin=subprocess.DEVNULL, stderr=errors)
                  for lp, name in zip(ports, self.names)]
+        def answered(lp, p):
+            while True:
+                try:
+                    urllib.request.urlopen(f"http://127.0.0.1:{lp}/api", timeout=5).close()
+                    return
+                except urllib.error.HTTPError:
+                    return
+                except OSError:
+                    if p.poll() is not None:
+                        errors.seek(0)
+                        raise RuntimeError(f"a raw ssh -L exited: {errors.read().decode(errors='replace')}")
+                    time.sleep(0.01)
+
         try:
-            waiting = set(ports)
-            while waiting:
-                for lp in list(waiting):
-                    try:
-                        urllib.request.urlopen(f"http://127.0.0.1:{lp}/api", timeout=5).close()
-                        waiting.discard(lp)
-                    except urllib.error.HTTPError:
-                        waiting.discard(lp)
-                    except OSError:
-                        pass
-                if any(p.poll() is not None for p in procs):
-                    raise RuntimeError("a raw ssh -L exited")
-                time.sleep(0.01)
+            with ThreadPoolExecutor(max_workers=count) as pool:  # each waited for at once, as fab does
+                for future in [pool.submit(answered, lp, p) for lp, p in zip(ports, procs)]:
+                    future.result()
             return time.monotonic() - start
         finally:
             for p in procs:
