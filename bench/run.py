@@ -588,6 +588,52 @@ def slurm_figure(runs):
         cluster.close()
 
 
+def install_figure(runs):
+    """setup --install on an offline host (a network namespace with no route to an index), from a
+    warm local cache, against its floor: the same wheels, already on the host, installed there
+    directly (python3 -m venv, pip install --no-index --find-links)."""
+    tmp = Path(tempfile.mkdtemp())
+    tmp.chmod(0o755)
+    host = SSHHost(users=[("fjbinst", "/bin/bash", False, False)], prefix="fabjupyter-bench-install-", netns=("fjbinstns", 90))
+    try:
+        spec = next(l.strip() for l in (ROOT / "tests" / "requirements" / "lab.txt").read_text().splitlines() if l.startswith("jupyterlab=="))
+        hosts_file = tmp / "hosts.yaml"
+        hosts_file.write_text(f"hosts:\n  fjbinst:\n    install: true\n    install_spec: {spec}\n")
+        env = dict(os.environ, FABRIC_JUPYTER_HOSTS_FILE=str(hosts_file), XDG_CACHE_HOME=str(tmp / "cache"))
+        base = [*FAB, "-S", str(host.ssh_config), "-H", "fjbinst"]
+        subprocess.run([*base, "setup", "--dry-run"], cwd=ROOT, env=env, capture_output=True, check=True)  # warms the cache
+        wheels = tmp / "wheels"
+        wheels.mkdir(mode=0o755)
+        for f in (tmp / "cache").rglob("*.whl"):
+            (wheels / f.name).write_bytes(f.read_bytes())
+            (wheels / f.name).chmod(0o644)
+        installed = []
+
+        def ours():
+            host.reset_user("fjbinst")
+            start = time.monotonic()
+            r = subprocess.run([*base, "setup", "--password-stdin"], cwd=ROOT, env=env, input=PASSWORD + "\n", capture_output=True, text=True)
+            took = time.monotonic() - start
+            if r.returncode != 0:
+                raise RuntimeError(r.stdout + r.stderr)
+            installed.append(float(re.search(r"into \S+ in ([0-9.]+) s", r.stdout).group(1)))
+            subprocess.run([*base, "stop"], cwd=ROOT, env=env, capture_output=True, check=True)
+            return took
+
+        def floor():
+            host.reset_user("fjbinst")
+            start = time.monotonic()
+            host.as_user("fjbinst", f"/usr/bin/python3 -m venv v && v/bin/python -m pip install -q --disable-pip-version-check --no-index "
+                                    f"--find-links {wheels} '{spec}'")
+            return time.monotonic() - start
+
+        total, base_time = turns(runs, ours, floor)
+        return total, statistics.median(installed), base_time, len(list(wheels.glob("*.whl")))
+    finally:
+        host.close()
+        subprocess.run(["rm", "-rf", str(tmp)])
+
+
 def machine():
     cpus = os.cpu_count()
     mem = ""
@@ -612,7 +658,19 @@ def main(argv=None):
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--plot", metavar="PNG", help="instead: setup time vs RTT (0-200 ms) against its floor, drawn to PNG (needs matplotlib)")
     ap.add_argument("--slurm", action="store_true", help="instead: the batch-job figure, on a test SLURM cluster")
+    ap.add_argument("--install", action="store_true", help="instead: setup --install on an offline host, from a warm cache")
     args = ap.parse_args(argv)
+    if args.install:
+        print(f"Machine: {machine()}")
+        total, install, floor, count = install_figure(args.runs)
+        print("| figure | ours | baseline | ratio |")
+        print("|---|---|---|---|")
+        print(f"| setup --install on an offline host, warm local cache ({count} wheels): the install step (send, venv, pip) | "
+              f"{install:.3f} s | floor (venv + pip install --no-index of the same wheels, run on the host): {floor:.3f} s | "
+              f"{install / floor:.2f}x |")
+        print(f"| (context) the whole setup: install, configuration, password, Jupyter started and answering | {total:.3f} s | "
+              f"the same floor: {floor:.3f} s | {total / floor:.2f}x |")
+        return 0
     if args.slurm:
         print(f"Machine: {machine()}")
         ours, floor = slurm_figure(args.runs)

@@ -130,3 +130,60 @@ def test_a_broken_install_spec_shows_pips_error_and_changes_nothing(offline, tmp
     fab.hosts("")
     r = fab.setup(check=False)
     assert "no Jupyter found there" in r.stderr and "--install" in r.stderr, r.stderr
+
+
+def simple_index(wheels, root):
+    """A PEP 503 package index of these wheels in ROOT/simple (what pip's --index-url reads)."""
+    import re
+
+    projects = {}
+    for wheel in wheels:
+        name = re.sub(r"[-_.]+", "-", wheel.name.split("-")[0]).lower()
+        projects.setdefault(name, []).append(wheel)
+    for name, files in projects.items():
+        folder = root / "simple" / name
+        folder.mkdir(parents=True)
+        for f in files:
+            shutil.copy(f, folder / f.name)
+        links = "".join(f'<a href="{f.name}">{f.name}</a><br>\n' for f in files)
+        (folder / "index.html").write_text(f"<!DOCTYPE html><html><body>\n{links}</body></html>\n")
+    (root / "simple" / "index.html").write_text("<!DOCTYPE html><html><body>\n" + "".join(
+        f'<a href="{n}/">{n}</a><br>\n' for n in sorted(projects)) + "</body></html>\n")
+    for p in [root, *root.rglob("*")]:
+        p.chmod(0o755 if p.is_dir() else 0o644)
+
+
+def test_a_host_that_reaches_its_index_installs_with_its_own_pip(offline, tmp_path):
+    """The online path: the host's pip, from the index it is configured with (PIP_INDEX_URL here:
+    a local index of wheels served in the host's own namespace), nothing sent from here."""
+    import subprocess
+    import time
+
+    from .sshhost import free_port
+
+    first = make_fab(offline, "fjinst", tmp_path)
+    first("setup", "--dry-run")  # warms this module's cache when the other tests did not
+    wheels = [p for p in (Path(os.environ["XDG_CACHE_HOME"]) / "fabjupyter" / "wheels").rglob("*.whl")]
+    assert wheels
+    index_dir = Path(tempfile.mkdtemp(prefix="fabjupyter-index-"))
+    index_dir.chmod(0o755)
+    simple_index(wheels, index_dir)
+    port = free_port()
+    host = SSHHost(users=[("fjonline", "/bin/bash", False, False)], prefix="fabjupyter-online-", netns=("fjonlinens", 51),
+                   env={"PIP_INDEX_URL": f"http://127.0.0.1:{port}/simple/"})
+    server = subprocess.Popen(["ip", "netns", "exec", host.netns, "python3", "-m", "http.server", "--bind", "127.0.0.1", str(port),
+                               "--directory", str(index_dir)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(1)
+        fab = make_fab(host, "fjonline", tmp_path)
+        r = fab.setup()
+        assert f"installing {SPEC} into " in r.stdout and f"from http://127.0.0.1:{port}/simple/, by the host's own pip" in r.stdout, r.stdout
+        assert "downloading" not in r.stdout and "sent" not in r.stdout, r.stdout
+        assert f"installing with pip (from http://127.0.0.1:{port}/simple/)" in r.stdout, r.stdout
+        assert f"Jupyter started (JupyterLab {LAB_VERSION}" in r.stdout and fab.status()["own_env"] is True, r.stdout
+        fab("stop")
+    finally:
+        server.terminate()
+        server.wait()
+        host.close()
+        shutil.rmtree(index_dir, ignore_errors=True)
