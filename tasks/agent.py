@@ -456,12 +456,12 @@ def runtime_dir(env):
 
 class Slurm:
     """What this tool asks of a batch scheduler, for SLURM. Another scheduler (PBS/Torque: qsub,
-    qstat -f, qdel; LSF: bsub, bjobs, bkill) is another class with these five methods and an
-    entry in SCHEDULERS; the job script itself (bootstrap.sh's `job`) only reads NODE_ENV."""
+    qstat -f, qdel; LSF: bsub, bjobs, bkill) is another class with these methods and an entry in
+    SCHEDULERS; the job script (bootstrap.sh's fj_job) reads the node's name from
+    $SLURMD_NODENAME, else `hostname`."""
 
     name = "slurm"
     submit_command = "sbatch"
-    NODE_ENV = "SLURMD_NODENAME"
     ACTIVE = ("PENDING", "CONFIGURING", "RUNNING", "REQUEUED", "RESIZING", "SUSPENDED", "COMPLETING")
 
     def script_header(self, job_name, log, options):
@@ -1645,12 +1645,9 @@ def act_install(run):
 
 
 def command_output(argv):
-    try:
-        p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-        out = p.communicate(timeout=10)[0]
-        return out.decode("utf-8", "replace").strip() if p.returncode == 0 else None
-    except (OSError, subprocess.TimeoutExpired):
-        return None
+    """A command's output, or None if it failed (or is not there)."""
+    out, _, code = run_command(argv, timeout=10)
+    return out.strip() if code == 0 else None
 
 
 ACTIONS = {
