@@ -77,7 +77,6 @@ def wait_port(port, timeout=10.0, host="127.0.0.1"):
     raise RuntimeError(f"nothing listens on {host}:{port} after {timeout} s")
 
 
-@dataclass
 def kill_pids(find, timeout=10.0, survivors_fail=True):
     """SIGKILL what find() returns until it returns nothing (an error if some survive TIMEOUT
     seconds, unless SURVIVORS_FAIL is false)."""
@@ -113,6 +112,7 @@ def jupyter_servers(pids):
     return found
 
 
+@dataclass
 class User:
     name: str
     home: Path
