@@ -541,7 +541,8 @@ def slurm_figure(runs):
         hosts_file.write_text('hosts:\n  fjslurm:\n    launcher: slurm\n    sbatch: ["--time=00:10:00"]\n')
         env = dict(os.environ, FABRIC_JUPYTER_HOSTS_FILE=str(hosts_file), XDG_CONFIG_HOME=str(tmp / "xdg"))
         base = [*FAB, "-S", str(cluster.login.ssh_config), "-H", "fjslurm"]
-        subprocess.run([*base, "setup", "--password-stdin"], cwd=ROOT, env=env, input=PASSWORD + "\n", capture_output=True, check=True)
+        subprocess.run([*base, "setup", "--password-stdin"], cwd=ROOT, env=env, input=PASSWORD + "\n", capture_output=True, text=True,
+                       check=True)
         subprocess.run([*base, "stop"], cwd=ROOT, env=env, capture_output=True, check=True)
 
         def ours():
