@@ -732,6 +732,115 @@ def rtt_curve(rtts_ms, runs, path):
     print(f"wrote {path}")
 
 
+def slurm_figure(runs):
+    """launcher slurm, on the test cluster (tests/slurmcluster.py): from `fab setup tunnel` to the
+    first password login through the tunnel, against its floor: sbatch of a plain `jupyter lab`
+    on the node's address until it answers there (the scheduler's submit-to-RUNNING plus a
+    Jupyter start on the node), measured from the login node."""
+    from tests.slurmcluster import SlurmCluster
+
+    print("SLURM: a login node and a compute node (slurmctld, slurmd), each in its own network namespace:", flush=True)
+    cluster = SlurmCluster()
+    tmp = Path(tempfile.mkdtemp())
+    try:
+        hosts_file = tmp / "hosts.yaml"
+        hosts_file.write_text('hosts:\n  fjslurm:\n    launcher: slurm\n    sbatch: ["--time=00:10:00"]\n')
+        env = dict(os.environ, FABRIC_JUPYTER_HOSTS_FILE=str(hosts_file), XDG_CONFIG_HOME=str(tmp / "xdg"))
+        base = [*FAB, "-S", str(cluster.login.ssh_config), "-H", "fjslurm"]
+        subprocess.run([*base, "setup", "--password-stdin"], cwd=ROOT, env=env, input=PASSWORD + "\n", capture_output=True, text=True,
+                       check=True)
+        subprocess.run([*base, "stop"], cwd=ROOT, env=env, capture_output=True, check=True)
+
+        def ours():
+            port = free_port()
+            start = time.monotonic()
+            proc = subprocess.Popen([*base, "setup", "tunnel", "--local-port", str(port)], cwd=ROOT, env=env,
+                                    stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            try:
+                for line in proc.stdout:
+                    if "Jupyter is at " in line:
+                        break
+                else:
+                    raise RuntimeError("fab setup tunnel: " + proc.stderr.read())
+                session = Session(f"http://127.0.0.1:{port}/")
+                if session.login(PASSWORD) != 200:
+                    raise RuntimeError("the password login failed")
+                took = time.monotonic() - start
+            finally:
+                proc.send_signal(signal.SIGINT)
+                proc.wait(30)
+            subprocess.run([*base, "stop"], cwd=ROOT, env=env, capture_output=True, check=True)
+            return took
+
+        probe = ("import sys, time, urllib.request as u\n"
+                 "while True:\n"
+                 "    try:\n"
+                 "        u.urlopen(sys.argv[1], timeout=2).close(); break\n"
+                 "    except OSError:\n"
+                 "        time.sleep(0.05)\n")
+
+        def floor():
+            port = free_port()
+            start = time.monotonic()
+            job = cluster.sbatch("fjslurm", f"--time=00:10:00 --wrap 'exec {JUPYTER_VENV}/bin/jupyter-lab --no-browser "
+                                            f"--ip={cluster.node_addr} --port={port} --ServerApp.token=bench'")
+            cluster.in_login("python3", "-c", probe, f"http://{cluster.node_addr}:{port}/api", timeout=120)
+            took = time.monotonic() - start
+            cluster.slurm("scancel", str(job))
+            cluster.cancel_all()
+            return took
+
+        return turns(runs, ours, floor)
+    finally:
+        cluster.close()
+
+
+def install_figure(runs):
+    """setup --install on an offline host (a network namespace with no route to an index), from a
+    warm local cache, against its floor: the same wheels, already on the host, installed there
+    directly (python3 -m venv, pip install --no-index --find-links)."""
+    tmp = Path(tempfile.mkdtemp())
+    tmp.chmod(0o755)
+    host = SSHHost(users=[("fjbinst", "/bin/bash", False, False)], prefix="fabjupyter-bench-install-", netns=("fjbinstns", 90))
+    try:
+        spec = next(l.strip() for l in (ROOT / "tests" / "requirements" / "lab.txt").read_text().splitlines() if l.startswith("jupyterlab=="))
+        hosts_file = tmp / "hosts.yaml"
+        hosts_file.write_text(f"hosts:\n  fjbinst:\n    install: true\n    install_spec: {spec}\n")
+        env = dict(os.environ, FABRIC_JUPYTER_HOSTS_FILE=str(hosts_file), XDG_CACHE_HOME=str(tmp / "cache"))
+        base = [*FAB, "-S", str(host.ssh_config), "-H", "fjbinst"]
+        subprocess.run([*base, "setup", "--dry-run"], cwd=ROOT, env=env, capture_output=True, check=True)  # warms the cache
+        wheels = tmp / "wheels"
+        wheels.mkdir(mode=0o755)
+        for f in (tmp / "cache").rglob("*.whl"):
+            (wheels / f.name).write_bytes(f.read_bytes())
+            (wheels / f.name).chmod(0o644)
+        installed = []
+
+        def ours():
+            host.reset_user("fjbinst")
+            start = time.monotonic()
+            r = subprocess.run([*base, "setup", "--password-stdin"], cwd=ROOT, env=env, input=PASSWORD + "\n", capture_output=True, text=True)
+            took = time.monotonic() - start
+            if r.returncode != 0:
+                raise RuntimeError(r.stdout + r.stderr)
+            installed.append(float(re.search(r"into \S+ in ([0-9.]+) s", r.stdout).group(1)))
+            subprocess.run([*base, "stop"], cwd=ROOT, env=env, capture_output=True, check=True)
+            return took
+
+        def floor():
+            host.reset_user("fjbinst")
+            start = time.monotonic()
+            host.as_user("fjbinst", f"/usr/bin/python3 -m venv v && v/bin/python -m pip install -q --disable-pip-version-check --no-index "
+                                    f"--find-links {wheels} '{spec}'")
+            return time.monotonic() - start
+
+        total, base_time = turns(runs, ours, floor)
+        return total, statistics.median(installed), base_time, len(list(wheels.glob("*.whl")))
+    finally:
+        host.close()
+        subprocess.run(["rm", "-rf", str(tmp)])
+
+
 def machine():
     cpus = os.cpu_count()
     mem = ""
@@ -755,6 +864,8 @@ def main(argv=None):
     ap.add_argument("--rtt-ms", type=float, default=100.0, help="the delaying proxy's RTT for the latency figures (default 100, where their goals are set)")
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--plot", metavar="PNG", help="instead: setup time vs RTT (0-200 ms) against its floor, drawn to PNG (needs matplotlib)")
+    ap.add_argument("--slurm", action="store_true", help="instead: the batch-job figure, on a test SLURM cluster")
+    ap.add_argument("--install", action="store_true", help="instead: setup --install on an offline host, from a warm cache")
     ap.add_argument("--fleet32", action="store_true", help="instead: the group figures on 32 hosts at --rtt-ms (about 10 minutes)")
     args = ap.parse_args(argv)
     if args.fleet32:
@@ -765,6 +876,25 @@ def main(argv=None):
         fleet32_figures(b, args.runs, rtt_ms=args.rtt_ms)
         print()
         print_table(b.rows)
+        return 0
+    if args.install:
+        print(f"Machine: {machine()}")
+        total, install, floor, count = install_figure(args.runs)
+        print("| figure | ours | baseline | ratio |")
+        print("|---|---|---|---|")
+        print(f"| setup --install on an offline host, warm local cache ({count} wheels): the install step (send, venv, pip) | "
+              f"{install:.3f} s | floor (venv + pip install --no-index of the same wheels, run on the host): {floor:.3f} s | "
+              f"{install / floor:.2f}x |")
+        print(f"| (context) the whole setup: install, configuration, password, Jupyter started and answering | {total:.3f} s | "
+              f"the same floor: {floor:.3f} s | {total / floor:.2f}x |")
+        return 0
+    if args.slurm:
+        print(f"Machine: {machine()}")
+        ours, floor = slurm_figure(args.runs)
+        print("| figure | ours | baseline | ratio |")
+        print("|---|---|---|---|")
+        print(f"| launcher slurm: `setup tunnel` to the first password login through the tunnel | {ours:.3f} s | "
+              f"floor (sbatch of plain jupyter lab until it answers on the node): {floor:.3f} s | {ours / floor:.2f}x |")
         return 0
     if args.plot:
         print(f"Machine: {machine()}")

@@ -456,12 +456,12 @@ def runtime_dir(env):
 
 class Slurm:
     """What this tool asks of a batch scheduler, for SLURM. Another scheduler (PBS/Torque: qsub,
-    qstat -f, qdel; LSF: bsub, bjobs, bkill) is another class with these five methods and an
-    entry in SCHEDULERS; the job script itself (bootstrap.sh's `job`) only reads NODE_ENV."""
+    qstat -f, qdel; LSF: bsub, bjobs, bkill) is another class with these methods and an entry in
+    SCHEDULERS; the job script (bootstrap.sh's fj_job) reads the node's name from
+    $SLURMD_NODENAME, else `hostname`."""
 
     name = "slurm"
     submit_command = "sbatch"
-    NODE_ENV = "SLURMD_NODENAME"
     ACTIVE = ("PENDING", "CONFIGURING", "RUNNING", "REQUEUED", "RESIZING", "SUSPENDED", "COMPLETING")
 
     def script_header(self, job_name, log, options):
@@ -606,6 +606,7 @@ class Run:
         self.changes = []
         self.note = bootstrap.get("note") or None
         self.command = bootstrap.get("command") or []
+        self.boot_code, self.boot_detail = bootstrap.get("code") or "", bootstrap.get("detail") or ""
         self.plain = bool(bootstrap.get("plain"))
         self.home = os.path.expanduser("~")
         self.name = request.get("instance") or "default"
@@ -857,6 +858,8 @@ class Run:
             "busy": self.busy(),
         }
         status.update(batch)
+        command = state.get("command") or []
+        status["own_env"] = bool(running and command and command[0].startswith(os.path.join(self.top, "venv") + os.sep))
         return status
 
     # changes
@@ -1301,7 +1304,7 @@ class Run:
 
 # --- the actions -----------------------------------------------------------------------------
 
-LOCKED = ("config", "password", "start", "stop", "restart", "setup")
+LOCKED = ("config", "password", "start", "stop", "restart", "setup", "install")
 
 
 def requested_port(run, settings):
@@ -1315,6 +1318,8 @@ def act_status(run):
 
 def act_setup(run):
     req = run.req
+    if run.boot_code:  # no Jupyter there, and install: true
+        return setup_reply(run, ask="install", install=install_facts(run))
     state = run.state()
     run.stop_unrecorded(state)
     stored = run.stored_hash()
@@ -1333,6 +1338,8 @@ def act_setup(run):
         return setup_reply(run, ask="salt", salt="$".join(parts[:5]) if len(parts) == 6 else "")
     if new and new == stored:
         new = None
+    if req.get("install") and run.command and not run.command[0].startswith(venv_path(run) + os.sep):
+        run.note = "install: true, but Jupyter was found there (%s): it is used, and nothing was installed" % run.command[0]
     settings_sh = req["settings_sh"]
     settings = settings_from_sh(settings_sh)
     launcher = req.get("launcher") or "nohup"
@@ -1343,7 +1350,8 @@ def act_setup(run):
     h = new or stored
     want_fp = fingerprint(settings, kind, config_for(kind, settings), k.password(h) if h else None, run.tls_digests(settings))
     requested = requested_port(run, settings)
-    if (run.server_alive(state) and state.get("fingerprint") == want_fp and state.get("launcher") == launcher
+    upgraded = req.get("upgraded") and state.get("version") != version  # setup --install --upgrade changed it
+    if (run.server_alive(state) and not upgraded and state.get("fingerprint") == want_fp and state.get("launcher") == launcher
             and state.get("requested_port") == requested
             and (launcher not in SCHEDULERS or state.get("sbatch") == list(req.get("sbatch") or []))):
         run.refresh_tool_files()
@@ -1358,8 +1366,9 @@ def act_setup(run):
     return setup_reply(run)
 
 
-def setup_reply(run, ask=None, salt=None, unchanged=False):
-    return {"ask": ask, "salt": salt, "unchanged": unchanged, "changes": run.changes, "status": run.status(), "note": run.note}
+def setup_reply(run, ask=None, salt=None, unchanged=False, install=None):
+    return {"ask": ask, "salt": salt, "unchanged": unchanged, "changes": run.changes, "status": run.status(), "note": run.note,
+            "install": install}
 
 
 def restart_needed(run):
@@ -1501,18 +1510,150 @@ def other_servers(ours):
     return found
 
 
-def command_output(argv):
+# --- this tool's own Jupyter environment (setup --install) -------------------------------------
+
+def may_install(run):
+    """No Jupyter was found, install: true was asked, and the command (if one was set) is the
+    one in this tool's environment: that environment may be made."""
+    detail = run.boot_detail
+    ours = os.path.join(run.top, "venv") + os.sep
+    return run.boot_code == "no_jupyter" and bool(run.req.get("install")) and (
+        not detail or os.path.expanduser(detail).startswith(ours) or detail.startswith("~/.fabjupyter/venv/"))
+
+
+def venv_path(run):
+    return os.path.join(run.top, "venv")
+
+
+def install_facts(run):
+    """What the client needs to fetch wheels for this host: its Python, its platform tags, and
+    whether it reaches the package index itself."""
+    import platform
+
+    machine = platform.machine()
+    platforms = []
+    libc = os.confstr("CS_GNU_LIBC_VERSION") if hasattr(os, "confstr") else None
+    if libc and libc.startswith("glibc "):
+        major, minor = (int(x) for x in libc.split()[1].split(".")[:2])
+        platforms += ["manylinux_%d_%d_%s" % (major, m, machine) for m in range(minor, 16, -1)]
+        platforms += ["manylinux2014_%s" % machine, "manylinux2010_%s" % machine, "manylinux1_%s" % machine]
+    platforms.append("linux_%s" % machine)
+    index = os.environ.get("PIP_INDEX_URL") or "https://pypi.org/simple/"
+    online = False
     try:
-        p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-        out = p.communicate(timeout=10)[0]
-        return out.decode("utf-8", "replace").strip() if p.returncode == 0 else None
-    except (OSError, subprocess.TimeoutExpired):
-        return None
+        import urllib.request
+
+        urllib.request.urlopen(urllib.request.Request(index, method="HEAD"), timeout=3).close()
+        online = True
+    except Exception:  # any failure to reach it: this host is offline for us
+        online = False
+    import importlib.util
+
+    has_venv = importlib.util.find_spec("ensurepip") is not None  # Debian's python3 lacks it without python3-venv
+    info = read_json(os.path.join(venv_path(run), "fabjupyter.json")) or {}
+    return {
+        "python": "%d.%d" % sys.version_info[:2], "implementation": sys.implementation.name,
+        "platforms": platforms, "index": index, "online": online, "has_venv": has_venv,
+        "venv": venv_path(run), "exists": os.path.isdir(venv_path(run)), "versions": info.get("versions") or {},
+    }
+
+
+VERSIONS_PY = """
+import json
+from importlib import metadata
+found = {}
+for name in ("jupyterlab", "jupyter_server", "notebook", "ipykernel"):
+    try:
+        found[name] = metadata.version(name)
+    except Exception:
+        pass
+print(json.dumps(found))
+"""
+
+
+def venv_versions(python):
+    """The versions of Jupyter's parts in an environment (what --upgrade compares)."""
+    out, _, code = run_command([python, "-c", VERSIONS_PY], timeout=60)
+    try:
+        return json.loads(out) if code == 0 else {}
+    except ValueError:
+        return {}
+
+
+def act_install(run):
+    """Make this tool's environment (~/.fabjupyter/venv) and install the spec into it, from the
+    index (the host's own pip) or from the wheels the client sent (--no-index). A failure
+    removes an environment this run made: none is left half-made."""
+    req = run.req
+    facts = install_facts(run)
+    if req.get("probe"):
+        return {"facts": facts, "changes": [], "before": {}, "after": {}, "seconds": 0.0}
+    if not facts["has_venv"]:
+        raise Fail("no_venv", "python%s" % facts["python"])
+    venv = venv_path(run)
+    python = os.path.join(venv, "bin", "python")
+    spec = [str(s) for s in req.get("spec") or ["jupyterlab"]]
+    wheels = os.path.join(run.top, "install", "wheels")
+    here = req.get("source") == "here"
+    started = time.time()
+    made = not os.path.isdir(venv)
+    before = {} if made else venv_versions(python)
+    run.change("install", " ".join(spec))
+    if run.dry:
+        return {"facts": facts, "changes": run.changes, "before": before, "after": {}, "seconds": 0.0}
+    if here:
+        tar_path = os.path.join(run.top, "install", "wheels.tar")
+        shutil.rmtree(wheels, ignore_errors=True)
+        make_dir(wheels)
+        import tarfile
+
+        try:
+            with tarfile.open(tar_path) as tar:
+                for member in tar.getmembers():
+                    name = member.name
+                    if not member.isfile() or "/" in name or name.startswith(".") or not name.endswith(".whl"):
+                        raise Fail("install_failed", "the wheels sent", log=["unexpected member %r" % name])
+                    with tar.extractfile(member) as src, open(os.path.join(wheels, name), "wb") as dst:
+                        shutil.copyfileobj(src, dst)
+        except (OSError, tarfile.TarError) as e:
+            raise Fail("install_failed", "the wheels sent", log=[str(e)])
+    try:
+        if made:
+            run.event("install", step="venv", detail=venv)
+            out, err, code = run_command([sys.executable, "-m", "venv", venv], timeout=600)
+            if code != 0:
+                raise Fail("install_failed", "python%s -m venv" % facts["python"], log=(out + err).splitlines()[-15:])
+        argv = [python, "-m", "pip", "install", "--disable-pip-version-check", "--no-input"]
+        if here:
+            argv += ["--no-index", "--find-links", wheels]
+        if req.get("upgrade"):
+            argv.append("--upgrade")
+        run.event("install", step="pip", detail="from the wheels sent" if here else "from %s" % facts["index"])
+        out, err, code = run_command(argv + spec, timeout=3600)
+        if code != 0:
+            raise Fail("install_failed", "pip install", log=[line for line in (out + err).splitlines() if line.strip()][-15:])
+    except Fail:
+        if made:
+            shutil.rmtree(venv, ignore_errors=True)
+        raise
+    finally:
+        shutil.rmtree(os.path.join(run.top, "install"), ignore_errors=True)
+    after = venv_versions(python)
+    write_atomic(os.path.join(venv, "fabjupyter.json"), json_text({
+        "spec": spec, "source": "here" if here else facts["index"], "installed": int(time.time()), "versions": after}))
+    return {"facts": facts, "changes": run.changes, "before": before, "after": after, "seconds": round(time.time() - started, 3)}
+
+
+def command_output(argv):
+    """A command's output, or None if it failed (or is not there)."""
+    out, _, code = run_command(argv, timeout=10)
+    return out.strip() if code == 0 else None
 
 
 ACTIONS = {
     "status": act_status, "setup": act_setup, "config": act_config, "password": act_password, "start": act_start,
     "restart": act_restart, "stop": act_stop, "logs": act_logs, "cert": act_cert, "list": act_list,
+    "install": act_install,
 }
 
 
@@ -1538,7 +1679,7 @@ def main(request, argv=None, out=None):
             raise Fail("bad_action", str(request.get("action")))
         if not good_name(request.get("instance") or "default"):
             raise Fail("bad_name", repr(request.get("instance")))
-        if boot["code"]:
+        if boot["code"] and not (request["action"] in ("setup", "install") and may_install(run)):
             raise Fail(boot["code"], boot["detail"])
         if request["action"] in LOCKED and not run.dry:
             run.lock()

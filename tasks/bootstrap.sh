@@ -252,7 +252,8 @@ fj_boot() {
     else
         # As `jupyter lab` would, else `jupyter notebook`, else `jupyter server`: first in the
         # environment the activate line activated, then beside the first `jupyter` on the PATH
-        # (or the file it links to), then anywhere on the PATH.
+        # (or the file it links to), then anywhere on the PATH; last, the environment this tool
+        # installed (setup --install), which never shadows one of the user's.
         j=$(command -v jupyter 2> /dev/null)
         case $j in /*) ;; *) j= ;; esac
         fj_jupyter_in "${VIRTUAL_ENV:+$VIRTUAL_ENV/bin}" "${CONDA_PREFIX:+$CONDA_PREFIX/bin}" \
@@ -261,6 +262,7 @@ fj_boot() {
                 EXE=$(command -v "jupyter-$sub" 2> /dev/null) && break
                 EXE=
             done
+            [ -n "$EXE" ] || fj_jupyter_in "$HOME/.fabjupyter/venv/bin" || EXE=
         }
         [ -n "$EXE" ] || { fj_agent no_jupyter ""; return; }
         set --

@@ -50,6 +50,7 @@ def wanted(settings):
         "timeout": settings.start_timeout,
         "fast_start": settings.fast_start,
         "sbatch": list(settings.sbatch),
+        "install": settings.install,
         "queue_timeout": settings.queue_timeout,
     }
 

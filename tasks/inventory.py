@@ -38,6 +38,9 @@ class Settings:
     idle_timeout: int = 0  # seconds without activity after which Jupyter shuts itself down (0: never)
     sbatch: tuple = ()  # options for sbatch (launcher: slurm), e.g. ["--partition=gpu", "--time=04:00:00"]
     queue_timeout: int = 0  # seconds a batch job may wait in the queue before it is cancelled (0: until Ctrl-C)
+    install: bool = False  # no Jupyter there: install JupyterLab into this tool's own environment
+    install_spec: tuple = ("jupyterlab",)  # what pip installs there (requirement specifiers)
+    install_from: str = "auto"  # auto: the host's own index if it reaches it, else wheels sent from here; here: always sent
 
 
 @dataclass(frozen=True)
@@ -126,6 +129,26 @@ def _options(value, where):
     return tuple(value)
 
 
+def _specs(value, where):
+    """pip requirement specifiers: a string or a list of them (no options: those would change
+    where pip looks)."""
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, (list, tuple)) or not value or not all(isinstance(v, str) for v in value):
+        raise UserError(f"{where}: must be a requirement or a list of them, e.g. jupyterlab==4.* or [jupyterlab, ipywidgets]")
+    for v in value:
+        _text(v, where, allow_empty=False)
+        if v.strip().startswith("-"):
+            raise UserError(f"{where}: {v!r} is an option, not a requirement")
+    return tuple(v.strip() for v in value)
+
+
+def _choice(value, where, choices):
+    if value not in choices:
+        raise UserError(f"{where}: must be one of {', '.join(choices)} (got {value!r})")
+    return value
+
+
 def _bool(value, where):
     if not isinstance(value, bool):
         raise UserError(f"{where}: must be true or false (got {value!r})")
@@ -178,6 +201,9 @@ CHECKS = {
     "name": _name,
     "idle_timeout": lambda value, where: 0 if value in (0, "0") else _positive(value, where),
     "sbatch": _options,
+    "install": _bool,
+    "install_spec": lambda value, where: _specs(value, where),
+    "install_from": lambda value, where: _choice(value, where, ("auto", "here")),
     "queue_timeout": lambda value, where: 0 if value in (0, "0") else _positive(value, where),
 }
 

@@ -19,7 +19,7 @@ AGENT = resources.files(__package__).joinpath("agent.py").read_text()
 READY = resources.files(__package__).joinpath("ready.py").read_text()
 BOOT = resources.files(__package__).joinpath("boot.py").read_text()
 PROTOCOL = 1
-NEEDS_JUPYTER = ("config", "setup", "start", "restart")  # run in Jupyter's environment and Python
+NEEDS_JUPYTER = ("config", "setup", "start", "restart", "install")  # run in Jupyter's environment and Python
 LAUNCHING = ("setup", "start", "restart")  # may start Jupyter: take ready.py along
 
 
@@ -109,6 +109,7 @@ class Status:
     time_left: typing.Optional[str]
     address: typing.Optional[str]  # where Jupyter listens, as the host (the login node) reaches it
     ended: typing.Optional[str]
+    own_env: bool  # it runs from this tool's environment (setup --install)
 
     @property
     def where(self):
@@ -127,13 +128,39 @@ class Changes:
 
 
 @dataclass(frozen=True)
+class InstallFacts:
+    """What the client needs to install Jupyter there: the host's Python and platform, and
+    whether it reaches the package index itself."""
+
+    python: str  # "3.11"
+    implementation: str  # "cpython"
+    platforms: typing.Tuple[str, ...]  # pip's platform tags, most specific first
+    index: str
+    online: bool
+    has_venv: bool
+    venv: str
+    exists: bool
+    versions: dict
+
+
+@dataclass(frozen=True)
 class SetupReply(Changes):
-    ask: typing.Optional[str]  # "password" or "salt": asked back before anything changed
+    ask: typing.Optional[str]  # "password", "salt" or "install": asked back before anything changed
     salt: typing.Optional[str]
     unchanged: bool
     changes: typing.Tuple[Change, ...]
     status: Status
     note: typing.Optional[str]
+    install: typing.Optional[InstallFacts]
+
+
+@dataclass(frozen=True)
+class InstallReply(Changes):
+    facts: InstallFacts
+    changes: typing.Tuple[Change, ...]
+    before: dict
+    after: dict
+    seconds: float
 
 
 @dataclass(frozen=True)
@@ -210,6 +237,7 @@ class ErrorReply:
 REPLIES = {
     "setup": SetupReply, "config": WriteReply, "password": WriteReply, "start": StartReply, "restart": StartReply,
     "stop": StopReply, "status": StatusReply, "logs": LogsReply, "cert": CertReply, "list": ListReply,
+    "install": InstallReply,
 }
 
 
@@ -236,6 +264,8 @@ def parse(kind, data, where="reply"):
         return kind(**{name: parse(hints[name], data[name], f"{where}.{name}") for name in names})
     if kind is int and (isinstance(data, bool) or not isinstance(data, int)):
         raise ProtocolError(f"{where}: expected a number, got {data!r}")
+    if kind is float and isinstance(data, int) and not isinstance(data, bool):
+        return float(data)
     if not isinstance(data, kind):
         raise ProtocolError(f"{where}: expected {kind.__name__}, got {data!r}")
     return data
@@ -328,6 +358,9 @@ def show_event(t, message):
         # as it happens, not at the end: another run holds the host's lock
         print(f"{t.label}: waiting for another fabjupyter run there to finish: {message['owner']} (up to {message['seconds']} s)",
               file=sys.stderr, flush=True)
+    elif message["event"] == "install":
+        words = {"venv": "creating this tool's environment", "pip": "installing with pip"}
+        print(f"{t.label}: {words.get(message['step'], message['step'])} ({message['detail']})", flush=True)
     elif message["event"] == "job":
         # a batch job's progress, one line per change: submitted, PENDING (reason), RUNNING on NODE
         state, reason, node = message["state"], message.get("reason"), message.get("node")
@@ -349,7 +382,9 @@ ERRORS = {
     "queue_timeout": "{queue_words}; cancelled it (queue_timeout: in hosts.yaml, or --queue-timeout, waits longer)",
     "cancelled": "job {detail} cancelled: this run was interrupted while it waited",
     "bad_launcher": "unknown launcher {detail!r}; use nohup or tmux",
-    "no_jupyter": "no Jupyter found there{detail_in}; set `jupyter:` (the command, e.g. ~/venv/bin/jupyter lab) or `activate:` (e.g. source ~/venv/bin/activate) in hosts.yaml",
+    "no_jupyter": "no Jupyter found there{detail_in}; set `jupyter:` (the command, e.g. ~/venv/bin/jupyter lab) or `activate:` (e.g. source ~/venv/bin/activate) in hosts.yaml, or let setup install JupyterLab into an environment of its own there (--install, or install: true)",
+    "no_venv": "{detail} there cannot make an environment (no venv/ensurepip module); install it there, e.g. `sudo apt install {detail}-venv` (Debian/Ubuntu), then run setup again",
+    "install_failed": "installing failed ({detail}); nothing was changed. It said:{logs}",
     "no_python": "cannot find the Python that runs {detail}, and there is no python3 there; set `jupyter:` to the "
     "jupyter command inside its environment, e.g. ~/venv/bin/jupyter lab",
     "no_python_agent": "there is no python3 on the host's PATH to run this tool's agent (and no Jupyter environment "

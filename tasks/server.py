@@ -130,6 +130,7 @@ def status_record(t, status):
         # servers this tool started whose start was never recorded (their run was killed)
         "unrecorded": list(status.unrecorded),
         "busy": status.busy,  # a changing run going on there now
+        "own_env": status.own_env,  # Jupyter from this tool's environment (setup --install)
         # a batch job (launcher slurm): its id, state (or how it ended), node and time left
         **({"job_id": status.job_id, "job_state": status.job_state, "node": status.node, "time_left": status.time_left,
             "address": status.address, "ended": status.ended} if status.job_id or t.settings.launcher == "slurm" else {}),
@@ -201,6 +202,8 @@ def status_host(t):
     if status.running:
         how = job_words(status) if status.job_id else f"pid {status.pid}, {status.launcher}{'; fast_start' if status.fast_start else ''}"
         line = f"running ({how}) at {where(t, status.where, status.mode, status.address)}"
+        if status.own_env:
+            line += "; Jupyter from this tool's own environment (~/.fabjupyter/venv)"
         if not status.current:
             line += f"; the configuration changed since it started (`{t.fab('restart')}` applies it)"
         lines = [line, *extra_lines, f"reach it with `{t.fab('tunnel')}`"]

@@ -5,8 +5,8 @@ import dataclasses
 
 from . import fleet
 from .cert import describe_cert, ensure_cert
-from .config import change_lines, wanted
-from .errors import user_task
+from .config import change_lines, settings_sh, wanted
+from .errors import UserError, user_task
 from .options import (
     DRY_RUN_HELP, FAST_START_HELP, GROUP_HELP, IDLE_HELP, LAUNCHER_HELP, MODE_HELP, NAME_HELP, PORT_HELP, QUEUE_TIMEOUT_HELP, ROOT_DIR_HELP,
     SBATCH_HELP, WORKERS_HELP, task,
@@ -14,22 +14,40 @@ from .options import (
 from .password import fresh_hash, hash_password, read_password
 from .protocol import run_agent
 from .report import Outcome, Plain
+from .install import install_host
 from .server import describe_running, describe_start, process, stopped_unrecorded, url_for
 
 
-def run_setup(t, password_stdin=False, password=None, dry_run=False):
+def run_setup(t, password_stdin=False, password=None, dry_run=False, upgrade=False):
     """Bring the host to the wanted state in as few SSH sessions as possible (usually one); a
     dry run takes the same path with the agent's writes skipped.
 
     The agent checks everything first and changes nothing when the running server already uses
     the wanted configuration. It asks back only for a password when none is stored, or for the
-    stored salt when a password is given again (to tell an unchanged password from a new one)."""
+    stored salt when a password is given again (to tell an unchanged password from a new one),
+    or, with install: true and no Jupyter there, for an installation (install.py).
+
+    Returns the reply and the lines about an installation."""
     request = dict(wanted(t.settings), dry_run=dry_run)
     if password is None and password_stdin:
         password = read_password(t.label, True)
     if password:
         request["password_hash"] = fresh_hash(password)
+    installed = []
+    if upgrade:
+        facts = run_agent(t, "install", settings_sh(t.settings), probe=True, install=True).facts
+        if facts.exists:
+            installed, before, after = install_host(t, facts, dry_run, upgrade=True)
+            request["upgraded"] = before != after  # a new version restarts Jupyter; the same one does not
+        else:
+            installed.append("--upgrade: this tool has no environment there to upgrade (Jupyter there is not its own)")
     reply = run_agent(t, "setup", **request)
+    if reply.ask == "install":
+        lines, _, _ = install_host(t, reply.install, dry_run)
+        installed += lines
+        if dry_run:
+            return reply, installed
+        reply = run_agent(t, "setup", **request)
     if reply.ask == "password":
         password = read_password(t.label, password_stdin)
         request["password_hash"] = fresh_hash(password)
@@ -41,10 +59,10 @@ def run_setup(t, password_stdin=False, password=None, dry_run=False):
         reply = run_agent(t, "setup", **request)
         if stopped:
             reply = dataclasses.replace(reply, changes=(stopped, *reply.changes))
-    return reply
+    return reply, installed
 
 
-def setup_host(t, password_stdin=False, command=None, dry_run=False):
+def setup_host(t, password_stdin=False, command=None, dry_run=False, upgrade=False):
     certificate = None
     password = read_password(t.label, True) if password_stdin else None
     lines = []
@@ -61,7 +79,10 @@ def setup_host(t, password_stdin=False, command=None, dry_run=False):
             lines += describe_cert(t, certificate)
         elif certificate.generated or certificate.pushed:
             lines += describe_cert(t, certificate)[:-1]
-    reply = run_setup(t, password_stdin, password, dry_run)
+    reply, installed = run_setup(t, password_stdin, password, dry_run, upgrade)
+    lines += installed
+    if reply.ask == "install":  # a dry run on a host without Jupyter: the rest depends on what is installed
+        return Outcome(lines + ["then would write the configuration, set the password and start Jupyter from it"], "would change")
     status = reply.status
     lines += stopped_unrecorded(reply, dry_run)
     if dry_run:
@@ -137,6 +158,8 @@ def fab_prefix(c, label):
         "idle-timeout": IDLE_HELP,
         "sbatch": SBATCH_HELP,
         "queue-timeout": QUEUE_TIMEOUT_HELP,
+        "install": "no Jupyter there: install JupyterLab (install_spec) into an environment of this tool's own, ~/.fabjupyter/venv",
+        "upgrade": "with --install: upgrade that environment (restarting Jupyter only if its version changed)",
     },
     iterable=["sbatch"],
 )
@@ -144,14 +167,18 @@ def fab_prefix(c, label):
 def setup(
     c, launcher=None, port=None, root_dir=None, password_stdin=False, mode=None, group=None, workers=None,
     accept_new_host_key=False, socket=False, dry_run=False, fast_start=False, name=None, idle_timeout=None, sbatch=None,
-    queue_timeout=None,
+    queue_timeout=None, install=False, upgrade=False,
 ):
     """Set up Jupyter on the host: config, password, start, wait until it answers."""
     if accept_new_host_key and not dry_run:
         c.config.jupyter.accept_new_host_key = True
     if password_stdin:
         read_password("", True)  # once, before any host is contacted
-    core = lambda t: setup_host(t, password_stdin, fab_prefix(c, t.host), dry_run)  # noqa: E731
+    def core(t):
+        if upgrade and not t.settings.install:
+            raise UserError("--upgrade upgrades the environment --install made: give --install too (or install: true)")
+        return setup_host(t, password_stdin, fab_prefix(c, t.host), dry_run, upgrade)
+
     fleet.run(
         c,
         fleet.dry("setup", core) if dry_run else core,
@@ -167,4 +194,5 @@ def setup(
         idle_timeout=idle_timeout,
         sbatch=tuple(sbatch) if sbatch else None,
         queue_timeout=queue_timeout,
+        install=install or None,
     )

@@ -49,3 +49,44 @@ def login_and_list(base, password, context=None):
     login_status = s.login(password)
     status, body = s.get("api/contents")
     return login_status, status, body
+
+
+def run_code(base, password, code, timeout=60):
+    """Log in, start a kernel, run CODE in it over the kernel's websocket (as JupyterLab does),
+    and return what it printed; the kernel is shut down after."""
+    import json
+    import uuid
+
+    import websocket
+
+    s = Session(base)
+    assert s.login(password) == 200
+    xsrf = next((c.value for c in s.jar if c.name == "_xsrf"), "")
+    headers = {"X-XSRFToken": xsrf, "Content-Type": "application/json"}
+    status, _, body = s.request("api/kernels", method="POST", headers=headers, data=b"{}")
+    assert status == 201, (status, body)
+    kernel = json.loads(body)["id"]
+    cookie = "; ".join(f"{c.name}={c.value}" for c in s.jar)
+    ws = websocket.create_connection(s.base.replace("http", "ws", 1) + f"api/kernels/{kernel}/channels", cookie=cookie,
+                                     header=[f"X-XSRFToken: {xsrf}"], timeout=timeout)
+    try:
+        msg_id = uuid.uuid4().hex
+        ws.send(json.dumps({
+            "header": {"msg_id": msg_id, "username": "test", "session": uuid.uuid4().hex, "msg_type": "execute_request",
+                       "version": "5.3"},
+            "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [],
+            "content": {"code": code, "silent": False, "store_history": False, "user_expressions": {}, "allow_stdin": False,
+                        "stop_on_error": True},
+        }))
+        printed = []
+        while True:
+            message = json.loads(ws.recv())
+            if message.get("parent_header", {}).get("msg_id") != msg_id:
+                continue
+            if message["msg_type"] == "stream":
+                printed.append(message["content"]["text"])
+            elif message["msg_type"] == "execute_reply":
+                return "".join(printed)
+    finally:
+        ws.close()
+        s.request(f"api/kernels/{kernel}", method="DELETE", headers=headers)

@@ -41,14 +41,13 @@ import os
 import re
 import shlex
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 
-from .sshhost import SSHHost, in_slot, run_slot, subnet
+from .sshhost import SSHHost, in_slot, kill_pids, run_slot, subnet
 
 SLURM_BIN = Path("/usr/bin")
 SLURMCTLD = "/usr/sbin/slurmctld"
@@ -85,23 +84,6 @@ def netns_pids(name):
         except OSError:
             continue
     return found
-
-
-def kill_pids(find, timeout=10.0):
-    """SIGKILL what find() returns until it returns nothing."""
-    deadline = time.monotonic() + timeout
-    while True:
-        pids = find()
-        if not pids:
-            return
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"processes survive SIGKILL: {pids}")
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        time.sleep(0.1)
 
 
 def uid_of(pid):

@@ -77,6 +77,41 @@ def wait_port(port, timeout=10.0, host="127.0.0.1"):
     raise RuntimeError(f"nothing listens on {host}:{port} after {timeout} s")
 
 
+def kill_pids(find, timeout=10.0, survivors_fail=True):
+    """SIGKILL what find() returns until it returns nothing (an error if some survive TIMEOUT
+    seconds, unless SURVIVORS_FAIL is false)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        pids = find()
+        if not pids:
+            return
+        if time.monotonic() > deadline:
+            if not survivors_fail:
+                return
+            raise RuntimeError(f"processes survive SIGKILL: {pids}")
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.1)
+
+
+def jupyter_servers(pids):
+    """Those of PIDS that are Jupyter servers (JupyterLab or Notebook; kernels are not, nor is
+    this tool's agent, which has Jupyter's command among its arguments for the moment between the
+    record and its exit)."""
+    found = []
+    for pid in pids:
+        try:
+            args = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
+        except OSError:
+            continue
+        if any(a.endswith((b"/jupyter-lab", b"/jupyter-notebook")) for a in args) and b"fabjupyter-agent" not in args:
+            found.append(pid)
+    return found
+
+
 @dataclass
 class User:
     name: str
@@ -338,16 +373,7 @@ class SSHHost:
         return found
 
     def kill_user_processes(self, name=None):
-        for _ in range(50):
-            pids = self.processes(name)
-            if not pids:
-                return
-            for pid in pids:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            time.sleep(0.1)
+        kill_pids(lambda: self.processes(name), timeout=5.0, survivors_fail=False)
 
     def reset_user(self, name):
         """Back to a fresh account: no processes, no files but the empty home."""

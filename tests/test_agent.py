@@ -143,7 +143,7 @@ def test_status_stop_and_logs_work_when_the_environment_is_gone(host):
 
 def test_replies_are_typed_and_strict():
     status = {f.name: None for f in dataclasses.fields(protocol.Status)}
-    status.update(running=False, has_password=False, configured=False, unrecorded=[])
+    status.update(running=False, has_password=False, configured=False, unrecorded=[], own_env=False)
     assert protocol.parse(protocol.StatusReply, {"status": status}).status.unrecorded == ()
     for broken in ({**status, "extra": 1}, {k: v for k, v in status.items() if k != "busy"}, {**status, "pid": "12"}):
         with pytest.raises(protocol.ProtocolError):

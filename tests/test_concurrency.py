@@ -12,20 +12,12 @@ import time
 import pytest
 
 from .conftest import ROOT
+from .sshhost import jupyter_servers
 
 
 def servers(fab):
-    """pids of the user's Jupyter servers (kernels are not, nor is this tool's agent, which has
-    Jupyter's command among its arguments for the moment between the record and its exit)."""
-    found = []
-    for pid in fab.sshhost.processes(fab.user):
-        try:
-            args = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
-        except OSError:
-            continue
-        if any(a.endswith(b"/jupyter-lab") for a in args) and b"fabjupyter-agent" not in args:
-            found.append(pid)
-    return found
+    """pids of the user's Jupyter servers."""
+    return jupyter_servers(fab.sshhost.processes(fab.user))
 
 
 def exactly_one_tracked(fab, context):

@@ -8,23 +8,15 @@ import time
 
 from .conftest import ROOT
 from .jupyter_http import login_and_list
-from .sshhost import JUPYTER_VENV, free_port
+from .sshhost import JUPYTER_VENV, free_port, jupyter_servers
 
 NB6 = JUPYTER_VENV.parent / "nb6"
 PASSWORD = "correct horse"
 
 
 def jupyters(fab):
-    """pids of the test user's Jupyter servers (by their command line)."""
-    found = []
-    for pid in fab.sshhost.processes(fab.user):
-        try:
-            args = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
-        except OSError:
-            continue
-        if any(a.endswith((b"jupyter-lab", b"jupyter-notebook")) for a in args[:2]):
-            found.append(pid)
-    return found
+    """pids of the test user's Jupyter servers."""
+    return jupyter_servers(fab.sshhost.processes(fab.user))
 
 
 def records(fab, *args):

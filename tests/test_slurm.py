@@ -12,6 +12,7 @@ import pytest
 from .conftest import ROOT, Fab
 from .jupyter_http import login_and_list
 from .slurmcluster import SlurmCluster
+from .sshhost import jupyter_servers
 
 PASSWORD = "correct horse"
 
@@ -41,17 +42,8 @@ def slurm_hosts(fab, *options, extra=""):
 
 
 def jupyter_pids(cluster, where):
-    """The test user's Jupyter processes on the compute or the login node."""
-    pids = cluster.compute_pids("fjslurm") if where == "compute" else cluster.login_pids("fjslurm")
-    found = []
-    for pid in pids:
-        try:
-            args = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
-        except OSError:
-            continue
-        if any(a.endswith(b"jupyter-lab") for a in args[:2]):
-            found.append(pid)
-    return found
+    """The test user's Jupyter servers on the compute or the login node."""
+    return jupyter_servers(cluster.compute_pids("fjslurm") if where == "compute" else cluster.login_pids("fjslurm"))
 
 
 def logs_in(url):
