@@ -175,8 +175,9 @@ def test_a_job_that_hits_its_time_limit_is_reported_as_ended_and_why(cluster, fa
     slurm_hosts(fab, "--time=1")
     fab.setup()
     assert fab.status()["running"]
-    # slurmctld looks for jobs over their limit every 30 s: a 1-minute job ends within 90 s
-    assert wait_until(lambda: not fab.status()["running"], 150, every=3)
+    # slurmctld looks for jobs over their limit every 30 s: a 1-minute job ends within 90 s (and
+    # is COMPLETING for a moment before it has ended)
+    assert wait_until(lambda: fab.status()["ended"], 150, every=3)
     record = fab.status()
     assert record["job_state"] == "TIMEOUT" and record["ended"].startswith("TIMEOUT"), record
     r = fab("status")
