@@ -830,7 +830,7 @@ class Run:
                 state = dict(state, address=where[0], port=where[1], node=where[2])
             running = bool(job and job["state"] == "RUNNING" and state.get("port"))
             batch.update(job_id=job_id, node=state.get("node") or (job or {}).get("node"), address=state.get("address"))
-            if job and job["state"] in Slurm.ACTIVE:
+            if job and job["state"] in SCHEDULERS[state["launcher"]].ACTIVE:
                 batch.update(job_state=job["state"], time_left=job["time_left"])
             else:
                 ended = SCHEDULERS[state["launcher"]]().ended(job_id) or (job and (job["state"], job["reason"]))
@@ -930,7 +930,7 @@ class Run:
         """Is the recorded server there: its process, or its job (queued or running)?"""
         if state.get("launcher") in SCHEDULERS:
             job = self.job(state)
-            return bool(job and job["state"] in Slurm.ACTIVE)
+            return bool(job and job["state"] in SCHEDULERS[state["launcher"]].ACTIVE)
         return alive(state.get("pid"))
 
     def job_where(self, job_id):
@@ -949,7 +949,7 @@ class Run:
         deadline = time.time() + wait
         while time.time() < deadline:
             job = scheduler.query(job_id)
-            if job is None or job["state"] not in Slurm.ACTIVE:
+            if job is None or job["state"] not in scheduler.ACTIVE:
                 break
             time.sleep(0.5)
         self.jobs.pop(job_id, None)
@@ -1004,7 +1004,7 @@ class Run:
 
         while True:
             job = scheduler.query(job_id)
-            if job is None or job["state"] not in Slurm.ACTIVE:
+            if job is None or job["state"] not in scheduler.ACTIVE:
                 ended = scheduler.ended(job_id) or ((job["state"], job["reason"]) if job else ("ENDED", ""))
                 self._remove("state")
                 raise Fail("job_ended", "%s %s" % (job_id, " ".join(w for w in ended if w)), log=self.log_tail())
