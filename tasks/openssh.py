@@ -245,6 +245,22 @@ class Route:
             self.keeper = None
             return False
 
+    def _clear_stale(self):
+        """A socket file whose master is gone (killed, the machine slept) makes a new master give up
+        multiplexing; one that refuses connections is only a leftover."""
+        s = socket.socket(socket.AF_UNIX)
+        try:
+            s.connect(self.path)
+        except ConnectionRefusedError:
+            try:
+                os.unlink(self.path)
+            except OSError:
+                pass
+        except OSError:
+            pass
+        finally:
+            s.close()
+
     def _hold(self):
         """Connect to the master's socket and keep the connection: while it is open the master
         does not end by ControlPersist, and when the master ends it reads as closed."""
@@ -270,6 +286,7 @@ class Route:
                 raise AuthError(label, self.refused)
             if self._hold():  # someone's master (the user's, an earlier run's) is there
                 return
+            self._clear_stale()
             self._start(label)
 
     def _start(self, label):
@@ -294,9 +311,9 @@ class Route:
             lines = [line.strip() for line in err.read().decode("utf-8", "replace").splitlines() if line.strip()]
         if code == 0 and self._hold():
             self.started = True
-            if self.persist == 0:
-                atexit.register(self.exit)
             return
+        if code == 0:
+            raise HostError(label, f"ssh logged in but made no master at {self.path} ({lines[-1] if lines else 'no word why'})")
         if code is None:
             raise HostError(label, f"logging in took more than {MASTER_TIMEOUT} s (an unanswered prompt?); nothing was changed")
         raise self._failure(label, lines, prompt)
