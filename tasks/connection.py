@@ -1,6 +1,7 @@
 """Connecting to a host, every way it can fail turned into one clear sentence."""
 
 import logging
+import os
 import socket
 import time
 
@@ -58,11 +59,33 @@ class _Client(paramiko.SSHClient):
             raise
 
 
+def _certified_key(conn):
+    """ssh_config's CertificateFile with the IdentityFile it certifies, as one key for paramiko
+    (which itself finds only a certificate beside its key, KEY-cert.pub), or None."""
+    cert = conn.ssh_config.get("certificatefile")
+    cert = cert[0] if isinstance(cert, list) and cert else cert
+    if not cert or "%" in cert:
+        return None
+    keys = conn.connect_kwargs.get("key_filename") or conn.ssh_config.get("identityfile") or []
+    for path in [keys] if isinstance(keys, str) else keys:
+        try:
+            key = paramiko.PKey.from_path(os.path.expanduser(path))
+            key.load_certificate(os.path.expanduser(cert))
+            return key
+        except (OSError, ValueError, paramiko.SSHException):
+            continue  # not this key's certificate, or a key that needs a passphrase
+    return None
+
+
 def connect(t):
     """Open the SSH connection (once per run and host) and return its transport."""
     conn = t.conn
     if type(conn.client) is paramiko.SSHClient:
         conn.client.__class__ = _Client
+    if not conn.is_connected and "pkey" not in conn.connect_kwargs:
+        key = _certified_key(conn)
+        if key is not None:
+            conn.connect_kwargs = dict(conn.connect_kwargs, pkey=key)
     where = f"{conn.user}@{conn.host}:{conn.port}"
     timeout = conn.connect_timeout
     accept_new = bool(conn.config.get("jupyter", {}).get("accept_new_host_key"))

@@ -13,6 +13,8 @@ to `ssh HOST`. Sessions and forwards are mux clients with BatchMode, so nothing 
 authenticates, at most once per start of the master, and a refused answer ends the run."""
 
 import atexit
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -34,6 +36,8 @@ MASTER_TIMEOUT = 300  # seconds for a master to log in, answering prompts includ
 
 _routes = {}
 _routes_lock = threading.Lock()
+# one login that may ask on the terminal at a time: a group's hosts would otherwise ask at once
+_asking = threading.Lock()
 
 
 # --- what ssh_config says -----------------------------------------------------------------------
@@ -74,16 +78,20 @@ _mentions = {}
 def _config_mentions_controlpath(conn):
     """Whether any ssh_config file could give a host a ControlPath (read once per run): only then
     is `ssh -G` asked, so that a group of hosts without multiplexing costs nothing here."""
+    which = (getattr(conn.config, "_runtime_ssh_path", None), conn.config.get("ssh_config_path"),
+             conn.config.get("load_ssh_configs", True))
+    if which in _mentions:
+        return _mentions[which]
     files = tuple(_config_files(conn))
-    if files not in _mentions:
+    if which not in _mentions:
         text = ""
         for path in files:
             try:
                 text += Path(path).read_text(errors="replace").lower()
             except OSError:
                 pass
-        _mentions[files] = "controlpath" in text
-    return _mentions[files]
+        _mentions[which] = "controlpath" in text
+    return _mentions[which]
 
 
 def base_args(conn):
@@ -286,16 +294,23 @@ class Route:
                 raise AuthError(label, self.refused)
             if self._hold():  # someone's master (the user's, an earlier run's) is there
                 return
-            self._clear_stale()
-            self._start(label)
+            prompt = can_prompt()
+            # another run starting a master at this path at the same moment would leave one of
+            # the two without multiplexing: one start at a time per path, across processes
+            lock_path = os.path.join(control_dir(), hashlib.sha256(self.path.encode()).hexdigest()[:24] + ".lock")
+            with open(lock_path, "a") as lock, (_asking if prompt else contextlib.nullcontext()):
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                if self._hold():  # the other run's master
+                    return
+                self._clear_stale()
+                self._start(label, prompt)
 
-    def _start(self, label):
+    def _start(self, label, prompt):
         args = self.base + ["-o", f"ControlPath={self.path}", "-o", "ControlMaster=yes", "-o", "NumberOfPasswordPrompts=1",
                             "-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=3",
                             "-o", f"ControlPersist={self.persist or RUN_PERSIST}"]
         if self.accept_new:
             args += ["-o", "StrictHostKeyChecking=accept-new"]
-        prompt = can_prompt()
         if not prompt:
             args += ["-o", "BatchMode=yes"]
         # -f: to the background once logged in; its stderr goes to a file, as a pipe would stay
