@@ -15,6 +15,7 @@ from types import SimpleNamespace
 import pytest
 from fabric import Config, Connection
 
+from tasks.inventory import Settings
 from tasks.tunnel import Tunnel, open_forward, port_is_free
 
 from .jupyter_http import Session, login_and_list
@@ -384,7 +385,7 @@ def test_a_port_taken_between_check_and_bind_is_not_mistaken_for_the_forward(fab
     threading.Thread(target=other.serve_forever, daemon=True).start()
     taken = other.server_address[1]
     conn = Connection(fab.user, config=Config(runtime_ssh_path=str(fab.sshhost.ssh_config)))
-    t = SimpleNamespace(label=fab.user, conn=conn)
+    t = SimpleNamespace(label=fab.user, conn=conn, settings=Settings())
     opened = []
     try:
         # the port was free when checked; now another program answers on it
