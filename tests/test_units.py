@@ -210,3 +210,68 @@ def test_a_group_salted_hash_is_derived_once(monkeypatch):
     salted = first.rsplit("$", 1)[0]
     assert {password.hash_password("fleet horse", salted) for _ in range(5)} == {first}
     assert calls.count(salted) == 1
+
+
+def _route(tmp_path):
+    from tasks import openssh
+
+    (tmp_path / "ssh_config").write_text("")
+    conn = Connection("login.example", user="ana", config=Config(runtime_ssh_path=str(tmp_path / "ssh_config")))
+    return openssh.Route(conn, "multiplex", str(tmp_path / "sock"), 600)
+
+
+@pytest.mark.parametrize("said, prompted, expected", [
+    ("ana@login: Permission denied (keyboard-interactive).", True, "the server did not accept the answer to its prompt"),
+    ("ana@login: Permission denied (publickey,password).", True, "the server did not accept the answer to its prompt"),
+    ("ana@login: Permission denied (keyboard-interactive).", False, "the host asks for interactive authentication"),
+    ("ana@login: Permission denied (publickey).", True, "authentication failed for login.example"),
+    ("Host key verification failed.", True, "the host key of login.example is unknown or has changed"),
+    ("ssh: Could not resolve hostname login.example: Name or service not known", True, "cannot resolve host name"),
+    ("ssh: connect to host login.example port 22: Connection refused", True, "connection refused by login.example"),
+])
+def test_a_master_that_failed_says_why_in_one_line(tmp_path, said, prompted, expected):
+    from tasks.errors import AuthError
+
+    route = _route(tmp_path)
+    error = route._failure("login", [said], prompted)
+    assert error.message.startswith(expected) and "\n" not in error.message
+    # a refused login is not asked again in this run; a network failure may be retried
+    assert isinstance(error, AuthError) == ("Permission denied" in said)
+    assert bool(route.refused) == ("Permission denied" in said and prompted)
+
+
+def test_ssh_config_includes_are_followed_to_find_a_controlpath(tmp_path):
+    """A ControlPath in an Included file (Debian's ssh_config includes ssh_config.d/*.conf) counts;
+    without one anywhere, no `ssh -G` is run for the hosts."""
+    from tasks import openssh
+
+    (tmp_path / "conf.d").mkdir()
+    (tmp_path / "conf.d" / "mux.conf").write_text("Host *\n  ControlPath ~/.ssh/cm-%C\n")
+    main = tmp_path / "config"
+    main.write_text(f"Include {tmp_path}/conf.d/*.conf\nHost x\n  User ana\n")
+    conn = Connection("x", config=Config(runtime_ssh_path=str(main)))
+    assert openssh._config_files(conn) == [str(main), str(tmp_path / "conf.d" / "mux.conf")]
+    assert openssh._config_mentions_controlpath(conn)
+    plain = tmp_path / "plain"
+    plain.write_text("Host x\n  User ana\n")
+    assert not openssh._config_mentions_controlpath(Connection("x", config=Config(runtime_ssh_path=str(plain))))
+
+
+def test_control_sockets_go_to_a_private_directory_short_enough(monkeypatch):
+    import os
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from tasks import openssh
+
+    short = Path(tempfile.mkdtemp(prefix="fj"))  # pytest's tmp_path is too long for a socket's
+    try:
+        monkeypatch.setenv("XDG_RUNTIME_DIR", str(short / "run"))
+        assert openssh.control_dir() == str(short / "run" / "fabjupyter" / "ssh")
+        assert (short / "run" / "fabjupyter" / "ssh").stat().st_mode & 0o777 == 0o700
+        monkeypatch.setenv("XDG_RUNTIME_DIR", str(short / ("x" * 90)))
+        monkeypatch.setenv("XDG_CACHE_HOME", str(short / ("y" * 90)))
+        assert openssh.control_dir() == f"/tmp/fabjupyter-ssh-{os.getuid()}"
+    finally:
+        shutil.rmtree(short)
