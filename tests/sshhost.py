@@ -113,6 +113,37 @@ def jupyter_servers(pids):
     return found
 
 
+def control_master_pid(socket_path):
+    """The pid of the ssh master listening on the control socket, or None (`ssh -O check`)."""
+    r = subprocess.run(["ssh", "-F", "/dev/null", "-o", "BatchMode=yes", "-S", str(socket_path), "-O", "check", "x"],
+                       capture_output=True, text=True, timeout=30)
+    if r.returncode == 0 and "(pid=" in r.stderr:
+        return int(r.stderr.split("(pid=", 1)[1].split(")", 1)[0])
+    return None
+
+
+def end_control_master(socket_path):
+    """End the ssh master of a control socket (`ssh -O exit`, then SIGKILL if it stays), and
+    remove the socket if it is left."""
+    pid = control_master_pid(socket_path)
+    subprocess.run(["ssh", "-F", "/dev/null", "-o", "BatchMode=yes", "-S", str(socket_path), "-O", "exit", "x"],
+                   capture_output=True, timeout=30)
+    if pid:
+        kill_pids(lambda: [pid] if os.path.exists(f"/proc/{pid}") and not _zombie(pid) else [], timeout=5.0, survivors_fail=False)
+    try:
+        os.unlink(socket_path)
+    except (FileNotFoundError, IsADirectoryError):
+        pass
+
+
+def _zombie(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
 @dataclass
 class User:
     name: str

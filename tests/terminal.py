@@ -138,12 +138,16 @@ class Terminal:
         self.child.sendintr()
 
     # --- its end ------------------------------------------------------------------------
-    def wait(self, timeout=60):
+    def wait(self, timeout=60, fail_on=None):
         """Wait for the command to end (reading what it shows meanwhile); its exit status, 128+N for
-        a signal N. Fails if it still runs after TIMEOUT seconds."""
+        a signal N. Fails if it still runs after TIMEOUT seconds, or at once when FAIL_ON (a regular
+        expression) shows up after what expect() matched (a prompt nobody will answer)."""
         deadline = time.monotonic() + timeout
         open_ = True
+        bad = re.compile(fail_on) if fail_on else None
         while True:
+            if bad and bad.search(self._text(), self._seen):
+                raise AssertionError(f"{self.argv}: {fail_on!r} showed up; it showed:\n{self._text()}")
             if not self.child.isalive():
                 # the rest of what it showed (a process it left may hold the terminal open: stop
                 # once nothing more comes)
