@@ -105,11 +105,12 @@ class Terminal:
             open_ = self._read_more(min(left, 0.5))
 
     def expect_any(self, patterns, timeout=60):
-        """Wait for the first of PATTERNS to show up; (index, match)."""
+        """Wait for the first of PATTERNS to show up; (index, its own match, groups numbered as in
+        that pattern)."""
         combined = "|".join(f"(?P<p{i}>{p})" for i, p in enumerate(patterns))
         m = self.expect(combined, timeout)
         index = next(i for i in range(len(patterns)) if m.group(f"p{i}") is not None)
-        return index, m
+        return index, re.compile(patterns[index]).match(self._text(), m.start(), m.end())
 
     def shows_within(self, pattern, seconds):
         """Whether PATTERN shows up (after what expect() matched) within SECONDS; does not consume."""
