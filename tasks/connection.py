@@ -7,8 +7,8 @@ import time
 import paramiko
 from paramiko.ssh_exception import NoValidConnectionsError
 
-from . import hostkeys
-from .errors import HostError, UserError
+from . import hostkeys, openssh
+from .errors import AuthError, HostError, UserError
 
 # paramiko logs transport failures itself; ours is the one message the user sees
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
@@ -26,9 +26,43 @@ def one_timeout(conn):
     conn.connect_kwargs = kwargs
 
 
+class NeedsInteractive(Exception):
+    """The host asks for more than a key (a one-time code, a password): the OpenSSH path asks."""
+
+
+class _Client(paramiko.SSHClient):
+    """paramiko's client, except that where the server asks for keyboard-interactive or a password
+    (after a key, or instead of one) it does not print the server's prompt on standard output and
+    read standard input: that login is handed to OpenSSH, which asks on the terminal."""
+
+    def _auth(self, username, *args, **kwargs):
+        transport = self._transport
+
+        def interactive(*_args, **_kwargs):
+            raise NeedsInteractive()
+
+        transport.auth_interactive_dumb = interactive
+        try:
+            return super()._auth(username, *args, **kwargs)
+        except paramiko.AuthenticationException as e:
+            allowed = getattr(e, "allowed_types", None)
+            if not allowed and transport.is_active():
+                try:
+                    transport.auth_none(username)
+                except paramiko.BadAuthenticationType as none:
+                    allowed = none.allowed_types
+                except (paramiko.SSHException, OSError):
+                    pass
+            if {"keyboard-interactive", "password"} & set(allowed or ()):
+                raise NeedsInteractive() from None
+            raise
+
+
 def connect(t):
     """Open the SSH connection (once per run and host) and return its transport."""
     conn = t.conn
+    if type(conn.client) is paramiko.SSHClient:
+        conn.client.__class__ = _Client
     where = f"{conn.user}@{conn.host}:{conn.port}"
     timeout = conn.connect_timeout
     accept_new = bool(conn.config.get("jupyter", {}).get("accept_new_host_key"))
@@ -40,14 +74,14 @@ def connect(t):
 
     try:
         conn.open()
-    except UserError:
+    except (UserError, NeedsInteractive):
         raise
     except socket.gaierror:
         raise fail(f"cannot resolve host name {conn.host!r}; check -H, hosts.yaml or ssh_config") from None
     except paramiko.BadHostKeyException:
         raise fail(f"the host key of {conn.host} has changed; if that is expected, update known_hosts") from None
     except paramiko.AuthenticationException:
-        raise fail(
+        raise AuthError(t.label,
             f"authentication failed for {where}; check the user, the key (-i KEY or identity: in hosts.yaml) and ssh-agent"
         ) from None
     except NoValidConnectionsError:
@@ -61,3 +95,51 @@ def connect(t):
     except OSError as e:
         raise fail(f"cannot connect to {where}: {e.strerror or e}") from None
     return conn.client.get_transport()
+
+
+class _ParamikoSession:
+    """One remote command on the paramiko connection, with the same face as openssh.Session."""
+
+    def __init__(self, chan):
+        self.chan = chan
+        self.stdin = chan.makefile("wb")
+        self.stdout = chan.makefile("rb")
+
+    def close_stdin(self):
+        self.stdin.flush()
+        self.chan.shutdown_write()
+
+    def stderr_text(self):
+        return self.chan.makefile_stderr("rb").read().decode("utf-8", "replace")
+
+    def exit_status(self):
+        return self.chan.recv_exit_status()
+
+    def close(self):
+        self.chan.close()
+
+
+SESSION_ERRORS = (paramiko.SSHException, OSError, EOFError)
+
+
+def open_session(t, command):
+    """Run COMMAND on the host (as `ssh HOST COMMAND` would, through the login shell): on the
+    OpenSSH path through its master, else on this run's paramiko connection. A host that turns
+    out to ask for a code or password moves to the OpenSSH path here, for the rest of the run."""
+    route = openssh.route_for(t.conn, t.settings)
+    if route is None:
+        try:
+            transport = connect(t)
+        except NeedsInteractive:
+            t.conn.close()
+            route = openssh.interactive_route(t.conn)
+        else:
+            chan = transport.open_session(timeout=30)
+            chan.exec_command(command)
+            return _ParamikoSession(chan)
+    return openssh.Session(route, t.label, command)
+
+
+def close_sessions(t):
+    """Drop this host's connection (a failed one is not reused; an interrupted agent notices)."""
+    t.conn.close()

@@ -24,6 +24,11 @@ class HostError(UserError):
         self.label, self.message = label, message
 
 
+class AuthError(HostError):
+    """The host refused the login (a key, or an answer to its prompt): asking again would only
+    ask again, so whoever meets it stops."""
+
+
 def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt
 

@@ -16,10 +16,8 @@ import threading
 import time
 from pathlib import Path
 
-import paramiko
-
 from .config import settings_sh
-from .connection import connect
+from .connection import SESSION_ERRORS, close_sessions, open_session
 from .errors import HostError
 from .protocol import run_agent
 from .report import say
@@ -86,24 +84,23 @@ def download(t, spec, facts, upgrade=False):
 
 def send(t, files):
     """The wheels to the host, as one tar on one SSH channel (~/.fabjupyter/install/wheels.tar)."""
-    transport = connect(t)
     script = f'umask 077 && mkdir -p "$HOME/.fabjupyter/install" && cat > "$HOME/{REMOTE_TAR}.tmp" && ' \
              f'mv -f "$HOME/{REMOTE_TAR}.tmp" "$HOME/{REMOTE_TAR}"'
     started = time.monotonic()
+    session = None
     try:
-        chan = transport.open_session(timeout=30)
-        chan.exec_command("sh -c '" + script + "'")  # no value of anyone's in it
-        writer = chan.makefile("wb")
-        with tarfile.open(fileobj=writer, mode="w|") as tar:
+        session = open_session(t, "sh -c '" + script + "'")  # no value of anyone's in it
+        with tarfile.open(fileobj=session.stdin, mode="w|") as tar:
             for f in files:
                 tar.add(str(f), arcname=f.name, recursive=False)
-        writer.flush()
-        chan.shutdown_write()
-        err = chan.makefile_stderr("rb").read().decode("utf-8", "replace").strip()
-        status = chan.recv_exit_status()
-        chan.close()
-    except (paramiko.SSHException, OSError, EOFError) as e:
-        t.conn.close()
+        session.close_stdin()
+        err = session.stderr_text().strip()
+        status = session.exit_status()
+        session.close()
+    except SESSION_ERRORS as e:
+        if session is not None:
+            session.close()
+        close_sessions(t)
         raise HostError(t.label, f"sending the wheels failed: {e}") from None
     if status != 0:
         raise HostError(t.label, f"sending the wheels failed: {err or f'exit status {status}'}")

@@ -41,6 +41,7 @@ class Settings:
     install: bool = False  # no Jupyter there: install JupyterLab into this tool's own environment
     install_spec: tuple = ("jupyterlab",)  # what pip installs there (requirement specifiers)
     install_from: str = "auto"  # auto: the host's own index if it reaches it, else wheels sent from here; here: always sent
+    multiplex: bool = False  # reach the host through an OpenSSH master of this tool's own, kept 10 minutes (one login)
 
 
 @dataclass(frozen=True)
@@ -205,6 +206,7 @@ CHECKS = {
     "install_spec": lambda value, where: _specs(value, where),
     "install_from": lambda value, where: _choice(value, where, ("auto", "here")),
     "queue_timeout": lambda value, where: 0 if value in (0, "0") else _positive(value, where),
+    "multiplex": _bool,
 }
 
 

@@ -9,9 +9,7 @@ import typing
 from dataclasses import dataclass, fields
 from importlib import resources
 
-import paramiko
-
-from .connection import connect
+from .connection import SESSION_ERRORS, close_sessions, open_session
 from .errors import HostError, UserError
 
 BOOTSTRAP = resources.files(__package__).joinpath("bootstrap.sh").read_text()
@@ -294,9 +292,8 @@ def read_line(raw, on_event):
 
 def run_agent(t, action, settings_sh=None, **request):
     """Run one agent action on the host: one SSH session, the script on stdin, one typed reply."""
-    transport = connect(t)
     script = agent_script(action, dict(request, instance=request.get("instance", t.name)), settings_sh).encode()
-    reply = error = None
+    reply = error = session = None
     jobs = []  # batch jobs it submitted (cancelled if we are interrupted meanwhile)
 
     def on_event(message):
@@ -305,27 +302,30 @@ def run_agent(t, action, settings_sh=None, **request):
         show_event(t, message)
 
     try:
-        chan = transport.open_session(timeout=30)
-        chan.exec_command("sh -s")
-        chan.sendall(script)
-        chan.shutdown_write()
-        for raw in chan.makefile("rb"):
+        session = open_session(t, "sh -s")
+        session.stdin.write(script)
+        session.close_stdin()
+        for raw in session.stdout:
             answer = read_line(raw, on_event)
             if isinstance(answer, ErrorReply):
                 error = answer
             elif answer is not None:
                 reply = answer
-        stderr = chan.makefile_stderr("rb").read().decode("utf-8", "replace")
-        status = chan.recv_exit_status()
-        chan.close()
-    except (paramiko.SSHException, OSError, EOFError) as e:
+        stderr = session.stderr_text()
+        status = session.exit_status()
+        session.close()
+    except SESSION_ERRORS as e:
         # a connection that failed once (a network gone silent keeps it "active") is not reused:
         # the next call, a tunnel's reconnection say, opens a new one
-        t.conn.close()
+        if session is not None:
+            session.close()
+        close_sessions(t)
         raise HostError(t.label, f"the SSH connection failed during {action}: {e}") from None
     except ProtocolError as e:
         raise HostError(t.label, f"{action}: the agent's reply was not understood ({e}); is this tool installed twice, in two versions?") from None
     except KeyboardInterrupt:
+        if session is not None:
+            session.close()  # the interrupted session's agent notices at once
         if jobs:
             cancel_jobs(t, jobs)
         raise
@@ -333,6 +333,8 @@ def run_agent(t, action, settings_sh=None, **request):
         raise RemoteError(t, error, stderr)
     if reply is None:
         lines = [line for line in stderr.splitlines() if line.strip()]
+        if status == 255 and hasattr(session, "proc"):  # ssh's own failure (OpenSSH path)
+            raise HostError(t.label, f"the SSH connection failed during {action}: {lines[-1] if lines else 'ssh exited 255'}")
         raise HostError(t.label, f"{action} failed on the remote: {lines[-1] if lines else f'exit status {status}'}")
     try:
         return parse(REPLIES[action], reply)
@@ -345,7 +347,7 @@ def cancel_jobs(t, jobs):
     sees us gone; `stop` waits for that (it takes the same lock) and makes sure."""
     print(f"{t.label}: interrupted; cancelling job {', '.join(jobs)}", file=sys.stderr, flush=True)
     try:
-        t.conn.close()  # the interrupted session's agent notices at once
+        close_sessions(t)  # the interrupted session's agent notices at once
         run_agent(t, "stop", timeout=60)
         print(f"{t.label}: job {', '.join(jobs)} cancelled", file=sys.stderr, flush=True)
     except (UserError, KeyboardInterrupt):

@@ -23,11 +23,10 @@ import webbrowser
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
-from fabric import Connection
 from invoke import Exit
 
-from . import fleet
-from .errors import HostError, UserError, sigterm_as_interrupt, user_task
+from . import fleet, openssh
+from .errors import AuthError, HostError, UserError, sigterm_as_interrupt, user_task
 from .hosts import group_targets, target
 from .options import NAME_HELP, WORKERS_HELP, task
 from .protocol import run_agent
@@ -107,37 +106,11 @@ def choose_local_port(label, port, pinned):
     return moved, f"{label}: local port {port} is busy; using {moved}"
 
 
-def _jump_spec(gateway):
-    """ProxyJump hosts for a Fabric gateway Connection (and its own gateways), outermost first."""
-    hops = []
-    while isinstance(gateway, Connection):
-        hops.insert(0, f"{gateway.user}@{gateway.original_host}:{gateway.port}")
-        gateway = gateway.gateway
-    return ",".join(hops)
-
-
-def ssh_command(conn, forward):
-    """An `ssh` command line that reaches the host exactly as Fabric did: same ssh_config file
-    (-S), user, port, identities, connect timeout and gateway."""
-    args = ["ssh"]
-    ssh_config = getattr(conn.config, "_runtime_ssh_path", None) or conn.config.get("ssh_config_path")
-    if ssh_config:
-        args += ["-F", ssh_config]
-    elif not conn.config.get("load_ssh_configs", True):
-        args += ["-F", "/dev/null"]
-    args += ["-l", conn.user, "-p", str(conn.port)]
-    keys = conn.connect_kwargs.get("key_filename") or []
-    for key in [keys] if isinstance(keys, str) else keys:
-        args += ["-i", key]
-    if conn.connect_timeout:
-        args += ["-o", f"ConnectTimeout={conn.connect_timeout}"]
-    if isinstance(conn.gateway, Connection):
-        args += ["-J", _jump_spec(conn.gateway)]
-    elif isinstance(conn.gateway, str) and conn.gateway:
-        args += ["-o", f"ProxyCommand={conn.gateway}"]
-    if conn.host != conn.original_host:
-        args += ["-o", f"HostName={conn.host}"]
-    if not sys.stdin.isatty():
+def ssh_command(conn, forward, batch=False):
+    """An `ssh -N -L` command line that reaches the host exactly as Fabric did (openssh.base_args).
+    BATCH: never ask anything (a forward started on a guess, beside a login that may ask)."""
+    args = openssh.base_args(conn)
+    if batch or not sys.stdin.isatty():
         args += ["-o", "BatchMode=yes"]  # nobody could answer a prompt
     args += [
         "-o", "ExitOnForwardFailure=yes",
@@ -172,19 +145,9 @@ _live_lock = threading.Lock()
 class Tunnel:
     """One `ssh -N -L` child, with its stderr collected (shown if it fails, passed on after)."""
 
-    def __init__(self, conn, local_port, remote_port, tls=False, address=None):
-        self.local_port = local_port
-        self.remote_port = remote_port
-        self.address = address
-        self.tls = tls
-        self.scheme = "https" if tls else "http"
-        self.url = f"{self.scheme}://localhost:{local_port}/"
-        if is_socket(remote_port):
-            forward = f"127.0.0.1:{local_port}:{remote_port}"  # OpenSSH forwards to a Unix socket too
-        else:
-            # to Jupyter on the host itself, or through it to the compute node a batch job runs on
-            forward = f"127.0.0.1:{local_port}:{address or '127.0.0.1'}:{remote_port}"
-        self.command = ssh_command(conn, forward)
+    def __init__(self, conn, local_port, remote_port, tls=False, address=None, batch=False):
+        forward = self._describe(local_port, remote_port, tls, address)
+        self.command = ssh_command(conn, forward, batch)
         self.errors = []
         self.ready = False
         self.target_gone = False
@@ -200,6 +163,34 @@ class Tunnel:
             _live.add(self)
         self._reader = threading.Thread(target=self._read_stderr, daemon=True)
         self._reader.start()
+
+    def _describe(self, local_port, remote_port, tls, address):
+        """Set what the forward is; returns its -L spec."""
+        self.local_port = local_port
+        self.remote_port = remote_port
+        self.address = address
+        self.tls = tls
+        self.scheme = "https" if tls else "http"
+        self.url = f"{self.scheme}://localhost:{local_port}/"
+        if is_socket(remote_port):
+            return f"127.0.0.1:{local_port}:{remote_port}"  # OpenSSH forwards to a Unix socket too
+        # to Jupyter on the host itself, or through it to the compute node a batch job runs on
+        return f"127.0.0.1:{local_port}:{address or '127.0.0.1'}:{remote_port}"
+
+    @property
+    def owner_pid(self):
+        """The process that listens on the local port for this forward."""
+        return self.proc.pid
+
+    def running(self):
+        if self.proc.poll() is None:
+            return True
+        self._reader.join(2)
+        return False
+
+    def refused(self):
+        """Whether ssh ended because the host refused the login."""
+        return self.proc.poll() is not None and any("Permission denied" in line for line in self.errors)
 
     def _read_stderr(self):
         for raw in self.proc.stderr:
@@ -227,10 +218,9 @@ class Tunnel:
         opener = urllib.request.build_opener(*handlers)
         deadline = time.monotonic() + timeout
         while not (stop and stop.is_set()):
-            if self.proc.poll() is not None:
-                self._reader.join(2)
+            if not self.running():
                 return False
-            if listener_owner_is(self.proc.pid, self.local_port) is False:
+            if listener_owner_is(self.owner_pid, self.local_port) is False:
                 if time.monotonic() > deadline:
                     return False
                 time.sleep(0.01)  # ssh is still logging in; whatever answers there now is not ours
@@ -250,7 +240,8 @@ class Tunnel:
         return False
 
     def adopt(self, other):
-        """Take over another Tunnel's ssh child (after a reconnection)."""
+        """Take over another Tunnel's ssh child or forward (after a reconnection)."""
+        self.__class__ = other.__class__
         self.__dict__.update(other.__dict__)
         with _live_lock:
             _live.discard(other)
@@ -282,6 +273,82 @@ class Tunnel:
         return f"ssh exited ({lines[-1] if lines else f'status {self.proc.returncode}'})"
 
 
+class MuxTunnel(Tunnel):
+    """A forward added to the host's OpenSSH master (`ssh -O forward`), which listens for it;
+    closing removes it (`ssh -O cancel`) and leaves the master and its other sessions alone."""
+
+    def __init__(self, route, label, local_port, remote_port, tls=False, address=None):
+        self.spec = self._describe(local_port, remote_port, tls, address)
+        self.route = route
+        self.errors = []
+        self.ready = False
+        self.target_gone = False
+        route.ensure(label)
+        self.generation = route.generation
+        code, said = route.control("forward", "-L", self.spec)
+        self.added = code == 0
+        if not self.added:
+            self.errors.append(said or f"ssh -O forward exited {code}")
+        self.master = route.master_pid() if self.added else None
+        self.proc = self  # poll() and returncode, as Tunnel's ssh child has
+        with _live_lock:
+            _live.add(self)
+
+    @property
+    def owner_pid(self):
+        return self.master
+
+    @property
+    def pid(self):
+        return self.master
+
+    @property
+    def returncode(self):
+        return self.poll()
+
+    def poll(self):
+        """None while the forward is there: added, on the master that is still alive."""
+        if not self.added:
+            return 1
+        with self.route.lock:
+            if not self.route.alive() or self.route.generation != self.generation:
+                return 255
+        return None
+
+    def running(self):
+        return self.poll() is None
+
+    def refused(self):
+        return False
+
+    def close(self):
+        with _live_lock:
+            _live.discard(self)
+        if self.poll() is None:
+            self.route.control("cancel", "-L", self.spec)
+        self.added = False
+
+    def port_was_busy(self):
+        return not self.added and any("forwarding failed" in line.lower() for line in self.errors)
+
+    def failure(self):
+        if self.port_was_busy():
+            return f"local port {self.local_port} is busy; choose another with --local-port"
+        if self.added and self.poll() is not None:
+            return "the SSH master connection ended"
+        return self.errors[-1] if self.errors else "the forward did not answer in time"
+
+
+def make_tunnel(t, local_port, where, speculative=False):
+    """A forward from LOCAL_PORT to WHERE (port or socket, mode, address) on host T: through its
+    master on the OpenSSH path, else its own `ssh -N -L` (which, on a guess, asks nothing)."""
+    port, mode, address = where
+    route = openssh.route_for(t.conn, t.settings)
+    if route is not None:
+        return MuxTunnel(route, t.label, local_port, port, tls=mode == "public", address=address)
+    return Tunnel(t.conn, local_port, port, tls=mode == "public", address=address, batch=speculative)
+
+
 def close_all():
     """End every forward still open (a group's, when it ends or is interrupted)."""
     with _live_lock:
@@ -311,7 +378,7 @@ def open_forward(t, tun, pinned, taken=()):
         if moved is None:
             return None, f"local ports {tun.local_port}-{tun.local_port + 99} are all busy"
         print(f"{t.label}: local port {tun.local_port} was taken meanwhile; using {moved}", flush=True)
-        tun = Tunnel(t.conn, moved, tun.remote_port, tls=tun.tls, address=tun.address)
+        tun = make_tunnel(t, moved, (tun.remote_port, "public" if tun.tls else "ssh", tun.address))
 
 
 class _Asked:
@@ -358,21 +425,22 @@ def open_confirmed(t, local_port, pinned, taken=()):
     right place. Returns (Tunnel or None, error or None, where); the host's own error is raised."""
     where = seen_running(t)  # this run's setup or start just said
     if where is not None:
-        return (*open_forward(t, Tunnel(t.conn, local_port, where[0], tls=where[1] == "public", address=where[2]),
-                              pinned, taken), where)
+        return (*open_forward(t, make_tunnel(t, local_port, where), pinned, taken), where)
     guess = guess_where(t)
-    tun = Tunnel(t.conn, local_port, guess[0], tls=guess[1] == "public", address=guess[2]) if guess else None
+    tun = make_tunnel(t, local_port, guess, speculative=True) if guess else None
     try:
         asked = _Asked(t)
         if tun is not None:
             # meanwhile see it answer, so that a right guess costs nothing more once confirmed
             tun.wait_ready(READY_TIMEOUT + (t.conn.connect_timeout or 10), stop=asked.done)
         where = asked.result()
-        if tun is not None and not tun.points_to(where):
-            tun.close()  # its answer (if any) was never shown: it may be another user's server
+        if tun is not None and (not tun.points_to(where) or not (tun.ready or tun.running())):
+            # its answer (if any) was never shown: it may be another user's server; or it could
+            # not log in without asking, and the host's answer came by a login that could
+            tun.close()
             tun = None
         if tun is None:
-            tun = Tunnel(t.conn, local_port, where[0], tls=where[1] == "public", address=where[2])
+            tun = make_tunnel(t, local_port, where)
         return (*open_forward(t, tun, pinned, taken), where)
     except BaseException:
         if tun is not None:
@@ -638,6 +706,8 @@ def keep_alive(t, tun):
             checked, tun.target_gone = time.monotonic(), False
             try:
                 port, mode, address = ask_where(t)
+            except AuthError:
+                raise
             except UserError as e:
                 print(f"{t.label}: {e.message if isinstance(e, HostError) else e}", flush=True)
                 continue
@@ -652,16 +722,28 @@ def keep_alive(t, tun):
 
 
 def _reconnect(t, tun):
+    """Until the forward answers again, with backoff. Each attempt logs in at most once (asking
+    on the terminal, where the host asks); a refused login ends the tunnel, said, not retried."""
     attempt = 0
     while True:
         time.sleep(BACKOFF[min(attempt, len(BACKOFF) - 1)])
         attempt += 1
         try:
             port, mode, address = ask_where(t)
+        except AuthError:
+            raise
         except UserError:
             continue
-        fresh = Tunnel(t.conn, tun.local_port, port, tls=mode == "public", address=address)
-        if fresh.wait_ready(READY_TIMEOUT):
+        try:
+            fresh = make_tunnel(t, tun.local_port, (port, mode, address))
+        except AuthError:
+            raise
+        except UserError:
+            continue
+        if not fresh.wait_ready(READY_TIMEOUT) and fresh.refused():
+            fresh.close()
+            raise AuthError(t.label, f"logging in again was refused ({fresh.failure()}); the tunnel is closed")
+        if fresh.ready:
             tun.adopt(fresh)
             remember_seen([(t, (port, mode, address))])
             print(f"{t.label}: reconnected; Jupyter is at {tun.url} again", flush=True)
