@@ -5,6 +5,7 @@ that the client (Fabric with -S, and the tunnel's ssh with -F) uses to reach the
 Needs root (accounts, sshd as root so that it can switch users). Everything it starts is
 stopped by close(): sshd, and every process of the test users (Jupyter, tmux, kernels)."""
 
+import base64
 import fcntl
 import os
 import pwd
@@ -112,6 +113,37 @@ def jupyter_servers(pids):
     return found
 
 
+def control_master_pid(socket_path):
+    """The pid of the ssh master listening on the control socket, or None (`ssh -O check`)."""
+    r = subprocess.run(["ssh", "-F", "/dev/null", "-o", "BatchMode=yes", "-S", str(socket_path), "-O", "check", "x"],
+                       capture_output=True, text=True, timeout=30)
+    if r.returncode == 0 and "(pid=" in r.stderr:
+        return int(r.stderr.split("(pid=", 1)[1].split(")", 1)[0])
+    return None
+
+
+def end_control_master(socket_path):
+    """End the ssh master of a control socket (`ssh -O exit`, then SIGKILL if it stays), and
+    remove the socket if it is left."""
+    pid = control_master_pid(socket_path)
+    subprocess.run(["ssh", "-F", "/dev/null", "-o", "BatchMode=yes", "-S", str(socket_path), "-O", "exit", "x"],
+                   capture_output=True, timeout=30)
+    if pid:
+        kill_pids(lambda: [pid] if os.path.exists(f"/proc/{pid}") and not _zombie(pid) else [], timeout=5.0, survivors_fail=False)
+    try:
+        os.unlink(socket_path)
+    except (FileNotFoundError, IsADirectoryError):
+        pass
+
+
+def _zombie(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
 @dataclass
 class User:
     name: str
@@ -120,6 +152,8 @@ class User:
     shell: str
     jupyter_on_path: bool
     path: str = None  # the PATH sshd gives the account, if not the usual one
+    otp_secret: str = None  # base32 TOTP secret in ~/.google_authenticator (SSHHost(otp=True))
+    identity: Path = None  # the account's own key, with KEY-cert.pub beside it (SSHHost(cert=True))
 
 
 def _run(*cmd, **kw):
@@ -151,7 +185,7 @@ class SSHHost:
     """One sshd on 127.0.0.1 serving the given users; `alias(user)` names it in ssh_config."""
 
     def __init__(self, users=(("fjtest", "/bin/bash", True, False),), prefix="fabjupyter-tests-", netns=None, start=True,
-                 log_level="VERBOSE", inside=None, env=None):
+                 log_level="VERBOSE", inside=None, env=None, otp=False, cert=False):
         """users: (name, login shell, Jupyter on the PATH sshd gives, uid 0) for each account.
         netns: (name, index) to run sshd in its own network namespace at 10.231.INDEX.2:22, with its
         own loopback (its Jupyter can have 8888 too), reached over a veth pair from this one.
@@ -159,8 +193,20 @@ class SSHHost:
         inside: (another SSHHost with a netns, port): run in that host's namespace on its own
         loopback, 127.0.0.1:PORT there, which nothing outside the namespace can reach.
         env: {NAME: value} that sshd sets in every session of every account (SetEnv), as a site's
-        login environment would (SLURM_CONF on a cluster's login node)."""
+        login environment would (SLURM_CONF on a cluster's login node).
+        otp: a two-factor host: publickey, then keyboard-interactive through PAM's
+        pam_google_authenticator (the server asks "Verification code:"); every account gets a TOTP
+        secret (otp_code() gives its current code, otp_accepted() counts its completed logins).
+        sshd runs as a copy named sshd-otp, so PAM reads /etc/pam.d/sshd-otp (written here) and the
+        system's sshd service is untouched.
+        cert: a host that accepts user certificates of a test CA only (TrustedUserCAKeys,
+        AuthorizedKeysFile none): every account gets its own key, certified for its name, with
+        KEY-cert.pub beside it, and ssh_config names that key.
+        With otp or cert, sshd gives every account Jupyter's PATH (SetEnv) unless it was added with
+        jupyter_on_path=False or a path of its own, so accounts added after start() have it too."""
         self.log_level = log_level
+        self.otp, self.cert = otp, cert
+        self.sshd = SSHD
         self.env = dict(env or {})
         if os.geteuid() != 0:
             raise RuntimeError("the SSH test host needs root (it creates accounts and runs sshd)")
@@ -182,6 +228,10 @@ class SSHHost:
             if netns and not inside:
                 self._make_netns(*netns)
             self._keys()
+            if otp:
+                self._otp_sshd()
+            if cert:
+                self._ca()
             for name, shell, on_path, uid0, *path in users:
                 self.add_user(name, shell, on_path, uid0=uid0, path=path[0] if path else None)
             self._configure()
@@ -246,8 +296,93 @@ class SSHHost:
         keys.write_text(self._client_public)
         keys.chmod(0o644)
         user = User(name, home, info.pw_uid, shell, jupyter_on_path, path)
+        if self.otp:
+            user.otp_secret = self._otp_secret(home, info)
+        if self.cert:
+            user.identity = self._certified_key(alias, name)
         self.users[alias] = user
+        if (self.otp or self.cert) and getattr(self, "ssh_config", None):  # added after set-up
+            if not jupyter_on_path or path:
+                raise ValueError("accounts added after start() get Jupyter's PATH: add this one in users=")
+            self.write_ssh_config()
         return user
+
+    # --- two-factor (otp=True) ------------------------------------------------------------
+    PAM_OTP = "/etc/pam.d/sshd-otp"
+    PAM_OTP_TEXT = (
+        "# fabjupyter tests: the two-factor test sshd (a copy of sshd named sshd-otp)\n"
+        "auth required pam_google_authenticator.so\n"
+        "account required pam_permit.so\n"
+        "session required pam_permit.so\n"
+    )
+
+    def _otp_sshd(self):
+        """sshd under the name sshd-otp (OpenSSH takes the PAM service from its program name), and
+        that service's PAM file."""
+        self.sshd = str(self.base / "sshd-otp")
+        shutil.copy2(SSHD, self.sshd)
+        try:
+            current = Path(self.PAM_OTP).read_text()
+        except FileNotFoundError:
+            current = None
+        if current != self.PAM_OTP_TEXT:
+            tmp = Path(self.PAM_OTP + f".tmp{os.getpid()}")
+            tmp.write_text(self.PAM_OTP_TEXT)
+            tmp.chmod(0o644)
+            tmp.replace(self.PAM_OTP)
+
+    def _otp_secret(self, home, info):
+        secret = base64.b32encode(os.urandom(10)).decode("ascii")
+        path = home / ".google_authenticator"
+        path.write_text(f'{secret}\n" TOTP_AUTH\n" DISALLOW_REUSE\n')
+        os.chown(path, info.pw_uid, info.pw_gid)
+        path.chmod(0o400)
+        return secret
+
+    def otp_code(self, alias, at=None):
+        """The account's TOTP code for the 30 s window of AT (seconds since the epoch; now by
+        default). The server takes the windows next to the current one too (its WINDOW_SIZE is 3),
+        and DISALLOW_REUSE refuses a window's code once it has been used: a second login in the same
+        window can use otp_code(alias, time.time() + 30)."""
+        args = ["oathtool", "--totp", "-b", self.users[alias].otp_secret]
+        if at is not None:
+            args += ["-N", f"@{int(at)}"]
+        return _run(*args).stdout.strip()
+
+    def otp_wrong_code(self, alias):
+        """Six digits the server refuses now: none of the codes of the windows around this one."""
+        now = time.time()
+        valid = {self.otp_code(alias, now + 30 * k) for k in range(-3, 4)}
+        return next(c for c in ("000000", "111111", "123456", "999999") if c not in valid)
+
+    def otp_accepted(self, alias):
+        """How many times the account completed a login (publickey, then the code) on this sshd."""
+        name = self.users[alias].name
+        return self.sshd_log.read_text(errors="replace").count(f"Accepted keyboard-interactive/pam for {name} ")
+
+    # --- user certificates (cert=True) ----------------------------------------------------
+    def _ca(self):
+        self.ca_key = self.base / "user_ca"
+        _run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "fabjupyter-test-user-ca", "-f", str(self.ca_key))
+        self.user_keys = self.base / "user_keys"
+        self.user_keys.mkdir(mode=0o700)
+
+    def _certified_key(self, alias, name):
+        """The account's key (user_keys/ALIAS) and its certificate for principal NAME beside it
+        (user_keys/ALIAS-cert.pub, where OpenSSH and paramiko look for it)."""
+        key = self.user_keys / alias
+        for path in (key, Path(f"{key}.pub"), Path(f"{key}-cert.pub")):
+            path.unlink(missing_ok=True)
+        _run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"fabjupyter-test-{alias}", "-f", str(key))
+        _run("ssh-keygen", "-q", "-s", str(self.ca_key), "-I", f"fabjupyter-test-{alias}", "-n", name, "-V", "-5m:+1d", f"{key}.pub")
+        return key
+
+    def accepted_publickey(self, alias):
+        """How many times the account's key (or certificate) was accepted by this sshd (with otp,
+        the first of the two steps: sshd logs it as "Partial publickey")."""
+        name = self.users[alias].name
+        text = self.sshd_log.read_text(errors="replace")
+        return text.count(f"Accepted publickey for {name} ") + text.count(f"Partial publickey for {name} ")
 
     def _configure(self):
         os.makedirs("/run/sshd", exist_ok=True)
@@ -256,11 +391,11 @@ class SSHHost:
             f"ListenAddress {self.address}",
             f"HostKey {self.host_key}",
             f"PidFile {self.base / 'sshd.pid'}",
-            f"AuthorizedKeysFile {self.keys_dir}/%u",
-            "UsePAM no",
+            f"AuthorizedKeysFile {self.keys_dir}/%u" if not self.cert else "AuthorizedKeysFile none",
+            "UsePAM no" if not self.otp else "UsePAM yes",
             "StrictModes no",
             "PasswordAuthentication no",
-            "KbdInteractiveAuthentication no",
+            "KbdInteractiveAuthentication no" if not self.otp else "KbdInteractiveAuthentication yes",
             "PubkeyAuthentication yes",
             "PermitRootLogin prohibit-password",
             "Subsystem sftp internal-sftp",
@@ -268,19 +403,27 @@ class SSHHost:
             "MaxStartups 100",
             "MaxSessions 100",
         ]
+        if self.otp:
+            lines.append("AuthenticationMethods publickey,keyboard-interactive")
+        if self.cert:
+            lines.append(f"TrustedUserCAKeys {self.ca_key}.pub")
         # sshd takes the first SetEnv line only, and a Match block's replaces the global one:
         # every line carries self.env
         extra = "".join(f" {name}={value}" for name, value in self.env.items())
-        if extra:
+        if self.otp or self.cert:  # accounts added later get Jupyter's PATH too
+            lines.append(f"SetEnv PATH={JUPYTER_VENV}/bin:{STANDARD_PATH}{extra}")
+        elif extra:
             lines.append(f"SetEnv{extra}")
         for user in self.users.values():
-            if user.path:
+            if (self.otp or self.cert) and not user.path and not user.jupyter_on_path:
+                lines += [f"Match User {user.name}", f"    SetEnv PATH={STANDARD_PATH}{extra}"]
+            elif user.path:
                 lines += [f"Match User {user.name}", f"    SetEnv PATH={user.path}{extra}"]
             elif user.jupyter_on_path:
                 lines += [f"Match User {user.name}", f"    SetEnv PATH={JUPYTER_VENV}/bin:{STANDARD_PATH}{extra}"]
         self.sshd_config = self.base / "sshd_config"
         self.sshd_config.write_text("\n".join(lines) + "\n")
-        _run(SSHD, "-t", "-f", str(self.sshd_config))
+        _run(self.sshd, "-t", "-f", str(self.sshd_config))
         self.sshd_log = self.base / "sshd.log"
         self.ssh_config = self.base / "ssh_config"
         self.write_ssh_config()
@@ -289,7 +432,7 @@ class SSHHost:
         """Start sshd (again, after stop())."""
         prefix = ["ip", "netns", "exec", self.netns] if self.netns else []
         self.proc = subprocess.Popen(
-            [*prefix, SSHD, "-D", "-e", "-f", str(self.sshd_config)],
+            [*prefix, self.sshd, "-D", "-e", "-f", str(self.sshd_config)],
             stdout=subprocess.DEVNULL,
             stderr=open(self.sshd_log, "ab"),
         )
@@ -342,7 +485,7 @@ class SSHHost:
                         f"    HostName {self.address}",
                         f"    Port {self.port}",
                         f"    User {user.name}",
-                        f"    IdentityFile {self.client_key}",
+                        f"    IdentityFile {user.identity or self.client_key}",
                         "    IdentitiesOnly yes",
                         f"    UserKnownHostsFile {self.known_hosts}",
                         "    StrictHostKeyChecking yes",

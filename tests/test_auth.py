@@ -1,0 +1,436 @@
+"""Issue 15: one authentication for every host `ssh HOST` reaches. A two-factor login node
+(publickey, then a one-time code asked by the server: SSHHost(otp=True)), the user's own
+ControlMaster, and user certificates (SSHHost(cert=True), no authorized_keys at all).
+
+The two-factor tests run the real `fab` on a terminal of its own (tests/terminal.py), as a user
+does: the server's prompt must appear there and nowhere else, once per login, and the sshd's log
+says how many logins there were (otp_accepted). Each test gets a fresh account, so a code it types
+was never used before (the server refuses a code twice: DISALLOW_REUSE), and its own
+XDG_RUNTIME_DIR (where the tool keeps its control sockets with `multiplex: true`)."""
+
+import itertools
+import json
+import os
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import tempfile
+import time
+import urllib.parse
+from pathlib import Path
+
+import pytest
+
+from .conftest import ROOT, Fab
+from .jupyter_http import login_and_list
+from .sshhost import SSHHost, control_master_pid, end_control_master
+from .terminal import Terminal
+
+PROMPT = "Verification code:"
+PASSWORD = "two factors"
+URL = r"Jupyter is at (\S+)"
+MULTIPLEX = "defaults:\n  multiplex: true\n"
+
+_serial = itertools.count(1)
+
+
+class AuthFab(Fab):
+    """Fab with its own XDG_RUNTIME_DIR, an ssh_config that can be swapped (self.config), runs on
+    a terminal, fresh one-time codes, and a teardown that also ends the ssh masters left."""
+
+    def __init__(self, sshhost, user, hosts_file):
+        super().__init__(sshhost, user, hosts_file)
+        self.config = sshhost.ssh_config
+        # short: the tool's control sockets go under it, and a Unix socket's path has ~100 bytes
+        self.runtime = Path(tempfile.mkdtemp(prefix="fjrun-", dir="/tmp"))
+        self.runtime.chmod(0o700)
+        self.started = time.time()
+        self.terminals = []
+        self.used_steps = set()
+        self.extra_sockets = []  # control sockets of the test's own (the user's ControlPath)
+
+    def env(self):
+        return dict(super().env(), XDG_RUNTIME_DIR=str(self.runtime))
+
+    def args(self, *args, host=None):
+        cmd = super().args(*args, host=host)
+        cmd[cmd.index("-S") + 1] = str(self.config)
+        return cmd
+
+    def terminal(self, *args, stdin_text=None, stdout_file=None):
+        """`fab -S CONFIG -H USER ARGS...` on a terminal of its own."""
+        term = Terminal(self.args(*args), env=self.env(), cwd=ROOT, stdin_text=stdin_text, stdout_file=stdout_file)
+        self.terminals.append(term)
+        return term
+
+    def setup_on_terminal(self):
+        return self.terminal("setup", "--password-stdin", stdin_text=PASSWORD + "\n")
+
+    def code(self):
+        """A code the server takes now and has not been given yet in this test: the current
+        window's, else the next one's (it takes one window either side), else wait for a window."""
+        while True:
+            step = int(time.time() // 30)
+            for s in (step, step + 1):
+                if s not in self.used_steps:
+                    self.used_steps.add(s)
+                    return self.sshhost.otp_code(self.user, s * 30 + 15)
+            time.sleep(30 - time.time() % 30 + 0.5)
+
+    def answer(self, term, timeout=60):
+        """Wait for the server's prompt on TERM and type a good code; returns the code."""
+        term.expect(PROMPT, timeout)
+        code = self.code()
+        term.type(code)
+        return code
+
+    def shown(self, term):
+        """What TERM showed, and this account's lines of the sshd log: for failure messages."""
+        name = self.sshhost.users[self.user].name
+        log = [line for line in self.sshhost.sshd_log.read_text(errors="replace").splitlines() if name in line]
+        return term.output + "\n--- sshd log, this account ---\n" + "\n".join(log[-30:])
+
+    def control_sockets(self):
+        """The tool's control sockets made in this test: in its private directory, wherever the
+        tool put it ($XDG_RUNTIME_DIR/fabjupyter/ssh, ~/.cache/fabjupyter/ssh or
+        /tmp/fabjupyter-ssh-UID). In the shared ones, only those whose master runs with this
+        test's environment (another test run's, or the user's, are left alone)."""
+        own = self.runtime / "fabjupyter"
+        shared = [Path.home() / ".cache" / "fabjupyter", Path(f"/tmp/fabjupyter-ssh-{os.getuid()}")]
+        found = []
+        for top in [own, *shared]:
+            if not top.is_dir():
+                continue
+            for path in top.rglob("*"):
+                try:
+                    st = path.lstat()
+                except OSError:
+                    continue
+                if stat.S_ISSOCK(st.st_mode) and (top == own or (st.st_ctime >= self.started - 1 and self._ours(path))):
+                    found.append(path)
+        return found
+
+    def _ours(self, sock):
+        pid = control_master_pid(sock)
+        try:
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0") if pid else []
+        except OSError:
+            return False
+        return f"XDG_RUNTIME_DIR={self.runtime}".encode() in environ
+
+    def cleanup(self):
+        try:
+            for term in self.terminals:
+                term.close()
+            super().cleanup()
+        finally:
+            for sock in self.control_sockets() + self.extra_sockets:
+                end_control_master(sock)
+            shutil.rmtree(self.runtime, ignore_errors=True)
+
+
+# --- fixtures ------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def otp_host():
+    host = SSHHost(users=[], prefix="fabjupyter-otp-", otp=True)
+    try:
+        yield host
+    finally:
+        host.close()
+
+
+@pytest.fixture
+def otp_fab(otp_host, tmp_path):
+    """`fab` against a fresh account of the two-factor host (no code of its used yet)."""
+    alias = f"fjotp{next(_serial)}"
+    otp_host.add_user(alias)
+    fab = AuthFab(otp_host, alias, tmp_path / "hosts.yaml")
+    try:
+        yield fab
+    finally:
+        try:
+            fab.cleanup()
+        finally:
+            otp_host.kill_user_processes(alias)
+
+
+@pytest.fixture(scope="module")
+def cert_host():
+    host = SSHHost(users=[], prefix="fabjupyter-cert-", cert=True)
+    try:
+        yield host
+    finally:
+        host.close()
+
+
+@pytest.fixture
+def cert_fab(cert_host, tmp_path):
+    """`fab` against a fresh account of the certificate host (its key and certificate made now)."""
+    alias = f"fjcert{next(_serial)}"
+    cert_host.add_user(alias)
+    fab = AuthFab(cert_host, alias, tmp_path / "hosts.yaml")
+    try:
+        yield fab
+    finally:
+        try:
+            fab.cleanup()
+        finally:
+            cert_host.kill_user_processes(alias)
+
+
+@pytest.fixture
+def own_fab(fab):
+    """The session's key-only account (fjtest) with AuthFab's extras."""
+    extra = AuthFab(fab.sshhost, fab.user, fab.hosts_file)
+    try:
+        yield extra
+    finally:
+        extra.cleanup()
+
+
+def local_port_of(url):
+    return urllib.parse.urlsplit(url).port
+
+
+def refused(port, timeout=10.0):
+    """Whether connecting to 127.0.0.1:PORT is refused (waiting up to TIMEOUT for it to be)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        except ConnectionRefusedError:
+            return True
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+
+
+# --- the test hosts themselves -------------------------------------------------------------
+def test_otp_host_asks_for_a_code(otp_fab):
+    """The two-factor sshd as plain OpenSSH meets it: the server's prompt on the terminal, the
+    code from oathtool accepted (and not echoed), a wrong one refused."""
+    h, alias = otp_fab.sshhost, otp_fab.user
+    term = Terminal(["ssh", "-F", str(h.ssh_config), alias, "echo logged-in"])
+    otp_fab.terminals.append(term)
+    code = otp_fab.answer(term, 20)
+    assert term.wait(20) == 0, term.output
+    assert "logged-in" in term.output and code not in term.output
+    assert h.otp_accepted(alias) == 1
+    term = Terminal(["ssh", "-F", str(h.ssh_config), "-o", "NumberOfPasswordPrompts=1", alias, "true"])
+    otp_fab.terminals.append(term)
+    term.expect(PROMPT, 20)
+    term.type(h.otp_wrong_code(alias))
+    assert term.wait(20) == 255, term.output
+    assert "Permission denied" in term.output
+    assert h.otp_accepted(alias) == 1
+
+
+def test_cert_host_takes_the_certificate_only(cert_fab, tmp_path):
+    """The certificate sshd: the key with its certificate beside it logs in; the same key
+    without the certificate does not (no authorized_keys anywhere)."""
+    h, alias = cert_fab.sshhost, cert_fab.user
+    r = subprocess.run(["ssh", "-F", str(h.ssh_config), "-o", "BatchMode=yes", alias, "id -un"], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == h.users[alias].name
+    bare = tmp_path / "bare_key"
+    shutil.copy(h.users[alias].identity, bare)
+    bare.chmod(0o600)
+    cfg = tmp_path / "bare_config"
+    cfg.write_text(h.ssh_config.read_text().replace(str(h.users[alias].identity), str(bare)))
+    r = subprocess.run(["ssh", "-F", str(cfg), "-o", "BatchMode=yes", alias, "true"], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 255 and "Permission denied" in r.stderr, r.stderr
+
+
+# --- two-factor ----------------------------------------------------------------------------
+def test_setup_and_tunnel_in_one_run_ask_once(otp_fab):
+    fab = otp_fab
+    term = fab.terminal("setup", "--password-stdin", "tunnel", stdin_text=PASSWORD + "\n")
+    code = fab.answer(term, 60)
+    url = term.expect(URL, 180).group(1)
+    assert login_and_list(url, PASSWORD)[1] == 200
+    assert term.count(PROMPT) == 1, term.output
+    assert code not in term.output
+    assert fab.sshhost.otp_accepted(fab.user) == 1
+    term.interrupt()
+    assert term.wait(30) in (0, 130), fab.shown(term)
+    assert "tunnel closed" in term.output
+    assert term.count(PROMPT) == 1, term.output
+    assert "Traceback" not in term.output
+
+
+def test_multiplex_one_login_for_every_run(otp_fab):
+    """multiplex: true: setup, status, tunnel and stop, four runs, one login and one prompt; the
+    control socket sits in a private directory."""
+    fab = otp_fab
+    fab.hosts(MULTIPLEX)
+    term = fab.setup_on_terminal()
+    fab.answer(term, 60)
+    assert term.wait(180) == 0, fab.shown(term)
+    assert term.count(PROMPT) == 1
+    sockets = fab.control_sockets()
+    assert sockets, "no control socket of the tool's after setup"
+    for sock in sockets:
+        parent = sock.parent.stat()
+        assert stat.S_IMODE(parent.st_mode) == 0o700, (sock.parent, oct(parent.st_mode))
+        assert parent.st_uid == os.getuid()
+        assert stat.S_IMODE(sock.lstat().st_mode) & 0o007 == 0, (sock, oct(sock.lstat().st_mode))
+
+    term = fab.terminal("status")
+    assert term.wait(120, fail_on=PROMPT) == 0, fab.shown(term)
+
+    term = fab.terminal("tunnel")
+    index, m = term.expect_any([PROMPT, URL], 120)
+    assert index == 1, f"the tunnel asked again:\n{term.output}"
+    assert login_and_list(m.group(1), PASSWORD)[1] == 200
+    term.interrupt()
+    assert term.wait(30, fail_on=PROMPT) in (0, 130), fab.shown(term)
+
+    term = fab.terminal("stop")
+    assert term.wait(120, fail_on=PROMPT) == 0, fab.shown(term)
+    assert fab.sshhost.otp_accepted(fab.user) == 1
+
+
+def test_status_json_stays_pure(otp_fab, tmp_path):
+    """The prompt goes to the terminal, not into `status --json > OUT`, and the code typed is not
+    shown."""
+    fab = otp_fab
+    term = fab.setup_on_terminal()
+    fab.answer(term, 60)
+    assert term.wait(180) == 0, fab.shown(term)
+    out = tmp_path / "status.json"
+    term = fab.terminal("status", "--json", stdout_file=out)
+    code = fab.answer(term, 60)
+    assert term.wait(120) == 0, fab.shown(term)
+    assert PROMPT in term.output and code not in term.output
+    lines = out.read_text().splitlines()
+    assert len(lines) == 1, lines
+    assert isinstance(json.loads(lines[0]), dict)
+
+
+@pytest.mark.parametrize("multiplex", [False, True], ids=["paramiko", "multiplex"])
+def test_no_terminal_fails_with_one_line(otp_fab, multiplex):
+    """No controlling terminal (cron, CI) and a host that asks for a code: one clear line, no
+    prompt, no traceback."""
+    fab = otp_fab
+    if multiplex:
+        fab.hosts(MULTIPLEX)
+    r = subprocess.run(fab.args("status"), cwd=ROOT, env=fab.env(), stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                       start_new_session=True, timeout=120)
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    assert "Traceback" not in r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    assert fab.user in lines[0] and "interactive authentication" in lines[0] and "no terminal" in lines[0], lines[0]
+    assert PROMPT not in r.stdout
+    assert fab.sshhost.otp_accepted(fab.user) == 0
+
+
+@pytest.mark.parametrize("multiplex", [False, True], ids=["paramiko", "multiplex"])
+def test_wrong_code_asks_once_and_changes_nothing(otp_fab, multiplex):
+    fab = otp_fab
+    if multiplex:
+        fab.hosts(MULTIPLEX)
+    term = fab.setup_on_terminal()
+    term.expect(PROMPT, 60)
+    term.type(fab.sshhost.otp_wrong_code(fab.user))
+    assert not term.shows_within(PROMPT, 5), f"asked again:\n{term.output}"
+    assert term.wait(60, fail_on=PROMPT) == 1, fab.shown(term)
+    assert term.count(PROMPT) == 1
+    assert "not accept" in term.output
+    assert "Traceback" not in term.output
+    assert not (fab.home / ".fabjupyter").exists()
+    assert fab.sshhost.otp_accepted(fab.user) == 0
+
+
+# --- the user's own ControlMaster ----------------------------------------------------------
+@pytest.mark.parametrize("premade", [False, True], ids=["first-run-makes-it", "running-before"])
+def test_users_control_master_survives_the_tunnel(own_fab, premade):
+    """ssh_config with ControlMaster auto / ControlPersist: the tunnel works through it, and when it
+    ends the master still runs and nothing listens on the tunnel's port any more."""
+    fab = own_fab
+    cm_dir = Path(tempfile.mkdtemp(prefix="fjcm-", dir="/tmp"))
+    cfg = cm_dir / "ssh_config"
+    cfg.write_text(fab.sshhost.ssh_config.read_text()
+                   + f"\nHost {fab.user}\n  ControlMaster auto\n  ControlPath {cm_dir}/cm-%C\n  ControlPersist 60\n")
+    fab.config = cfg
+    check = ["ssh", "-F", str(cfg), "-O", "check", fab.user]
+    try:
+        if premade:
+            subprocess.run(["ssh", "-F", str(cfg), "-o", "BatchMode=yes", fab.user, "true"], check=True, timeout=30)
+            assert subprocess.run(check, capture_output=True, timeout=30).returncode == 0
+        fab.setup(password=PASSWORD)
+        proc, url, out = fab.tunnel()
+        assert url, out
+        assert login_and_list(url, PASSWORD)[1] == 200
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(30) in (0, 130), out
+        r = subprocess.run(check, capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0, f"the master is gone: {r.stderr}"
+        assert refused(local_port_of(url)), f"something still listens on the tunnel's port {local_port_of(url)}"
+    finally:
+        subprocess.run(["ssh", "-F", str(cfg), "-O", "exit", fab.user], capture_output=True, timeout=30)
+        for sock in cm_dir.glob("cm-*"):
+            end_control_master(sock)
+        shutil.rmtree(cm_dir, ignore_errors=True)
+
+
+# --- user certificates ---------------------------------------------------------------------
+@pytest.mark.parametrize("multiplex", [False, True], ids=["paramiko", "multiplex"])
+def test_certificate_beside_the_key(cert_fab, multiplex):
+    """IdentityFile KEY with KEY-cert.pub beside it, and a host that takes certificates only."""
+    fab = cert_fab
+    if multiplex:
+        fab.hosts(MULTIPLEX)
+    fab.setup(password=PASSWORD)
+    fab.status()  # one JSON line
+    proc, url, out = fab.tunnel()
+    assert url, out
+    assert login_and_list(url, PASSWORD)[1] == 200
+    name = fab.sshhost.users[fab.user].name
+    assert f"Accepted publickey for {name} " in fab.sshhost.sshd_log.read_text()
+    assert "-CERT " in next(line for line in fab.sshhost.sshd_log.read_text().splitlines() if f"Accepted publickey for {name} " in line)
+
+
+# --- healing (slow: it waits for reconnections) ---------------------------------------------
+def test_tunnel_heals_after_the_master_dies(otp_fab):
+    """multiplex: true, a tunnel open: the master dies; the tunnel says so, asks once, reconnects
+    with the new code. It dies again and the code is wrong: the tunnel ends with status 1, asking
+    no more."""
+    fab = otp_fab
+    fab.hosts(MULTIPLEX)
+    term = fab.terminal("setup", "--password-stdin", "tunnel", stdin_text=PASSWORD + "\n")
+    first = fab.answer(term, 60)
+    url = term.expect(URL, 180).group(1)
+    assert login_and_list(url, PASSWORD)[1] == 200
+    assert term.count(PROMPT) == 1
+
+    def kill_master():
+        pids = [pid for pid in map(control_master_pid, fab.control_sockets()) if pid]
+        assert pids, "no master of the tool's is running"
+        for pid in pids:
+            os.kill(pid, signal.SIGTERM)
+
+    kill_master()
+    term.expect(r"(?i)lost", 60)
+    term.expect(PROMPT, 60)
+    second = fab.code()
+    assert second != first
+    term.type(second)
+    term.expect(r"reconnected", 120)
+    assert login_and_list(url, PASSWORD)[1] == 200
+    assert term.count(PROMPT) == 2, term.output
+    assert fab.sshhost.otp_accepted(fab.user) == 2
+
+    kill_master()
+    term.expect(PROMPT, 60)
+    term.type(fab.sshhost.otp_wrong_code(fab.user))
+    assert not term.shows_within(PROMPT, 10), f"asked again:\n{term.output}"
+    assert term.wait(60, fail_on=PROMPT) == 1, fab.shown(term)
+    after = term.output.split(PROMPT)[-1].lower()
+    assert "not accept" in after or ("authentication" in after and "fail" in after), after
+    assert "Traceback" not in term.output
+    assert term.count(PROMPT) == 3
