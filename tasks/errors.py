@@ -26,7 +26,11 @@ class HostError(UserError):
 
 class AuthError(HostError):
     """The host refused the login (a key, or an answer to its prompt): asking again would only
-    ask again, so whoever meets it stops."""
+    ask again, so whoever meets it stops. REASON: the refusal alone, for a caller's own sentence."""
+
+    def __init__(self, label, message, reason=None):
+        super().__init__(label, message)
+        self.reason = reason or message
 
 
 def _raise_interrupt(signum, frame):

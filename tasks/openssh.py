@@ -291,7 +291,7 @@ class Route:
             if self.alive():
                 return
             if self.refused:
-                raise AuthError(label, self.refused)
+                raise AuthError(label, self.refused + "; not asked again in this run", reason=self.refused)
             if self._hold():  # someone's master (the user's, an earlier run's) is there
                 return
             prompt = can_prompt()
@@ -345,12 +345,12 @@ class Route:
                                  "there is no terminal to ask on; run this from a terminal (once, with multiplex: true in "
                                  "hosts.yaml, to keep that login for later runs)")
             if asks:
-                self.refused = ("the server did not accept the answer to its prompt (a one-time code or password); nothing was "
-                                "changed; run again with a new code")
+                self.refused = "the server did not accept the answer to its prompt (a one-time code or password)"
             else:
                 self.refused = (f"authentication failed for {self.host} ({last}); check the user, the key (-i KEY or "
                                 "identity: in hosts.yaml) and ssh-agent")
-            return AuthError(label, self.refused)
+            return AuthError(label, self.refused + ("; nothing was changed; run again with a new code" if asks else ""),
+                             reason=self.refused)
         if "Host key verification failed" in text or "HOST IDENTIFICATION HAS CHANGED" in text:
             return HostError(label, f"the host key of {self.host} is unknown or has changed ({last}); check known_hosts "
                              "(--accept-new-host-key records a new one)")

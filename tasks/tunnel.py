@@ -681,6 +681,8 @@ def tunnel(c, local_port=None, open_=False, group=None, workers=None, name=None,
         if open_:
             webbrowser.open(tun.url)
         keep_alive(t, tun)
+    except AuthError as e:
+        raise AuthError(t.label, f"logging in again failed: {e.reason}; the tunnel is closed") from None
     except KeyboardInterrupt:
         print(f"{t.label}: tunnel closed", flush=True)
     finally:
@@ -742,7 +744,7 @@ def _reconnect(t, tun):
             continue
         if not fresh.wait_ready(READY_TIMEOUT) and fresh.refused():
             fresh.close()
-            raise AuthError(t.label, f"logging in again was refused ({fresh.failure()}); the tunnel is closed")
+            raise AuthError(t.label, "refused", reason=f"ssh said: {fresh.failure()}")
         if fresh.ready:
             tun.adopt(fresh)
             remember_seen([(t, (port, mode, address))])
