@@ -434,3 +434,41 @@ def test_tunnel_heals_after_the_master_dies(otp_fab):
     assert "not accept" in after and "the tunnel is closed" in after, after
     assert "Traceback" not in term.output
     assert term.count(PROMPT) == 3
+
+
+@pytest.mark.parametrize("multiplex", [False, True], ids=["paramiko", "multiplex"])
+def test_match_block_certificate_file_and_proxyjump(cert_fab, sshhost, tmp_path, multiplex):
+    """What ssh_config says applies on both paths: a `Match originalhost` block gives the host its
+    address, account, key and a CertificateFile kept away from the key (so only that line finds
+    it), and the way in is a ProxyJump through another sshd."""
+    fab = cert_fab
+    user = fab.sshhost.users[fab.user]
+    elsewhere = tmp_path / "certs" / "mine.pub"
+    elsewhere.parent.mkdir()
+    beside = Path(f"{user.identity}-cert.pub")
+    shutil.move(beside, elsewhere)
+    try:
+        jump = sshhost.ssh_config.read_text()  # the session's sshd, as host fjtest
+        config = tmp_path / "match_config"
+        config.write_text(
+            jump + "\nMatch originalhost matched\n"
+            f"  HostName {fab.sshhost.address}\n  Port {fab.sshhost.port}\n  User {user.name}\n"
+            f"  IdentityFile {user.identity}\n  CertificateFile {elsewhere}\n  IdentitiesOnly yes\n"
+            f"  UserKnownHostsFile {fab.sshhost.known_hosts}\n  StrictHostKeyChecking yes\n  ProxyJump fjtest\n"
+        )
+        fab.config = config
+        if multiplex:
+            fab.hosts(MULTIPLEX)
+        before = sshhost.sshd_log.read_text().count("Accepted publickey for " + sshhost.users["fjtest"].name + " ")
+        fab("setup", "--password-stdin", input=PASSWORD + "\n", host="matched")
+        assert json.loads(fab("status", "--json", host="matched").stdout)["running"] is True
+        proc, url, out = fab.tunnel(cmd=fab.args("tunnel", host="matched"))
+        assert url, out
+        assert login_and_list(url, PASSWORD)[1] == 200
+        name = user.name
+        accepted = [line for line in fab.sshhost.sshd_log.read_text().splitlines() if f"Accepted publickey for {name} " in line]
+        assert accepted and all("-CERT " in line for line in accepted)
+        # and every one of those logins came through the jump host
+        assert sshhost.sshd_log.read_text().count("Accepted publickey for " + sshhost.users["fjtest"].name + " ") > before
+    finally:
+        shutil.move(elsewhere, beside)
