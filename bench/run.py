@@ -15,6 +15,7 @@ import platform
 import re
 import resource
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -352,11 +353,15 @@ class Bench:
             print(f"| {name} | {c['connections']} | {c['auth']} | {c['open session']} | {c['awaited']} | {c['open direct-tcpip']} | {trips} |")
         self.round_trips = rows
 
-    def forward_figures(self, size_mib=200, requests=200):
+    def forward_figures(self, size_mib=200, requests=200, ours_host=USER, raw_host=USER, at="", goals=True, setup=True):
         """Both forwards open at once and measured in turns (ABBA), so that whatever else this
-        machine does at a moment weighs on both alike."""
-        print("Through the forward, no added delay:", flush=True)
-        self.fab(USER, "setup", "--password-stdin", input=PASSWORD + "\n")
+        machine does at a moment weighs on both alike. OURS_HOST: the name `fab tunnel` is given
+        (a hosts.yaml entry with multiplex: true puts its forward on that host's master), RAW_HOST
+        the ssh_config alias of the raw `ssh -N -L` (a login of its own: ControlMaster=no); AT: how
+        far, in the labels; goals=False: the rows are context. Returns the fab tunnel's local port."""
+        print(f"Through the forward, {at or 'no added delay'}:", flush=True)
+        if setup:
+            self.fab(USER, "setup", "--password-stdin", input=PASSWORD + "\n")
         jport = self.port()
         self.host.as_user(USER, f"head -c {size_mib * 1024 * 1024} /dev/zero > big.bin")
         names = ("raw ssh -N -L", "fab tunnel")
@@ -365,9 +370,11 @@ class Bench:
             for name in names:
                 lp = free_port()
                 if name == "fab tunnel":
-                    procs.append(self.fab_popen(USER, "tunnel", "--local-port", str(lp)))
+                    procs.append(self.fab_popen(ours_host, "tunnel", "--local-port", str(lp)))
+                    ours_port = lp
                 else:
-                    procs.append(subprocess.Popen(self.ssh(USER, "-N", "-L", f"127.0.0.1:{lp}:127.0.0.1:{jport}"),
+                    procs.append(subprocess.Popen(self.ssh(raw_host, "-N", "-o", "ControlMaster=no", "-o", "ControlPath=none",
+                                                           "-L", f"127.0.0.1:{lp}:127.0.0.1:{jport}"),
                                                   stderr=subprocess.DEVNULL))
                 wait_port(lp, 30)
                 self.until_authenticated(f"http://127.0.0.1:{lp}/")
@@ -400,10 +407,128 @@ class Bench:
                 p.send_signal(signal.SIGTERM)
                 p.wait()
         raw, ours = [(size_mib / statistics.median(secs[n]), statistics.median(lat[n]) * 1000) for n in names]
-        self.row(f"tunnel throughput ({size_mib} MiB download, median of 4)", ours[0], raw[0], "raw ssh -N -L", ">= 0.9x",
-                 ours[0] >= 0.9 * raw[0], unit="MiB/s")
-        self.row(f"request latency, new connection (median of {requests})", ours[1], raw[1], "raw ssh -N -L", "<= 1.2x",
-                 ours[1] <= 1.2 * raw[1], unit="ms")
+        where = f", {at}" if at else ""
+        self.row(f"tunnel throughput ({size_mib} MiB download, median of 4){where}", ours[0], raw[0], "raw ssh -N -L",
+                 ">= 0.9x" if goals else "(context, >= 0.9x)", ours[0] >= 0.9 * raw[0], unit="MiB/s")
+        self.row(f"request latency, new connection (median of {requests}){where}", ours[1], raw[1], "raw ssh -N -L",
+                 "<= 1.2x" if goals else "(context, <= 1.2x)", ours[1] <= 1.2 * raw[1], unit="ms")
+        return ours_port
+
+    # --- the OpenSSH path: this tool's own master (multiplex: true) ---------------------------
+    def counted(self, fn):
+        """What fn asked of sshd, from its DEBUG1 log (sshd_requests)."""
+        log = self.host.sshd_log
+        start = log.stat().st_size
+        fn()
+        time.sleep(0.5)  # sshd logs a session's end as the client goes
+        return sshd_requests(log.read_bytes()[start:].decode(errors="replace"))
+
+    def mux_figures(self):
+        """Issue 15: a host with `multiplex: true`, its master already running (started by an
+        earlier run, kept by ControlPersist), at the proxy's RTT and at 0 ms (sshd directly).
+        `status` against `ssh -S MASTER host true` on the same master, and its round trips on the
+        network: (at RTT - at 0 ms) / RTT, the same local work on both sides of the subtraction;
+        the tunnel's forward on the master against a raw `ssh -N -L` with a login of its own; as
+        context, `status` without multiplex (paramiko, a login each run) and fab's own start-up.
+        Every master is ended (ssh -O exit) at the end. Returns the private runtime directory
+        (the masters' control sockets are under it)."""
+        rtt = self.rtt
+        at = f"{rtt * 1000:.0f} ms RTT"
+        print(f"Through this tool's OpenSSH master (multiplex: true), {at} (delaying proxy) and 0 ms:", flush=True)
+        tmp = Path(tempfile.mkdtemp())
+        runtime = tmp / "run"
+        runtime.mkdir(mode=0o700)
+        # the masters' sockets in a directory of this run's, and its remembered ports too
+        self.env = dict(self.env, XDG_RUNTIME_DIR=str(runtime), XDG_CONFIG_HOME=str(tmp / "config"))
+        self.mux_runtime = runtime
+        control = runtime / "fabjupyter" / "ssh"
+        self.hosts_file.write_text(f"hosts:\n  mux-far:\n    host: far\n    multiplex: true\n"
+                                   f"  mux-near:\n    host: {USER}\n    multiplex: true\n")
+        masters = {}  # ssh_config alias: its master's control socket
+        try:
+            self.fab(USER, "setup", "--password-stdin", input=PASSWORD + "\n")  # (USER is not in hosts.yaml: paramiko)
+            for name, alias in (("mux-near", USER), ("mux-far", "far")):
+                before = set(control.iterdir()) if control.exists() else set()
+                state = json.loads(self.fab(name, "status", "--json").stdout)  # the earlier run that starts the master
+                if not state.get("running"):
+                    raise RuntimeError(f"fab -H {name} status: {state}")
+                new = set(control.iterdir()) - before
+                if len(new) != 1:
+                    raise RuntimeError(f"fab -H {name} status left {len(new)} new control sockets in {control}, not one")
+                masters[alias] = new.pop()
+                check = subprocess.run(self.ssh(alias, "-S", str(masters[alias]), "-O", "check"), capture_output=True, text=True)
+                print(f"  master for {name}: {masters[alias].name} ({check.stderr.strip()})", flush=True)
+
+            def through_master(alias):
+                subprocess.run(self.ssh(alias, "-S", str(masters[alias]), "-o", "ControlMaster=no", "-o", "BatchMode=yes") + ["true"],
+                               check=True, capture_output=True)
+
+            def local(*argv):
+                subprocess.run(argv, cwd=ROOT, env=self.env, check=True, capture_output=True)
+
+            (mux_far, s_far, mux_near, s_near, plain_far, login_far, fab_version, fab_list, import_tasks) = turns(
+                self.runs, lambda: self.fab("mux-far", "status"), lambda: through_master("far"),
+                lambda: self.fab("mux-near", "status"), lambda: through_master(USER),
+                lambda: self.fab("far", "status"), self.ssh_true_once,
+                lambda: local(*FAB, "--version"), lambda: local(*FAB, "--list"), lambda: local(sys.executable, "-c", "import tasks"),
+            )
+            network = mux_far - mux_near
+            self.row(f"status through a live master (multiplex: true), {at}", mux_far, s_far,
+                     "ssh -S MASTER host true (the same master)", "<= 3 RTT on the network", network <= 3 * rtt)
+            print(f"    on the network, (at {at} - at 0 ms) / RTT: status {network / rtt:.2f} RTT, "
+                  f"ssh -S MASTER true {(s_far - s_near) / rtt:.2f} RTT; "
+                  f"(status - fab --list) / RTT: {(mux_far - fab_list) / rtt:.2f}", flush=True)
+            self.row("  (context) status through a live master, 0 ms RTT", mux_near, s_near, "ssh -S MASTER host true, 0 ms",
+                     "(context)", True)
+            self.row("  (context) fab's own start-up: fab --list (fabric and the fabfile)", fab_list, fab_version, "fab --version",
+                     "(context)", True)
+            print(f"    (context) python -c 'import tasks': {import_tasks:.3f} s", flush=True)
+            self.row(f"  (context) status without multiplex (paramiko, a login each run), {at}", plain_far, mux_far,
+                     "status through the master", "(context)", True)
+            self.row(f"  (context) ssh host true (a login of its own), {at}", login_far, s_far, "ssh -S MASTER host true",
+                     "(context)", True)
+
+            print(f"  What each asks of sshd, {at} (DEBUG1 log; a mux client adds no connection and no auth):", flush=True)
+            print("  | command | connections | auth requests | sessions | replies awaited |", flush=True)
+            print("  |---|---|---|---|---|", flush=True)
+            for name, fn in (("ssh -S MASTER host true", lambda: through_master("far")),
+                             ("fab status, multiplex: true", lambda: self.fab("mux-far", "status")),
+                             ("fab status, paramiko", lambda: self.fab("far", "status"))):
+                c = self.counted(fn)
+                print(f"  | {name} | {c['connections']} | {c['auth']} | {c['open session']} | {c['awaited']} |", flush=True)
+
+            for host, raw_host, where, size, requests, goals in (("mux-far", "far", at, 100, 50, True),
+                                                                 ("mux-near", USER, "0 ms RTT", 200, 200, False)):
+                lp = self.forward_figures(size_mib=size, requests=requests, ours_host=host, raw_host=raw_host, at=where,
+                                          goals=goals, setup=False)
+                try:
+                    socket.create_connection(("127.0.0.1", lp), timeout=2).close()
+                    removed = "NO: the master still listens on it"
+                except OSError:
+                    removed = "yes"
+                check = subprocess.run(self.ssh(raw_host, "-S", str(masters[raw_host]), "-O", "check"), capture_output=True, text=True)
+                print(f"    after fab tunnel ended: its forward (port {lp}) removed from the master: {removed}; "
+                      f"the master: {check.stderr.strip() or check.returncode}", flush=True)
+        finally:
+            for sock in sorted(control.iterdir()) if control.exists() else ():
+                subprocess.run(self.ssh("far", "-S", str(sock), "-O", "exit"), capture_output=True)
+            self.hosts_file.write_text("")
+        return runtime
+
+
+def leftovers(*needles):
+    """Processes whose command line names one of NEEDLES (paths of this run's): pid and command."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:
+            continue
+        if cmd and any(n in cmd for n in needles):
+            found.append(f"{entry.name} {cmd[:160]}")
+    return found
 
 
 def fleet_figure(runs, count=8, rtt_ms=0):
@@ -866,8 +991,26 @@ def main(argv=None):
     ap.add_argument("--plot", metavar="PNG", help="instead: setup time vs RTT (0-200 ms) against its floor, drawn to PNG (needs matplotlib)")
     ap.add_argument("--slurm", action="store_true", help="instead: the batch-job figure, on a test SLURM cluster")
     ap.add_argument("--install", action="store_true", help="instead: setup --install on an offline host, from a warm cache")
+    ap.add_argument("--mux", action="store_true", help="instead: multiplex: true (this tool's own OpenSSH master) at --rtt-ms: status "
+                    "against ssh -S MASTER true, the tunnel's forward on the master against raw ssh -N -L")
     ap.add_argument("--fleet32", action="store_true", help="instead: the group figures on 32 hosts at --rtt-ms (about 10 minutes)")
     args = ap.parse_args(argv)
+    if args.mux:
+        print(f"Machine: {machine()}")
+        print(f"Date: {time.strftime('%Y-%m-%d')}; medians of {args.runs} runs unless noted, each figure and its baseline in turns",
+              flush=True)
+        b = Bench(args.rtt_ms, args.runs)
+        try:
+            b.mux_figures()
+        finally:
+            b.close()
+            runtime = getattr(b, "mux_runtime", None)
+            needles = [str(b.host.base)] + ([str(runtime)] if runtime else [])
+            left = leftovers(*needles)
+            print(f"Left running after the end (processes naming {', '.join(needles)}): {'; '.join(left) or 'none'}", flush=True)
+        print()
+        print_table(b.rows)
+        return 0
     if args.fleet32:
         print(f"Machine: {machine()}")
         print(f"Date: {time.strftime('%Y-%m-%d')}; medians of {args.runs} runs, each figure and its baseline in turns", flush=True)
