@@ -28,7 +28,7 @@ from pathlib import Path
 
 from tasks import agent
 from tasks.password import fresh_hash
-from tasks.protocol import BOOT
+from tasks.protocol import BOOT, agent_script
 from tests.jupyter_http import Session
 from tests.sshhost import JUPYTER_VENV, SSHHost, free_port, interpreter_of, wait_port
 
@@ -463,12 +463,21 @@ class Bench:
                 subprocess.run(self.ssh(alias, "-S", str(masters[alias]), "-o", "ControlMaster=no", "-o", "BatchMode=yes") + ["true"],
                                check=True, capture_output=True)
 
+            # status's own agent script, as run_agent sends it: the same remote work and bytes without fab
+            script = agent_script("status", {"instance": "default"}).encode()
+
+            def agent_through_master(alias):
+                r = subprocess.run(self.ssh(alias, "-S", str(masters[alias]), "-o", "ControlMaster=no", "-o", "BatchMode=yes")
+                                   + ["sh -s"], input=script, check=True, capture_output=True)
+                if b'"reply"' not in r.stdout:
+                    raise RuntimeError(f"the status agent through ssh -S: {r.stdout[-300:]!r} {r.stderr[-300:]!r}")
+
             def local(*argv):
                 subprocess.run(argv, cwd=ROOT, env=self.env, check=True, capture_output=True)
 
-            (mux_far, s_far, mux_near, s_near, plain_far, login_far, fab_version, fab_list, import_tasks) = turns(
-                self.runs, lambda: self.fab("mux-far", "status"), lambda: through_master("far"),
-                lambda: self.fab("mux-near", "status"), lambda: through_master(USER),
+            (mux_far, s_far, a_far, mux_near, s_near, a_near, plain_far, login_far, fab_version, fab_list, import_tasks) = turns(
+                self.runs, lambda: self.fab("mux-far", "status"), lambda: through_master("far"), lambda: agent_through_master("far"),
+                lambda: self.fab("mux-near", "status"), lambda: through_master(USER), lambda: agent_through_master(USER),
                 lambda: self.fab("far", "status"), self.ssh_true_once,
                 lambda: local(*FAB, "--version"), lambda: local(*FAB, "--list"), lambda: local(sys.executable, "-c", "import tasks"),
             )
@@ -476,8 +485,12 @@ class Bench:
             self.row(f"status through a live master (multiplex: true), {at}", mux_far, s_far,
                      "ssh -S MASTER host true (the same master)", "<= 3 RTT on the network", network <= 3 * rtt)
             print(f"    on the network, (at {at} - at 0 ms) / RTT: status {network / rtt:.2f} RTT, "
-                  f"ssh -S MASTER true {(s_far - s_near) / rtt:.2f} RTT; "
-                  f"(status - fab --list) / RTT: {(mux_far - fab_list) / rtt:.2f}", flush=True)
+                  f"ssh -S MASTER true {(s_far - s_near) / rtt:.2f} RTT, status's agent script through ssh -S MASTER sh -s "
+                  f"{(a_far - a_near) / rtt:.2f} RTT; (status - fab --list) / RTT: {(mux_far - fab_list) / rtt:.2f}", flush=True)
+            self.row(f"  (context) status's agent script ({len(script) / 1000:.0f} kB) through ssh -S MASTER host sh -s, no fab, {at}",
+                     a_far, s_far, "ssh -S MASTER host true", "(context)", True)
+            self.row(f"  (context) status through a live master, {at}", mux_far, a_far,
+                     "its agent script through ssh -S MASTER sh -s (fab's own cost)", "(context)", True)
             self.row("  (context) status through a live master, 0 ms RTT", mux_near, s_near, "ssh -S MASTER host true, 0 ms",
                      "(context)", True)
             self.row("  (context) fab's own start-up: fab --list (fabric and the fabfile)", fab_list, fab_version, "fab --version",
