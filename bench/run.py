@@ -14,6 +14,7 @@ import os
 import platform
 import re
 import resource
+import shutil
 import signal
 import socket
 import statistics
@@ -544,6 +545,7 @@ class Bench:
             for sock in sorted(control.iterdir()) if control.exists() else ():
                 subprocess.run(self.ssh("far", "-S", str(sock), "-O", "exit"), capture_output=True)
             self.hosts_file.write_text("")
+            shutil.rmtree(tmp, ignore_errors=True)
         return runtime
 
 
