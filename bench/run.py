@@ -424,11 +424,45 @@ class Bench:
         time.sleep(0.5)  # sshd logs a session's end as the client goes
         return sshd_requests(log.read_bytes()[start:].decode(errors="replace"))
 
+    def ssh_child_times(self, argv, input=None):
+        """(before, life, after) seconds of the last `ssh` that ARGV runs (ARGV itself, or fab's
+        mux client): from ARGV's start until that ssh's exec, its life, from its exit until
+        ARGV's. Traced with strace (exec and exit only, through seccomp: next to no overhead)."""
+        with tempfile.NamedTemporaryFile("r") as out:
+            subprocess.run(["strace", "-f", "--seccomp-bpf", "-ttt", "-e", "trace=execve,exit_group", "-o", out.name, *argv],
+                           cwd=ROOT, env=self.env, input=input, capture_output=True, check=True)
+            lines = out.read().splitlines()
+        when = lambda line: float(line.split()[1])
+        execs = [l for l in lines if re.search(r'execve\("[^"]*/ssh", .* = 0$', l)]
+        pid = execs[-1].split()[0]
+        gone = [l for l in lines if l.startswith(pid + " ") and "exit_group" in l]
+        return when(execs[-1]) - when(lines[0]), when(gone[-1]) - when(execs[-1]), when(lines[-1]) - when(gone[-1])
+
+    def ssh_lives(self, runs, masters, script):
+        """For fab status (multiplex: true) and for its agent script through a bare ssh -S MASTER
+        sh -s: the median of (ssh's life at RTT - at 0 ms) over RUNS pairs, and the medians of
+        (before, life, after) at RTT and at 0 ms."""
+        cmds = {"fab": {alias: ([*FAB, "-S", str(self.host.ssh_config), "-H", name, "status"], None)
+                        for alias, name in (("far", "mux-far"), (USER, "mux-near"))},
+                "bare": {alias: (self.ssh(alias, "-S", str(masters[alias]), "-o", "ControlMaster=no", "-o", "BatchMode=yes")
+                                 + ["sh -s"], script) for alias in ("far", USER)}}
+        found = {}
+        for who, by_alias in cmds.items():
+            pairs = []
+            for i in range(runs):
+                order = ("far", USER) if i % 2 == 0 else (USER, "far")
+                got = {alias: self.ssh_child_times(*by_alias[alias]) for alias in order}
+                pairs.append((got["far"], got[USER]))
+            med = lambda k: tuple(statistics.median(p[k][j] for p in pairs) for j in range(3))
+            found[who] = (statistics.median(f[1] - n[1] for f, n in pairs), med(0), med(1))
+        return found
+
     def mux_figures(self):
         """Issue 15: a host with `multiplex: true`, its master already running (started by an
         earlier run, kept by ControlPersist), at the proxy's RTT and at 0 ms (sshd directly).
         `status` against `ssh -S MASTER host true` on the same master, and its round trips on the
-        network: (at RTT - at 0 ms) / RTT, the same local work on both sides of the subtraction;
+        network: (at RTT - at 0 ms) / RTT, the same local work on both sides of the subtraction
+        (where strace is installed, of the life of fab's ssh mux client alone, fab's start-up left out);
         the tunnel's forward on the master against a raw `ssh -N -L` with a login of its own; as
         context, `status` without multiplex (paramiko, a login each run) and fab's own start-up.
         Every master is ended (ssh -O exit) at the end. Returns the private runtime directory
@@ -501,11 +535,25 @@ class Bench:
             )
             (mux_far, mux_near), (s_far, s_near), (a_far, a_near) = (
                 [statistics.median(t[k] for t in times) for k in (0, 1)] for times in (status_t, true_t, agent_t))
+            lives = self.ssh_lives(runs, masters, script) if shutil.which("strace") else None
+            if lives:  # the mux client's own life, without fab's start-up and its noise around it
+                on_network = lives["fab"][0]
+                how = "the life of fab's ssh mux client at RTT - at 0 ms (strace)"
+            else:
+                on_network, how = network, "status at RTT - at 0 ms"
             self.row(f"status through a live master (multiplex: true), {at} (median of {runs})", mux_far, s_far,
-                     "ssh -S MASTER host true (the same master)", "<= 3 RTT on the network", network <= 3 * rtt)
+                     "ssh -S MASTER host true (the same master)", f"<= 3 RTT on the network ({how}): {on_network / rtt:.2f}",
+                     on_network <= 3 * rtt)
             print(f"    on the network, median of (at {at} - at 0 ms, run one after the other) / RTT: status {network / rtt:.2f} RTT, "
                   f"ssh -S MASTER true {s_network / rtt:.2f} RTT, status's agent script through ssh -S MASTER sh -s "
                   f"{a_network / rtt:.2f} RTT; (status - fab --list) / RTT: {(mux_far - fab_list) / rtt:.2f}", flush=True)
+            if lives:
+                (fab_net, fab_far, fab_near), (bare_net, bare_far, bare_near) = lives["fab"], lives["bare"]
+                print(f"    traced (strace, median of {runs} pairs): fab status's ssh mux client lives {fab_far[1] * 1000:.0f} ms at {at}, "
+                      f"{fab_near[1] * 1000:.0f} ms at 0 ms: {fab_net / rtt:.2f} RTT on the network; the same agent script through a bare "
+                      f"ssh -S MASTER sh -s {bare_far[1] * 1000:.0f} / {bare_near[1] * 1000:.0f} ms: {bare_net / rtt:.2f} RTT. "
+                      f"fab before its ssh starts: {fab_far[0] * 1000:.0f} ms ({fab_near[0] * 1000:.0f} at 0 ms); "
+                      f"after it exits: {fab_far[2] * 1000:.0f} ms ({fab_near[2] * 1000:.0f})", flush=True)
             self.row(f"  (context) status's agent script ({len(script) / 1000:.0f} kB) through ssh -S MASTER host sh -s, no fab, {at}",
                      a_far, s_far, "ssh -S MASTER host true", "(context)", True)
             self.row(f"  (context) status through a live master, {at}", mux_far, a_far,
