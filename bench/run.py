@@ -14,7 +14,9 @@ import os
 import platform
 import re
 import resource
+import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -27,7 +29,7 @@ from pathlib import Path
 
 from tasks import agent
 from tasks.password import fresh_hash
-from tasks.protocol import BOOT
+from tasks.protocol import BOOT, agent_script
 from tests.jupyter_http import Session
 from tests.sshhost import JUPYTER_VENV, SSHHost, free_port, interpreter_of, wait_port
 
@@ -352,11 +354,15 @@ class Bench:
             print(f"| {name} | {c['connections']} | {c['auth']} | {c['open session']} | {c['awaited']} | {c['open direct-tcpip']} | {trips} |")
         self.round_trips = rows
 
-    def forward_figures(self, size_mib=200, requests=200):
+    def forward_figures(self, size_mib=200, requests=200, ours_host=USER, raw_host=USER, at="", goals=True, setup=True):
         """Both forwards open at once and measured in turns (ABBA), so that whatever else this
-        machine does at a moment weighs on both alike."""
-        print("Through the forward, no added delay:", flush=True)
-        self.fab(USER, "setup", "--password-stdin", input=PASSWORD + "\n")
+        machine does at a moment weighs on both alike. OURS_HOST: the name `fab tunnel` is given
+        (a hosts.yaml entry with multiplex: true puts its forward on that host's master), RAW_HOST
+        the ssh_config alias of the raw `ssh -N -L` (a login of its own: ControlMaster=no); AT: how
+        far, in the labels; goals=False: the rows are context. Returns the fab tunnel's local port."""
+        print(f"Through the forward, {at or 'no added delay'}:", flush=True)
+        if setup:
+            self.fab(USER, "setup", "--password-stdin", input=PASSWORD + "\n")
         jport = self.port()
         self.host.as_user(USER, f"head -c {size_mib * 1024 * 1024} /dev/zero > big.bin")
         names = ("raw ssh -N -L", "fab tunnel")
@@ -365,9 +371,11 @@ class Bench:
             for name in names:
                 lp = free_port()
                 if name == "fab tunnel":
-                    procs.append(self.fab_popen(USER, "tunnel", "--local-port", str(lp)))
+                    procs.append(self.fab_popen(ours_host, "tunnel", "--local-port", str(lp)))
+                    ours_port = lp
                 else:
-                    procs.append(subprocess.Popen(self.ssh(USER, "-N", "-L", f"127.0.0.1:{lp}:127.0.0.1:{jport}"),
+                    procs.append(subprocess.Popen(self.ssh(raw_host, "-N", "-o", "ControlMaster=no", "-o", "ControlPath=none",
+                                                           "-L", f"127.0.0.1:{lp}:127.0.0.1:{jport}"),
                                                   stderr=subprocess.DEVNULL))
                 wait_port(lp, 30)
                 self.until_authenticated(f"http://127.0.0.1:{lp}/")
@@ -400,10 +408,208 @@ class Bench:
                 p.send_signal(signal.SIGTERM)
                 p.wait()
         raw, ours = [(size_mib / statistics.median(secs[n]), statistics.median(lat[n]) * 1000) for n in names]
-        self.row(f"tunnel throughput ({size_mib} MiB download, median of 4)", ours[0], raw[0], "raw ssh -N -L", ">= 0.9x",
-                 ours[0] >= 0.9 * raw[0], unit="MiB/s")
-        self.row(f"request latency, new connection (median of {requests})", ours[1], raw[1], "raw ssh -N -L", "<= 1.2x",
-                 ours[1] <= 1.2 * raw[1], unit="ms")
+        where = f", {at}" if at else ""
+        self.row(f"tunnel throughput ({size_mib} MiB download, median of 4){where}", ours[0], raw[0], "raw ssh -N -L",
+                 ">= 0.9x" if goals else "(context, >= 0.9x)", ours[0] >= 0.9 * raw[0], unit="MiB/s")
+        self.row(f"request latency, new connection (median of {requests}){where}", ours[1], raw[1], "raw ssh -N -L",
+                 "<= 1.2x" if goals else "(context, <= 1.2x)", ours[1] <= 1.2 * raw[1], unit="ms")
+        return ours_port
+
+    # --- the OpenSSH path: this tool's own master (multiplex: true) ---------------------------
+    def counted(self, fn):
+        """What fn asked of sshd, from its DEBUG1 log (sshd_requests)."""
+        log = self.host.sshd_log
+        start = log.stat().st_size
+        fn()
+        time.sleep(0.5)  # sshd logs a session's end as the client goes
+        return sshd_requests(log.read_bytes()[start:].decode(errors="replace"))
+
+    def ssh_child_times(self, argv, input=None):
+        """(before, life, after) seconds of the last `ssh` that ARGV runs (ARGV itself, or fab's
+        mux client): from ARGV's start until that ssh's exec, its life, from its exit until
+        ARGV's. Traced with strace (exec and exit only, through seccomp: next to no overhead)."""
+        with tempfile.NamedTemporaryFile("r") as out:
+            subprocess.run(["strace", "-f", "--seccomp-bpf", "-ttt", "-e", "trace=execve,exit_group", "-o", out.name, *argv],
+                           cwd=ROOT, env=self.env, input=input, capture_output=True, check=True)
+            lines = out.read().splitlines()
+        when = lambda line: float(line.split()[1])
+        execs = [l for l in lines if re.search(r'execve\("[^"]*/ssh", .* = 0$', l)]
+        pid = execs[-1].split()[0]
+        gone = [l for l in lines if l.startswith(pid + " ") and "exit_group" in l]
+        return when(execs[-1]) - when(lines[0]), when(gone[-1]) - when(execs[-1]), when(lines[-1]) - when(gone[-1])
+
+    def ssh_lives(self, runs, masters, script):
+        """For fab status (multiplex: true) and for its agent script through a bare ssh -S MASTER
+        sh -s: the median of (ssh's life at RTT - at 0 ms) over RUNS pairs, and the medians of
+        (before, life, after) at RTT and at 0 ms."""
+        cmds = {"fab": {alias: ([*FAB, "-S", str(self.host.ssh_config), "-H", name, "status"], None)
+                        for alias, name in (("far", "mux-far"), (USER, "mux-near"))},
+                "bare": {alias: (self.ssh(alias, "-S", str(masters[alias]), "-o", "ControlMaster=no", "-o", "BatchMode=yes")
+                                 + ["sh -s"], script) for alias in ("far", USER)}}
+        found = {}
+        for who, by_alias in cmds.items():
+            pairs = []
+            for i in range(runs):
+                order = ("far", USER) if i % 2 == 0 else (USER, "far")
+                got = {alias: self.ssh_child_times(*by_alias[alias]) for alias in order}
+                pairs.append((got["far"], got[USER]))
+            med = lambda k: tuple(statistics.median(p[k][j] for p in pairs) for j in range(3))
+            found[who] = (statistics.median(f[1] - n[1] for f, n in pairs), med(0), med(1))
+        return found
+
+    def mux_figures(self):
+        """Issue 15: a host with `multiplex: true`, its master already running (started by an
+        earlier run, kept by ControlPersist), at the proxy's RTT and at 0 ms (sshd directly).
+        `status` against `ssh -S MASTER host true` on the same master, and its round trips on the
+        network: (at RTT - at 0 ms) / RTT, the same local work on both sides of the subtraction
+        (where strace is installed, of the life of fab's ssh mux client alone, fab's start-up left out);
+        the tunnel's forward on the master against a raw `ssh -N -L` with a login of its own; as
+        context, `status` without multiplex (paramiko, a login each run) and fab's own start-up.
+        Every master is ended (ssh -O exit) at the end. Returns the private runtime directory
+        (the masters' control sockets are under it)."""
+        rtt = self.rtt
+        at = f"{rtt * 1000:.0f} ms RTT"
+        print(f"Through this tool's OpenSSH master (multiplex: true), {at} (delaying proxy) and 0 ms:", flush=True)
+        tmp = Path(tempfile.mkdtemp())
+        runtime = tmp / "run"
+        runtime.mkdir(mode=0o700)
+        # the masters' sockets in a directory of this run's, and its remembered ports too
+        self.env = dict(self.env, XDG_RUNTIME_DIR=str(runtime), XDG_CONFIG_HOME=str(tmp / "config"))
+        self.mux_runtime = runtime
+        control = runtime / "fabjupyter" / "ssh"
+        self.hosts_file.write_text(f"hosts:\n  mux-far:\n    host: far\n    multiplex: true\n"
+                                   f"  mux-near:\n    host: {USER}\n    multiplex: true\n")
+        masters = {}  # ssh_config alias: its master's control socket
+        try:
+            self.fab(USER, "setup", "--password-stdin", input=PASSWORD + "\n")  # (USER is not in hosts.yaml: paramiko)
+            for name, alias in (("mux-near", USER), ("mux-far", "far")):
+                before = set(control.iterdir()) if control.exists() else set()
+                state = json.loads(self.fab(name, "status", "--json").stdout)  # the earlier run that starts the master
+                if not state.get("running"):
+                    raise RuntimeError(f"fab -H {name} status: {state}")
+                new = set(control.iterdir()) - before
+                if len(new) != 1:
+                    raise RuntimeError(f"fab -H {name} status left {len(new)} new control sockets in {control}, not one")
+                masters[alias] = new.pop()
+                check = subprocess.run(self.ssh(alias, "-S", str(masters[alias]), "-O", "check"), capture_output=True, text=True)
+                print(f"  master for {name}: {masters[alias].name} ({check.stderr.strip()})", flush=True)
+
+            def through_master(alias):
+                subprocess.run(self.ssh(alias, "-S", str(masters[alias]), "-o", "ControlMaster=no", "-o", "BatchMode=yes") + ["true"],
+                               check=True, capture_output=True)
+
+            # status's own agent script, as run_agent sends it: the same remote work and bytes without fab
+            script = agent_script("status", {"instance": "default"}).encode()
+
+            def agent_through_master(alias):
+                r = subprocess.run(self.ssh(alias, "-S", str(masters[alias]), "-o", "ControlMaster=no", "-o", "BatchMode=yes")
+                                   + ["sh -s"], input=script, check=True, capture_output=True)
+                if b'"reply"' not in r.stdout:
+                    raise RuntimeError(f"the status agent through ssh -S: {r.stdout[-300:]!r} {r.stderr[-300:]!r}")
+
+            def local(*argv):
+                subprocess.run(argv, cwd=ROOT, env=self.env, check=True, capture_output=True)
+
+            def paired(far, near, times):
+                """far then near at once: the pair's difference is what the network added, the same
+                local work (and about the same load on this machine) on both sides of it"""
+                def fn():
+                    t0 = time.monotonic()
+                    far()
+                    t1 = time.monotonic()
+                    near()
+                    t2 = time.monotonic()
+                    times.append((t1 - t0, t2 - t1))
+                    return (t1 - t0) - (t2 - t1)
+                return fn
+
+            runs = 3 * self.runs  # cheap, and the 0 ms side is at the mercy of this machine's load
+            print(f"  status and its baselines: medians of {runs} runs", flush=True)
+            status_t, true_t, agent_t = [], [], []
+            (network, s_network, a_network, plain_far, login_far, fab_version, fab_list, import_tasks) = turns(
+                runs, paired(lambda: self.fab("mux-far", "status"), lambda: self.fab("mux-near", "status"), status_t),
+                paired(lambda: through_master("far"), lambda: through_master(USER), true_t),
+                paired(lambda: agent_through_master("far"), lambda: agent_through_master(USER), agent_t),
+                lambda: self.fab("far", "status"), self.ssh_true_once,
+                lambda: local(*FAB, "--version"), lambda: local(*FAB, "--list"), lambda: local(sys.executable, "-c", "import tasks"),
+            )
+            (mux_far, mux_near), (s_far, s_near), (a_far, a_near) = (
+                [statistics.median(t[k] for t in times) for k in (0, 1)] for times in (status_t, true_t, agent_t))
+            lives = self.ssh_lives(runs, masters, script) if shutil.which("strace") else None
+            if lives:  # the mux client's own life, without fab's start-up and its noise around it
+                on_network = lives["fab"][0]
+                how = "the life of fab's ssh mux client at RTT - at 0 ms (strace)"
+            else:
+                on_network, how = network, "status at RTT - at 0 ms"
+            self.row(f"status through a live master (multiplex: true), {at} (median of {runs})", mux_far, s_far,
+                     "ssh -S MASTER host true (the same master)", f"<= 3 RTT on the network ({how}): {on_network / rtt:.2f}",
+                     on_network <= 3 * rtt)
+            print(f"    on the network, median of (at {at} - at 0 ms, run one after the other) / RTT: status {network / rtt:.2f} RTT, "
+                  f"ssh -S MASTER true {s_network / rtt:.2f} RTT, status's agent script through ssh -S MASTER sh -s "
+                  f"{a_network / rtt:.2f} RTT; (status - fab --list) / RTT: {(mux_far - fab_list) / rtt:.2f}", flush=True)
+            if lives:
+                (fab_net, fab_far, fab_near), (bare_net, bare_far, bare_near) = lives["fab"], lives["bare"]
+                print(f"    traced (strace, median of {runs} pairs): fab status's ssh mux client lives {fab_far[1] * 1000:.0f} ms at {at}, "
+                      f"{fab_near[1] * 1000:.0f} ms at 0 ms: {fab_net / rtt:.2f} RTT on the network; the same agent script through a bare "
+                      f"ssh -S MASTER sh -s {bare_far[1] * 1000:.0f} / {bare_near[1] * 1000:.0f} ms: {bare_net / rtt:.2f} RTT. "
+                      f"fab before its ssh starts: {fab_far[0] * 1000:.0f} ms ({fab_near[0] * 1000:.0f} at 0 ms); "
+                      f"after it exits: {fab_far[2] * 1000:.0f} ms ({fab_near[2] * 1000:.0f})", flush=True)
+            self.row(f"  (context) status's agent script ({len(script) / 1000:.0f} kB) through ssh -S MASTER host sh -s, no fab, {at}",
+                     a_far, s_far, "ssh -S MASTER host true", "(context)", True)
+            self.row(f"  (context) status through a live master, {at}", mux_far, a_far,
+                     "its agent script through ssh -S MASTER sh -s (fab's own cost)", "(context)", True)
+            self.row("  (context) status through a live master, 0 ms RTT", mux_near, s_near, "ssh -S MASTER host true, 0 ms",
+                     "(context)", True)
+            self.row("  (context) fab's own start-up: fab --list (fabric and the fabfile)", fab_list, fab_version, "fab --version",
+                     "(context)", True)
+            print(f"    (context) python -c 'import tasks': {import_tasks:.3f} s", flush=True)
+            self.row(f"  (context) status without multiplex (paramiko, a login each run), {at}", plain_far, mux_far,
+                     "status through the master", "(context)", True)
+            self.row(f"  (context) ssh host true (a login of its own), {at}", login_far, s_far, "ssh -S MASTER host true",
+                     "(context)", True)
+
+            print(f"  What each asks of sshd, {at} (DEBUG1 log; a mux client adds no connection and no auth):", flush=True)
+            print("  | command | connections | auth requests | sessions | replies awaited |", flush=True)
+            print("  |---|---|---|---|---|", flush=True)
+            for name, fn in (("ssh -S MASTER host true", lambda: through_master("far")),
+                             ("fab status, multiplex: true", lambda: self.fab("mux-far", "status")),
+                             ("fab status, paramiko", lambda: self.fab("far", "status"))):
+                c = self.counted(fn)
+                print(f"  | {name} | {c['connections']} | {c['auth']} | {c['open session']} | {c['awaited']} |", flush=True)
+
+            for host, raw_host, where, size, requests, goals in (("mux-far", "far", at, 100, 50, True),
+                                                                 ("mux-near", USER, "0 ms RTT", 200, 200, False)):
+                lp = self.forward_figures(size_mib=size, requests=requests, ours_host=host, raw_host=raw_host, at=where,
+                                          goals=goals, setup=False)
+                try:
+                    socket.create_connection(("127.0.0.1", lp), timeout=2).close()
+                    removed = "NO: the master still listens on it"
+                except OSError:
+                    removed = "yes"
+                check = subprocess.run(self.ssh(raw_host, "-S", str(masters[raw_host]), "-O", "check"), capture_output=True, text=True)
+                print(f"    after fab tunnel ended: its forward (port {lp}) removed from the master: {removed}; "
+                      f"the master: {check.stderr.strip() or check.returncode}", flush=True)
+        finally:
+            for sock in sorted(control.iterdir()) if control.exists() else ():
+                subprocess.run(self.ssh("far", "-S", str(sock), "-O", "exit"), capture_output=True)
+            self.hosts_file.write_text("")
+            shutil.rmtree(tmp, ignore_errors=True)
+        return runtime
+
+
+def leftovers(*needles):
+    """Processes whose command line names one of NEEDLES (paths of this run's): pid and command."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:
+            continue
+        if cmd and any(n in cmd for n in needles):
+            found.append(f"{entry.name} {cmd[:160]}")
+    return found
 
 
 def fleet_figure(runs, count=8, rtt_ms=0):
@@ -866,8 +1072,26 @@ def main(argv=None):
     ap.add_argument("--plot", metavar="PNG", help="instead: setup time vs RTT (0-200 ms) against its floor, drawn to PNG (needs matplotlib)")
     ap.add_argument("--slurm", action="store_true", help="instead: the batch-job figure, on a test SLURM cluster")
     ap.add_argument("--install", action="store_true", help="instead: setup --install on an offline host, from a warm cache")
+    ap.add_argument("--mux", action="store_true", help="instead: multiplex: true (this tool's own OpenSSH master) at --rtt-ms: status "
+                    "against ssh -S MASTER true, the tunnel's forward on the master against raw ssh -N -L")
     ap.add_argument("--fleet32", action="store_true", help="instead: the group figures on 32 hosts at --rtt-ms (about 10 minutes)")
     args = ap.parse_args(argv)
+    if args.mux:
+        print(f"Machine: {machine()}")
+        print(f"Date: {time.strftime('%Y-%m-%d')}; medians of {args.runs} runs unless noted, each figure and its baseline in turns",
+              flush=True)
+        b = Bench(args.rtt_ms, args.runs)
+        try:
+            b.mux_figures()
+        finally:
+            b.close()
+            runtime = getattr(b, "mux_runtime", None)
+            needles = [str(b.host.base)] + ([str(runtime)] if runtime else [])
+            left = leftovers(*needles)
+            print(f"Left running after the end (processes naming {', '.join(needles)}): {'; '.join(left) or 'none'}", flush=True)
+        print()
+        print_table(b.rows)
+        return 0
     if args.fleet32:
         print(f"Machine: {machine()}")
         print(f"Date: {time.strftime('%Y-%m-%d')}; medians of {args.runs} runs, each figure and its baseline in turns", flush=True)
