@@ -16,6 +16,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from . import fleet
 from .errors import UserError, user_task
+from .localfiles import config_path
 from .options import DRY_RUN_HELP, GROUP_HELP, NAME_HELP, WORKERS_HELP, task
 from .protocol import run_agent
 from .report import Outcome
@@ -25,9 +26,8 @@ RENEW_WITHIN = datetime.timedelta(days=30)
 
 def local_dir(label):
     """Where this machine keeps a host's generated certificate and key (0700)."""
-    base = os.environ.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config")
     safe = re.sub(r"[^A-Za-z0-9._@-]", "_", label) or "_"
-    return Path(base) / "fabjupyter" / "certs" / safe
+    return config_path("certs", safe)
 
 
 def fingerprint(cert):

@@ -8,6 +8,7 @@ from fabric import Connection
 
 from . import inventory
 from .connection import one_timeout
+from .localfiles import config_path
 from .errors import UserError
 
 
@@ -69,8 +70,7 @@ def hosts_file(c):
     if configured:
         return os.path.expanduser(configured), True
     here = os.path.abspath("hosts.yaml")
-    base = os.environ.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config")
-    user = os.path.join(base, "fabjupyter", "hosts.yaml")
+    user = str(config_path("hosts.yaml"))
     return (here if os.path.exists(here) or not os.path.exists(user) else user), False
 
 

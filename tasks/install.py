@@ -7,7 +7,6 @@ transfer, and the host installs them with --no-index."""
 import fcntl
 import hashlib
 import json
-import os
 import subprocess
 import sys
 import tarfile
@@ -19,6 +18,7 @@ from pathlib import Path
 from .config import settings_sh
 from .connection import SESSION_ERRORS, close_sessions, open_session
 from .errors import HostError
+from .localfiles import cache_path
 from .protocol import run_agent
 from .report import say
 
@@ -28,8 +28,7 @@ _locks_lock = threading.Lock()
 
 
 def cache_root():
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
-    return Path(base) / "fabjupyter" / "wheels"
+    return cache_path("wheels")
 
 
 def mb(size):

@@ -16,7 +16,6 @@ import atexit
 import contextlib
 import fcntl
 import hashlib
-import json
 import os
 import re
 import select
@@ -29,6 +28,7 @@ from glob import glob
 from pathlib import Path
 
 from .errors import AuthError, HostError
+from .localfiles import cache_path, config_path, read_record, update_record
 
 MULTIPLEX_PERSIST = 600  # seconds a `multiplex: true` master outlives its last use (ControlPersist)
 RUN_PERSIST = 30  # a master only for this run: ended on exit, and by itself this long after a crash
@@ -158,8 +158,7 @@ def control_dir():
     candidates = []
     if os.environ.get("XDG_RUNTIME_DIR"):
         candidates.append(os.path.join(os.environ["XDG_RUNTIME_DIR"], "fabjupyter", "ssh"))
-    cache = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
-    candidates += [os.path.join(cache, "fabjupyter", "ssh"), f"/tmp/fabjupyter-ssh-{os.getuid()}"]
+    candidates += [str(cache_path("ssh")), f"/tmp/fabjupyter-ssh-{os.getuid()}"]
     for path in candidates:
         if len(path) + 1 + 24 < 100 and _private_dir(path):
             return path
@@ -177,8 +176,7 @@ def _own_socket(conn):
 
 
 def _asks_file():
-    base = os.environ.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config")
-    return Path(base) / "fabjupyter" / "interactive-hosts.json"
+    return config_path("interactive-hosts.json")
 
 
 def _host_key(conn):
@@ -186,24 +184,12 @@ def _host_key(conn):
 
 
 def _asking_hosts():
-    try:
-        data = json.loads(_asks_file().read_text())
-        return data if isinstance(data, dict) else {}
-    except (OSError, ValueError):
-        return {}
+    return read_record(_asks_file())
 
 
 def remember_asks(conn):
-    hosts = _asking_hosts()
-    hosts[_host_key(conn)] = "keyboard-interactive"
-    path = _asks_file()
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}")
-        tmp.write_text(json.dumps(hosts, indent=1, sort_keys=True) + "\n")
-        os.replace(tmp, path)
-    except OSError:
-        pass  # remembering saves a login attempt next time, no more
+    """Next time this host goes to the OpenSSH path at once (saving the key-only login attempt)."""
+    update_record(_asks_file(), {_host_key(conn): "keyboard-interactive"})
 
 
 # --- the master ---------------------------------------------------------------------------------
@@ -443,13 +429,18 @@ class Session:
         return self.proc.wait()
 
     def close(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        end_process(self.proc)
+
+
+def end_process(proc, grace=5):
+    """TERM, and KILL after GRACE seconds; returns once it is gone."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def finish():

@@ -8,7 +8,6 @@ forward points to, and a forward that guessed wrong is closed and made again to 
 A group's forwards all open at once, each in that way."""
 
 import ctypes
-import json
 import os
 import signal
 import socket
@@ -28,6 +27,7 @@ from invoke import Exit
 from . import fleet, openssh
 from .errors import AuthError, HostError, UserError, sigterm_as_interrupt, user_task
 from .hosts import group_targets, target
+from .localfiles import config_path, read_record, update_record
 from .options import NAME_HELP, WORKERS_HELP, task
 from .protocol import run_agent
 from .server import ask_where, is_socket, remember, seen_running
@@ -251,13 +251,7 @@ class Tunnel:
         """End the ssh child; the local port is free again when this returns."""
         with _live_lock:
             _live.discard(self)
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        openssh.end_process(self.proc)
 
     def port_was_busy(self):
         return self.proc.poll() is not None and any(
@@ -449,8 +443,7 @@ def open_confirmed(t, local_port, pinned, taken=()):
 
 
 def _seen_file():
-    base = os.environ.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config")
-    return Path(base) / "fabjupyter" / "last-seen.json"
+    return config_path("last-seen.json")
 
 
 def _seen_key(t):
@@ -460,9 +453,9 @@ def _seen_key(t):
 def last_seen(t):
     """(port or socket, mode, address) where this host's Jupyter was last confirmed, or None."""
     try:
-        entry = json.loads(_seen_file().read_text()).get(_seen_key(t))
+        entry = read_record(_seen_file()).get(_seen_key(t))
         where, mode, address = entry["where"], entry["mode"], entry["address"]
-    except (OSError, ValueError, AttributeError, KeyError, TypeError):
+    except (AttributeError, KeyError, TypeError):
         return None
     if isinstance(where, bool) or not isinstance(where, (int, str)) or mode not in ("ssh", "public"):
         return None
@@ -473,46 +466,21 @@ def last_seen(t):
 
 def remember_seen(found):
     """Record where Jupyter was confirmed: (Target, where) pairs, one write for a whole group."""
-    if not found:
-        return
-    path = _seen_file()
-    try:
-        seen = json.loads(path.read_text())
-        seen = seen if isinstance(seen, dict) else {}
-    except (OSError, ValueError):
-        seen = {}
-    for t, (where, mode, address) in found:
-        seen[_seen_key(t)] = {"where": where, "mode": mode, "address": address}
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}")
-        tmp.write_text(json.dumps(seen, indent=1, sort_keys=True) + "\n")
-        os.replace(tmp, path)
-    except OSError:
-        pass  # remembering is a convenience
+    if found:
+        update_record(_seen_file(), {_seen_key(t): {"where": where, "mode": mode, "address": address}
+                                     for t, (where, mode, address) in found})
 
 
 def _ports_file():
-    base = os.environ.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config")
-    return Path(base) / "fabjupyter" / "local-ports.json"
+    return config_path("local-ports.json")
 
 
 def _saved_ports():
-    try:
-        return json.loads(_ports_file().read_text())
-    except (OSError, ValueError):
-        return {}
+    return read_record(_ports_file())
 
 
 def remember_ports(ports):
-    saved = _saved_ports()
-    saved.update(ports)
-    path = _ports_file()
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(saved, indent=2, sort_keys=True) + "\n")
-    except OSError:
-        pass  # remembering is a convenience
+    update_record(_ports_file(), ports)
 
 
 def group_local_ports(targets):
