@@ -262,6 +262,28 @@ def test_setup_and_tunnel_in_one_run_ask_once(otp_fab):
     assert "Traceback" not in term.output
 
 
+def test_tunnel_alone_on_a_host_not_known_to_ask_asks_once(otp_fab):
+    """`tunnel` by itself, on a host this machine does not yet know asks for a code: its forward
+    starts on a guess at once, beside the login that finds out; the guess must not ask too (it
+    would: two prompts at once, and a second code refused as reused). One prompt, one login."""
+    fab = otp_fab
+    term = fab.setup_on_terminal()
+    fab.answer(term, 60)
+    assert term.wait(180) == 0, fab.shown(term)
+    remembered = fab.config_home / "fabjupyter" / "interactive-hosts.json"
+    assert remembered.exists()
+    remembered.unlink()  # as on a machine that never met this host
+    term = fab.terminal("tunnel")
+    fab.answer(term, 60)
+    url = term.expect(URL, 120).group(1)
+    assert login_and_list(url, PASSWORD)[1] == 200
+    assert not term.shows_within(PROMPT, 3), term.output
+    assert term.count(PROMPT) == 1, term.output
+    assert fab.sshhost.otp_accepted(fab.user) == 2  # setup's, and the tunnel's
+    term.interrupt()
+    assert term.wait(30, fail_on=PROMPT) in (0, 130), fab.shown(term)
+
+
 def test_multiplex_one_login_for_every_run(otp_fab):
     """multiplex: true: setup, status, tunnel and stop, four runs, one login and one prompt; the
     control socket sits in a private directory."""
