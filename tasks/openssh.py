@@ -314,6 +314,8 @@ class Route:
             self.started = True
             return
         if code == 0:
+            # it went to the background as a plain session (-N), which nothing would ever end
+            _end_strays(args + ["-N", "-f", self.host])
             raise HostError(label, f"ssh logged in but made no master at {self.path} ({lines[-1] if lines else 'no word why'})")
         if code is None:
             raise HostError(label, f"logging in took more than {MASTER_TIMEOUT} s (an unanswered prompt?); nothing was changed")
@@ -430,6 +432,17 @@ class Session:
 
     def close(self):
         end_process(self.proc)
+
+
+def _end_strays(argv):
+    """End this user's processes whose command line is exactly ARGV (Linux: read from /proc)."""
+    wanted = "\0".join(argv).encode() + b"\0"
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            if entry.stat().st_uid == os.getuid() and (entry / "cmdline").read_bytes() == wanted:
+                os.kill(int(entry.name), 15)
+        except (OSError, ValueError):
+            continue
 
 
 def end_process(proc, grace=5):

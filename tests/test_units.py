@@ -275,3 +275,21 @@ def test_control_sockets_go_to_a_private_directory_short_enough(monkeypatch):
         assert openssh.control_dir() == f"/tmp/fabjupyter-ssh-{os.getuid()}"
     finally:
         shutil.rmtree(short)
+
+
+def test_a_plain_session_left_by_a_master_that_was_not_is_ended():
+    """ssh -N -f that could not become a master goes to the background as a plain session that
+    nothing would end: it is found by its exact command line and ended (and nothing else is)."""
+    from tasks.openssh import _end_strays
+
+    argv = ["sh", "-c", "sleep 1000", "fj-stray-test"]
+    stray = subprocess.Popen(argv)
+    other = subprocess.Popen(["sh", "-c", "sleep 1000", "fj-stray-other"])
+    try:
+        _end_strays(argv)
+        assert stray.wait(5) == -15
+        assert other.poll() is None
+    finally:
+        for p in (stray, other):
+            p.kill()
+            p.wait()
