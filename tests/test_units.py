@@ -277,7 +277,7 @@ def test_control_sockets_go_to_a_private_directory_short_enough(monkeypatch):
         shutil.rmtree(short)
 
 
-def test_a_plain_session_left_by_a_master_that_was_not_is_ended():
+def test_an_ssh_that_did_not_become_a_master_is_ended():
     """ssh -N -f that could not become a master goes to the background as a plain session that
     nothing would end: it is found by its exact command line and ended (and nothing else is)."""
     from tasks.openssh import _end_strays
