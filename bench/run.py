@@ -483,11 +483,12 @@ class Bench:
         try:
             self.fab(USER, "setup", "--password-stdin", input=PASSWORD + "\n")  # (USER is not in hosts.yaml: paramiko)
             for name, alias in (("mux-near", USER), ("mux-far", "far")):
-                before = set(control.iterdir()) if control.exists() else set()
+                sockets = lambda: {p for p in control.iterdir() if p.is_socket()} if control.exists() else set()  # noqa: E731
+                before = sockets()
                 state = json.loads(self.fab(name, "status", "--json").stdout)  # the earlier run that starts the master
                 if not state.get("running"):
                     raise RuntimeError(f"fab -H {name} status: {state}")
-                new = set(control.iterdir()) - before
+                new = sockets() - before
                 if len(new) != 1:
                     raise RuntimeError(f"fab -H {name} status left {len(new)} new control sockets in {control}, not one")
                 masters[alias] = new.pop()
