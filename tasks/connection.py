@@ -1,5 +1,6 @@
 """Connecting to a host, every way it can fail turned into one clear sentence."""
 
+import contextlib
 import logging
 import os
 import socket
@@ -80,8 +81,8 @@ def _certified_key(conn):
 def connect(t):
     """Open the SSH connection (once per run and host) and return its transport."""
     conn = t.conn
-    if type(conn.client) is paramiko.SSHClient:
-        conn.client.__class__ = _Client
+    if type(conn.client) is paramiko.SSHClient and not conn.is_connected:
+        conn.client = _Client()  # its host key policy is set below, as for Fabric's own
     if not conn.is_connected and "pkey" not in conn.connect_kwargs:
         key = _certified_key(conn)
         if key is not None:
@@ -141,8 +142,27 @@ class _ParamikoSession:
     def close(self):
         self.chan.close()
 
+    def lost(self, status):
+        """Whether STATUS says the connection failed rather than the command (never, here: a
+        failed connection raises)."""
+        return False
 
-SESSION_ERRORS = (paramiko.SSHException, OSError, EOFError)
+
+@contextlib.contextmanager
+def session(t, command, failed):
+    """open_session as a block, closed on the way out. An SSH failure inside it ends as one line,
+    FAILED (a format with {e}), and the connection is dropped: one that failed once (a network gone
+    silent keeps it "active") is not reused, the next call makes a new one."""
+    s = None
+    try:
+        s = open_session(t, command)
+        yield s
+    except (paramiko.SSHException, OSError, EOFError) as e:
+        close_sessions(t)
+        raise HostError(t.label, failed.format(e=e)) from None
+    finally:
+        if s is not None:
+            s.close()
 
 
 def open_session(t, command):

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from .config import settings_sh
-from .connection import SESSION_ERRORS, close_sessions, open_session
+from .connection import session
 from .errors import HostError
 from .localfiles import cache_path
 from .protocol import run_agent
@@ -86,21 +86,13 @@ def send(t, files):
     script = f'umask 077 && mkdir -p "$HOME/.fabjupyter/install" && cat > "$HOME/{REMOTE_TAR}.tmp" && ' \
              f'mv -f "$HOME/{REMOTE_TAR}.tmp" "$HOME/{REMOTE_TAR}"'
     started = time.monotonic()
-    session = None
-    try:
-        session = open_session(t, "sh -c '" + script + "'")  # no value of anyone's in it
-        with tarfile.open(fileobj=session.stdin, mode="w|") as tar:
+    with session(t, "sh -c '" + script + "'", "sending the wheels failed: {e}") as s:  # no value of anyone's in it
+        with tarfile.open(fileobj=s.stdin, mode="w|") as tar:
             for f in files:
                 tar.add(str(f), arcname=f.name, recursive=False)
-        session.close_stdin()
-        err = session.stderr_text().strip()
-        status = session.exit_status()
-        session.close()
-    except SESSION_ERRORS as e:
-        if session is not None:
-            session.close()
-        close_sessions(t)
-        raise HostError(t.label, f"sending the wheels failed: {e}") from None
+        s.close_stdin()
+        err = s.stderr_text().strip()
+        status = s.exit_status()
     if status != 0:
         raise HostError(t.label, f"sending the wheels failed: {err or f'exit status {status}'}")
     return time.monotonic() - started

@@ -433,6 +433,10 @@ class Session:
     def close(self):
         end_process(self.proc)
 
+    def lost(self, status):
+        """Whether STATUS is ssh's own failure (the master gone, the connection dropped)."""
+        return status == 255
+
 
 def _end_strays(argv):
     """End this user's processes whose command line is exactly ARGV (Linux: read from /proc)."""

@@ -9,7 +9,7 @@ import typing
 from dataclasses import dataclass, fields
 from importlib import resources
 
-from .connection import SESSION_ERRORS, close_sessions, open_session
+from .connection import close_sessions, session
 from .errors import HostError, UserError
 
 BOOTSTRAP = resources.files(__package__).joinpath("bootstrap.sh").read_text()
@@ -293,7 +293,7 @@ def read_line(raw, on_event):
 def run_agent(t, action, settings_sh=None, **request):
     """Run one agent action on the host: one SSH session, the script on stdin, one typed reply."""
     script = agent_script(action, dict(request, instance=request.get("instance", t.name)), settings_sh).encode()
-    reply = error = session = None
+    reply = error = None
     jobs = []  # batch jobs it submitted (cancelled if we are interrupted meanwhile)
 
     def on_event(message):
@@ -302,30 +302,22 @@ def run_agent(t, action, settings_sh=None, **request):
         show_event(t, message)
 
     try:
-        session = open_session(t, "sh -s")
-        session.stdin.write(script)
-        session.close_stdin()
-        for raw in session.stdout:
-            answer = read_line(raw, on_event)
-            if isinstance(answer, ErrorReply):
-                error = answer
-            elif answer is not None:
-                reply = answer
-        stderr = session.stderr_text()
-        status = session.exit_status()
-        session.close()
-    except SESSION_ERRORS as e:
-        # a connection that failed once (a network gone silent keeps it "active") is not reused:
-        # the next call, a tunnel's reconnection say, opens a new one
-        if session is not None:
-            session.close()
-        close_sessions(t)
-        raise HostError(t.label, f"the SSH connection failed during {action}: {e}") from None
+        # closed on the way out, an interruption included: the interrupted agent notices at once
+        with session(t, "sh -s", f"the SSH connection failed during {action}: {{e}}") as s:
+            s.stdin.write(script)
+            s.close_stdin()
+            for raw in s.stdout:
+                answer = read_line(raw, on_event)
+                if isinstance(answer, ErrorReply):
+                    error = answer
+                elif answer is not None:
+                    reply = answer
+            stderr = s.stderr_text()
+            status = s.exit_status()
+            lost = s.lost(status)
     except ProtocolError as e:
         raise HostError(t.label, f"{action}: the agent's reply was not understood ({e}); is this tool installed twice, in two versions?") from None
     except KeyboardInterrupt:
-        if session is not None:
-            session.close()  # the interrupted session's agent notices at once
         if jobs:
             cancel_jobs(t, jobs)
         raise
@@ -333,7 +325,7 @@ def run_agent(t, action, settings_sh=None, **request):
         raise RemoteError(t, error, stderr)
     if reply is None:
         lines = [line for line in stderr.splitlines() if line.strip()]
-        if status == 255 and hasattr(session, "proc"):  # ssh's own failure (OpenSSH path)
+        if lost:
             raise HostError(t.label, f"the SSH connection failed during {action}: {lines[-1] if lines else 'ssh exited 255'}")
         raise HostError(t.label, f"{action} failed on the remote: {lines[-1] if lines else f'exit status {status}'}")
     try:
