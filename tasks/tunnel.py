@@ -284,7 +284,6 @@ class MuxTunnel(Tunnel):
         if not self.added:
             self.errors.append(said or f"ssh -O forward exited {code}")
         self.master = route.master_pid() if self.added else None
-        self.proc = self  # poll() and returncode, as Tunnel's ssh child has
         with _live_lock:
             _live.add(self)
 
@@ -292,25 +291,12 @@ class MuxTunnel(Tunnel):
     def owner_pid(self):
         return self.master
 
-    @property
-    def pid(self):
-        return self.master
-
-    @property
-    def returncode(self):
-        return self.poll()
-
-    def poll(self):
-        """None while the forward is there: added, on the master that is still alive."""
-        if not self.added:
-            return 1
-        with self.route.lock:
-            if not self.route.alive() or self.route.generation != self.generation:
-                return 255
-        return None
-
     def running(self):
-        return self.poll() is None
+        """While the forward is there: added, on the master that is still alive."""
+        if not self.added:
+            return False
+        with self.route.lock:
+            return self.route.alive() and self.route.generation == self.generation
 
     def refused(self):
         return False
@@ -318,7 +304,7 @@ class MuxTunnel(Tunnel):
     def close(self):
         with _live_lock:
             _live.discard(self)
-        if self.poll() is None:
+        if self.running():
             self.route.control("cancel", "-L", self.spec)
         self.added = False
 
@@ -328,7 +314,7 @@ class MuxTunnel(Tunnel):
     def failure(self):
         if self.port_was_busy():
             return f"local port {self.local_port} is busy; choose another with --local-port"
-        if self.added and self.poll() is not None:
+        if self.added and not self.running():
             return "the SSH master connection ended"
         return self.errors[-1] if self.errors else "the forward did not answer in time"
 
@@ -598,7 +584,7 @@ def tunnel_group(targets, workers, open_, failed_early=None):
                 webbrowser.open(tun.url)
         if live:
             print("Ctrl-C closes the tunnels", flush=True)
-        while any(tun.proc.poll() is None for tun in live):
+        while any(tun.running() for tun in live):
             time.sleep(0.2)
         if live:
             print("all tunnels closed: their ssh exited", flush=True)
@@ -668,7 +654,7 @@ def keep_alive(t, tun):
     checked = time.monotonic()
     while True:
         time.sleep(0.2)
-        if tun.proc.poll() is None:
+        if tun.running():
             since = time.monotonic() - checked
             # ask where Jupyter is: soon after a refused forward, and every CHECK_EVERY seconds
             if not (tun.target_gone and since > 2) and since < CHECK_EVERY:
