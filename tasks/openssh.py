@@ -207,9 +207,8 @@ def can_prompt():
 class Route:
     """How one host is reached on the OpenSSH path: its master's socket, and who owns it."""
 
-    def __init__(self, conn, kind, path, persist):
-        self.kind = kind  # "user" (ssh_config's ControlPath), "multiplex" or "interactive" (ours)
-        self.path = path
+    def __init__(self, conn, path, persist):
+        self.path = path  # ssh_config's ControlPath, or ours (multiplex: true, a host that asks)
         self.persist = persist  # ControlPersist for a master we start; 0: this run only
         self.host = conn.original_host
         self.base = base_args(conn)
@@ -382,7 +381,7 @@ def route_for(conn, settings):
             return _routes[key]
     route = None
     if settings.multiplex:
-        route = Route(conn, "multiplex", _own_socket(conn), MULTIPLEX_PERSIST)
+        route = Route(conn, _own_socket(conn), MULTIPLEX_PERSIST)
     elif _config_mentions_controlpath(conn):
         options = effective_config(conn)
         path = options.get("controlpath", "none")
@@ -390,9 +389,9 @@ def route_for(conn, settings):
             # their ControlPersist for a master we start there; without one, a master for this run
             # only, as their first `ssh` would have been
             persist = options.get("controlpersist", "no")
-            route = Route(conn, "user", path, 0 if persist in ("no", "false", "0") else persist)
+            route = Route(conn, path, 0 if persist in ("no", "false", "0") else persist)
     if route is None and _host_key(conn) in _asking_hosts():
-        route = Route(conn, "interactive", _own_socket(conn), 0)
+        route = Route(conn, _own_socket(conn), 0)
     with _routes_lock:
         return _routes.setdefault(key, route)
 
@@ -403,7 +402,7 @@ def interactive_route(conn):
     key = _route_key(conn)
     with _routes_lock:
         if _routes.get(key) is None:
-            _routes[key] = Route(conn, "interactive", _own_socket(conn), 0)
+            _routes[key] = Route(conn, _own_socket(conn), 0)
         return _routes[key]
 
 

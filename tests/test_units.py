@@ -217,7 +217,7 @@ def _route(tmp_path):
 
     (tmp_path / "ssh_config").write_text("")
     conn = Connection("login.example", user="ana", config=Config(runtime_ssh_path=str(tmp_path / "ssh_config")))
-    return openssh.Route(conn, "multiplex", str(tmp_path / "sock"), 600)
+    return openssh.Route(conn, str(tmp_path / "sock"), 600)
 
 
 @pytest.mark.parametrize("said, prompted, expected", [
