@@ -380,10 +380,12 @@ def test_users_control_master_survives_the_tunnel(own_fab, premade):
                    + f"\nHost {fab.user}\n  ControlMaster auto\n  ControlPath {cm_dir}/cm-%C\n  ControlPersist 60\n")
     fab.config = cfg
     check = ["ssh", "-F", str(cfg), "-O", "check", fab.user]
+    accepted = f"Accepted publickey for {fab.sshhost.users[fab.user].name} "
     try:
         if premade:
             subprocess.run(["ssh", "-F", str(cfg), "-o", "BatchMode=yes", fab.user, "true"], check=True, timeout=30)
             assert subprocess.run(check, capture_output=True, timeout=30).returncode == 0
+        logins = fab.sshhost.sshd_log.read_text().count(accepted)
         fab.setup(password=PASSWORD)
         proc, url, out = fab.tunnel()
         assert url, out
@@ -393,6 +395,10 @@ def test_users_control_master_survives_the_tunnel(own_fab, premade):
         r = subprocess.run(check, capture_output=True, text=True, timeout=30)
         assert r.returncode == 0, f"the master is gone: {r.stderr}"
         assert refused(local_port_of(url)), f"something still listens on the tunnel's port {local_port_of(url)}"
+        assert fab.status()["running"] is True
+        fab("stop")
+        # setup, tunnel, status and stop: one login in all (the master's), none with a master before
+        assert fab.sshhost.sshd_log.read_text().count(accepted) - logins == (0 if premade else 1)
     finally:
         subprocess.run(["ssh", "-F", str(cfg), "-O", "exit", fab.user], capture_output=True, timeout=30)
         for sock in cm_dir.glob("cm-*"):
