@@ -218,7 +218,6 @@ class Route:
         self.generation = 0  # counts the masters seen: a forward belongs to one
         self.started = False  # this run started the master now alive
         self.refused = None  # the master's login was refused: said once, never asked again
-        self.pid = None
 
     def client_args(self):
         """Options for a mux client: through the master, never a login of its own."""
@@ -298,11 +297,12 @@ class Route:
             args += ["-o", "StrictHostKeyChecking=accept-new"]
         if not prompt:
             args += ["-o", "BatchMode=yes"]
+        args += ["-N", "-f", self.host]
         # -f: to the background once logged in; its stderr goes to a file, as a pipe would stay
         # open as long as the master lives
         with tempfile.TemporaryFile() as err:
             try:
-                r = subprocess.run(args + ["-N", "-f", self.host], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                r = subprocess.run(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                    stderr=err, timeout=MASTER_TIMEOUT)
                 code = r.returncode
             except subprocess.TimeoutExpired:
@@ -314,7 +314,7 @@ class Route:
             return
         if code == 0:
             # it went to the background as a plain session (-N), which nothing would ever end
-            _end_strays(args + ["-N", "-f", self.host])
+            _end_strays(args)
             raise HostError(label, f"ssh logged in but made no master at {self.path} ({lines[-1] if lines else 'no word why'})")
         if code is None:
             raise HostError(label, f"logging in took more than {MASTER_TIMEOUT} s (an unanswered prompt?); nothing was changed")
@@ -350,8 +350,7 @@ class Route:
         return HostError(label, f"SSH to {self.host} failed: {last}")
 
     def master_pid(self):
-        r = subprocess.run(self.client_args() + ["-O", "check", self.host], stdin=subprocess.DEVNULL, capture_output=True, text=True)
-        found = re.search(r"pid=(\d+)", r.stderr)
+        found = re.search(r"pid=(\d+)", self.control("check")[1])
         return int(found.group(1)) if found else None
 
     def control(self, command, *args):

@@ -141,19 +141,24 @@ def otp_host():
         host.close()
 
 
-@pytest.fixture
-def otp_fab(otp_host, tmp_path):
-    """`fab` against a fresh account of the two-factor host (no code of its used yet)."""
-    alias = f"fjotp{next(_serial)}"
-    otp_host.add_user(alias)
-    fab = AuthFab(otp_host, alias, tmp_path / "hosts.yaml")
+def _fresh_account(host, prefix, tmp_path):
+    """AuthFab for an account added to HOST now; its processes ended afterwards."""
+    alias = f"{prefix}{next(_serial)}"
+    host.add_user(alias)
+    fab = AuthFab(host, alias, tmp_path / "hosts.yaml")
     try:
         yield fab
     finally:
         try:
             fab.cleanup()
         finally:
-            otp_host.kill_user_processes(alias)
+            host.kill_user_processes(alias)
+
+
+@pytest.fixture
+def otp_fab(otp_host, tmp_path):
+    """`fab` against a fresh account of the two-factor host (no code of its used yet)."""
+    yield from _fresh_account(otp_host, "fjotp", tmp_path)
 
 
 @pytest.fixture(scope="module")
@@ -168,16 +173,7 @@ def cert_host():
 @pytest.fixture
 def cert_fab(cert_host, tmp_path):
     """`fab` against a fresh account of the certificate host (its key and certificate made now)."""
-    alias = f"fjcert{next(_serial)}"
-    cert_host.add_user(alias)
-    fab = AuthFab(cert_host, alias, tmp_path / "hosts.yaml")
-    try:
-        yield fab
-    finally:
-        try:
-            fab.cleanup()
-        finally:
-            cert_host.kill_user_processes(alias)
+    yield from _fresh_account(cert_host, "fjcert", tmp_path)
 
 
 @pytest.fixture
