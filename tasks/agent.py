@@ -11,6 +11,7 @@ Check mode (a dry run) takes the same path: every change goes through Run.change
 it and, outside check mode, makes it. What the kinds of Jupyter differ in is one table, KINDS.
 """
 
+import base64
 import difflib
 import fcntl
 import hashlib
@@ -1131,6 +1132,8 @@ class Run:
         if not os.path.exists(root):
             self.change("root_dir", root, act=lambda: make_dir(root))
         tls, sock = settings.get("tls") == "1", settings.get("sock") == "1"
+        if not self.dry:
+            self.fresh_cookie_secret()
         if launcher in SCHEDULERS:
             return self.launch_job(SCHEDULERS[launcher](), kind, version, settings, root, requested)
         where = "socket" if sock else "port %s or the next free one" % requested
@@ -1181,6 +1184,12 @@ class Run:
         write_atomic(self.path("python"), sys.executable + "\n")
         os.close(ports_lock)
 
+    def fresh_cookie_secret(self):
+        """New random bytes for the key Jupyter signs its login cookies with (Jupyter's own file in
+        its runtime directory outlives restarts, and is shared by all of a user's servers)."""
+        make_dir(self.d)
+        write_atomic(self.path("cookie_secret"), base64.b64encode(os.urandom(32)).decode() + "\n")
+
     def ports_lock(self):
         """Held from choosing a port until Jupyter listens on it (instances of one user choose
         ports one at a time); released when this process ends, whatever happens."""
@@ -1223,6 +1232,9 @@ class Run:
         elif port:
             argv += ["--%s.port=%d" % (k.app, port)]
         argv.append("--%s.%s=%s" % (k.app, k.root_key, root))
+        # a key of its own, new at every start (fresh_cookie_secret): a login cookie dies with the
+        # server that issued it, and a captured one is worthless after a restart or a new password
+        argv.append("--%s.cookie_secret_file=%s" % (k.app, self.path("cookie_secret")))
         if os.getuid() == 0:
             argv.append("--allow-root")
         return argv
@@ -1272,13 +1284,18 @@ class Run:
             time.sleep(0.05)
         raise Fail("launch_failed", "the launcher did not start (see %s)" % log)
 
+    def ready_module(self, **values):
+        """ready.py's functions, run in this process with its globals set to VALUES."""
+        ns = {"__name__": "fabjupyter_ready"}
+        exec(compile(self.req["ready_py"], "ready.py", "exec"), ns)
+        ns.update(values)
+        return ns
+
     def wait_ready(self, pid, port, sock_path, ip, tls):
         """ready.py, in this process: until it answers, then that the server answering is the one
         started and runs with our settings (Jupyter's runtime file and what it answers)."""
-        ns = {"__name__": "fabjupyter_ready"}
-        exec(compile(self.req["ready_py"], "ready.py", "exec"), ns)
-        ns.update(port=port or 0, pid=pid, timeout=float(self.req.get("timeout") or 60), tls=tls, sock=sock_path, ip=ip,
-                  runtime_dir=runtime_dir(os.environ))
+        ns = self.ready_module(port=port or 0, pid=pid, timeout=float(self.req.get("timeout") or 60), tls=tls, sock=sock_path,
+                               ip=ip, runtime_dir=runtime_dir(os.environ))
         if tls:
             import ssl
 
@@ -1430,6 +1447,75 @@ def act_stop(run):
     run.stop_unrecorded(state)
     run.stop_server(state)
     return {"changes": run.changes}
+
+
+WATCH_EVERY = 0.05  # seconds between looks at a forwarded port (a batch job's: JOB_WATCH_EVERY)
+JOB_WATCH_EVERY = 2.0
+
+
+def act_watch(run):
+    """Answer (gone: why) the moment the server a tunnel's TCP forward was confirmed for is no
+    longer there: stopped, restarted, moved, or its port no longer held by it. The tunnel closes
+    the forward on that answer, before another user's program can take the port and receive a
+    request. Meanwhile a line every second: a client that went away ends this at once."""
+    run.known()
+    want = (run.req.get("port"), run.req.get("address"))
+    first = run.status()
+    if not first["running"]:
+        return {"gone": "stopped"}
+    if first["socket"] or (first["port"], first["address"]) != want:
+        return {"gone": "moved"}
+    job = first["job_id"] is not None
+    state = run.state()
+    mine = None  # the inodes of the listening sockets that Jupyter holds, where /proc tells
+    if not job:
+        ns = run.ready_module(port=want[0], pid=state["pid"], sock="")
+        listening = ns["listening_inodes"]()
+        if listening is not None:
+            mine = set(i for p in ns["family"](state["pid"]) for i in socket_inodes(p) if i in listening)
+            if not mine:
+                return {"gone": "taken"}
+    beat = time.time()
+    while True:
+        time.sleep(JOB_WATCH_EVERY if job else WATCH_EVERY)
+        if job:
+            run.jobs.clear()  # ask the scheduler again
+            now = run.status()
+            if not now["running"]:
+                return {"gone": "stopped"}
+            if (now["job_id"], now["port"], now["address"]) != (first["job_id"], first["port"], first["address"]):
+                return {"gone": "restarted"}
+        else:
+            now = run.state()
+            if (now.get("pid"), now.get("port"), now.get("socket")) != (state.get("pid"), want[0], None):
+                return {"gone": "restarted"}
+            if mine is not None:
+                if not mine & (ns["listening_inodes"]() or set()):
+                    return {"gone": "stopped"}
+            elif not alive(state["pid"]):
+                return {"gone": "stopped"}
+        if time.time() - beat >= 1:
+            beat = time.time()
+            run.event("watching")
+            if run.gone:
+                return {"gone": "client"}
+
+
+def socket_inodes(pid):
+    """The inodes of the sockets process PID holds (an empty list where /proc cannot tell)."""
+    found = []
+    try:
+        fds = os.listdir("/proc/%d/fd" % pid)
+    except OSError:
+        return found
+    for fd in fds:
+        try:
+            target = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            found.append(target[8:-1])
+    return found
 
 
 def act_logs(run):
@@ -1653,7 +1739,7 @@ def command_output(argv):
 ACTIONS = {
     "status": act_status, "setup": act_setup, "config": act_config, "password": act_password, "start": act_start,
     "restart": act_restart, "stop": act_stop, "logs": act_logs, "cert": act_cert, "list": act_list,
-    "install": act_install,
+    "install": act_install, "watch": act_watch,
 }
 
 

@@ -7,6 +7,7 @@ Precedence: built-in defaults < `defaults:` < the host's entry < the instance's 
 import difflib
 import os
 import shlex
+import typing
 from dataclasses import dataclass, field, fields, replace
 
 import yaml
@@ -32,7 +33,10 @@ class Settings:
     start_timeout: int = 60  # seconds to wait for Jupyter to answer
     mode: str = "ssh"  # ssh: 127.0.0.1 behind the tunnel; public: all interfaces, TLS + password
     cert_names: tuple = ()  # extra names for the generated certificate's subjectAltName
-    socket: bool = False  # listen on a Unix socket (0600, in a 0700 directory) instead of a port
+    # listen on a Unix socket (0600, in a 0700 directory) instead of a port. None (the default):
+    # a socket wherever one can work (ssh mode, not a batch job), since no other user on the host
+    # can bind it or reach it, so the tunnel cannot hand a request to someone else's server
+    socket: typing.Optional[bool] = None
     fast_start: bool = False  # start Jupyter through boot.py (opt-in; see README)
     name: str = "default"  # the instance: several servers on one host, each by name
     idle_timeout: int = 0  # seconds without activity after which Jupyter shuts itself down (0: never)
@@ -265,6 +269,8 @@ class Inventory:
         values.update(overrides)
         values["name"] = instance
         settings = replace(Settings(), **values)
+        if settings.socket is None:
+            return replace(settings, socket=uses_socket(settings))
         if settings.socket and settings.mode == "public":
             raise UserError(f"{name}: public mode serves HTTPS on a port; it cannot use a Unix socket (socket: true)")
         if settings.launcher in BATCH_LAUNCHERS and (settings.socket or settings.mode == "public"):
@@ -273,6 +279,12 @@ class Inventory:
                 "forward to its port: it works in ssh mode with a port (not socket: true, not mode: public)"
             )
         return settings
+
+
+def uses_socket(settings):
+    """Where socket: is not set: a Unix socket wherever one can work. Public mode serves HTTPS on
+    a port, and a batch job's Jupyter is reached on its node's address through the login node."""
+    return settings.mode == "ssh" and settings.launcher not in BATCH_LAUNCHERS
 
 
 def _instances(raw, where):

@@ -5,6 +5,8 @@ from invoke import task as invoke_task
 from invoke.exceptions import ParseError
 from invoke.parser import Argument
 
+from .errors import UserError
+
 GROUP_HELP = "run on every host of this hosts.yaml group, in parallel (instead of -H)"
 WORKERS_HELP = "how many hosts at once with --group (default: all of them, up to 64)"
 DRY_RUN_HELP = "show what would change (a diff for the configuration) and change nothing, not even an upload"
@@ -17,8 +19,18 @@ MODE_HELP = "ssh (127.0.0.1, reached through the tunnel; default) or public (all
 NAME_HELP = "the instance (several Jupyter servers on one host, each by name; default: `name:` in hosts.yaml, else default)"
 IDLE_HELP = ("shut Jupyter down after this many seconds without activity, culling kernels idle that long "
              "(0: never, the default; a batch job then ends)")
+SOCKET_HELP = ("listen on a Unix socket (0600, in a 0700 directory) instead of a port; the tunnel forwards to it "
+               "(the default in ssh mode, unless hosts.yaml says socket: false)")
+TCP_HELP = "listen on a TCP port on 127.0.0.1 instead of the Unix socket (socket: false in hosts.yaml)"
 FAST_START_HELP = ("start Jupyter through this tool's boot.py, which skips two start-up costs inside it "
                    "(about a second; off by default: Jupyter then runs exactly as its own script would)")
+
+
+def listen_on(socket, tcp):
+    """--socket / --tcp as the setting socket: (None when neither is given: hosts.yaml decides)."""
+    if socket and tcp:
+        raise UserError("give either --socket or --tcp, not both")
+    return True if socket else False if tcp else None
 
 
 # Options that take a whole number, whatever their default (None: from hosts.yaml).

@@ -18,7 +18,8 @@ READY = resources.files(__package__).joinpath("ready.py").read_text()
 BOOT = resources.files(__package__).joinpath("boot.py").read_text()
 PROTOCOL = 1
 NEEDS_JUPYTER = ("config", "setup", "start", "restart", "install")  # run in Jupyter's environment and Python
-LAUNCHING = ("setup", "start", "restart")  # may start Jupyter: take ready.py along
+LAUNCHING = ("setup", "start", "restart")  # may start Jupyter
+TAKES_READY = LAUNCHING + ("watch",)  # take ready.py along (its checks of who listens where)
 
 
 def sh_quote(value):
@@ -53,7 +54,7 @@ def agent_script(action, request, settings_sh=None):
     request.setdefault("instance", "default")
     if settings_sh is not None:
         request["settings_sh"] = settings_sh
-    if action in LAUNCHING:
+    if action in TAKES_READY:
         request["ready_py"] = READY
     if action in NEEDS_JUPYTER:
         request["run_sh"] = run_script()
@@ -226,6 +227,11 @@ class ListReply:
 
 
 @dataclass(frozen=True)
+class WatchReply:
+    gone: str  # why the server a forward was confirmed for is no longer there: stopped, restarted, moved, taken
+
+
+@dataclass(frozen=True)
 class ErrorReply:
     code: str
     detail: str
@@ -235,7 +241,7 @@ class ErrorReply:
 REPLIES = {
     "setup": SetupReply, "config": WriteReply, "password": WriteReply, "start": StartReply, "restart": StartReply,
     "stop": StopReply, "status": StatusReply, "logs": LogsReply, "cert": CertReply, "list": ListReply,
-    "install": InstallReply,
+    "install": InstallReply, "watch": WatchReply,
 }
 
 

@@ -9,7 +9,7 @@ from .config import change_lines, settings_sh, wanted
 from .errors import UserError, user_task
 from .options import (
     DRY_RUN_HELP, FAST_START_HELP, GROUP_HELP, IDLE_HELP, LAUNCHER_HELP, MODE_HELP, NAME_HELP, PORT_HELP, QUEUE_TIMEOUT_HELP, ROOT_DIR_HELP,
-    SBATCH_HELP, WORKERS_HELP, task,
+    SBATCH_HELP, SOCKET_HELP, TCP_HELP, WORKERS_HELP, listen_on, task,
 )
 from .password import fresh_hash, hash_password, read_password
 from .protocol import run_agent
@@ -151,7 +151,8 @@ def fab_prefix(c, label):
         "group": GROUP_HELP,
         "workers": WORKERS_HELP,
         "accept-new-host-key": "trust and record the host key of a host never seen before (a changed key is always refused)",
-        "socket": "listen on a Unix socket (0600, in a 0700 directory) instead of a port; the tunnel forwards to it",
+        "socket": SOCKET_HELP,
+        "tcp": TCP_HELP,
         "dry-run": DRY_RUN_HELP,
         "fast-start": FAST_START_HELP,
         "name": NAME_HELP,
@@ -166,7 +167,7 @@ def fab_prefix(c, label):
 @user_task
 def setup(
     c, launcher=None, port=None, root_dir=None, password_stdin=False, mode=None, group=None, workers=None,
-    accept_new_host_key=False, socket=False, dry_run=False, fast_start=False, name=None, idle_timeout=None, sbatch=None,
+    accept_new_host_key=False, socket=False, tcp=False, dry_run=False, fast_start=False, name=None, idle_timeout=None, sbatch=None,
     queue_timeout=None, install=False, upgrade=False,
 ):
     """Set up Jupyter on the host: config, password, start, wait until it answers."""
@@ -188,7 +189,7 @@ def setup(
         port=port,
         root_dir=root_dir,
         mode=mode,
-        socket=socket or None,
+        socket=listen_on(socket, tcp),
         fast_start=fast_start or None,
         name=name,
         idle_timeout=idle_timeout,

@@ -1,10 +1,14 @@
 """tunnel: the client-side forward to Jupyter, made by the OpenSSH client (`ssh -N -L`), which
 moves data an order of magnitude faster than Fabric's pure-Python forward_local.
 
-In about one SSH handshake's time: `ssh -L` starts at once towards where Jupyter was seen last
-(remembered here, in ~/.config/fabjupyter/last-seen.json), while the host is asked where it runs
-now; the URL is printed only once the host's answer names the very port (or socket, or node) the
-forward points to, and a forward that guessed wrong is closed and made again to the right place.
+No request of the user's reaches a server that is not confirmed to be theirs:
+- a forward to a Unix socket (the default in ssh mode) goes to a path in the user's own 0700
+  directory, where no other user can bind or connect: it may start at once towards where Jupyter
+  was seen last (remembered here, in ~/.config/fabjupyter/last-seen.json) while the host is asked
+  where it runs now, and is kept only if the host's answer names that very socket;
+- a forward to a TCP port (public mode, a batch job's node, socket: false) starts only after the
+  host confirmed that our server holds the port, and a watch on the host (Guard) closes it the
+  moment that server is gone, before another user's program could take the port.
 A group's forwards all open at once, each in that way."""
 
 import ctypes
@@ -151,6 +155,7 @@ class Tunnel:
         self.errors = []
         self.ready = False
         self.target_gone = False
+        self.guard = None
         self.proc = subprocess.Popen(
             self.command,
             stdin=subprocess.DEVNULL if not sys.stdin.isatty() else None,
@@ -277,6 +282,7 @@ class MuxTunnel(Tunnel):
         self.errors = []
         self.ready = False
         self.target_gone = False
+        self.guard = None
         route.ensure(label)
         self.generation = route.generation
         code, said = route.control("forward", "-L", self.spec)
@@ -319,14 +325,46 @@ class MuxTunnel(Tunnel):
         return self.errors[-1] if self.errors else "the forward did not answer in time"
 
 
+class Guard:
+    """For a forward to a TCP port: the agent on the host watches the server the forward was
+    confirmed for (act_watch) and answers the moment it is gone (stopped, restarted, moved, its
+    port no longer held by it); the forward is closed then, before another user's program could
+    bind the port and receive a request of ours. If the watch itself ends (its connection lost),
+    the forward is closed too: a forward nobody watches is not kept. A Unix socket needs none: it
+    lies in the user's own 0700 directory, where nobody else can bind it."""
+
+    WORDS = {"stopped": "stopped", "restarted": "was restarted", "moved": "moved", "taken": "no longer holds the port"}
+
+    def __init__(self, t, tun):
+        self.tun = tun
+        self.reason = None
+        threading.Thread(target=self._watch, args=(t, tun.remote_port, tun.address), daemon=True).start()
+
+    def _watch(self, t, port, address):
+        try:
+            gone = run_agent(t, "watch", port=port, address=address).gone
+            self.reason = self.WORDS.get(gone, gone)
+        except BaseException as e:  # noqa: B036 (whatever ended the watch, the forward goes)
+            self.reason = f"could not be watched any more ({e.message if isinstance(e, HostError) else e})"
+        if self.tun.guard is self:
+            self.tun.close()
+
+
 def make_tunnel(t, local_port, where, speculative=False):
     """A forward from LOCAL_PORT to WHERE (port or socket, mode, address) on host T: through its
-    master on the OpenSSH path, else its own `ssh -N -L` (which, on a guess, asks nothing)."""
+    master on the OpenSSH path, else its own `ssh -N -L` (which, on a guess, asks nothing). Only
+    a socket may be guessed; a port is forwarded once confirmed, and watched (Guard)."""
     port, mode, address = where
+    if speculative and not is_socket(port):
+        raise ValueError("a TCP port is forwarded only once the host confirmed it")
     route = openssh.route_for(t.conn, t.settings)
     if route is not None:
-        return MuxTunnel(route, t.label, local_port, port, tls=mode == "public", address=address)
-    return Tunnel(t.conn, local_port, port, tls=mode == "public", address=address, batch=speculative)
+        tun = MuxTunnel(route, t.label, local_port, port, tls=mode == "public", address=address)
+    else:
+        tun = Tunnel(t.conn, local_port, port, tls=mode == "public", address=address, batch=speculative)
+    if not is_socket(port) and tun.running():
+        tun.guard = Guard(t, tun)
+    return tun
 
 
 def close_all():
@@ -385,24 +423,21 @@ class _Asked:
 
 
 def guess_where(t):
-    """Where Jupyter probably runs, to start the forward before the host has said: where it was
-    seen last (this machine remembers), else the port its settings ask for; None when there is
-    nothing to go on (a socket or a batch job never seen)."""
+    """Where Jupyter probably runs, to start the forward before the host has said: the Unix socket
+    where it was seen last (this machine remembers). Never a TCP port: whatever holds a port now
+    may be another user's server, and would get the browser's requests before the host's answer
+    showed it."""
     seen = last_seen(t)
-    if seen:
+    if seen and is_socket(seen[0]):
         return seen
-    s = t.settings
-    if s.launcher == "slurm" or s.socket:
-        return None
-    return s.port, s.mode, None
+    return None
 
 
 def open_confirmed(t, local_port, pinned, taken=()):
-    """A forward from LOCAL_PORT to T's Jupyter, in about one SSH handshake's time, and never to
-    another server: the forward starts towards the guessed place while the host is asked where
-    its Jupyter runs (by the agent, which knows its pid: a port reused by someone else's Jupyter
-    is not ours), and is kept only if that is where it points; else it is made again to the
-    right place. Returns (Tunnel or None, error or None, where); the host's own error is raised."""
+    """A forward from LOCAL_PORT to T's Jupyter, never to another server: a forward to the socket
+    seen last starts while the host is asked where its Jupyter runs (by the agent, which knows its
+    pid), and is kept only if that is where it points; else (and for a port, always) the forward
+    is made once the host has said. Returns (Tunnel or None, error or None, where); the host's own error is raised."""
     where = seen_running(t)  # this run's setup or start just said
     if where is not None:
         return (*open_forward(t, make_tunnel(t, local_port, where), pinned, taken), where)
@@ -547,9 +582,13 @@ def tunnel_group(targets, workers, open_, failed_early=None):
                     print(f"{t.label}: local port {port} is busy; using {moved}", flush=True)
                     port = ports[t.label] = moved
                     taken.add(moved)
-            return open_confirmed(t, port, t.label in pinned, taken)
-        finally:
+            result = open_confirmed(t, port, t.label in pinned, taken)
+        except BaseException:
+            t.conn.close()
+            raise
+        if result[0] is None or result[0].guard is None:
             t.conn.close()  # nothing more to ask: a group of thousands is not thousands of sockets
+        return result
 
     sigterm_as_interrupt()
     # the pool outlives the forwards: an ssh child gets its parent-death signal when the *thread*
@@ -584,8 +623,13 @@ def tunnel_group(targets, workers, open_, failed_early=None):
                 webbrowser.open(tun.url)
         if live:
             print("Ctrl-C closes the tunnels", flush=True)
+        ended = set()
         while any(tun.running() for tun in live):
             time.sleep(0.2)
+            for label, tun in tunnels.items():
+                if label not in ended and tun.guard and tun.guard.reason and not tun.running():
+                    ended.add(label)
+                    print(f"{label}: Jupyter {tun.guard.reason}; its tunnel is closed", flush=True)
         if live:
             print("all tunnels closed: their ssh exited", flush=True)
     except KeyboardInterrupt:
@@ -653,7 +697,7 @@ def keep_alive(t, tun):
     another port (restarted elsewhere), follow it. One line per event."""
     checked = time.monotonic()
     while True:
-        time.sleep(0.2)
+        time.sleep(0.05 if tun.guard else 0.2)
         if tun.running():
             since = time.monotonic() - checked
             # ask where Jupyter is: soon after a refused forward, and every CHECK_EVERY seconds
@@ -665,21 +709,35 @@ def keep_alive(t, tun):
             except AuthError:
                 raise
             except UserError as e:
-                print(f"{t.label}: {e.message if isinstance(e, HostError) else e}", flush=True)
+                # not running (any more): no forward until it runs again and the host says where
+                tun.close()
+                print(f"{t.label}: {e.message if isinstance(e, HostError) else e}; the tunnel waits for it, forwarding nothing",
+                      flush=True)
+                _reconnect(t, tun)
                 continue
-            if (port, address) == (tun.remote_port, tun.address):
+            if tun.points_to((port, mode, address)):
                 continue
-            there = f"{address}:{port} (a new job)" if address else f"port {port} on the host"
+            there = f"{address}:{port} (a new job)" if address else where_words(port, mode)
             print(f"{t.label}: Jupyter moved to {there}; following it", flush=True)
             tun.close()
+        elif tun.guard and tun.guard.reason:
+            print(f"{t.label}: Jupyter {tun.guard.reason}; the forward to it is closed until the host confirms where it runs",
+                  flush=True)
         else:
             print(f"{t.label}: connection lost ({tun.failure()}); reconnecting", flush=True)
         _reconnect(t, tun)
 
 
+def where_words(port, mode):
+    if is_socket(port):
+        return f"the Unix socket {port} on the host"
+    return f"port {port} on the host" + (" (public mode, HTTPS)" if mode == "public" else "")
+
+
 def _reconnect(t, tun):
     """Until the forward answers again, with backoff. Each attempt logs in at most once (asking
-    on the terminal, where the host asks); a refused login ends the tunnel, said, not retried."""
+    on the terminal, where the host asks); a refused login ends the tunnel, said, not retried.
+    The forward is made only to where the host says its Jupyter runs now."""
     attempt = 0
     while True:
         time.sleep(BACKOFF[min(attempt, len(BACKOFF) - 1)])

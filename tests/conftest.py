@@ -106,12 +106,16 @@ class Fab:
         assert len(lines) == 1, lines
         return json.loads(lines[0])
 
-    def hosts(self, text):
-        """Write hosts.yaml: the text, with this test's port as the default unless it sets one."""
+    def hosts(self, text, tcp=True):
+        """Write hosts.yaml: the text, with this test's port as the default unless it sets one,
+        and (TCP: most tests are about a port; the socket default has tests of its own, which say
+        tcp=False) socket: false unless it says socket: itself."""
         if "defaults:\n" not in text:
             text = f"defaults:\n  port: {self.port}\n" + text
         elif not text.split("defaults:\n", 1)[1].startswith("  port:"):
             text = text.replace("defaults:\n", f"defaults:\n  port: {self.port}\n", 1)
+        if tcp and "socket:" not in text:
+            text = text.replace("defaults:\n", "defaults:\n  socket: false\n", 1)
         self.hosts_file.write_text(text)
 
     def as_user(self, script, check=True):

@@ -117,6 +117,7 @@ def run_a_cell(driver, name):
 
 
 def test_log_in_through_the_tunnel_and_run_a_cell(fab, local_port, browser):
+    fab.hosts("", tcp=False)  # the default: a Unix socket, as a user gets it
     fab.setup(password=PASSWORD)
     proc, url, out = fab.tunnel("--local-port", str(local_port))
     assert url == f"http://localhost:{local_port}/", out

@@ -496,8 +496,8 @@ def test_tunnel_heals_after_sshd_restart_and_follows_a_moved_jupyter(fab, local_
 def test_unix_socket_mode(fab, local_port):
     """Jupyter on a Unix socket (0600 in a 0700 directory): no TCP port at all; the tunnel
     forwards to the socket. A JUPYTER_PORT set by the activation line does not break it."""
-    fab.hosts("hosts:\n  fjtest:\n    activate: export JUPYTER_PORT=9999\n")
-    r = fab.setup("--socket")
+    fab.hosts("hosts:\n  fjtest:\n    activate: export JUPYTER_PORT=9999\n", tcp=False)
+    r = fab.setup()  # the default in ssh mode
     sock = fab.home / ".fabjupyter" / "run" / "jupyter.sock"
     assert f"at the Unix socket {sock} on the host" in r.stdout
     record = fab.status()
@@ -515,7 +515,7 @@ def test_unix_socket_mode(fab, local_port):
     code, _, _ = stop_tunnel(proc)
     assert code == 0
     # back to a TCP port
-    fab.setup()
+    fab.setup("--tcp")
     assert fab.status()["port"] == fab.port and fab.status()["socket"] is None
 
 

@@ -132,7 +132,20 @@ def test_instance_settings_precedence_and_names(tmp_path):
 def test_empty_and_missing_inventory(tmp_path):
     path = tmp_path / "hosts.yaml"
     path.write_text("# nothing yet\n")
-    assert inventory.load(str(path)).settings_for("x") == inventory.Settings()
+    assert inventory.load(str(path)).settings_for("x") == inventory.Settings(socket=True)
+
+
+def test_socket_by_default_where_one_can_work(tmp_path):
+    """socket: unset means a Unix socket in ssh mode (no other user can bind or reach it); a port
+    where it must be: public mode, a batch job, or socket: false."""
+    path = tmp_path / "hosts.yaml"
+    path.write_text("hosts:\n  a: {}\n  b: {mode: public}\n  c: {launcher: slurm}\n  d: {socket: false}\n  e: {socket: true}\n")
+    inv = inventory.load(str(path))
+    assert [inv.settings_for(h).socket for h in "abcde"] == [True, False, False, False, True]
+    assert inv.settings_for("d", {"socket": True}).socket is True  # --socket over hosts.yaml
+    assert inv.settings_for("a", {"socket": False}).socket is False  # --tcp over the default
+    with pytest.raises(UserError, match="cannot use a Unix socket"):
+        inv.settings_for("b", {"socket": True})
     assert inventory.load(str(tmp_path / "absent.yaml")).hosts == {}
     with pytest.raises(UserError, match="no such file"):
         inventory.load(str(tmp_path / "absent.yaml"), required=True)
