@@ -36,8 +36,12 @@ def ask_where(t):
     asked of the host now; an error if nothing runs."""
     status = run_agent(t, "status").status
     if not status.running:
-        raise HostError(t.label, f"Jupyter is not running there; start it with `{t.fab('setup')}` (or `start{t.named}`)")
+        raise NotRunning(t.label, f"Jupyter is not running there; start it with `{t.fab('setup')}` (or `start{t.named}`)")
     return status.where, status.mode, status.address
+
+
+class NotRunning(HostError):
+    """The host answered: this instance's Jupyter is not running."""
 
 
 def process(detail):

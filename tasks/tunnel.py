@@ -34,7 +34,7 @@ from .hosts import group_targets, target
 from .localfiles import config_path, read_record, update_record
 from .options import NAME_HELP, WORKERS_HELP, task
 from .protocol import run_agent
-from .server import ask_where, is_socket, remember, seen_running
+from .server import NotRunning, ask_where, is_socket, remember, seen_running
 
 READY_TIMEOUT = 30  # seconds for the forward to answer, on top of the SSH connect timeout
 
@@ -337,7 +337,8 @@ class Guard:
 
     def __init__(self, t, tun):
         self.tun = tun
-        self.reason = None
+        self.reason = None  # what the host said of the server: stopped, was restarted...
+        self.lost = None  # or why the watch ended without its answer (its connection lost)
         threading.Thread(target=self._watch, args=(t, tun.remote_port, tun.address), daemon=True).start()
 
     def _watch(self, t, port, address):
@@ -345,7 +346,7 @@ class Guard:
             gone = run_agent(t, "watch", port=port, address=address).gone
             self.reason = self.WORDS.get(gone, gone)
         except BaseException as e:  # noqa: B036 (whatever ended the watch, the forward goes)
-            self.reason = f"could not be watched any more ({e.message if isinstance(e, HostError) else e})"
+            self.lost = f"the watch on the host ended: {e.message if isinstance(e, HostError) else e}"
         if self.tun.guard is self:
             self.tun.close()
 
@@ -708,12 +709,15 @@ def keep_alive(t, tun):
                 port, mode, address = ask_where(t)
             except AuthError:
                 raise
-            except UserError as e:
+            except NotRunning as e:
                 # not running (any more): no forward until it runs again and the host says where
                 tun.close()
                 print(f"{t.label}: {e.message if isinstance(e, HostError) else e}; the tunnel waits for it, forwarding nothing",
                       flush=True)
                 _reconnect(t, tun)
+                continue
+            except UserError as e:
+                print(f"{t.label}: {e.message if isinstance(e, HostError) else e}", flush=True)
                 continue
             if tun.points_to((port, mode, address)):
                 continue
@@ -724,7 +728,8 @@ def keep_alive(t, tun):
             print(f"{t.label}: Jupyter {tun.guard.reason}; the forward to it is closed until the host confirms where it runs",
                   flush=True)
         else:
-            print(f"{t.label}: connection lost ({tun.failure()}); reconnecting", flush=True)
+            why = tun.guard.lost if tun.guard and tun.guard.lost else tun.failure()
+            print(f"{t.label}: connection lost ({why}); reconnecting", flush=True)
         _reconnect(t, tun)
 
 

@@ -485,7 +485,9 @@ def test_tunnel_heals_after_sshd_restart_and_follows_a_moved_jupyter(fab, local_
             except (OSError, AssertionError):
                 time.sleep(0.3)
         assert ok, "".join(lines)
-        assert any("moved to port" in line for line in lines)
+        # the forward closed when Jupyter stopped, and was made again once the host said where
+        assert any("Jupyter stopped; the forward to it is closed" in line for line in lines), "".join(lines)
+        assert sum("reconnected" in line for line in lines) == 2, "".join(lines)
     finally:
         blocker.close()
     code, _, err = stop_tunnel(proc)

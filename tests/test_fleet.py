@@ -46,7 +46,7 @@ class FleetRun:
         self.cleanup = []  # directories to remove after the test
 
     def write_hosts(self, extra=None):
-        lines = ["defaults:", "  launcher: nohup", "hosts:"]
+        lines = ["defaults:", "  launcher: nohup", "  socket: false", "hosts:"]  # TCP: the group forwards are watched
         for name, h in self.hosts.items():
             lines += [f"  {name}:", f"    host: {h.address}", f"    user: {h.users[name].name}", f"    identity: {h.client_key}"]
             if name == "fjn2":
