@@ -466,15 +466,17 @@ class Slurm:
 
     def script_header(self, job_name, log, options):
         """The #SBATCH lines: ours (name, output), then the user's (which may override them)."""
-        lines = ["#SBATCH --job-name=%s" % job_name, "#SBATCH --output=%s" % log.replace("%", "%%"),
+        lines = ["#SBATCH --job-name=%s" % job_name, "#SBATCH %s" % sbatch_quote("--output=" + log.replace("%", "%%")),
                  "#SBATCH --open-mode=append"]
         return lines + ["#SBATCH %s" % o for o in options]
 
     def submit(self, script):
-        """The job id, or Fail with sbatch's own words."""
+        """The job id, or Fail with sbatch's own words (one line: its lines, without their
+        `sbatch: error: ` prefixes)."""
         out, err, code = run_command(["sbatch", "--parsable", script], timeout=60)
         if code != 0:
-            raise Fail("submit_failed", "sbatch", log=[line for line in err.splitlines() if line.strip()] or ["exit status %d" % code])
+            words = [line.strip().replace("sbatch: error: ", "", 1) for line in err.splitlines() if line.strip()]
+            raise Fail("submit_failed", "sbatch", log=["; ".join(words) or "exit status %d" % code])
         job = out.strip().split(";")[0]
         if not job.isdigit():
             raise Fail("submit_failed", "sbatch", log=["sbatch answered %r, not a job id" % out.strip()])
@@ -524,6 +526,19 @@ class Slurm:
 
 
 SCHEDULERS = {"slurm": Slurm}
+
+
+def sbatch_quote(word):
+    """One word of an #SBATCH line as sbatch reads it (its _get_argument: whitespace splits,
+    quotes group, a backslash escapes the next character, an unquoted # starts a comment, and
+    older versions end a word at # even inside quotes): as it is when nothing in it is special,
+    else in double quotes with \\, " and # escaped."""
+    text = str(word)
+    if "\n" in text or "\r" in text or "\0" in text:
+        raise Fail("launch_failed", "%r cannot be an #SBATCH option (it holds a line break)" % text)
+    if text and all(c.isalnum() or c in "-_=/.,:+@%" for c in text):
+        return text
+    return '"%s"' % "".join("\\" + c if c in '\\"#' else c for c in text)
 
 
 def run_command(argv, timeout=30):

@@ -370,7 +370,7 @@ ERRORS = {
     "bad_name": "{detail} is not an instance name (letters, digits, - and _; up to 40, not starting with - or _)",
     "no_tmux": "tmux is not installed there; install it, or use --launcher nohup",
     "no_scheduler": "{detail} is not on the PATH there (is this the cluster's login node? `activate: module load slurm` may bring it)",
-    "submit_failed": "{detail} refused the job:{logs}",
+    "submit_failed": "{detail} refused the job: {log_line}",
     "scheduler": "the scheduler could not be asked ({detail}):{logs}",
     "job_ended": "the batch job ended before Jupyter answered: job {detail}; its log ends with:{logs}",
     "queue_timeout": "{queue_words}; cancelled it (queue_timeout: in hosts.yaml, or --queue-timeout, waits longer)",
@@ -421,6 +421,6 @@ class RemoteError(HostError):
         message = template.format(
             fab=f"fab -H {t.host}", named=t.named, known=", ".join(error.log), code=error.code, detail=error.detail, logs=indented(error.log), output=indented(output),
             detail_in=f" ({error.detail!r} not found)" if error.detail else "",
-            queue_words=queue_words(error),
+            queue_words=queue_words(error), log_line="; ".join(error.log),
         )
         super().__init__(t.label, message)

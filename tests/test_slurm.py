@@ -3,11 +3,14 @@
 another network namespace), reached through the login node."""
 
 import json
+import shlex
 import signal
 import subprocess
 import time
 
 import pytest
+
+from tasks.agent import Slurm
 
 from .conftest import ROOT, Fab
 from .jupyter_http import login_and_list
@@ -166,7 +169,8 @@ def test_sbatch_refusing_the_options_is_one_line_with_its_own_words(cluster, fab
     slurm_hosts(fab, "--partition=nope")
     r = fab.setup(check=False)
     assert r.returncode == 1 and "Traceback" not in r.stderr
-    assert "sbatch refused the job:" in r.stderr and "invalid partition specified: nope" in r.stderr.lower(), r.stderr
+    [line] = r.stderr.splitlines()
+    assert line.startswith(f"{fab.user}: sbatch refused the job: ") and "invalid partition specified: nope" in line.lower(), r.stderr
     assert cluster.squeue("fjslurm") == []
     assert not (fab.home / ".fabjupyter" / "state").exists()
 
@@ -200,3 +204,19 @@ def test_socket_and_public_mode_are_refused_with_slurm(cluster, fab):
     slurm_hosts(fab, extra="    socket: true\n")
     r = fab("status", check=False)
     assert r.returncode == 1 and "launcher slurm runs Jupyter on a compute node" in r.stderr, r.stderr
+
+
+def test_the_log_path_reaches_sbatch_as_one_word_whatever_it_holds(cluster, fab):
+    """#SBATCH --output: a path with a space (a home such as "/home/Jane Doe"), a quote, a # and
+    a % reaches sbatch as the one path it is (sbatch splits #SBATCH lines at spaces, reads # as
+    a comment and % as a pattern); here through the real sbatch, as the test user."""
+    folder = fab.home / 'a b#"c%j'
+    fab.as_user(f"mkdir {shlex.quote(folder.name)}")
+    log = folder / "jupyter.log"
+    header = Slurm().script_header("fabjupyter-quoting", str(log), [])
+    assert header[1] == "#SBATCH " + '"--output=' + str(fab.home) + '/a b\\#\\"c%%j/jupyter.log"', header
+    script = fab.home / "job.sh"
+    script.write_text("\n".join(["#!/bin/sh", *header, "echo written by the job", ""]))
+    job_id = cluster.sbatch(fab.user, str(script))
+    cluster.wait_state(job_id, ["COMPLETED", "FAILED"], timeout=60)
+    assert wait_until(lambda: log.exists() and "written by the job" in log.read_text(), 20), sorted(p.name for p in fab.home.iterdir())
