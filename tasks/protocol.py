@@ -375,6 +375,8 @@ ERRORS = {
     "job_ended": "the batch job ended before Jupyter answered: job {detail}; its log ends with:{logs}",
     "queue_timeout": "{queue_words}; cancelled it (queue_timeout: in hosts.yaml, or --queue-timeout, waits longer)",
     "cancelled": "job {detail} cancelled: this run was interrupted while it waited",
+    "port_taken": "{detail} was taken by another process before Jupyter could listen on it, so the job was cancelled "
+    "before any login; run setup again (it chooses a free port again)",
     "bad_launcher": "unknown launcher {detail!r}; use nohup or tmux",
     "no_jupyter": "no Jupyter found there{detail_in}; set `jupyter:` (the command, e.g. ~/venv/bin/jupyter lab) or `activate:` (e.g. source ~/venv/bin/activate) in hosts.yaml, or let setup install JupyterLab into an environment of its own there (--install, or install: true)",
     "no_venv": "{detail} there cannot make an environment (no venv/ensurepip module); install it there, e.g. `sudo apt install {detail}-venv` (Debian/Ubuntu), then run setup again",
