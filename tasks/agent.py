@@ -467,15 +467,17 @@ class Slurm:
 
     def script_header(self, job_name, log, options):
         """The #SBATCH lines: ours (name, output), then the user's (which may override them)."""
-        lines = ["#SBATCH --job-name=%s" % job_name, "#SBATCH --output=%s" % log.replace("%", "%%"),
+        lines = ["#SBATCH --job-name=%s" % job_name, "#SBATCH %s" % sbatch_quote("--output=" + log.replace("%", "%%")),
                  "#SBATCH --open-mode=append"]
         return lines + ["#SBATCH %s" % o for o in options]
 
     def submit(self, script):
-        """The job id, or Fail with sbatch's own words."""
+        """The job id, or Fail with sbatch's own words (one line: its lines, without their
+        `sbatch: error: ` prefixes)."""
         out, err, code = run_command(["sbatch", "--parsable", script], timeout=60)
         if code != 0:
-            raise Fail("submit_failed", "sbatch", log=[line for line in err.splitlines() if line.strip()] or ["exit status %d" % code])
+            words = [line.strip().replace("sbatch: error: ", "", 1) for line in err.splitlines() if line.strip()]
+            raise Fail("submit_failed", "sbatch", log=["; ".join(words) or "exit status %d" % code])
         job = out.strip().split(";")[0]
         if not job.isdigit():
             raise Fail("submit_failed", "sbatch", log=["sbatch answered %r, not a job id" % out.strip()])
@@ -525,6 +527,19 @@ class Slurm:
 
 
 SCHEDULERS = {"slurm": Slurm}
+
+
+def sbatch_quote(word):
+    """One word of an #SBATCH line as sbatch reads it (its _get_argument: whitespace splits,
+    quotes group, a backslash escapes the next character, an unquoted # starts a comment, and
+    older versions end a word at # even inside quotes): as it is when nothing in it is special,
+    else in double quotes with \\, " and # escaped."""
+    text = str(word)
+    if "\n" in text or "\r" in text or "\0" in text:
+        raise Fail("launch_failed", "%r cannot be an #SBATCH option (it holds a line break)" % text)
+    if text and all(c.isalnum() or c in "-_=/.,:+@%" for c in text):
+        return text
+    return '"%s"' % "".join("\\" + c if c in '\\"#' else c for c in text)
 
 
 def run_command(argv, timeout=30):
@@ -934,12 +949,35 @@ class Run:
             return bool(job and job["state"] in SCHEDULERS[state["launcher"]].ACTIVE)
         return alive(state.get("pid"))
 
+    def job_record(self, job_id):
+        """What the job JOB_ID wrote to job.where on its node (ready.py's verdict): its Jupyter,
+        checked there to be the process listening, or why it is not serving; None until then
+        (and for anything else, such as another job's record)."""
+        record = read_json(self.path("job.where"))
+        if not isinstance(record, dict) or record.get("job_id") != job_id:
+            return None
+        if record.get("ours") is True and isinstance(record.get("port"), int) and isinstance(record.get("pid"), int) \
+                and record.get("address") and record.get("node"):
+            return record
+        return record if isinstance(record.get("failed"), str) else None
+
     def job_where(self, job_id):
-        """(address, port, node) that the job wrote once its Jupyter was about to listen."""
-        words = (read_text(self.path("job.where")) or "").split()
-        if len(words) == 4 and words[0] == job_id and words[2].isdigit():
-            return words[1], int(words[2]), words[3]
+        """(address, port, node) of the job's Jupyter, once the job proved it is the one listening."""
+        record = self.job_record(job_id)
+        if record and record.get("ours"):
+            return record["address"], record["port"], record["node"]
         return None
+
+    def job_failure(self, record):
+        """The job's own word that its Jupyter is not serving, as the failure to report."""
+        code, detail = record["failed"], str(record.get("detail") or "")
+        if code == "port_taken":
+            return Fail("port_taken", detail)
+        if code == "unsafe":
+            return Fail("unsafe", detail)
+        if code == "timeout":
+            return Fail("timeout", str(self.req.get("timeout") or 60), log=self.log_tail())
+        return Fail("died", log=self.log_tail())
 
     def job_name(self):
         return "fabjupyter-" + self.name
@@ -957,9 +995,10 @@ class Run:
 
     def launch_job(self, scheduler, kind, version, settings, root, requested):
         """Submit Jupyter as a batch job; follow it through the queue (one event per change of
-        state); wait until Jupyter in it answers on the node, asking for the password; record it.
-        The port is chosen on the node by the job (bootstrap.sh's `job`), which writes where it
-        listens to job.where in this (shared) directory."""
+        state); wait until the job proved that its Jupyter is the one listening and Jupyter
+        answers on the node, asking for the password; record it. The port is chosen on the node
+        by the job (bootstrap.sh's `job`), which runs ready.py there and writes the verdict to
+        job.where in this (shared) directory: where Jupyter listens, or why it is not serving."""
         k = KINDS[kind]
         options = [str(o) for o in self.req.get("sbatch") or []]
         script = "\n".join(["#!/bin/sh"] + scheduler.script_header(self.job_name(), self.path("jupyter.log"), options) + [
@@ -977,8 +1016,9 @@ class Run:
             "# Jupyter's command line, for run.sh (written at each start)",
             "set -- %s" % " ".join(sh_quote(a) for a in argv),
             "FJ_APP=%s FJ_PORT=%d FJ_PYTHON=%s" % (k.app, requested or 8888, sh_quote(sys.executable)),
-            "FJ_CONFIG_NAME=%s" % k.config_name,
+            "FJ_CONFIG_NAME=%s FJ_TIMEOUT=%d" % (k.config_name, int(self.req.get("timeout") or 60)),
             "FJ_IP_CONFIG=%s" % sh_quote(json.dumps(ip_config)), ""]))
+        write_atomic(self.path("ready.py"), self.req["ready_py"], 0o600)  # the job's check, on its node
         write_atomic(self.path("job.sh"), script, 0o700)
         self._remove("job.where")
         log = self.path("jupyter.log")
@@ -998,13 +1038,16 @@ class Run:
         queue_deadline = time.time() + queue_timeout if queue_timeout else None
         ready_deadline, last, ticked = None, None, time.time()
 
-        def give_up(code, detail="", log=()):
+        def give_up(failure):
             self.cancel_job(scheduler, job_id)
             self._remove("state")
-            raise Fail(code, detail, log)
+            raise failure
 
         while True:
             job = scheduler.query(job_id)
+            record = self.job_record(job_id)
+            if record and record.get("failed"):  # its Jupyter is not the one listening, or not as we said
+                give_up(self.job_failure(record))
             if job is None or job["state"] not in scheduler.ACTIVE:
                 ended = scheduler.ended(job_id) or ((job["state"], job["reason"]) if job else ("ENDED", ""))
                 self._remove("state")
@@ -1017,19 +1060,20 @@ class Run:
                 self.event("tick")
                 ticked = time.time()
             if self.gone:  # Ctrl-C on the client, or its connection dropped: this job is nobody's
-                give_up("cancelled", job_id)
+                give_up(Fail("cancelled", job_id))
             if job["state"] == "RUNNING":
-                ready_deadline = ready_deadline or time.time() + int(self.req.get("timeout") or 60)
+                # the job's own check waits as long for Jupyter; its verdict may come a little later
+                ready_deadline = ready_deadline or time.time() + int(self.req.get("timeout") or 60) + 15
                 where = self.job_where(job_id)
                 answer = job_answers(where[0], where[1]) if where else None
                 if answer == "login":
                     break
                 if answer == "open":
-                    give_up("unsafe", "Jupyter in job %s lets anyone in without the password" % job_id)
+                    give_up(Fail("unsafe", "Jupyter in job %s lets anyone in without the password" % job_id))
                 if time.time() > ready_deadline:
-                    give_up("timeout", str(self.req.get("timeout") or 60), log=self.log_tail())
+                    give_up(Fail("timeout", str(self.req.get("timeout") or 60), log=self.log_tail()))
             elif queue_deadline and time.time() > queue_deadline:
-                give_up("queue_timeout", "%s %s %s" % (queue_timeout, job_id, job["state"]), log=[job["reason"]] if job["reason"] else [])
+                give_up(Fail("queue_timeout", "%s %s %s" % (queue_timeout, job_id, job["state"]), log=[job["reason"]] if job["reason"] else []))
             time.sleep(0.5)
         address, port, node = where
         state.update(address=address, port=port, node=node, started=int(time.time()))

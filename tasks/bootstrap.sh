@@ -139,8 +139,11 @@ fj_agent() {
 # fj_job: in a batch job, on its compute node (job.sh runs `sh run.sh job`; its output is the
 # job's, appended to jupyter.log): the node's address as the scheduler knows it (the one the
 # login node reaches), a free port there, a settings file that makes Jupyter listen on that
-# address only, then where it listens (job.where, which the agent on the login node reads from
-# the shared home directory), then Jupyter.
+# address only, then Jupyter. Another user on the node can take the port between our look and
+# Jupyter's bind, so where it listens reaches job.where (which the agent on the login node reads
+# from the shared home directory, and accepts only with this proof) only once ready.py, here on
+# the node, found that the process listening is the Jupyter this job started, with our settings;
+# if not, Jupyter is stopped before anyone logs in, the job ends, and job.where says why.
 fj_job() {
     cd || exit 1
     fj_settings || { echo "fabjupyter: no settings in $D; run setup"; exit 3; }
@@ -170,11 +173,21 @@ for port in list(range(first, min(first + 100, 65536))) + [0]:
         exit 3
     }
     echo "fabjupyter: job ${SLURM_JOB_ID-} on $node: Jupyter on $addr:$port"
-    printf '%s %s %s %s\n' "${SLURM_JOB_ID:-0}" "$addr" "$port" "$node" > "$D/job.where.$$" && mv -f "$D/job.where.$$" "$D/job.where"
     JUPYTER_CONFIG_PATH=$D/job:$D/password:$D/config${JUPYTER_CONFIG_PATH:+:$JUPYTER_CONFIG_PATH}
     JUPYTER_RUNTIME_DIR=$D/runtime
     export JUPYTER_CONFIG_PATH JUPYTER_RUNTIME_DIR
-    exec "$@" "--$FJ_APP.port=$port"
+    # The script waits for Jupyter, so the job lasts as long as it does (what a job script
+    # leaves running when it ends is killed, or escapes the job), and outlives it long enough
+    # to say why it failed; the check runs meanwhile, in the foreground.
+    "$@" "--$FJ_APP.port=$port" < /dev/null &
+    jupyter=$!
+    "$FJ_PYTHON" "$D/ready.py" job "${SLURM_JOB_ID:-0}" "$node" "$addr" "$port" "$jupyter" "$FJ_TIMEOUT" \
+        "$JUPYTER_RUNTIME_DIR" "$D/job.where" < /dev/null || {
+        kill "$jupyter" 2> /dev/null
+        wait "$jupyter"
+        exit 3
+    }
+    wait "$jupyter"
 }
 
 # fj_boot agent | serve | job

@@ -376,11 +376,13 @@ ERRORS = {
     "bad_name": "{detail} is not an instance name (letters, digits, - and _; up to 40, not starting with - or _)",
     "no_tmux": "tmux is not installed there; install it, or use --launcher nohup",
     "no_scheduler": "{detail} is not on the PATH there (is this the cluster's login node? `activate: module load slurm` may bring it)",
-    "submit_failed": "{detail} refused the job:{logs}",
+    "submit_failed": "{detail} refused the job: {log_line}",
     "scheduler": "the scheduler could not be asked ({detail}):{logs}",
     "job_ended": "the batch job ended before Jupyter answered: job {detail}; its log ends with:{logs}",
     "queue_timeout": "{queue_words}; cancelled it (queue_timeout: in hosts.yaml, or --queue-timeout, waits longer)",
     "cancelled": "job {detail} cancelled: this run was interrupted while it waited",
+    "port_taken": "{detail} was taken by another process before Jupyter could listen on it, so the job was cancelled "
+    "before any login; run setup again (it chooses a free port again)",
     "bad_launcher": "unknown launcher {detail!r}; use nohup or tmux",
     "no_jupyter": "no Jupyter found there{detail_in}; set `jupyter:` (the command, e.g. ~/venv/bin/jupyter lab) or `activate:` (e.g. source ~/venv/bin/activate) in hosts.yaml, or let setup install JupyterLab into an environment of its own there (--install, or install: true)",
     "no_venv": "{detail} there cannot make an environment (no venv/ensurepip module); install it there, e.g. `sudo apt install {detail}-venv` (Debian/Ubuntu), then run setup again",
@@ -427,6 +429,6 @@ class RemoteError(HostError):
         message = template.format(
             fab=f"fab -H {t.host}", named=t.named, known=", ".join(error.log), code=error.code, detail=error.detail, logs=indented(error.log), output=indented(output),
             detail_in=f" ({error.detail!r} not found)" if error.detail else "",
-            queue_words=queue_words(error),
+            queue_words=queue_words(error), log_line="; ".join(error.log),
         )
         super().__init__(t.label, message)

@@ -6,7 +6,18 @@ that its effective settings are ours, whatever the user's own config files say.
 
 Prints one line: `ready PID` (the pid of the process that serves), `died`, `timeout`, or
 `unsafe REASON` (the server runs, but not as we said: the agent stops it). Only the standard
-library, and nothing here needs the password: the checks are the ones anyone could make."""
+library, and nothing here needs the password: the checks are the ones anyone could make.
+
+In a batch job, on its node (bootstrap.sh's fj_job, while the job script waits for Jupyter):
+
+    python ready.py job JOB_ID NODE ADDR PORT PID TIMEOUT RUNTIME_DIR WHERE
+
+the same checks, at ADDR (where the job's Jupyter listens, not the loopback); then WHERE
+(job.where, which the agent on the login node reads) gets the job's verdict as one JSON object:
+{"job_id", "ours": true, "node", "address", "port", "pid"} once the process listening on PORT is
+the Jupyter the job started (the proof the agent asks for before anyone logs in), else
+{"job_id", "failed": "port_taken" | "unsafe" | "died" | "timeout", "detail"}. Exit status 0 for
+the first, 1 for the second: the job then stops Jupyter and ends."""
 
 import glob
 import json
@@ -17,11 +28,12 @@ import time
 
 port = pid = timeout = 0
 tls, sock, ip, runtime_dir, wrap = False, "", "", "", None
+host = "127.0.0.1"  # where to ask it over TCP: a batch job's Jupyter listens on its node's address only
 
 
 def request(path, headers=()):
     """(status, {header: value}) of a GET, raw HTTP/1.0 over the port or socket."""
-    s = socket.socket(socket.AF_UNIX) if sock else socket.create_connection(("127.0.0.1", port), timeout=2)
+    s = socket.socket(socket.AF_UNIX) if sock else socket.create_connection((host, port), timeout=2)
     try:
         s.settimeout(2)
         if sock:
@@ -53,7 +65,11 @@ def alive(p):
         return False
     except PermissionError:
         pass
-    return True
+    try:  # a zombie (exited, not yet reaped by its parent) serves nothing
+        with open("/proc/%d/stat" % p) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 def family(root):
@@ -218,7 +234,46 @@ def main():
     return "ready %d" % p
 
 
-if __name__ == "__main__":
+def job_verdict(result, job_id, node):
+    """job.where's record for a batch job: where its Jupyter listens, checked to be the process
+    the job started; or why not (another process on the port: whoever it is must never see the
+    user's login)."""
+    if result.startswith("ready "):
+        return {"job_id": job_id, "ours": True, "node": node, "address": ip, "port": port, "pid": int(result.split()[1])}
+    record = {"job_id": job_id, "failed": result.split()[0], "detail": result.partition(" ")[2]}
+    # died: its bind failed, and whoever listens on the port now is not the Jupyter started
+    if result.startswith("unsafe another process") or (result == "died" and listening_inodes()):
+        record.update(failed="port_taken", detail="port %d on %s" % (port, node))
+    return record
+
+
+def job_main(argv):
+    global port, pid, timeout, ip, host, runtime_dir
+    job_id, node, ip = argv[0], argv[1], argv[2]
+    port, pid, timeout, runtime_dir, where = int(argv[3]), int(argv[4]), float(argv[5]), argv[6], argv[7]
+    host = ip
+    try:
+        record = job_verdict(main(), job_id, node)
+    except Exception as e:  # a bug here: the job must not serve unchecked
+        record = {"job_id": job_id, "failed": "unsafe", "detail": "the check in the job failed (%s: %s)" % (type(e).__name__, e)}
+    if record.get("ours"):
+        print("fabjupyter: checked: pid %d, started by job %s, listens on %s:%d" % (record["pid"], job_id, ip, port))
+    else:
+        print("fabjupyter: not serving: %s %s" % (record["failed"], record["detail"]))
+    old = os.umask(0o077)
+    try:
+        with open(where + ".tmp", "w") as f:
+            json.dump(record, f)
+        os.replace(where + ".tmp", where)
+    finally:
+        os.umask(old)
+    sys.stdout.flush()
+    return 0 if record.get("ours") else 1
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["job"]:
+    sys.exit(job_main(sys.argv[2:]))
+elif __name__ == "__main__":
     port, pid, timeout = int(sys.argv[1] or 0), int(sys.argv[2]), float(sys.argv[3])
     tls, sock, ip, runtime_dir = sys.argv[4] == "1", sys.argv[5], sys.argv[6], sys.argv[7]
     if tls:
