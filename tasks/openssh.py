@@ -20,6 +20,7 @@ import os
 import re
 import select
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -237,9 +238,20 @@ class Route:
             self.keeper = None
             return False
 
-    def _clear_stale(self):
+    def _clear_stale(self, label):
         """A socket file whose master is gone (killed, the machine slept) makes a new master give up
-        multiplexing; one that refuses connections is only a leftover."""
+        multiplexing; one of this user's that refuses connections is only a leftover. Anything
+        else there (a regular file refuses connections too) is not ours to remove: said, and left."""
+        try:
+            info = os.lstat(self.path)
+        except FileNotFoundError:
+            return
+        except OSError as e:
+            raise HostError(label, f"cannot use the control socket {self.path}: {e.strerror}")
+        if not stat.S_ISSOCK(info.st_mode) or info.st_uid != os.getuid():
+            what = "another user's socket" if stat.S_ISSOCK(info.st_mode) else "not a socket"
+            raise HostError(label, f"{self.path} (the ControlPath for {self.host}) is {what}, so no master can start "
+                                   "there; nothing was changed; move it away or set another ControlPath")
         s = socket.socket(socket.AF_UNIX)
         try:
             s.connect(self.path)
@@ -286,7 +298,7 @@ class Route:
                 fcntl.flock(lock, fcntl.LOCK_EX)
                 if self._hold():  # the other run's master
                     return
-                self._clear_stale()
+                self._clear_stale(label)
                 self._start(label, prompt)
 
     def _start(self, label, prompt):

@@ -496,3 +496,25 @@ def test_match_block_certificate_file_and_proxyjump(cert_fab, sshhost, tmp_path,
         assert sshhost.sshd_log.read_text().count("Accepted publickey for " + sshhost.users["fjtest"].name + " ") > before
     finally:
         shutil.move(elsewhere, beside)
+
+
+def test_a_regular_file_at_the_users_control_path_is_left_alone(own_fab):
+    """ssh_config's ControlPath names a regular file (connecting to it is refused, as to a dead
+    socket): the file is not the tool's to remove. It survives, and the run says why in one line."""
+    fab = own_fab
+    cm_dir = Path(tempfile.mkdtemp(prefix="fjcm-", dir="/tmp"))
+    try:
+        path = cm_dir / "cm-file"
+        path.write_text("the user's notes\n")
+        cfg = cm_dir / "ssh_config"
+        cfg.write_text(fab.sshhost.ssh_config.read_text() + f"\nHost {fab.user}\n  ControlMaster auto\n  ControlPath {path}\n")
+        fab.config = cfg
+        r = fab("status", check=False)
+        assert path.read_text() == "the user's notes\n"
+        assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and str(path) in lines[0] and "not a socket" in lines[0], r.stderr
+    finally:
+        if path.is_socket():  # a master started there after all
+            end_control_master(path)
+        shutil.rmtree(cm_dir, ignore_errors=True)
