@@ -188,9 +188,9 @@ def _asking_hosts():
     return read_record(_asks_file())
 
 
-def remember_asks(conn):
+def remember_asks(host_key):
     """Next time this host goes to the OpenSSH path at once (saving the key-only login attempt)."""
-    update_record(_asks_file(), {_host_key(conn): "keyboard-interactive"})
+    update_record(_asks_file(), {host_key: "keyboard-interactive"})
 
 
 # --- the master ---------------------------------------------------------------------------------
@@ -219,6 +219,7 @@ class Route:
         self.generation = 0  # counts the masters seen: a forward belongs to one
         self.started = False  # this run started the master now alive
         self.refused = None  # the master's login was refused: said once, never asked again
+        self.remember = None  # the host's key in interactive-hosts.json, once a login here succeeded
 
     def client_args(self):
         """Options for a mux client: through the master, never a login of its own."""
@@ -323,6 +324,9 @@ class Route:
             lines = [line.strip() for line in err.read().decode("utf-8", "replace").splitlines() if line.strip()]
         if code == 0 and self._hold():
             self.started = True
+            if self.remember:  # only a host where logging in this way worked is sent this way at once
+                remember_asks(self.remember)
+                self.remember = None
             return
         if code == 0:
             # it went to the background as a plain session (-N), which nothing would ever end
@@ -339,6 +343,9 @@ class Route:
         if denied:
             methods = denied.group(1).split(",")
             asks = "keyboard-interactive" in methods or "password" in methods
+            if asks and not prompted and "publickey" in methods:  # no key taken (a second factor comes after one)
+                return AuthError(label, f"authentication failed for {self.host} ({last}): no key was accepted (a password "
+                                 "would need a terminal); check the user, the key (-i KEY or identity: in hosts.yaml) and ssh-agent")
             if asks and not prompted:
                 return AuthError(label, "the host asks for interactive authentication (a one-time code or password) and "
                                  "there is no terminal to ask on; run this from a terminal (once, with multiplex: true in "
@@ -408,12 +415,13 @@ def route_for(conn, settings):
 
 
 def interactive_route(conn):
-    """The host asked for more than a key: from now on (and next time) through a master."""
-    remember_asks(conn)
+    """The host asked for more than a key: from now on through a master (and next time too, once
+    a login through it succeeded)."""
     key = _route_key(conn)
     with _routes_lock:
         if _routes.get(key) is None:
             _routes[key] = Route(conn, _own_socket(conn), 0)
+            _routes[key].remember = _host_key(conn)
         return _routes[key]
 
 

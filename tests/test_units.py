@@ -224,6 +224,7 @@ def _route(tmp_path):
     ("ana@login: Permission denied (keyboard-interactive).", True, "the server did not accept the answer to its prompt"),
     ("ana@login: Permission denied (publickey,password).", True, "the server did not accept the answer to its prompt"),
     ("ana@login: Permission denied (keyboard-interactive).", False, "the host asks for interactive authentication"),
+    ("ana@login: Permission denied (publickey,password).", False, "authentication failed for login.example"),
     ("ana@login: Permission denied (publickey).", True, "authentication failed for login.example"),
     ("Host key verification failed.", True, "the host key of login.example is unknown or has changed"),
     ("ssh: Could not resolve hostname login.example: Name or service not known", True, "cannot resolve host name"),
