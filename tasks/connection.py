@@ -115,7 +115,9 @@ def connect(t):
     except socket.gaierror:
         raise fail(f"cannot resolve host name {conn.host!r}; check -H, hosts.yaml or ssh_config") from None
     except paramiko.BadHostKeyException:
-        raise fail(f"the host key of {conn.host} has changed; if that is expected, update known_hosts") from None
+        raise fail(f"the host key of {conn.host} has CHANGED; this may be an impostor. Check the new key with the host's "
+                   f"administrator; if the change is expected, remove the old line: ssh-keygen -R {conn.host} "
+                   "(-f FILE for a known_hosts file other than ~/.ssh/known_hosts)") from None
     except paramiko.AuthenticationException:
         raise auth_failed(t) from None
     except NoValidConnectionsError:

@@ -29,6 +29,7 @@ from glob import glob
 from pathlib import Path
 
 from .errors import AuthError, HostError
+from .hostkeys import changed_key_message
 from .localfiles import cache_path, config_path, read_record, update_record
 
 MULTIPLEX_PERSIST = 600  # seconds a `multiplex: true` master outlives its last use (ControlPersist)
@@ -357,9 +358,16 @@ class Route:
                                 "identity: in hosts.yaml) and ssh-agent")
             return AuthError(label, self.refused + ("; nothing was changed; run again with a new code" if asks else ""),
                              reason=self.refused)
-        if "Host key verification failed" in text or "HOST IDENTIFICATION HAS CHANGED" in text:
-            return HostError(label, f"the host key of {self.host} is unknown or has changed ({last}); check known_hosts "
-                             "(--accept-new-host-key records a new one)")
+        if "HOST IDENTIFICATION HAS CHANGED" in text:
+            offending = re.search(r"^Offending \S+ key in (.+):(\d+)$", text, re.M)
+            fingerprint = re.search(r"^(SHA256:[A-Za-z0-9+/=]+)", text, re.M)
+            name = re.search(r"^Host key for (.+) has changed", text, re.M)
+            return HostError(label, changed_key_message(
+                name.group(1) if name else self.host, fingerprint.group(1) if fingerprint else "a new key",
+                offending.group(1) if offending else "~/.ssh/known_hosts", offending.group(2) if offending else None))
+        if "Host key verification failed" in text:
+            return HostError(label, f"unknown host key for {self.host} ({last}); if it is right, run again with "
+                             "--accept-new-host-key (or StrictHostKeyChecking accept-new in ssh_config)")
         if "Could not resolve hostname" in text:
             return HostError(label, f"cannot resolve host name {self.host!r}; check -H, hosts.yaml or ssh_config")
         if "Connection refused" in text:

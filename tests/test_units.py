@@ -226,7 +226,13 @@ def _route(tmp_path):
     ("ana@login: Permission denied (keyboard-interactive).", False, "the host asks for interactive authentication"),
     ("ana@login: Permission denied (publickey,password).", False, "authentication failed for login.example"),
     ("ana@login: Permission denied (publickey).", True, "authentication failed for login.example"),
-    ("Host key verification failed.", True, "the host key of login.example is unknown or has changed"),
+    ("Host key verification failed.", True, "unknown host key for login.example"),
+    ("@    WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!     @\nThe fingerprint for the ED25519 key sent by the remote "
+     "host is\nSHA256:abcDEF+/123.\nOffending ED25519 key in /home/ana/.ssh/known_hosts:7\n  remove with:\n"
+     "Host key for login.example has changed and you have requested strict checking.\nHost key verification failed.",
+     True, "the host key of login.example has CHANGED (SHA256:abcDEF+/123; known_hosts says otherwise at "
+           "/home/ana/.ssh/known_hosts:7); this may be an impostor. Check the new key with the host's administrator; "
+           "if the change is expected, remove the old line: ssh-keygen -f /home/ana/.ssh/known_hosts -R login.example"),
     ("ssh: Could not resolve hostname login.example: Name or service not known", True, "cannot resolve host name"),
     ("ssh: connect to host login.example port 22: Connection refused", True, "connection refused by login.example"),
 ])
