@@ -300,3 +300,19 @@ def test_an_ssh_that_did_not_become_a_master_is_ended():
         for p in (stray, other):
             p.kill()
             p.wait()
+
+
+def test_records_updated_by_many_runs_at_once_keep_every_update(tmp_path):
+    """Runs at the same time (a group's tunnels, cron) update one record, each its own keys: the
+    read-merge-write is locked, so none loses another's update, and a reader never sees half a file."""
+    record = tmp_path / "fabjupyter" / "last-seen.json"
+    script = ("import sys\nfrom tasks.localfiles import update_record\n"
+              "for i in range(25):\n    update_record(sys.argv[1], {f'{sys.argv[2]}-{i}': i})\n")
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(record), f"run{n}"], cwd=ROOT) for n in range(8)]
+    for proc in procs:
+        assert proc.wait(120) == 0
+    from tasks.localfiles import read_record
+
+    got = read_record(record)
+    assert set(got) == {f"run{n}-{i}" for n in range(8) for i in range(25)}, sorted(set(got))[:5]
+    assert sorted(p.name for p in record.parent.iterdir()) == ["last-seen.json", "last-seen.json.lock"]
