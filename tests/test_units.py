@@ -316,3 +316,27 @@ def test_records_updated_by_many_runs_at_once_keep_every_update(tmp_path):
     got = read_record(record)
     assert set(got) == {f"run{n}-{i}" for n in range(8) for i in range(25)}, sorted(set(got))[:5]
     assert sorted(p.name for p in record.parent.iterdir()) == ["last-seen.json", "last-seen.json.lock"]
+
+
+def test_every_list_of_launchers_names_every_launcher():
+    """The launcher table is the one source: the agent's schedulers are in it, and each message
+    and help text that lists launchers names all of them (a "nohup or tmux" left behind fails)."""
+    from tasks import agent
+    from tasks.inventory import LAUNCHERS, check_setting, launcher_words
+    from tasks.options import LAUNCHER_HELP, RESTART_LAUNCHER_HELP
+    from tasks.protocol import ERRORS
+
+    assert {"nohup", "tmux"} | set(agent.SCHEDULERS) == set(LAUNCHERS)
+    texts = {
+        "bad_launcher": ERRORS["bad_launcher"].format(detail="screen"),
+        "LAUNCHER_HELP": LAUNCHER_HELP,
+        "RESTART_LAUNCHER_HELP": RESTART_LAUNCHER_HELP,
+        "launcher_words": launcher_words(),
+    }
+    with pytest.raises(UserError) as refused:
+        check_setting("launcher", "screen", "--launcher")
+    texts["a wrong --launcher"] = str(refused.value)
+    for what, text in texts.items():
+        missing = [name for name in LAUNCHERS if not re.search(rf"\b{name}\b", text)]
+        assert not missing, f"{what} does not name {missing}: {text}"
+    assert launcher_words() == "nohup, tmux or slurm"
