@@ -1260,9 +1260,17 @@ class Run:
         return Run(dict(self.req, instance="default", dry_run=True), self.out, {}).stored_hash()
 
     def known(self):
-        """That this instance exists; an unknown name is an error that lists the known ones."""
-        if self.name != "default" and not os.path.isdir(self.d):
-            raise Fail("unknown_instance", self.name, log=instance_names(self.home) or ["none"])
+        """That this instance exists; an unknown name is an error that lists the known ones.
+        A directory that holds only a lock is not one: a changing run (stop, start) made it for
+        its lock before asking."""
+        if self.name == "default":
+            return
+        try:
+            names = set(os.listdir(self.d))
+        except OSError:
+            names = set()
+        if not names - {"lock", "lock.owner"}:
+            raise Fail("unknown_instance", self.name, log=[n for n in instance_names(self.home) if n != self.name] or ["none"])
 
     def jupyter_argv(self, kind, root, port, sock_path, tls):
         """Jupyter's command line (a batch job adds the port it finds free on its node)."""
@@ -1809,6 +1817,8 @@ def main(request, argv=None, out=None):
             raise Fail("bad_action", str(request.get("action")))
         if not good_name(request.get("instance") or "default"):
             raise Fail("bad_name", repr(request.get("instance")))
+        if boot["code"] and request["action"] in ("start", "restart"):
+            run.known()  # a mistyped name is said as such, not as "not configured"
         if boot["code"] and not (request["action"] in ("setup", "install") and may_install(run)):
             raise Fail(boot["code"], boot["detail"])
         if request["action"] in LOCKED and not run.dry:

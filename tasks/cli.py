@@ -9,6 +9,7 @@ from fabric import Config, Executor
 from fabric.main import Fab
 
 from . import __version__, ns
+from .errors import quiet_broken_pipe
 from .hosts import INVENTORY_ORDER
 
 
@@ -35,4 +36,5 @@ program = FabJupyter(
 
 
 def main():
+    quiet_broken_pipe()
     program.run()

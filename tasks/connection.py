@@ -29,7 +29,13 @@ def one_timeout(conn):
 
 
 class NeedsInteractive(Exception):
-    """The host asks for more than a key (a one-time code, a password): the OpenSSH path asks."""
+    """The host asks for more than a key (a one-time code, a password): the OpenSSH path asks.
+    key_refused: no key was taken and the server would take a password (or code) instead, as
+    against a key taken and a code asked next."""
+
+    def __init__(self, key_refused=False):
+        super().__init__()
+        self.key_refused = key_refused
 
 
 class _Client(paramiko.SSHClient):
@@ -56,7 +62,7 @@ class _Client(paramiko.SSHClient):
                 except (paramiko.SSHException, OSError):
                     pass
             if {"keyboard-interactive", "password"} & set(allowed or ()):
-                raise NeedsInteractive() from None
+                raise NeedsInteractive(key_refused=True) from None
             raise
 
 
@@ -76,6 +82,12 @@ def _certified_key(conn):
         except (OSError, ValueError, paramiko.SSHException):
             continue  # not this key's certificate, or a key that needs a passphrase
     return None
+
+
+def auth_failed(t, why=""):
+    where = f"{t.conn.user}@{t.conn.host}:{t.conn.port}"
+    return AuthError(t.label, f"authentication failed for {where}{why}; check the user, the key (-i KEY or identity: in "
+                              "hosts.yaml) and ssh-agent")
 
 
 def connect(t):
@@ -103,11 +115,11 @@ def connect(t):
     except socket.gaierror:
         raise fail(f"cannot resolve host name {conn.host!r}; check -H, hosts.yaml or ssh_config") from None
     except paramiko.BadHostKeyException:
-        raise fail(f"the host key of {conn.host} has changed; if that is expected, update known_hosts") from None
+        raise fail(f"the host key of {conn.host} has CHANGED; this may be an impostor. Check the new key with the host's "
+                   f"administrator; if the change is expected, remove the old line: ssh-keygen -R {conn.host} "
+                   "(-f FILE for a known_hosts file other than ~/.ssh/known_hosts)") from None
     except paramiko.AuthenticationException:
-        raise AuthError(t.label,
-            f"authentication failed for {where}; check the user, the key (-i KEY or identity: in hosts.yaml) and ssh-agent"
-        ) from None
+        raise auth_failed(t) from None
     except NoValidConnectionsError:
         raise fail(f"connection refused by {where}; is sshd running there, on that port?") from None
     except (TimeoutError, socket.timeout):
@@ -173,8 +185,12 @@ def open_session(t, command):
     if route is None:
         try:
             transport = connect(t)
-        except NeedsInteractive:
+        except NeedsInteractive as e:
             t.conn.close()
+            if e.key_refused and not openssh.can_prompt():
+                # no key was taken; the password the server would take instead cannot be asked
+                # for here (cron): the key is what to fix
+                raise auth_failed(t, " (no key was accepted; a password would need a terminal)") from None
             route = openssh.interactive_route(t.conn)
         else:
             chan = transport.open_session(timeout=30)

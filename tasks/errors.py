@@ -1,6 +1,8 @@
 """One failure path: problems a user can fix end as one line on stderr, without a traceback."""
 
+import atexit
 import functools
+import os
 import signal
 import sys
 
@@ -56,3 +58,43 @@ def user_task(body):
 def sigterm_as_interrupt():
     """Let SIGTERM unwind like Ctrl-C, so that `finally:` blocks clean up (tunnel children)."""
     signal.signal(signal.SIGTERM, _raise_interrupt)
+
+
+def _stdout_to_devnull():
+    """What is left to write goes nowhere (Python's documented way after a BrokenPipeError: the
+    flush at exit would otherwise fail again, and say so on stderr)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+def _flush_or_drop():
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _stdout_to_devnull()
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+def quiet_broken_pipe():
+    """The reader of our output went away (`fab --help setup | head -1`, a pager quit): end
+    quietly, as `cat` does, not with a traceback. An exception hook, since with `fab` the write
+    that fails is in Fabric's own program (its help, its list), and a last flush at exit, for what
+    was still buffered then. Exit status 1 if a write failed, as Python's documentation does."""
+    if getattr(sys.excepthook, "quiet_broken_pipe", False):
+        return
+    previous = sys.excepthook
+
+    def hook(kind, value, tb):
+        if issubclass(kind, BrokenPipeError):
+            _stdout_to_devnull()
+            return
+        previous(kind, value, tb)
+
+    hook.quiet_broken_pipe = True
+    sys.excepthook = hook
+    atexit.register(_flush_or_drop)

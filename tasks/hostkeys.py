@@ -4,6 +4,7 @@ HostKeyAlias) decide, and StrictHostKeyChecking says what to do with a host neve
 
 import os
 import re
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,6 +67,15 @@ def lookup(files, name):
     return found
 
 
+def changed_key_message(name, fingerprint, path, line):
+    """A changed host key: what to check, and the one command that removes the old line (a
+    flag to accept new keys cannot: a known key is never replaced by this tool)."""
+    where = f"{path}:{line}" if line else path
+    return (f"the host key of {name} has CHANGED ({fingerprint}; known_hosts says otherwise at {where}); this may be an "
+            "impostor. Check the new key with the host's administrator; if the change is expected, remove the old line: "
+            f"ssh-keygen -f {shlex.quote(path)} -R {shlex.quote(name)}")
+
+
 class Policy(paramiko.MissingHostKeyPolicy):
     """Installed on the connection's SSHClient, which has no keys loaded: every check comes here."""
 
@@ -85,12 +95,7 @@ class Policy(paramiko.MissingHostKeyPolicy):
             return
         fp = f"{key.get_name()} {key.fingerprint}"
         if same:
-            where = f"{same[0].path}:{same[0].line}"
-            raise HostKeyError(
-                self.label,
-                f"the host key of {self.name} has CHANGED ({fp}; known_hosts says otherwise at {where}); "
-                f"this may be an impostor. If the change is expected, remove the old key: ssh-keygen -R '{self.name}'"
-            )
+            raise HostKeyError(self.label, changed_key_message(self.name, fp, same[0].path, same[0].line))
         if self.mode in ("no", "off", "false"):
             return
         if self.mode == "accept-new":

@@ -12,11 +12,18 @@ from dataclasses import dataclass, field, fields, replace
 
 import yaml
 
-from .agent import NAME_MAX, good_name
+from .agent import NAME_MAX, SCHEDULERS, good_name
 from .errors import UserError
 
-LAUNCHERS = ("nohup", "tmux", "slurm")
-BATCH_LAUNCHERS = ("slurm",)
+# The launcher table: how Jupyter is detached from the SSH session, with what help texts say of
+# each. A batch scheduler is one class in the agent (SCHEDULERS) and comes in here by itself; every
+# list of launchers in a message or a help text is built from this table (launcher_words).
+LAUNCHERS = {
+    "nohup": "default",
+    "tmux": "",
+    **{name: "a batch job on a compute node" for name in SCHEDULERS},
+}
+BATCH_LAUNCHERS = tuple(SCHEDULERS)
 MODES = ("ssh", "public")
 
 
@@ -99,6 +106,12 @@ def _text(value, where, allow_empty=True):
     if not allow_empty and not value.strip():
         raise UserError(f"{where}: must not be empty")
     return value
+
+
+def launcher_words(described=False):
+    """The launchers as a phrase, "nohup, tmux or slurm" (described: with their notes)."""
+    words = [f"{name} ({note})" if described and note else name for name, note in LAUNCHERS.items()]
+    return ", ".join(words[:-1]) + " or " + words[-1] if len(words) > 1 else words[0]
 
 
 def _launcher(value, where):

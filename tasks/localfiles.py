@@ -1,10 +1,15 @@
 """This machine's own files: where they live (XDG), and the small JSON records kept between runs
 (where Jupyter was last seen, local ports, hosts that ask for a code)."""
 
+import fcntl
 import json
 import os
 import threading
+import time
 from pathlib import Path
+
+
+LOCK_WAIT = 10  # seconds to wait for another run's update of a record
 
 
 def config_path(*parts):
@@ -29,15 +34,31 @@ def read_record(path):
 
 
 def update_record(path, changes):
-    """Merge CHANGES into the record at PATH, written whole under a temporary name and moved into
-    place (a reader never sees half a file). Remembering is a convenience: a failure is ignored."""
-    record = read_record(path)
-    record.update(changes)
+    """Merge CHANGES into the record at PATH. Runs at the same time (a group's tunnels, cron) each
+    read, merge and write under a lock (PATH.lock, flock: released when the process ends, however),
+    so none loses another's update; written whole under a temporary name and moved into place, so
+    a reader never sees half a file. Remembering is a convenience: a failure (or a lock not had
+    within LOCK_WAIT seconds) is ignored."""
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}")
-        tmp.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
-        os.replace(tmp, path)
+        with open(path.with_name(path.name + ".lock"), "a") as lock:
+            deadline = time.monotonic() + LOCK_WAIT
+            while True:
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        return
+                    time.sleep(0.01)
+            record = read_record(path)
+            record.update(changes)
+            tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}")
+            try:
+                tmp.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
+                os.replace(tmp, path)
+            finally:
+                tmp.unlink(missing_ok=True)
     except OSError:
         pass

@@ -20,6 +20,7 @@ import os
 import re
 import select
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -28,6 +29,7 @@ from glob import glob
 from pathlib import Path
 
 from .errors import AuthError, HostError
+from .hostkeys import changed_key_message
 from .localfiles import cache_path, config_path, read_record, update_record
 
 MULTIPLEX_PERSIST = 600  # seconds a `multiplex: true` master outlives its last use (ControlPersist)
@@ -187,9 +189,9 @@ def _asking_hosts():
     return read_record(_asks_file())
 
 
-def remember_asks(conn):
+def remember_asks(host_key):
     """Next time this host goes to the OpenSSH path at once (saving the key-only login attempt)."""
-    update_record(_asks_file(), {_host_key(conn): "keyboard-interactive"})
+    update_record(_asks_file(), {host_key: "keyboard-interactive"})
 
 
 # --- the master ---------------------------------------------------------------------------------
@@ -218,6 +220,7 @@ class Route:
         self.generation = 0  # counts the masters seen: a forward belongs to one
         self.started = False  # this run started the master now alive
         self.refused = None  # the master's login was refused: said once, never asked again
+        self.remember = None  # the host's key in interactive-hosts.json, once a login here succeeded
 
     def client_args(self):
         """Options for a mux client: through the master, never a login of its own."""
@@ -237,9 +240,20 @@ class Route:
             self.keeper = None
             return False
 
-    def _clear_stale(self):
+    def _clear_stale(self, label):
         """A socket file whose master is gone (killed, the machine slept) makes a new master give up
-        multiplexing; one that refuses connections is only a leftover."""
+        multiplexing; one of this user's that refuses connections is only a leftover. Anything
+        else there (a regular file refuses connections too) is not ours to remove: said, and left."""
+        try:
+            info = os.lstat(self.path)
+        except FileNotFoundError:
+            return
+        except OSError as e:
+            raise HostError(label, f"cannot use the control socket {self.path}: {e.strerror}")
+        if not stat.S_ISSOCK(info.st_mode) or info.st_uid != os.getuid():
+            what = "another user's socket" if stat.S_ISSOCK(info.st_mode) else "not a socket"
+            raise HostError(label, f"{self.path} (the ControlPath for {self.host}) is {what}, so no master can start "
+                                   "there; nothing was changed; move it away or set another ControlPath")
         s = socket.socket(socket.AF_UNIX)
         try:
             s.connect(self.path)
@@ -286,7 +300,7 @@ class Route:
                 fcntl.flock(lock, fcntl.LOCK_EX)
                 if self._hold():  # the other run's master
                     return
-                self._clear_stale()
+                self._clear_stale(label)
                 self._start(label, prompt)
 
     def _start(self, label, prompt):
@@ -311,6 +325,9 @@ class Route:
             lines = [line.strip() for line in err.read().decode("utf-8", "replace").splitlines() if line.strip()]
         if code == 0 and self._hold():
             self.started = True
+            if self.remember:  # only a host where logging in this way worked is sent this way at once
+                remember_asks(self.remember)
+                self.remember = None
             return
         if code == 0:
             # it went to the background as a plain session (-N), which nothing would ever end
@@ -327,6 +344,9 @@ class Route:
         if denied:
             methods = denied.group(1).split(",")
             asks = "keyboard-interactive" in methods or "password" in methods
+            if asks and not prompted and "publickey" in methods:  # no key taken (a second factor comes after one)
+                return AuthError(label, f"authentication failed for {self.host} ({last}): no key was accepted (a password "
+                                 "would need a terminal); check the user, the key (-i KEY or identity: in hosts.yaml) and ssh-agent")
             if asks and not prompted:
                 return AuthError(label, "the host asks for interactive authentication (a one-time code or password) and "
                                  "there is no terminal to ask on; run this from a terminal (once, with multiplex: true in "
@@ -338,9 +358,16 @@ class Route:
                                 "identity: in hosts.yaml) and ssh-agent")
             return AuthError(label, self.refused + ("; nothing was changed; run again with a new code" if asks else ""),
                              reason=self.refused)
-        if "Host key verification failed" in text or "HOST IDENTIFICATION HAS CHANGED" in text:
-            return HostError(label, f"the host key of {self.host} is unknown or has changed ({last}); check known_hosts "
-                             "(--accept-new-host-key records a new one)")
+        if "HOST IDENTIFICATION HAS CHANGED" in text:
+            offending = re.search(r"^Offending \S+ key in (.+):(\d+)$", text, re.M)
+            fingerprint = re.search(r"^(SHA256:[A-Za-z0-9+/=]+)", text, re.M)
+            name = re.search(r"^Host key for (.+) has changed", text, re.M)
+            return HostError(label, changed_key_message(
+                name.group(1) if name else self.host, fingerprint.group(1) if fingerprint else "a new key",
+                offending.group(1) if offending else "~/.ssh/known_hosts", offending.group(2) if offending else None))
+        if "Host key verification failed" in text:
+            return HostError(label, f"unknown host key for {self.host} ({last}); if it is right, run again with "
+                             "--accept-new-host-key (or StrictHostKeyChecking accept-new in ssh_config)")
         if "Could not resolve hostname" in text:
             return HostError(label, f"cannot resolve host name {self.host!r}; check -H, hosts.yaml or ssh_config")
         if "Connection refused" in text:
@@ -396,12 +423,13 @@ def route_for(conn, settings):
 
 
 def interactive_route(conn):
-    """The host asked for more than a key: from now on (and next time) through a master."""
-    remember_asks(conn)
+    """The host asked for more than a key: from now on through a master (and next time too, once
+    a login through it succeeded)."""
     key = _route_key(conn)
     with _routes_lock:
         if _routes.get(key) is None:
             _routes[key] = Route(conn, _own_socket(conn), 0)
+            _routes[key].remember = _host_key(conn)
         return _routes[key]
 
 

@@ -6,11 +6,13 @@ from invoke.exceptions import ParseError
 from invoke.parser import Argument
 
 from .errors import UserError
+from .inventory import launcher_words
 
 GROUP_HELP = "run on every host of this hosts.yaml group, in parallel (instead of -H)"
 WORKERS_HELP = "how many hosts at once with --group (default: all of them, up to 64)"
 DRY_RUN_HELP = "show what would change (a diff for the configuration) and change nothing, not even an upload"
-LAUNCHER_HELP = "how Jupyter is detached from the SSH session: nohup (default), tmux, or slurm (a batch job on a compute node)"
+LAUNCHER_HELP = f"how Jupyter is detached from the SSH session: {launcher_words(described=True)}"
+RESTART_LAUNCHER_HELP = f"{launcher_words()} (default: the one it runs with)"
 SBATCH_HELP = "an sbatch option for the job (launcher slurm), e.g. --sbatch=--partition=gpu; repeatable"
 QUEUE_TIMEOUT_HELP = "seconds the batch job may wait in the queue before it is cancelled (default: until Ctrl-C)"
 PORT_HELP = "remote port (default 8888; the next free one if taken, and reported)"

@@ -11,6 +11,7 @@ from importlib import resources
 
 from .connection import close_sessions, session
 from .errors import HostError, UserError
+from .inventory import launcher_words
 
 BOOTSTRAP = resources.files(__package__).joinpath("bootstrap.sh").read_text()
 AGENT = resources.files(__package__).joinpath("agent.py").read_text()
@@ -383,7 +384,7 @@ ERRORS = {
     "cancelled": "job {detail} cancelled: this run was interrupted while it waited",
     "port_taken": "{detail} was taken by another process before Jupyter could listen on it, so the job was cancelled "
     "before any login; run setup again (it chooses a free port again)",
-    "bad_launcher": "unknown launcher {detail!r}; use nohup or tmux",
+    "bad_launcher": "unknown launcher {detail!r}; use " + launcher_words(),
     "no_jupyter": "no Jupyter found there{detail_in}; set `jupyter:` (the command, e.g. ~/venv/bin/jupyter lab) or `activate:` (e.g. source ~/venv/bin/activate) in hosts.yaml, or let setup install JupyterLab into an environment of its own there (--install, or install: true)",
     "no_venv": "{detail} there cannot make an environment (no venv/ensurepip module); install it there, e.g. `sudo apt install {detail}-venv` (Debian/Ubuntu), then run setup again",
     "install_failed": "installing failed ({detail}); nothing was changed. It said:{logs}",

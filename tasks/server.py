@@ -4,9 +4,10 @@
 from . import fleet
 from .errors import HostError, UserError, user_task
 from .hosts import target
+from .inventory import BATCH_LAUNCHERS
 from .options import (
-    DRY_RUN_HELP, FAST_START_HELP, GROUP_HELP, LAUNCHER_HELP, NAME_HELP, PORT_HELP, QUEUE_TIMEOUT_HELP, SBATCH_HELP, WORKERS_HELP,
-    task,
+    DRY_RUN_HELP, FAST_START_HELP, GROUP_HELP, LAUNCHER_HELP, NAME_HELP, PORT_HELP, QUEUE_TIMEOUT_HELP, RESTART_LAUNCHER_HELP,
+    SBATCH_HELP, WORKERS_HELP, task,
 )
 from .protocol import run_agent
 from .report import Outcome, Plain
@@ -137,7 +138,7 @@ def status_record(t, status):
         "own_env": status.own_env,  # Jupyter from this tool's environment (setup --install)
         # a batch job (launcher slurm): its id, state (or how it ended), node and time left
         **({"job_id": status.job_id, "job_state": status.job_state, "node": status.node, "time_left": status.time_left,
-            "address": status.address, "ended": status.ended} if status.job_id or t.settings.launcher == "slurm" else {}),
+            "address": status.address, "ended": status.ended} if status.job_id or t.settings.launcher in BATCH_LAUNCHERS else {}),
     }
 
 
@@ -264,7 +265,7 @@ def stop(c, group=None, workers=None, dry_run=False, name=None, all_=False):
 
 
 @task(
-    help={"launcher": "nohup, tmux or slurm (default: the one it runs with)", "port": PORT_HELP, "group": GROUP_HELP,
+    help={"launcher": RESTART_LAUNCHER_HELP, "port": PORT_HELP, "group": GROUP_HELP,
           "workers": WORKERS_HELP, "fast-start": FAST_START_HELP, "name": NAME_HELP, "sbatch": SBATCH_HELP,
           "queue-timeout": QUEUE_TIMEOUT_HELP},
     iterable=["sbatch"],

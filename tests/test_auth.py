@@ -177,6 +177,27 @@ def cert_fab(cert_host, tmp_path):
 
 
 @pytest.fixture
+def wrong_key_fab(tmp_path):
+    """`fab` with a key the server does not know, against an sshd that also takes passwords (an
+    account whose password matches nothing): the key is refused, a password would be asked for."""
+    host = SSHHost(users=[("fjpw", "/bin/bash", True, False)], prefix="fabjupyter-pw-", start=False)
+    try:
+        host.sshd_config.write_text(host.sshd_config.read_text().replace("PasswordAuthentication no", "PasswordAuthentication yes"))
+        host.start()
+        wrong = tmp_path / "wrong_key"
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(wrong)], check=True)
+        host.users["fjpw"].identity = wrong
+        host.write_ssh_config()
+        fab = AuthFab(host, "fjpw", tmp_path / "hosts.yaml")
+        try:
+            yield fab
+        finally:
+            fab.cleanup()
+    finally:
+        host.close()
+
+
+@pytest.fixture
 def own_fab(fab):
     """The session's key-only account (fjtest) with AuthFab's extras."""
     extra = AuthFab(fab.sshhost, fab.user, fab.hosts_file)
@@ -496,3 +517,47 @@ def test_match_block_certificate_file_and_proxyjump(cert_fab, sshhost, tmp_path,
         assert sshhost.sshd_log.read_text().count("Accepted publickey for " + sshhost.users["fjtest"].name + " ") > before
     finally:
         shutil.move(elsewhere, beside)
+
+
+def test_a_regular_file_at_the_users_control_path_is_left_alone(own_fab):
+    """ssh_config's ControlPath names a regular file (connecting to it is refused, as to a dead
+    socket): the file is not the tool's to remove. It survives, and the run says why in one line."""
+    fab = own_fab
+    cm_dir = Path(tempfile.mkdtemp(prefix="fjcm-", dir="/tmp"))
+    try:
+        path = cm_dir / "cm-file"
+        path.write_text("the user's notes\n")
+        cfg = cm_dir / "ssh_config"
+        cfg.write_text(fab.sshhost.ssh_config.read_text() + f"\nHost {fab.user}\n  ControlMaster auto\n  ControlPath {path}\n")
+        fab.config = cfg
+        r = fab("status", check=False)
+        assert path.read_text() == "the user's notes\n"
+        assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and str(path) in lines[0] and "not a socket" in lines[0], r.stderr
+    finally:
+        if path.is_socket():  # a master started there after all
+            end_control_master(path)
+        shutil.rmtree(cm_dir, ignore_errors=True)
+
+
+def test_wrong_key_where_passwords_are_taken_is_an_authentication_failure(wrong_key_fab):
+    """A refused key on a server that would take a password: with no terminal (cron) the line
+    says authentication failed (not "interactive authentication ... no terminal"), and the host
+    is not remembered as one that asks; on a terminal, OpenSSH asks for the password, a wrong one
+    fails, and the host is still not remembered (only a login that succeeded is)."""
+    fab = wrong_key_fab
+    remembered = fab.config_home / "fabjupyter" / "interactive-hosts.json"
+    r = subprocess.run(fab.args("status"), cwd=ROOT, env=fab.env(), stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                       start_new_session=True, timeout=120)
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "authentication failed" in lines[0] and "interactive authentication" not in lines[0], r.stderr
+    assert not remembered.exists(), remembered.read_text()
+
+    term = fab.terminal("status")
+    term.expect("password:", 60)
+    term.type("not the password")
+    assert term.wait(60) == 1, term.output
+    assert "Traceback" not in term.output
+    assert not remembered.exists() or fab.user not in remembered.read_text(), remembered.read_text()

@@ -299,3 +299,32 @@ def test_the_activated_environment_wins_over_the_path(fab):
     assert str(nb6 / "bin" / "jupyter-notebook").encode() in args[:3], args
     assert fab.status()["kind"] == "nb6"
     fab("stop")
+
+
+@pytest.mark.parametrize("program", ["fab", "fabjupyter"])
+@pytest.mark.parametrize("args", [["--help", "setup"], ["--list"]], ids=["help", "list"])
+def test_output_into_a_closed_pipe_ends_quietly(program, args):
+    """`fab --help setup | head -1`, a pager closed early: the reader is gone before anything is
+    written (here: the pipe's read end is closed at once), and the run ends without a traceback."""
+    cmd = [*FAB, *args] if program == "fab" else [sys.executable, "-c", "from tasks.cli import main; main()", *args]
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        r = subprocess.run(cmd, cwd=ROOT, stdout=write_end, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+                           timeout=60)
+    finally:
+        os.close(write_end)
+    assert "Traceback" not in r.stderr and "BrokenPipe" not in r.stderr, r.stderr
+    assert r.stderr == "", r.stderr
+
+
+def test_a_tasks_output_into_a_closed_pipe_ends_quietly(fab):
+    """`fab -H HOST list | head -0`: a task's own lines, on the real host, to a reader gone."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        r = subprocess.run(fab.args("list"), cwd=ROOT, env=fab.env(), stdout=write_end, stderr=subprocess.PIPE,
+                           stdin=subprocess.DEVNULL, text=True, timeout=120)
+    finally:
+        os.close(write_end)
+    assert r.stderr == "", r.stderr

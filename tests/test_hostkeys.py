@@ -1,10 +1,14 @@
 """Host keys as OpenSSH checks them: a changed key is always refused; an unknown one follows
 StrictHostKeyChecking (refused by default), or --accept-new-host-key records it."""
 
+import shutil
 import subprocess
+import tempfile
+from pathlib import Path
 
 from .conftest import FAB, ROOT
 from .jupyter_http import login_and_list
+from .sshhost import end_control_master
 from .test_errors import one_line_error, untouched
 
 
@@ -34,8 +38,47 @@ def test_changed_host_key_is_refused_naming_the_line(fab, tmp_path):
     cfg = config_with(fab, tmp_path, known, strict="no")  # even `no` never accepts a changed key
     line = one_line_error(run(fab, cfg, "setup", "--password-stdin", "--accept-new-host-key", input="pw\n"))
     assert line.startswith(f"hk: the host key of [127.0.0.1]:{fab.sshhost.port} has CHANGED")
-    assert f"{known}:2" in line and "ssh-keygen -R" in line
+    assert f"{known}:2" in line
     untouched(fab)
+    fixes_the_changed_key(fab, line, known, tmp_path / "other.pub")
+    assert run(fab, cfg, "status").returncode == 0
+
+
+def fixes_the_changed_key(fab, line, known, old):
+    """The advice for a changed key: check it, then the command that removes the old line from
+    that known_hosts file (not --accept-new-host-key, which never replaces a known key). Run
+    as given, it does; the host's real key is then recorded as for a new host."""
+    assert "--accept-new-host-key" not in line and "Check the new key" in line, line
+    command = line.split("remove the old line: ", 1)[1]
+    assert command.startswith(f"ssh-keygen -f {known} -R "), command
+    subprocess.run(command, shell=True, check=True, capture_output=True)
+    assert old.read_text().split()[1] not in known.read_text()
+    known.write_text(known.read_text() + f"[127.0.0.1]:{fab.sshhost.port} " + " ".join(fab.sshhost.known_hosts.read_text().split()[1:]) + "\n")
+
+
+def test_changed_host_key_on_the_openssh_path(fab, tmp_path):
+    """multiplex: true (the `ssh` client logs in): the same advice, from OpenSSH's own words."""
+    other = tmp_path / "other"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "other", "-f", str(other)], check=True)
+    known = tmp_path / "known_hosts"
+    known.write_text(f"[127.0.0.1]:{fab.sshhost.port} " + " ".join((tmp_path / "other.pub").read_text().split()[:2]) + "\n")
+    cfg = config_with(fab, tmp_path, known, strict="yes")
+    fab.hosts("defaults:\n  multiplex: true\n")
+    runtime = Path(tempfile.mkdtemp(prefix="fjrun-", dir="/tmp"))  # short: the tool's control socket goes under it
+    env = dict(fab.env(), XDG_RUNTIME_DIR=str(runtime))
+    try:
+        r = subprocess.run([*FAB, "-S", str(cfg), "-H", "hk", "status"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
+        line = one_line_error(r)
+        assert line.startswith(f"hk: the host key of [127.0.0.1]:{fab.sshhost.port} has CHANGED (SHA256:"), line
+        assert f"{known}:1" in line
+        fixes_the_changed_key(fab, line, known, tmp_path / "other.pub")
+        r = subprocess.run([*FAB, "-S", str(cfg), "-H", "hk", "status"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
+        assert r.returncode == 0, r.stderr
+    finally:
+        for sock in (runtime / "fabjupyter" / "ssh").glob("*"):
+            if sock.is_socket():
+                end_control_master(sock)
+        shutil.rmtree(runtime, ignore_errors=True)
 
 
 def test_unknown_host_key_refused_then_accepted_with_the_flag(fab, tmp_path, local_port):

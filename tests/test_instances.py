@@ -150,6 +150,15 @@ def test_unknown_and_unsafe_names(fab):
     assert r.returncode == 1 and r.stderr.strip().splitlines() == [
         f"{fab.user}[nope]: no instance 'nope' there (instances there: default, lab); `fab -H {fab.user} setup --name nope` makes it"
     ], r.stderr
+    # a mistyped name stops, starts or restarts nothing, and says which instances there are
+    running = {r["name"]: r["pid"] for r in records(fab)}
+    for task in ("stop", "start", "restart", "logs"):
+        r = fab(task, "--name", "nope", check=False)
+        assert r.returncode == 1 and r.stderr.strip().splitlines() == [
+            f"{fab.user}[nope]: no instance 'nope' there (instances there: default, lab); `fab -H {fab.user} setup --name nope` makes it"
+        ], (task, r.stdout, r.stderr)
+    assert {r["name"]: r["pid"] for r in records(fab)} == running and all(running.values()), running
+    assert sorted(p.name for p in (fab.home / ".fabjupyter" / "instances").iterdir()) == ["lab"]
     for bad in ("../x", ".hidden", "a b", "-x", "x" * 41):
         r = fab("setup", "--name", bad, "--password-stdin", input=PASSWORD + "\n", check=False)
         assert r.returncode == 1 and "is not an instance name" in r.stderr and "Traceback" not in r.stderr, r.stderr

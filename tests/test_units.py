@@ -237,8 +237,15 @@ def _route(tmp_path):
     ("ana@login: Permission denied (keyboard-interactive).", True, "the server did not accept the answer to its prompt"),
     ("ana@login: Permission denied (publickey,password).", True, "the server did not accept the answer to its prompt"),
     ("ana@login: Permission denied (keyboard-interactive).", False, "the host asks for interactive authentication"),
+    ("ana@login: Permission denied (publickey,password).", False, "authentication failed for login.example"),
     ("ana@login: Permission denied (publickey).", True, "authentication failed for login.example"),
-    ("Host key verification failed.", True, "the host key of login.example is unknown or has changed"),
+    ("Host key verification failed.", True, "unknown host key for login.example"),
+    ("@    WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!     @\nThe fingerprint for the ED25519 key sent by the remote "
+     "host is\nSHA256:abcDEF+/123.\nOffending ED25519 key in /home/ana/.ssh/known_hosts:7\n  remove with:\n"
+     "Host key for login.example has changed and you have requested strict checking.\nHost key verification failed.",
+     True, "the host key of login.example has CHANGED (SHA256:abcDEF+/123; known_hosts says otherwise at "
+           "/home/ana/.ssh/known_hosts:7); this may be an impostor. Check the new key with the host's administrator; "
+           "if the change is expected, remove the old line: ssh-keygen -f /home/ana/.ssh/known_hosts -R login.example"),
     ("ssh: Could not resolve hostname login.example: Name or service not known", True, "cannot resolve host name"),
     ("ssh: connect to host login.example port 22: Connection refused", True, "connection refused by login.example"),
 ])
@@ -306,3 +313,43 @@ def test_an_ssh_that_did_not_become_a_master_is_ended():
         for p in (stray, other):
             p.kill()
             p.wait()
+
+
+def test_records_updated_by_many_runs_at_once_keep_every_update(tmp_path):
+    """Runs at the same time (a group's tunnels, cron) update one record, each its own keys: the
+    read-merge-write is locked, so none loses another's update, and a reader never sees half a file."""
+    record = tmp_path / "fabjupyter" / "last-seen.json"
+    script = ("import sys\nfrom tasks.localfiles import update_record\n"
+              "for i in range(25):\n    update_record(sys.argv[1], {f'{sys.argv[2]}-{i}': i})\n")
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(record), f"run{n}"], cwd=ROOT) for n in range(8)]
+    for proc in procs:
+        assert proc.wait(120) == 0
+    from tasks.localfiles import read_record
+
+    got = read_record(record)
+    assert set(got) == {f"run{n}-{i}" for n in range(8) for i in range(25)}, sorted(set(got))[:5]
+    assert sorted(p.name for p in record.parent.iterdir()) == ["last-seen.json", "last-seen.json.lock"]
+
+
+def test_every_list_of_launchers_names_every_launcher():
+    """The launcher table is the one source: the agent's schedulers are in it, and each message
+    and help text that lists launchers names all of them (a "nohup or tmux" left behind fails)."""
+    from tasks import agent
+    from tasks.inventory import LAUNCHERS, check_setting, launcher_words
+    from tasks.options import LAUNCHER_HELP, RESTART_LAUNCHER_HELP
+    from tasks.protocol import ERRORS
+
+    assert {"nohup", "tmux"} | set(agent.SCHEDULERS) == set(LAUNCHERS)
+    texts = {
+        "bad_launcher": ERRORS["bad_launcher"].format(detail="screen"),
+        "LAUNCHER_HELP": LAUNCHER_HELP,
+        "RESTART_LAUNCHER_HELP": RESTART_LAUNCHER_HELP,
+        "launcher_words": launcher_words(),
+    }
+    with pytest.raises(UserError) as refused:
+        check_setting("launcher", "screen", "--launcher")
+    texts["a wrong --launcher"] = str(refused.value)
+    for what, text in texts.items():
+        missing = [name for name in LAUNCHERS if not re.search(rf"\b{name}\b", text)]
+        assert not missing, f"{what} does not name {missing}: {text}"
+    assert launcher_words() == "nohup, tmux or slurm"
