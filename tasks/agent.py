@@ -1163,8 +1163,10 @@ class Run:
                 kill(pid)
                 raise Fail("unsafe", result[len("unsafe "):])
             if result == "died":
-                if attempt < 2 and "already in use" in (read_text(self.path("jupyter.log")) or ""):
-                    want = port + 1  # taken between our check and Jupyter's bind
+                # a port taken between our check and Jupyter's bind: the next one. (A socket in use
+                # is no race to retry: another process listens at our path, and the log says so.)
+                if port and attempt < 2 and "already in use" in (read_text(self.path("jupyter.log")) or ""):
+                    want = port + 1
                     continue
                 raise Fail("died", log=self.log_tail())
             if result == "timeout":

@@ -3,7 +3,11 @@ same script the client sends, fed to `sh -s`; replies parsed by the client's own
 real-sshd tests keep every end-to-end assertion; these pin the decisions, in seconds."""
 
 import dataclasses
+import os
+import socket
 import subprocess
+import threading
+import time
 
 import pytest
 
@@ -122,6 +126,42 @@ def test_an_upgrade_that_changes_only_comments_restarts_nothing(host, monkeypatc
     assert again.unchanged and again.status.pid == pid
     assert [(c.what, c.detail) for c in again.changes] == [("tool", "run.sh")]  # refreshed, and said so
     assert "# a comment of a newer version" in (host.d / "run.sh").read_text()
+
+
+def test_a_socket_in_use_at_the_start_is_an_error_not_a_retry_on_a_port(host):
+    """Socket mode, and another process listening at the instance's socket path whenever the
+    agent looks away (it removes the file before the start; this one binds it again at once):
+    Jupyter exits ("The socket ... is already in use"), which in port mode means a port taken
+    meanwhile and a retry on the next one. In socket mode there is no port to add one to: the
+    start fails, with Jupyter's own words."""
+    path = host.d / "run" / "jupyter.sock"
+    held, done = [], threading.Event()
+
+    def squat():
+        while not done.is_set():
+            if path.parent.is_dir() and not os.path.lexists(path):
+                s = socket.socket(socket.AF_UNIX)
+                try:
+                    s.bind(str(path))
+                    s.listen(1)
+                    held.append(s)
+                except OSError:
+                    s.close()
+            time.sleep(0.001)
+
+    squatter = threading.Thread(target=squat, daemon=True)
+    squatter.start()
+    try:
+        reply = host.setup(settings(socket=True), PASSWORD)
+    finally:
+        done.set()
+        squatter.join()
+        for s in held:
+            s.close()
+    assert held, "the socket path was never taken"
+    assert isinstance(reply, protocol.ErrorReply) and reply.code == "died", reply
+    assert any("already in use" in line for line in reply.log), reply.log
+    assert not host.status().running
 
 
 def test_status_stop_and_logs_work_when_the_environment_is_gone(host):
