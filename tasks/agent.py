@@ -1582,6 +1582,24 @@ def venv_versions(python):
         return {}
 
 
+def unpack_wheels(tar_path, folder):
+    """The wheels the client sent, from their tar into FOLDER: plain files named *.whl only."""
+    import tarfile
+
+    shutil.rmtree(folder, ignore_errors=True)
+    make_dir(folder)
+    try:
+        with tarfile.open(tar_path) as tar:
+            for member in tar.getmembers():
+                name = member.name
+                if not member.isfile() or "/" in name or name.startswith(".") or not name.endswith(".whl"):
+                    raise Fail("install_failed", "the wheels sent", log=["unexpected member %r" % name])
+                with tar.extractfile(member) as src, open(os.path.join(folder, name), "wb") as dst:
+                    shutil.copyfileobj(src, dst)
+    except (OSError, tarfile.TarError) as e:
+        raise Fail("install_failed", "the wheels sent", log=[str(e)])
+
+
 def act_install(run):
     """Make this tool's environment (~/.fabjupyter/venv) and install the spec into it, from the
     index (the host's own pip) or from the wheels the client sent (--no-index). A failure
@@ -1603,23 +1621,9 @@ def act_install(run):
     run.change("install", " ".join(spec))
     if run.dry:
         return {"facts": facts, "changes": run.changes, "before": before, "after": {}, "seconds": 0.0}
-    if here:
-        tar_path = os.path.join(run.top, "install", "wheels.tar")
-        shutil.rmtree(wheels, ignore_errors=True)
-        make_dir(wheels)
-        import tarfile
-
-        try:
-            with tarfile.open(tar_path) as tar:
-                for member in tar.getmembers():
-                    name = member.name
-                    if not member.isfile() or "/" in name or name.startswith(".") or not name.endswith(".whl"):
-                        raise Fail("install_failed", "the wheels sent", log=["unexpected member %r" % name])
-                    with tar.extractfile(member) as src, open(os.path.join(wheels, name), "wb") as dst:
-                        shutil.copyfileobj(src, dst)
-        except (OSError, tarfile.TarError) as e:
-            raise Fail("install_failed", "the wheels sent", log=[str(e)])
-    try:
+    try:  # whatever happens, the wheels sent (~/.fabjupyter/install) go
+        if here:
+            unpack_wheels(os.path.join(run.top, "install", "wheels.tar"), wheels)
         if made:
             run.event("install", step="venv", detail=venv)
             out, err, code = run_command([sys.executable, "-m", "venv", venv], timeout=600)
