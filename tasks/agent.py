@@ -376,12 +376,17 @@ def cmdline(pid):
         return ""
 
 
-def is_zombie(pid):
+def process_state(pid):
+    """The state letter of PID in /proc (R, S, D, Z, T...), or None."""
     try:
         with open("/proc/%d/stat" % pid) as f:
-            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+            return f.read().rsplit(")", 1)[1].split()[0]
     except (OSError, IndexError):
-        return False
+        return None
+
+
+def is_zombie(pid):
+    return process_state(pid) == "Z"
 
 
 def alive(pid):
@@ -397,24 +402,38 @@ def alive(pid):
     return not is_zombie(pid) and "jupyter" in cmdline(pid)
 
 
-def kill(pid):
-    """TERM, then KILL after 10 s; returns once it is gone."""
+def kill(pid, term_wait=10, kill_wait=10):
+    """TERM, then KILL after TERM_WAIT s; True once it is gone. False if it is still there
+    KILL_WAIT s after the KILL: the kernel holds it (state D: uninterruptible, such as I/O on a
+    hung network file system, or a frozen cgroup), and waiting longer would hold the run (and
+    its lock) for as long."""
     try:
         os.kill(pid, signal.SIGTERM)
     except OSError:
-        return
-    deadline = time.time() + 10
-    while alive(pid) and time.time() < deadline:
+        return not alive(pid)
+    if gone_within(pid, term_wait):
+        return True
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except OSError:
+        pass
+    return gone_within(pid, kill_wait)
+
+
+def gone_within(pid, seconds):
+    deadline = time.time() + seconds
+    while alive(pid):
+        if time.time() > deadline:
+            return False
         reap()
         time.sleep(0.05)
-    if alive(pid):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except OSError:
-            pass
-        while alive(pid):
-            reap()
-            time.sleep(0.05)
+    return True
+
+
+def end(pid, term_wait=10, kill_wait=10):
+    """kill, or Fail when the process outlives its SIGKILL."""
+    if not kill(pid, term_wait, kill_wait):
+        raise Fail("not_stopped", "%d, state %s" % (pid, process_state(pid) or "?"))
 
 
 def reap():
@@ -866,7 +885,7 @@ class Run:
     def stop_unrecorded(self, state):
         pids = self.unrecorded(state.get("pid"))
         if pids:
-            self.change("stop_unrecorded", " ".join(map(str, pids)), act=lambda: [kill(p) for p in pids])
+            self.change("stop_unrecorded", " ".join(map(str, pids)), act=lambda: [end(p) for p in pids])
         launcher = state.get("launcher") if state.get("launcher") in SCHEDULERS else self.req.get("launcher")
         if launcher in SCHEDULERS and shutil.which("squeue"):
             # a job of this instance that no record names (its run was killed right after submitting it)
@@ -893,7 +912,7 @@ class Run:
                 self.change(what, "job %s" % state["job_id"],
                             act=lambda: self.cancel_job(SCHEDULERS[state["launcher"]](), state["job_id"]))
         elif alive(pid):
-            self.change(what, str(pid), act=lambda: kill(pid))
+            self.change(what, str(pid), act=lambda: end(pid))
 
         def tidy():
             if shutil.which("tmux"):

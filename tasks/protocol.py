@@ -393,6 +393,9 @@ ERRORS = {
     "launch_failed": "could not launch Jupyter: {detail}",
     "unsafe": "Jupyter started, but not with this tool's settings: {detail}. It was stopped. A setting in your own "
     "Jupyter config (~/.jupyter, or the environment's etc/jupyter) overrides ours there; remove it",
+    "not_stopped": "Jupyter (pid {detail}) is still there 10 s after SIGKILL: the system holds it (state D: I/O that "
+    "does not return, such as a hung network file system). It ends when the system lets it go; run `{fab} stop{named}` "
+    "again then, or ask the host's administrators",
     "locked": "another fabjupyter run there still holds its lock: {detail}; try again when it has finished",
     "protocol": "this tool's agent and client disagree ({detail})",
 }

@@ -6,8 +6,10 @@ import dataclasses
 import os
 import socket
 import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -179,6 +181,39 @@ def test_status_stop_and_logs_work_when_the_environment_is_gone(host):
     (host.d / "python").unlink()
     reply = host.run("status")
     assert isinstance(reply, protocol.ErrorReply) and reply.code == "no_python_agent"
+
+
+FREEZER = Path("/sys/fs/cgroup/freezer")
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not (FREEZER / "cgroup.procs").exists(), reason="needs root and cgroup v1's freezer")
+def test_a_process_that_outlives_its_sigkill_is_given_up_on_not_waited_for():
+    """A process the kernel holds (state D: here in a frozen cgroup, as one waiting on a hung
+    network file system would be) ignores SIGKILL until it is let go. kill() gives up after its
+    bound and says so, and stop's end() turns that into an error, rather than holding the run
+    (and its lock) for as long as the kernel does."""
+    group = FREEZER / f"fabjupyter-test-{os.getpid()}"
+    group.mkdir()
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", "jupyter-lab"])  # alive() wants "jupyter"
+    try:
+        (group / "cgroup.procs").write_text(str(proc.pid))
+        (group / "freezer.state").write_text("FROZEN")
+        deadline = time.monotonic() + 10
+        while (group / "freezer.state").read_text().strip() != "FROZEN" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert agent.process_state(proc.pid) == "D"
+        started = time.monotonic()
+        assert agent.kill(proc.pid, term_wait=0.2, kill_wait=0.5) is False
+        assert time.monotonic() - started < 3
+        with pytest.raises(agent.Fail) as failed:
+            agent.end(proc.pid, term_wait=0.2, kill_wait=0.5)
+        assert failed.value.code == "not_stopped" and failed.value.detail == f"{proc.pid}, state D"
+        assert "not_stopped" in protocol.ERRORS
+    finally:
+        (group / "freezer.state").write_text("THAWED")
+        proc.kill()
+        proc.wait(timeout=30)
+        group.rmdir()
 
 
 def test_replies_are_typed_and_strict():
