@@ -16,6 +16,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -577,6 +578,7 @@ def job_answers(addr, port, timeout=3):
 
 # --- one run ---------------------------------------------------------------------------------
 
+MOVED_LINE = re.compile(r"'(\w+)' has moved from (\w+) to ServerApp\.")
 MOVED_NOTE = (
     "fabjupyter: Jupyter's warnings that keys 'moved from NotebookApp/LabApp/JupyterNotebookApp to ServerApp' are "
     "about this tool's own settings, pinned there so that an older config cannot override them\n"
@@ -1317,9 +1319,32 @@ class Run:
         ns["alive"] = started_alive
         return ns["main"]()
 
+    def jupyter_log(self):
+        """jupyter.log's lines (None without one), less the ones this tool causes: notebook_shim's
+        warnings that a key "has moved from NotebookApp to ServerApp" (or from LabApp, from
+        JupyterNotebookApp) for each key our settings pin on those classes (the user's own such
+        keys are overridden, so the value moved is ours), and our note about them. A moved key
+        that only the user's config sets still shows."""
+        text = read_text(self.path("jupyter.log"))
+        if text is None:
+            return None
+        ours = set()
+        for path in self._json_files("config") + self._json_files("password"):
+            data = read_json(path)
+            for name in SHIMMED_CLASSES:
+                section = data.get(name) if isinstance(data, dict) else None
+                ours.update((name, key) for key in (section if isinstance(section, dict) else ()))
+        note = MOVED_NOTE.rstrip("\n")
+
+        def own(line):
+            found = MOVED_LINE.search(line)
+            return line == note or bool(found and (found.group(2), found.group(1)) in ours)
+
+        return [line for line in text.splitlines() if not own(line)]
+
     def log_tail(self):
-        # Jupyter's own lines (our note about the moved keys is not news here)
-        lines = [line for line in (read_text(self.path("jupyter.log")) or "").splitlines() if not line.startswith("fabjupyter: ")]
+        # Jupyter's own lines (not this tool's)
+        lines = [line for line in self.jupyter_log() or [] if not line.startswith("fabjupyter: ")]
         return lines[-int(self.req.get("lines") or 20):]
 
 
@@ -1455,10 +1480,10 @@ def act_stop(run):
 
 def act_logs(run):
     run.known()
-    text = read_text(run.path("jupyter.log"))
-    if text is None:
+    lines = run.jupyter_log()
+    if lines is None:
         return {"exists": False, "lines": []}
-    return {"exists": True, "lines": text.splitlines()[-int(run.req.get("lines") or 50):]}
+    return {"exists": True, "lines": lines[-int(run.req.get("lines") or 50):]}
 
 
 def act_cert(run):

@@ -183,6 +183,21 @@ def test_status_stop_and_logs_work_when_the_environment_is_gone(host):
     assert isinstance(reply, protocol.ErrorReply) and reply.code == "no_python_agent"
 
 
+def test_logs_leave_out_the_moved_key_warnings_this_tool_causes(host):
+    """JupyterLab 4's notebook_shim warns for each key of ours pinned on NotebookApp and LabApp
+    (about twenty lines a start): `logs` leaves those out, and keeps one that the user's own
+    config causes."""
+    (host.home / ".jupyter").mkdir()
+    (host.home / ".jupyter" / "jupyter_server_config.json").write_text('{"NotebookApp": {"max_body_size": 536870912}}\n')
+    assert host.setup(settings(port=free_port()), PASSWORD).status.running
+    log = (host.d / "jupyter.log").read_text()
+    assert "'ip' has moved from NotebookApp to ServerApp" in log and "'ip' has moved from LabApp to ServerApp" in log
+    lines = host.run("logs", lines=1000).lines
+    assert [line for line in lines if "has moved" in line or "moved from" in line] == [
+        line for line in log.splitlines() if "'max_body_size' has moved from NotebookApp to ServerApp" in line], lines
+    assert any("'max_body_size' has moved" in line for line in lines)
+
+
 FREEZER = Path("/sys/fs/cgroup/freezer")
 
 
