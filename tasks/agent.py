@@ -249,6 +249,16 @@ def read_text(path):
         return None
 
 
+def read_tail(path, size=65536):
+    """The last SIZE bytes of a file (a log may be large), as text; "" without one."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, os.fstat(f.fileno()).st_size - size))
+            return f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
 def read_json(path):
     text = read_text(path)
     try:
@@ -578,6 +588,8 @@ def job_answers(addr, port, timeout=3):
 
 # --- one run ---------------------------------------------------------------------------------
 
+# jupyter_server 2's words (Server 1 and classic Notebook also say "or terminals")
+IDLE_LINE = re.compile(r"No kernels (?:or terminals )?for (\d+) seconds; shutting down")
 MOVED_LINE = re.compile(r"'(\w+)' has moved from (\w+) to ServerApp\.")
 MOVED_NOTE = (
     "fabjupyter: Jupyter's warnings that keys 'moved from NotebookApp/LabApp/JupyterNotebookApp to ServerApp' are "
@@ -873,6 +885,7 @@ class Run:
             "version": state.get("version") if running else None,
             "fast_start": bool(state.get("fast_start")) if running else None,
             "stale_pid": pid if pid and not running else None,
+            "idle_shutdown": self.idle_shutdown() if pid and not running and not batch["job_id"] else None,
             "has_password": self.stored_hash() is not None,
             "configured": configured,
             "unrecorded": self.unrecorded(pid),
@@ -1318,6 +1331,12 @@ class Run:
 
         ns["alive"] = started_alive
         return ns["main"]()
+
+    def idle_shutdown(self):
+        """How long Jupyter had been idle when it shut itself down for idle_timeout (its log
+        says so: "No kernels for N seconds; shutting down."), else None."""
+        found = IDLE_LINE.findall(read_tail(self.path("jupyter.log")))
+        return int(found[-1]) if found else None
 
     def jupyter_log(self):
         """jupyter.log's lines (None without one), less the ones this tool causes: notebook_shim's

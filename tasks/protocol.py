@@ -96,6 +96,7 @@ class Status:
     version: typing.Optional[str]
     fast_start: typing.Optional[bool]
     stale_pid: typing.Optional[int]
+    idle_shutdown: typing.Optional[int]  # the stale pid shut itself down after that many seconds idle (idle_timeout)
     has_password: bool
     configured: bool
     unrecorded: typing.Tuple[int, ...]
