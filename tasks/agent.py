@@ -1116,13 +1116,16 @@ class Run:
 
     def refresh_tool_files(self):
         """This tool's own scripts (run.sh, boot.py): rewritten when they differ, never a reason
-        to restart Jupyter."""
+        to restart Jupyter. A "tool" change is one that replaced a file of an earlier version
+        (the client says so); "tool_added" one that was not there (nothing to say)."""
         wanted = [("run.sh", self.req.get("run_sh"), 0o700)]
         if self.req.get("fast_start"):
             wanted.append(("boot.py", self.req.get("boot_py"), 0o600))
         for name, text, mode in wanted:
-            if text is not None and read_text(self.path(name)) != text:
-                self.change("tool", name, act=lambda name=name, text=text, mode=mode: self._write_tool(name, text, mode))
+            old = read_text(self.path(name))
+            if text is not None and old != text:
+                self.change("tool" if old is not None else "tool_added", name,
+                            act=lambda name=name, text=text, mode=mode: self._write_tool(name, text, mode))
 
     def _write_tool(self, name, text, mode):
         try:

@@ -77,7 +77,7 @@ class ProtocolError(Exception):
 
 @dataclass(frozen=True)
 class Change:
-    what: str  # settings, config, tool, password, root_dir, stop_unrecorded, stop, start, cert
+    what: str  # settings, config, tool (replaced), tool_added, password, root_dir, stop_unrecorded, stop, start, cert
     detail: str
     diff: typing.Tuple[str, ...]
 

@@ -69,7 +69,7 @@ def test_a_jupyter_behind_a_shell_wrapper_starts(host):
 
 # (how the host is prepared, what is then asked for, the changes expected)
 CASES = {
-    "fresh": (None, {}, ["settings", "config", "tool", "password", "start"]),
+    "fresh": (None, {}, ["settings", "config", "tool_added", "password", "start"]),
     "configured, not running": ("stopped", {}, ["start"]),
     "running, same settings": ("running", {}, []),
     "running, another port": ("running", {"port": "other"}, ["stop", "start"]),
