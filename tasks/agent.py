@@ -17,6 +17,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -249,6 +250,16 @@ def read_text(path):
         return None
 
 
+def read_tail(path, size=65536):
+    """The last SIZE bytes of a file (a log may be large), as text; "" without one."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, os.fstat(f.fileno()).st_size - size))
+            return f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
 def read_json(path):
     text = read_text(path)
     try:
@@ -377,12 +388,17 @@ def cmdline(pid):
         return ""
 
 
-def is_zombie(pid):
+def process_state(pid):
+    """The state letter of PID in /proc (R, S, D, Z, T...), or None."""
     try:
         with open("/proc/%d/stat" % pid) as f:
-            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+            return f.read().rsplit(")", 1)[1].split()[0]
     except (OSError, IndexError):
-        return False
+        return None
+
+
+def is_zombie(pid):
+    return process_state(pid) == "Z"
 
 
 def alive(pid):
@@ -398,24 +414,38 @@ def alive(pid):
     return not is_zombie(pid) and "jupyter" in cmdline(pid)
 
 
-def kill(pid):
-    """TERM, then KILL after 10 s; returns once it is gone."""
+def kill(pid, term_wait=10, kill_wait=10):
+    """TERM, then KILL after TERM_WAIT s; True once it is gone. False if it is still there
+    KILL_WAIT s after the KILL: the kernel holds it (state D: uninterruptible, such as I/O on a
+    hung network file system, or a frozen cgroup), and waiting longer would hold the run (and
+    its lock) for as long."""
     try:
         os.kill(pid, signal.SIGTERM)
     except OSError:
-        return
-    deadline = time.time() + 10
-    while alive(pid) and time.time() < deadline:
+        return not alive(pid)
+    if gone_within(pid, term_wait):
+        return True
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except OSError:
+        pass
+    return gone_within(pid, kill_wait)
+
+
+def gone_within(pid, seconds):
+    deadline = time.time() + seconds
+    while alive(pid):
+        if time.time() > deadline:
+            return False
         reap()
         time.sleep(0.05)
-    if alive(pid):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except OSError:
-            pass
-        while alive(pid):
-            reap()
-            time.sleep(0.05)
+    return True
+
+
+def end(pid, term_wait=10, kill_wait=10):
+    """kill, or Fail when the process outlives its SIGKILL."""
+    if not kill(pid, term_wait, kill_wait):
+        raise Fail("not_stopped", "%d, state %s" % (pid, process_state(pid) or "?"))
 
 
 def reap():
@@ -574,6 +604,9 @@ def job_answers(addr, port, timeout=3):
 
 # --- one run ---------------------------------------------------------------------------------
 
+# jupyter_server 2's words (Server 1 and classic Notebook also say "or terminals")
+IDLE_LINE = re.compile(r"No kernels (?:or terminals )?for (\d+) seconds; shutting down")
+MOVED_LINE = re.compile(r"'(\w+)' has moved from (\w+) to ServerApp\.")
 MOVED_NOTE = (
     "fabjupyter: Jupyter's warnings that keys 'moved from NotebookApp/LabApp/JupyterNotebookApp to ServerApp' are "
     "about this tool's own settings, pinned there so that an older config cannot override them\n"
@@ -868,6 +901,7 @@ class Run:
             "version": state.get("version") if running else None,
             "fast_start": bool(state.get("fast_start")) if running else None,
             "stale_pid": pid if pid and not running else None,
+            "idle_shutdown": self.idle_shutdown() if pid and not running and not batch["job_id"] else None,
             "has_password": self.stored_hash() is not None,
             "configured": configured,
             "unrecorded": self.unrecorded(pid),
@@ -882,7 +916,7 @@ class Run:
     def stop_unrecorded(self, state):
         pids = self.unrecorded(state.get("pid"))
         if pids:
-            self.change("stop_unrecorded", " ".join(map(str, pids)), act=lambda: [kill(p) for p in pids])
+            self.change("stop_unrecorded", " ".join(map(str, pids)), act=lambda: [end(p) for p in pids])
         launcher = state.get("launcher") if state.get("launcher") in SCHEDULERS else self.req.get("launcher")
         if launcher in SCHEDULERS and shutil.which("squeue"):
             # a job of this instance that no record names (its run was killed right after submitting it)
@@ -909,7 +943,7 @@ class Run:
                 self.change(what, "job %s" % state["job_id"],
                             act=lambda: self.cancel_job(SCHEDULERS[state["launcher"]](), state["job_id"]))
         elif alive(pid):
-            self.change(what, str(pid), act=lambda: kill(pid))
+            self.change(what, str(pid), act=lambda: end(pid))
 
         def tidy():
             if shutil.which("tmux"):
@@ -1127,13 +1161,16 @@ class Run:
 
     def refresh_tool_files(self):
         """This tool's own scripts (run.sh, boot.py): rewritten when they differ, never a reason
-        to restart Jupyter."""
+        to restart Jupyter. A "tool" change is one that replaced a file of an earlier version
+        (the client says so); "tool_added" one that was not there (nothing to say)."""
         wanted = [("run.sh", self.req.get("run_sh"), 0o700)]
         if self.req.get("fast_start"):
             wanted.append(("boot.py", self.req.get("boot_py"), 0o600))
         for name, text, mode in wanted:
-            if text is not None and read_text(self.path(name)) != text:
-                self.change("tool", name, act=lambda name=name, text=text, mode=mode: self._write_tool(name, text, mode))
+            old = read_text(self.path(name))
+            if text is not None and old != text:
+                self.change("tool" if old is not None else "tool_added", name,
+                            act=lambda name=name, text=text, mode=mode: self._write_tool(name, text, mode))
 
     def _write_tool(self, name, text, mode):
         try:
@@ -1210,8 +1247,10 @@ class Run:
                 kill(pid)
                 raise Fail("unsafe", result[len("unsafe "):])
             if result == "died":
-                if attempt < 2 and "already in use" in (read_text(self.path("jupyter.log")) or ""):
-                    want = port + 1  # taken between our check and Jupyter's bind
+                # a port taken between our check and Jupyter's bind: the next one. (A socket in use
+                # is no race to retry: another process listens at our path, and the log says so.)
+                if port and attempt < 2 and "already in use" in (read_text(self.path("jupyter.log")) or ""):
+                    want = port + 1
                     continue
                 raise Fail("died", log=self.log_tail())
             if result == "timeout":
@@ -1365,9 +1404,38 @@ class Run:
         ns["alive"] = started_alive
         return ns["main"]()
 
+    def idle_shutdown(self):
+        """How long Jupyter had been idle when it shut itself down for idle_timeout (its log
+        says so: "No kernels for N seconds; shutting down."), else None."""
+        found = IDLE_LINE.findall(read_tail(self.path("jupyter.log")))
+        return int(found[-1]) if found else None
+
+    def jupyter_log(self):
+        """jupyter.log's lines (None without one), less the ones this tool causes: notebook_shim's
+        warnings that a key "has moved from NotebookApp to ServerApp" (or from LabApp, from
+        JupyterNotebookApp) for each key our settings pin on those classes (the user's own such
+        keys are overridden, so the value moved is ours), and our note about them. A moved key
+        that only the user's config sets still shows."""
+        text = read_text(self.path("jupyter.log"))
+        if text is None:
+            return None
+        ours = set()
+        for path in self._json_files("config") + self._json_files("password"):
+            data = read_json(path)
+            for name in SHIMMED_CLASSES:
+                section = data.get(name) if isinstance(data, dict) else None
+                ours.update((name, key) for key in (section if isinstance(section, dict) else ()))
+        note = MOVED_NOTE.rstrip("\n")
+
+        def own(line):
+            found = MOVED_LINE.search(line)
+            return line == note or bool(found and (found.group(2), found.group(1)) in ours)
+
+        return [line for line in text.splitlines() if not own(line)]
+
     def log_tail(self):
-        # Jupyter's own lines (our note about the moved keys is not news here)
-        lines = [line for line in (read_text(self.path("jupyter.log")) or "").splitlines() if not line.startswith("fabjupyter: ")]
+        # Jupyter's own lines (not this tool's)
+        lines = [line for line in self.jupyter_log() or [] if not line.startswith("fabjupyter: ")]
         return lines[-int(self.req.get("lines") or 20):]
 
 
@@ -1572,10 +1640,10 @@ def socket_inodes(pid):
 
 def act_logs(run):
     run.known()
-    text = read_text(run.path("jupyter.log"))
-    if text is None:
+    lines = run.jupyter_log()
+    if lines is None:
         return {"exists": False, "lines": []}
-    return {"exists": True, "lines": text.splitlines()[-int(run.req.get("lines") or 50):]}
+    return {"exists": True, "lines": lines[-int(run.req.get("lines") or 50):]}
 
 
 def act_cert(run):
@@ -1718,6 +1786,24 @@ def venv_versions(python):
         return {}
 
 
+def unpack_wheels(tar_path, folder):
+    """The wheels the client sent, from their tar into FOLDER: plain files named *.whl only."""
+    import tarfile
+
+    shutil.rmtree(folder, ignore_errors=True)
+    make_dir(folder)
+    try:
+        with tarfile.open(tar_path) as tar:
+            for member in tar.getmembers():
+                name = member.name
+                if not member.isfile() or "/" in name or name.startswith(".") or not name.endswith(".whl"):
+                    raise Fail("install_failed", "the wheels sent", log=["unexpected member %r" % name])
+                with tar.extractfile(member) as src, open(os.path.join(folder, name), "wb") as dst:
+                    shutil.copyfileobj(src, dst)
+    except (OSError, tarfile.TarError) as e:
+        raise Fail("install_failed", "the wheels sent", log=[str(e)])
+
+
 def act_install(run):
     """Make this tool's environment (~/.fabjupyter/venv) and install the spec into it, from the
     index (the host's own pip) or from the wheels the client sent (--no-index). A failure
@@ -1739,23 +1825,9 @@ def act_install(run):
     run.change("install", " ".join(spec))
     if run.dry:
         return {"facts": facts, "changes": run.changes, "before": before, "after": {}, "seconds": 0.0}
-    if here:
-        tar_path = os.path.join(run.top, "install", "wheels.tar")
-        shutil.rmtree(wheels, ignore_errors=True)
-        make_dir(wheels)
-        import tarfile
-
-        try:
-            with tarfile.open(tar_path) as tar:
-                for member in tar.getmembers():
-                    name = member.name
-                    if not member.isfile() or "/" in name or name.startswith(".") or not name.endswith(".whl"):
-                        raise Fail("install_failed", "the wheels sent", log=["unexpected member %r" % name])
-                    with tar.extractfile(member) as src, open(os.path.join(wheels, name), "wb") as dst:
-                        shutil.copyfileobj(src, dst)
-        except (OSError, tarfile.TarError) as e:
-            raise Fail("install_failed", "the wheels sent", log=[str(e)])
-    try:
+    try:  # whatever happens, the wheels sent (~/.fabjupyter/install) go
+        if here:
+            unpack_wheels(os.path.join(run.top, "install", "wheels.tar"), wheels)
         if made:
             run.event("install", step="venv", detail=venv)
             out, err, code = run_command([sys.executable, "-m", "venv", venv], timeout=600)

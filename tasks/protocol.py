@@ -79,7 +79,7 @@ class ProtocolError(Exception):
 
 @dataclass(frozen=True)
 class Change:
-    what: str  # settings, config, tool, password, root_dir, stop_unrecorded, stop, start, cert
+    what: str  # settings, config, tool (replaced), tool_added, password, root_dir, stop_unrecorded, stop, start, cert
     detail: str
     diff: typing.Tuple[str, ...]
 
@@ -98,6 +98,7 @@ class Status:
     version: typing.Optional[str]
     fast_start: typing.Optional[bool]
     stale_pid: typing.Optional[int]
+    idle_shutdown: typing.Optional[int]  # the stale pid shut itself down after that many seconds idle (idle_timeout)
     has_password: bool
     configured: bool
     unrecorded: typing.Tuple[int, ...]
@@ -402,6 +403,9 @@ ERRORS = {
     "launch_failed": "could not launch Jupyter: {detail}",
     "unsafe": "Jupyter started, but not with this tool's settings: {detail}. It was stopped. A setting in your own "
     "Jupyter config (~/.jupyter, or the environment's etc/jupyter) overrides ours there; remove it",
+    "not_stopped": "Jupyter (pid {detail}) is still there 10 s after SIGKILL: the system holds it (state D: I/O that "
+    "does not return, such as a hung network file system). It ends when the system lets it go; run `{fab} stop{named}` "
+    "again then, or ask the host's administrators",
     "locked": "another fabjupyter run there still holds its lock: {detail}; try again when it has finished",
     "protocol": "this tool's agent and client disagree ({detail})",
 }

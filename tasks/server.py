@@ -132,6 +132,7 @@ def status_record(t, status):
         "version": status.version,
         "fast_start": status.fast_start,
         "stale_pid": status.stale_pid,
+        "idle_shutdown": status.idle_shutdown,  # seconds idle when the stale pid shut itself down (idle_timeout)
         # servers this tool started whose start was never recorded (their run was killed)
         "unrecorded": list(status.unrecorded),
         "busy": status.busy,  # a changing run going on there now
@@ -214,6 +215,8 @@ def status_host(t):
         lines = [line, *extra_lines, f"reach it with `{t.fab('tunnel')}`"]
         return Outcome(lines, "running", record["url"], record)
     extra = f" (pid {status.stale_pid} is gone: it was killed or crashed)" if status.stale_pid else ""
+    if status.stale_pid and status.idle_shutdown is not None:
+        extra = f" (pid {status.stale_pid} shut itself down after {status.idle_shutdown} s without activity: idle_timeout)"
     if status.job_id and status.ended:
         extra = f" (job {status.job_id} ended: {status.ended})"
     elif status.job_id:

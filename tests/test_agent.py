@@ -3,7 +3,13 @@ same script the client sends, fed to `sh -s`; replies parsed by the client's own
 real-sshd tests keep every end-to-end assertion; these pin the decisions, in seconds."""
 
 import dataclasses
+import os
+import socket
 import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
 
 import pytest
 
@@ -63,7 +69,7 @@ def test_a_jupyter_behind_a_shell_wrapper_starts(host):
 
 # (how the host is prepared, what is then asked for, the changes expected)
 CASES = {
-    "fresh": (None, {}, ["settings", "config", "tool", "password", "start"]),
+    "fresh": (None, {}, ["settings", "config", "tool_added", "password", "start"]),
     "configured, not running": ("stopped", {}, ["start"]),
     "running, same settings": ("running", {}, []),
     "running, another port": ("running", {"port": "other"}, ["stop", "start"]),
@@ -124,6 +130,42 @@ def test_an_upgrade_that_changes_only_comments_restarts_nothing(host, monkeypatc
     assert "# a comment of a newer version" in (host.d / "run.sh").read_text()
 
 
+def test_a_socket_in_use_at_the_start_is_an_error_not_a_retry_on_a_port(host):
+    """Socket mode, and another process listening at the instance's socket path whenever the
+    agent looks away (it removes the file before the start; this one binds it again at once):
+    Jupyter exits ("The socket ... is already in use"), which in port mode means a port taken
+    meanwhile and a retry on the next one. In socket mode there is no port to add one to: the
+    start fails, with Jupyter's own words."""
+    path = host.d / "run" / "jupyter.sock"
+    held, done = [], threading.Event()
+
+    def squat():
+        while not done.is_set():
+            if path.parent.is_dir() and not os.path.lexists(path):
+                s = socket.socket(socket.AF_UNIX)
+                try:
+                    s.bind(str(path))
+                    s.listen(1)
+                    held.append(s)
+                except OSError:
+                    s.close()
+            time.sleep(0.001)
+
+    squatter = threading.Thread(target=squat, daemon=True)
+    squatter.start()
+    try:
+        reply = host.setup(settings(socket=True), PASSWORD)
+    finally:
+        done.set()
+        squatter.join()
+        for s in held:
+            s.close()
+    assert held, "the socket path was never taken"
+    assert isinstance(reply, protocol.ErrorReply) and reply.code == "died", reply
+    assert any("already in use" in line for line in reply.log), reply.log
+    assert not host.status().running
+
+
 def test_status_stop_and_logs_work_when_the_environment_is_gone(host):
     """They run in the interpreter recorded at the start (then python3), never activate, and
     need no Jupyter on the PATH. With no Python at all, a clear error, from the bootstrap."""
@@ -139,6 +181,54 @@ def test_status_stop_and_logs_work_when_the_environment_is_gone(host):
     (host.d / "python").unlink()
     reply = host.run("status")
     assert isinstance(reply, protocol.ErrorReply) and reply.code == "no_python_agent"
+
+
+def test_logs_leave_out_the_moved_key_warnings_this_tool_causes(host):
+    """JupyterLab 4's notebook_shim warns for each key of ours pinned on NotebookApp and LabApp
+    (about twenty lines a start): `logs` leaves those out, and keeps one that the user's own
+    config causes."""
+    (host.home / ".jupyter").mkdir()
+    (host.home / ".jupyter" / "jupyter_server_config.json").write_text('{"NotebookApp": {"max_body_size": 536870912}}\n')
+    assert host.setup(settings(port=free_port()), PASSWORD).status.running
+    log = (host.d / "jupyter.log").read_text()
+    assert "'ip' has moved from NotebookApp to ServerApp" in log and "'ip' has moved from LabApp to ServerApp" in log
+    lines = host.run("logs", lines=1000).lines
+    assert [line for line in lines if "has moved" in line or "moved from" in line] == [
+        line for line in log.splitlines() if "'max_body_size' has moved from NotebookApp to ServerApp" in line], lines
+    assert any("'max_body_size' has moved" in line for line in lines)
+
+
+FREEZER = Path("/sys/fs/cgroup/freezer")
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not (FREEZER / "cgroup.procs").exists(), reason="needs root and cgroup v1's freezer")
+def test_a_process_that_outlives_its_sigkill_is_given_up_on_not_waited_for():
+    """A process the kernel holds (state D: here in a frozen cgroup, as one waiting on a hung
+    network file system would be) ignores SIGKILL until it is let go. kill() gives up after its
+    bound and says so, and stop's end() turns that into an error, rather than holding the run
+    (and its lock) for as long as the kernel does."""
+    group = FREEZER / f"fabjupyter-test-{os.getpid()}"
+    group.mkdir()
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", "jupyter-lab"])  # alive() wants "jupyter"
+    try:
+        (group / "cgroup.procs").write_text(str(proc.pid))
+        (group / "freezer.state").write_text("FROZEN")
+        deadline = time.monotonic() + 10
+        while (group / "freezer.state").read_text().strip() != "FROZEN" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert agent.process_state(proc.pid) == "D"
+        started = time.monotonic()
+        assert agent.kill(proc.pid, term_wait=0.2, kill_wait=0.5) is False
+        assert time.monotonic() - started < 3
+        with pytest.raises(agent.Fail) as failed:
+            agent.end(proc.pid, term_wait=0.2, kill_wait=0.5)
+        assert failed.value.code == "not_stopped" and failed.value.detail == f"{proc.pid}, state D"
+        assert "not_stopped" in protocol.ERRORS
+    finally:
+        (group / "freezer.state").write_text("THAWED")
+        proc.kill()
+        proc.wait(timeout=30)
+        group.rmdir()
 
 
 def test_replies_are_typed_and_strict():

@@ -66,6 +66,7 @@ def test_remote_jupyter_kinds_and_login_shells(case, request, local_port):
     # notebook_shim warns that keys "have moved" onto ServerApp: only the ones we pin there
     moved = set(re.findall(r"'(\w+)' has moved from", log))
     assert moved <= set(MOVED_KEYS), moved - set(MOVED_KEYS)
+    assert "has moved" not in fab("logs", "--lines", "1000").stdout  # those are ours: `logs` leaves them out
     fab("stop")
     assert fab.sshhost.processes(fab.user) == []
 

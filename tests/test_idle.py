@@ -5,6 +5,15 @@ import json
 import time
 
 
+def gone(pid):
+    """Ended (a zombie that this machine's PID 1 has not reaped yet counts as ended)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
 def test_idle_timeout_shuts_jupyter_down_and_is_a_setting_jupyter_reads(fab):
     fab.setup()
     pid = fab.status()["pid"]
@@ -18,13 +27,18 @@ def test_idle_timeout_shuts_jupyter_down_and_is_a_setting_jupyter_reads(fab):
     assert data["MappingKernelManager"] == {"cull_idle_timeout": 5, "cull_interval": 10, "cull_connected": True}
     record = fab.status()
     assert record["running"] and record["pid"] != pid
-    # Jupyter looks at its activity once a minute
+    # Jupyter looks at its activity once a minute (watched here, on the host's /proc: no SSH round trips)
     deadline = time.monotonic() + 150
-    while time.monotonic() < deadline and fab.status()["running"]:
-        time.sleep(3)
+    while time.monotonic() < deadline and not gone(record["pid"]):
+        time.sleep(0.5)
     record = fab.status()
     assert not record["running"] and record["stale_pid"], record
     assert "No kernels for " in (fab.home / ".fabjupyter" / "jupyter.log").read_text()  # its own reason
+    # and status says so: it ended itself, it was not killed
+    assert record["idle_shutdown"] >= 5, record
+    out = fab("status").stdout
+    assert f"shut itself down after {record['idle_shutdown']} s without activity: idle_timeout" in out, out
+    assert "killed or crashed" not in out
     assert fab.sshhost.processes(fab.user) == []
     # and off again: back to the file without it
     fab.setup("--idle-timeout", "0")

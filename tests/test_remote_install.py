@@ -132,6 +132,29 @@ def test_a_broken_install_spec_shows_pips_error_and_changes_nothing(offline, tmp
     assert "no Jupyter found there" in r.stderr and "--install" in r.stderr, r.stderr
 
 
+def test_wheels_that_fail_to_unpack_leave_nothing_behind(offline, tmp_path):
+    """The tar sent holds a file that is no wheel (here: a cache that lists one): the host refuses
+    it in pip's stead, in one line, and keeps neither the wheels sent nor an environment."""
+    import re
+
+    fab = make_fab(offline, "fjinst2", tmp_path)
+    r = fab("setup", "--dry-run")  # fills (or finds) the cache of wheels for this kind of host
+    folder = Path(re.search(r"\((?:from the local cache|downloaded in [\d.]+ s): (.+)\)$", r.stdout, re.M).group(1))
+    marker = folder / "complete.json"
+    listed = marker.read_text()
+    (folder / "notes.txt").write_text("not a wheel\n")
+    marker.write_text(json.dumps(dict(json.loads(listed), files=json.loads(listed)["files"] + ["notes.txt"])) + "\n")
+    try:
+        r = fab.setup(check=False)
+    finally:
+        marker.write_text(listed)
+        (folder / "notes.txt").unlink()
+    assert r.returncode == 1, r.stderr
+    assert r.stderr.startswith(f"{fab.user}: installing failed (the wheels sent)") and "unexpected member 'notes.txt'" in r.stderr, r.stderr
+    assert not (fab.home / ".fabjupyter" / "install").exists()
+    assert not (fab.home / ".fabjupyter" / "venv").exists()
+
+
 def simple_index(wheels, root):
     """A PEP 503 package index of these wheels in ROOT/simple (what pip's --index-url reads)."""
     import re

@@ -86,7 +86,8 @@ def test_a_copy_that_differs_only_in_comments_restarts_nothing(fab, tmp_path):
     for name in ("agent.py", "ready.py", "boot.py", "bootstrap.sh"):
         path = copy / "tasks" / name
         path.write_text(path.read_text() + "\n# a comment of a newer version\n")
-    fab.setup()
+    r = fab.setup()
+    assert "refreshed this tool's own" not in r.stdout, r.stdout  # a first setup: there was nothing to refresh
     pid = fab.status()["pid"]
     r = run_copy(fab, copy, "setup", "--password-stdin")
     assert "nothing changed" in r.stdout and fab.status()["pid"] == pid, r.stdout
