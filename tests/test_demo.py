@@ -13,7 +13,7 @@ from .sshhost import free_port
 def test_committed_hosts_yaml_is_valid_and_neutral():
     inv = inventory.load(str(ROOT / "hosts.yaml"), required=True)
     assert inv.hosts == {}
-    assert inv.settings_for("anything") == inventory.Settings()
+    assert inv.settings_for("anything") == inventory.Settings(socket=True)  # the default, resolved: a socket in ssh mode
 
 
 def test_demo_sets_up_and_logs_in_through_the_tunnel():

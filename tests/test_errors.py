@@ -50,7 +50,7 @@ def test_hosts_yaml_typo_stops_before_anything(fab):
     ],
 )
 def test_hosts_yaml_problems_name_file_and_key(fab, text, expected):
-    fab.hosts(text)
+    fab.hosts(text, tcp=False)  # the text as given: its line numbers are asserted
     line = one_line_error(fab("status", check=False))
     assert line.startswith(str(fab.hosts_file) + expected), line
     untouched(fab)
