@@ -58,7 +58,7 @@ def test_fabjupyter_from_any_directory(installed, fab, tmp_path, local_port):
     empty.mkdir()
     xdg = tmp_path / "xdg"
     (xdg / "fabjupyter").mkdir(parents=True)
-    (xdg / "fabjupyter" / "hosts.yaml").write_text(f"hosts:\n  {fab.user}:\n    port: {fab.port}\n")
+    (xdg / "fabjupyter" / "hosts.yaml").write_text(f"hosts:\n  {fab.user}:\n    port: {fab.port}\n    socket: false\n")
     env = {k: v for k, v in os.environ.items() if k != "FABRIC_JUPYTER_HOSTS_FILE"}
     env.update(XDG_CONFIG_HOME=str(xdg), HOME=str(tmp_path))  # no ~/.fabric.yaml, no hosts.yaml here
     core = [exe, "-S", str(fab.sshhost.ssh_config), "-H", fab.user]
