@@ -1592,7 +1592,7 @@ def act_watch(run):
         ns = run.ready_module(port=want[0], pid=state["pid"], sock="")
         listening = ns["listening_inodes"]()
         if listening is not None:
-            mine = set(i for p in ns["family"](state["pid"]) for i in socket_inodes(p) if i in listening)
+            mine = set(i for p in ns["family"](state["pid"]) for i in ns["socket_inodes"](p) if i in listening)
             if not mine:
                 return {"gone": "taken"}
     beat = time.time()
@@ -1619,23 +1619,6 @@ def act_watch(run):
             run.event("watching")
             if run.gone:
                 return {"gone": "client"}
-
-
-def socket_inodes(pid):
-    """The inodes of the sockets process PID holds (an empty list where /proc cannot tell)."""
-    found = []
-    try:
-        fds = os.listdir("/proc/%d/fd" % pid)
-    except OSError:
-        return found
-    for fd in fds:
-        try:
-            target = os.readlink("/proc/%d/fd/%s" % (pid, fd))
-        except OSError:
-            continue
-        if target.startswith("socket:["):
-            found.append(target[8:-1])
-    return found
 
 
 def act_logs(run):

@@ -127,18 +127,26 @@ def serving_pid():
         # gone (it lost the port to another server and exited), or /proc hides it
         return None if not alive(pid) else pid
     for p in family(pid):
+        if inodes.intersection(socket_inodes(p)):
+            return p
+    return None
+
+
+def socket_inodes(p):
+    """The inodes of the sockets process P holds (none where /proc cannot tell)."""
+    found = []
+    try:
+        fds = os.listdir("/proc/%d/fd" % p)
+    except OSError:
+        return found
+    for fd in fds:
         try:
-            fds = os.listdir("/proc/%d/fd" % p)
+            target = os.readlink("/proc/%d/fd/%s" % (p, fd))
         except OSError:
             continue
-        for fd in fds:
-            try:
-                target = os.readlink("/proc/%d/fd/%s" % (p, fd))
-            except OSError:
-                continue
-            if target.startswith("socket:[") and target[8:-1] in inodes:
-                return p
-    return None
+        if target.startswith("socket:["):
+            found.append(target[8:-1])
+    return found
 
 
 def runtime_info(p, tries=40, dirs=None):
