@@ -4,7 +4,9 @@
 
 Starts its own SSH host (tests/sshhost.py) and a delaying TCP proxy in front of its sshd
 (bench/delayproxy.py) for the latency figures; prints the machine and a table of medians and
-ratios. Not part of the pass/fail tests.
+ratios. Not part of the pass/fail tests. Every figure and its floor are measured in turns in one
+run; a floor does the same work as ours, timed the same way; a "(context)" row has no goal.
+Other modes: --slurm, --install, --mux, --fleet32, --extras (see --help).
 """
 
 import argparse
@@ -1366,8 +1368,8 @@ def footprint_figures(b, runs, count):
         med = {grp: {k: statistics.median(d[k] for d in got) for k in got[0]} for grp, got in seen.items()}
         one, many = med["one"], med["all"]
         per = lambda k: (many[k] - one[k]) / (count - 1)  # noqa: E731
-        print(f"  tunnel --group, {many['ssh']:g} forwards open: each forward's ssh {one['rss'] / 1024:.1f} MB resident, "
-              f"{one['pss'] / 1024:.1f} MB PSS, {one['private'] / 1024:.1f} MB its own (private); per forward in fab: "
+        print(f"  tunnel --group, {many['ssh']:g} forwards open: each forward's ssh {many['rss'] / 1024:.1f} MB resident, "
+              f"{many['pss'] / 1024:.1f} MB PSS, {many['private'] / 1024:.1f} MB its own (private); per forward in fab: "
               f"{per('fab_rss') / 1024:.2f} MB of memory, {per('threads'):.2f} threads, {per('fds'):.2f} open files "
               f"({count} forwards against 1)", flush=True)
         login = statistics.median(child_cpu(lambda: run(["ssh", "-F", str(b.host.ssh_config), USER, "true"])) for _ in range(max(runs, 5)))
