@@ -1061,33 +1061,37 @@ def slurm_figure(runs):
         log = cluster.login.sshd_log
         logins = {"ours": [], "floor": []}
 
-        def counting(name, fn):
-            def counted():
-                start = log.stat().st_size
-                took = fn()
-                time.sleep(0.3)  # sshd writes its lines as it goes; the last may lag the client
-                logins[name].append(log.read_bytes()[start:].decode(errors="replace").count("Accepted "))
-                return took
-            return counted
+        def count_logins(name, offset):
+            """the logins sshd accepted since OFFSET of its log (after the timed part: not timed)"""
+            time.sleep(0.3)  # sshd writes its lines as it goes; the last may lag the client
+            logins[name].append(len(re.findall(r"Accepted \S+ for ", log.read_bytes()[offset:].decode(errors="replace"))))
 
         def ours():
             port = free_port()
+            offset = log.stat().st_size
             start = time.monotonic()
-            proc = subprocess.Popen([*base, "setup", "tunnel", "--local-port", str(port)], cwd=ROOT, env=env,
-                                    stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            out = tmp / "tunnel.out"
+            with open(out, "w") as f:  # a file, not a pipe: what it prints after Ctrl-C must never block it
+                proc = subprocess.Popen([*base, "setup", "tunnel", "--local-port", str(port)], cwd=ROOT, env=env,
+                                        stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.STDOUT)
             try:
-                for line in proc.stdout:
-                    if "Jupyter is at " in line:
-                        break
-                else:
-                    raise RuntimeError("fab setup tunnel: " + proc.stderr.read())
+                while "Jupyter is at " not in out.read_text():
+                    if proc.poll() is not None:
+                        raise RuntimeError("fab setup tunnel: " + out.read_text())
+                    time.sleep(0.01)
                 session = Session(f"http://127.0.0.1:{port}/")
                 if session.login(PASSWORD) != 200:
                     raise RuntimeError("the password login failed")
                 took = time.monotonic() - start
+                count_logins("ours", offset)
             finally:
                 proc.send_signal(signal.SIGINT)
-                proc.wait(30)
+                try:
+                    proc.wait(90)  # it cancels the job first
+                except subprocess.TimeoutExpired:
+                    proc.kill()  # no fab left behind; the error says it hung
+                    proc.wait()
+                    raise RuntimeError(f"fab setup tunnel did not end within 90 s of Ctrl-C: {out.read_text()[-1000:]}") from None
             subprocess.run([*base, "stop"], cwd=ROOT, env=env, capture_output=True, check=True)
             return took
 
@@ -1100,16 +1104,18 @@ def slurm_figure(runs):
 
         def floor():
             port = free_port()
+            offset = log.stat().st_size
             start = time.monotonic()
             job = cluster.sbatch("fjslurm", f"--time=00:10:00 --wrap 'exec {JUPYTER_VENV}/bin/jupyter-lab --no-browser "
                                             f"--ip={cluster.node_addr} --port={port} --ServerApp.token=bench'")
             cluster.in_login("python3", "-c", probe, f"http://{cluster.node_addr}:{port}/api", timeout=120)
             took = time.monotonic() - start
+            count_logins("floor", offset)
             cluster.slurm("scancel", str(job))
             cluster.cancel_all()
             return took
 
-        ours_time, floor_time = turns(runs, counting("ours", ours), counting("floor", floor))
+        ours_time, floor_time = turns(runs, ours, floor)
         return ours_time, floor_time, statistics.median(logins["ours"]), statistics.median(logins["floor"])
     finally:
         cluster.close()
@@ -1465,6 +1471,9 @@ def machine():
 
 
 def main(argv=None):
+    # started in the background (`... &`), this process ignores SIGINT and every child would
+    # inherit that: fab's Ctrl-C path (the SLURM figure ends its tunnel so) would never run
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rtt-ms", type=float, default=100.0, help="the delaying proxy's RTT for the latency figures (default 100, where their goals are set)")
     ap.add_argument("--runs", type=int, default=5)
@@ -1515,9 +1524,10 @@ def main(argv=None):
         ours, floor, ours_logins, floor_logins = slurm_figure(args.runs)
         print("| figure | ours | baseline | ratio |")
         print("|---|---|---|---|")
-        print(f"| launcher slurm: `setup tunnel` to the first password login through the tunnel ({ours_logins:g} SSH logins) | "
+        logins = lambda n: f"{n:g} SSH login{'' if n == 1 else 's'}"  # noqa: E731
+        print(f"| launcher slurm: `setup tunnel` to the first password login through the tunnel ({logins(ours_logins)}) | "
               f"{ours:.3f} s | floor (sbatch through an ssh login, then plain jupyter lab until it answers on the node; "
-              f"{floor_logins:g} SSH login): {floor:.3f} s | {ours / floor:.2f}x |")
+              f"{logins(floor_logins)}): {floor:.3f} s | {ours / floor:.2f}x |")
         print(f"SSH logins on the login node (its sshd log, median per run): ours {ours_logins:g}, the floor {floor_logins:g}: "
               f"{ours_logins - floor_logins:g} more than the floor", flush=True)
         return 0
