@@ -870,6 +870,12 @@ class Fleet:
             raise RuntimeError("ssh host true failed")
         return time.monotonic() - start
 
+    def target(self, i):
+        """Where a raw `ssh -L` reaches host I's Jupyter: its Unix socket (the default instance's,
+        ~/.fabjupyter/run/jupyter.sock) when there is one, else 127.0.0.1:8888."""
+        sock = self.hosts[i].users[f"fjb{i}"].home / ".fabjupyter" / "run" / "jupyter.sock"
+        return str(sock) if sock.is_socket() else "127.0.0.1:8888"
+
     def raw_forwards(self, count):
         """Seconds for COUNT raw `ssh -N -L` at once, one per host, until each answers: the
         machine's floor for that many forwards."""
@@ -877,8 +883,8 @@ class Fleet:
         start = time.monotonic()
         errors = tempfile.TemporaryFile()
         procs = [subprocess.Popen(["ssh", "-F", str(self.ssh_config), "-N", "-o", "ExitOnForwardFailure=yes", "-L",
-                                   f"127.0.0.1:{lp}:127.0.0.1:8888", name], stdin=subprocess.DEVNULL, stderr=errors)
-                 for lp, name in zip(ports, self.names)]
+                                   f"127.0.0.1:{lp}:{self.target(i)}", name], stdin=subprocess.DEVNULL, stderr=errors)
+                 for i, (lp, name) in enumerate(zip(ports, self.names))]
         def answered(lp, p):
             while True:
                 try:
@@ -908,7 +914,7 @@ class Fleet:
         lp = free_port()
         start = time.monotonic()
         p = subprocess.Popen(["ssh", "-F", str(self.ssh_config), "-N", "-o", "ExitOnForwardFailure=yes", "-L",
-                              f"127.0.0.1:{lp}:127.0.0.1:8888", self.names[0]], stdin=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                              f"127.0.0.1:{lp}:{self.target(0)}", self.names[0]], stdin=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             while True:
                 try:
