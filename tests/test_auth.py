@@ -11,6 +11,7 @@ XDG_RUNTIME_DIR (where the tool keeps its control sockets with `multiplex: true`
 import itertools
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -25,7 +26,7 @@ import pytest
 
 from .conftest import ROOT, Fab
 from .jupyter_http import login_and_list
-from .sshhost import SSHHost, control_master_pid, end_control_master
+from .sshhost import SSHHost, control_master_pid, end_control_master, free_port
 from .terminal import Terminal
 
 PROMPT = "Verification code:"
@@ -132,13 +133,34 @@ class AuthFab(Fab):
 
 
 # --- fixtures ------------------------------------------------------------------------------
+def left_behind(host, names):
+    """What HOST left on this machine after close(): its system files (PAM's), the accounts NAMES
+    in /etc/passwd and /etc/group, its network namespace."""
+    left = [str(path) for path in host.system_files() if path.exists()]
+    for table in ("/etc/passwd", "/etc/group"):
+        entries = {line.split(":", 1)[0] for line in Path(table).read_text().splitlines()}
+        left += [f"{table}: {name}" for name in names if name in entries]
+    if host.netns and host.owns_netns:
+        spaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split()
+        left += [f"network namespace {host.netns}"] if host.netns in spaces else []
+    return left
+
+
+def closed_clean(host):
+    """close() HOST, then fail if it left anything behind (left_behind)."""
+    names = [user.name for user in host.users.values()]
+    host.close()
+    left = left_behind(host, names)
+    assert not left, f"left behind: {left}"
+
+
 @pytest.fixture(scope="module")
 def otp_host():
     host = SSHHost(users=[], prefix="fabjupyter-otp-", otp=True)
     try:
         yield host
     finally:
-        host.close()
+        closed_clean(host)
 
 
 def _fresh_account(host, prefix, tmp_path):
@@ -167,7 +189,30 @@ def cert_host():
     try:
         yield host
     finally:
-        host.close()
+        closed_clean(host)
+
+
+@pytest.fixture(scope="module")
+def jump_and_behind():
+    """A jump host in a network namespace of its own (this side reaches it over a veth pair), and
+    a certificate host on that namespace's own loopback: only the jump host reaches it. The jump
+    sshd logs at DEBUG1, so that each forward it makes (direct-tcpip) is in its log."""
+    jump = SSHHost(users=[("fjjump", "/bin/bash", False, False)], prefix="fabjupyter-jump-", netns=("fjjumpns", 27),
+                   log_level="DEBUG1")
+    try:
+        behind = SSHHost(users=[], prefix="fabjupyter-behind-", cert=True, inside=(jump, free_port()))
+        try:
+            yield jump, behind
+        finally:
+            closed_clean(behind)
+    finally:
+        closed_clean(jump)
+
+
+@pytest.fixture
+def behind_fab(jump_and_behind, tmp_path):
+    """`fab` against a fresh account of the certificate host only the jump host reaches."""
+    yield from _fresh_account(jump_and_behind[1], "fjbeh", tmp_path)
 
 
 @pytest.fixture
@@ -482,41 +527,50 @@ def test_tunnel_heals_after_the_master_dies(otp_fab):
 
 
 @pytest.mark.parametrize("multiplex", [False, True], ids=["paramiko", "multiplex"])
-def test_match_block_certificate_file_and_proxyjump(cert_fab, sshhost, tmp_path, multiplex):
+def test_match_block_certificate_file_and_proxyjump(behind_fab, jump_and_behind, tmp_path, multiplex):
     """What ssh_config says applies on both paths: a `Match originalhost` block gives the host its
     address, account, key and a CertificateFile kept away from the key (so only that line finds
-    it), and the way in is a ProxyJump through another sshd."""
-    fab = cert_fab
-    user = fab.sshhost.users[fab.user]
+    it), and the way in is a ProxyJump through another sshd. The host listens on the loopback of
+    the jump host's network namespace: a path that ignored ProxyJump would reach nothing."""
+    fab = behind_fab
+    jump, behind = jump_and_behind
+    user = behind.users[fab.user]
     elsewhere = tmp_path / "certs" / "mine.pub"
     elsewhere.parent.mkdir()
-    beside = Path(f"{user.identity}-cert.pub")
-    shutil.move(beside, elsewhere)
-    try:
-        jump = sshhost.ssh_config.read_text()  # the session's sshd, as host fjtest
-        config = tmp_path / "match_config"
-        config.write_text(
-            jump + "\nMatch originalhost matched\n"
-            f"  HostName {fab.sshhost.address}\n  Port {fab.sshhost.port}\n  User {user.name}\n"
-            f"  IdentityFile {user.identity}\n  CertificateFile {elsewhere}\n  IdentitiesOnly yes\n"
-            f"  UserKnownHostsFile {fab.sshhost.known_hosts}\n  StrictHostKeyChecking yes\n  ProxyJump fjtest\n"
-        )
-        fab.config = config
-        if multiplex:
-            fab.hosts(MULTIPLEX)
-        before = sshhost.sshd_log.read_text().count("Accepted publickey for " + sshhost.users["fjtest"].name + " ")
-        fab("setup", "--password-stdin", input=PASSWORD + "\n", host="matched")
-        assert json.loads(fab("status", "--json", host="matched").stdout)["running"] is True
-        proc, url, out = fab.tunnel(cmd=fab.args("tunnel", host="matched"))
-        assert url, out
-        assert login_and_list(url, PASSWORD)[1] == 200
-        name = user.name
-        accepted = [line for line in fab.sshhost.sshd_log.read_text().splitlines() if f"Accepted publickey for {name} " in line]
-        assert accepted and all("-CERT " in line for line in accepted)
-        # and every one of those logins came through the jump host
-        assert sshhost.sshd_log.read_text().count("Accepted publickey for " + sshhost.users["fjtest"].name + " ") > before
-    finally:
-        shutil.move(elsewhere, beside)
+    shutil.move(Path(f"{user.identity}-cert.pub"), elsewhere)
+    config = tmp_path / "match_config"
+    config.write_text(
+        jump.ssh_config.read_text() + "\nMatch originalhost matched\n"
+        f"  HostName {behind.address}\n  Port {behind.port}\n  User {user.name}\n"
+        f"  IdentityFile {user.identity}\n  CertificateFile {elsewhere}\n  IdentitiesOnly yes\n"
+        f"  UserKnownHostsFile {behind.known_hosts}\n  StrictHostKeyChecking yes\n  ProxyJump fjjump\n"
+    )
+    fab.config = config
+    if multiplex:
+        fab.hosts(MULTIPLEX)
+    # from here the host is not there at all; through the jump host it is
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection((behind.address, behind.port), timeout=5).close()
+    r = subprocess.run(["ssh", "-F", str(config), "-o", "BatchMode=yes", "-o", "ProxyJump=none", "-o", "ConnectTimeout=10",
+                        "matched", "true"], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 255 and "Connection refused" in r.stderr, r.stderr
+
+    fab("setup", "--password-stdin", input=PASSWORD + "\n", host="matched")
+    assert json.loads(fab("status", "--json", host="matched").stdout)["running"] is True
+    proc, url, out = fab.tunnel(cmd=fab.args("tunnel", host="matched"))
+    assert url, out
+    assert login_and_list(url, PASSWORD)[1] == 200
+    log = behind.sshd_log.read_text(errors="replace")
+    accepted = [line for line in log.splitlines() if f"Accepted publickey for {user.name} " in line]
+    assert accepted and all("-CERT " in line for line in accepted), accepted
+    # every connection the host had came through the jump host: one forward of the jump sshd to
+    # the host's address and port for each (the sshd's own log of the direct-tcpip requests)
+    connections = len(re.findall(rf"^Connection from .* on {re.escape(behind.address)} port {behind.port} ", log, re.M))
+    forwards = jump.sshd_log.read_text(errors="replace").count(f"target {behind.address} port {behind.port}")
+    assert connections >= len(accepted) > 0
+    assert forwards == connections, (forwards, connections)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(30) in (0, 130)
 
 
 def test_a_regular_file_at_the_users_control_path_is_left_alone(own_fab):
