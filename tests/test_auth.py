@@ -661,7 +661,7 @@ def test_hosts_of_a_group_ask_one_after_another(otp_fab, otp_host):
     second = f"fjotp{next(_serial)}"
     otp_host.add_user(second)
     try:
-        fab.hosts(f"groups:\n  pair: [{fab.user}, {second}]\n")
+        fab.hosts(f"hosts:\n  {fab.user}: {{}}\n  {second}: {{}}\ngroups:\n  pair: [{fab.user}, {second}]\n")
         names = {otp_host.users[alias].name: alias for alias in (fab.user, second)}
         term = Terminal([*FAB, "-S", str(fab.config), "status", "--group", "pair"], env=fab.env(), cwd=ROOT)
         fab.terminals.append(term)
