@@ -5,6 +5,7 @@ import json
 import subprocess
 import threading
 import time
+import urllib.request
 
 from .conftest import ROOT
 from .jupyter_http import login_and_list
@@ -12,6 +13,7 @@ from .sshhost import JUPYTER_VENV, free_port, jupyter_servers
 
 NB6 = JUPYTER_VENV.parent / "nb6"
 PASSWORD = "correct horse"
+CLASSIC_PASSWORD = "classic horse"  # the second instance's own: a swapped forward is seen
 
 
 def jupyters(fab):
@@ -21,6 +23,12 @@ def jupyters(fab):
 
 def records(fab, *args):
     return [json.loads(line) for line in fab("list", "--json", *args).stdout.splitlines()]
+
+
+def api_version(local_port):
+    """The version a Jupyter server says at /api (no login needed): jupyter_server's or Notebook's."""
+    with urllib.request.urlopen(f"http://localhost:{local_port}/api", timeout=30) as r:
+        return json.loads(r.read())["version"]
 
 
 def tunnel_table(fab, *args):
@@ -49,7 +57,7 @@ def test_two_kinds_side_by_side_each_reached_and_stopped_alone(fab):
     r = fab.setup("--name", "lab")
     assert f"{fab.user}[lab]: Jupyter started (JupyterLab 4." in r.stdout, r.stdout
     assert f"Next: fab -S {fab.sshhost.ssh_config} -H {fab.user} tunnel --name lab" in r.stdout, r.stdout
-    r = fab.setup("--name", "classic")
+    r = fab.setup("--name", "classic", password=CLASSIC_PASSWORD)  # no default instance: its own password
     assert f"{fab.user}[classic]: Jupyter started (Notebook 6.5" in r.stdout, r.stdout
     # each in its own directory, with its own settings file for its kind; nothing of the default
     base = fab.home / ".fabjupyter"
@@ -72,16 +80,20 @@ def test_two_kinds_side_by_side_each_reached_and_stopped_alone(fab):
     status = json.loads(fab("status", "--json", "--name", "classic").stdout)
     assert status["pid"] == classic["pid"] and status["name"] == "classic" and status["host"] == fab.user
 
-    # each logged into through its own forward, both opened together
+    # each logged into through its own forward, both opened together: each forward reaches its
+    # own server (its version, its password and not the other's), not the other nor one for both
     proc, table = tunnel_table(fab)
     assert table == {f"{fab.user}[lab]": f"http://localhost:{lab_local}/", f"{fab.user}[classic]": f"http://localhost:{nb_local}/"}, table
+    assert api_version(lab_local).startswith("2.") and api_version(nb_local).startswith("6.5."), (api_version(lab_local), api_version(nb_local))
     assert login_and_list(f"http://localhost:{lab_local}/", PASSWORD)[1] == 200
-    assert login_and_list(f"http://localhost:{nb_local}/", PASSWORD)[1] == 200
+    assert login_and_list(f"http://localhost:{lab_local}/", CLASSIC_PASSWORD)[1] == 403
+    assert login_and_list(f"http://localhost:{nb_local}/", CLASSIC_PASSWORD)[1] == 200
+    assert login_and_list(f"http://localhost:{nb_local}/", PASSWORD)[1] == 403
     fab.cleanup()
 
     # setup again changes nothing, for each
     assert "nothing changed" in fab.setup("--name", "lab").stdout
-    assert "nothing changed" in fab.setup("--name", "classic").stdout
+    assert "nothing changed" in fab.setup("--name", "classic", password=CLASSIC_PASSWORD).stdout
     # stopping one leaves the other running
     r = fab("stop", "--name", "classic")
     assert f"{fab.user}[classic]: Jupyter stopped (pid {classic['pid']})" in r.stdout, r.stdout
@@ -89,7 +101,7 @@ def test_two_kinds_side_by_side_each_reached_and_stopped_alone(fab):
     assert not found["classic"]["running"] and found["lab"]["running"] and found["lab"]["pid"] == lab["pid"]
     assert jupyters(fab) == [lab["pid"]]
     # stop --all: every running one
-    fab.setup("--name", "classic")
+    fab.setup("--name", "classic", password=CLASSIC_PASSWORD)
     r = fab("stop", "--all")
     assert r.stdout.count("Jupyter stopped") == 2 and f"{fab.user}[lab]: Jupyter stopped" in r.stdout, r.stdout
     assert fab.sshhost.processes(fab.user) == []
