@@ -204,3 +204,51 @@ def test_two_new_instances_set_up_at_once_take_different_ports(fab):
     assert sorted(jupyters(fab)) == sorted([found["a"]["pid"], found["b"]["pid"]])
     fab("stop", "--all")
     assert fab.sshhost.processes(fab.user) == []
+
+
+def hold_lock(fab, path):
+    """A process of the test user holding an flock on PATH (as a run of this tool holds its
+    locks), returned once it holds it; closing its stdin lets go (release_lock)."""
+    user = fab.sshhost.users[fab.user]
+    holder = subprocess.Popen(
+        ["setpriv", f"--reuid={user.uid}", f"--regid={user.uid}", "--init-groups", "/usr/bin/python3", "-c",
+         "import fcntl, os, sys; fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT, 0o600); "
+         "fcntl.flock(fd, fcntl.LOCK_EX); print('held', flush=True); sys.stdin.read()", str(path)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )
+    fab.children.append(holder)
+    assert holder.stdout.readline() == "held\n"
+    return holder
+
+
+def release_lock(holder):
+    holder.stdin.close()
+    holder.wait(10)
+
+
+def test_no_instance_chooses_a_port_while_another_holds_the_ports_lock(fab):
+    """What ports.lock guarantees: from choosing a port until its Jupyter listens, one instance
+    holds it, and no other instance chooses a port or starts its Jupyter meanwhile. Held here by
+    hand: setup of a new instance gets to its start (its cookie secret written, the last step
+    before the lock), then starts nothing until the lock is let go, and then starts."""
+    fab.as_user("mkdir -m 700 .fabjupyter")
+    holder = hold_lock(fab, fab.home / ".fabjupyter" / "ports.lock")
+    proc = subprocess.Popen(fab.args("setup", "--name", "a", "--password-stdin"), cwd=ROOT, env=fab.env(),
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    fab.children.append(proc)
+    proc.stdin.write(PASSWORD + "\n")
+    proc.stdin.close()
+    proc.stdin = None  # written and closed: communicate() must not flush it
+    a = fab.home / ".fabjupyter" / "instances" / "a"
+    deadline = time.monotonic() + 90
+    while not (a / "cookie_secret").exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert (a / "cookie_secret").exists(), proc.communicate()
+    time.sleep(4)  # without the lock, Jupyter would have been launched by now
+    assert proc.poll() is None and not (a / "pid").exists() and jupyters(fab) == [], proc.poll()
+    release_lock(holder)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0 and f"{fab.user}[a]: Jupyter started" in out, (out, err)
+    assert (a / "pid").exists() and len(jupyters(fab)) == 1
+    fab("stop", "--all")
+    assert fab.sshhost.processes(fab.user) == []
