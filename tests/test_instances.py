@@ -2,10 +2,12 @@
 `list`: on the real sshd, with JupyterLab 4 and classic Notebook 6.5 side by side."""
 
 import json
+import socket
 import subprocess
 import threading
 import time
 import urllib.request
+from pathlib import Path
 
 from .conftest import ROOT
 from .jupyter_http import login_and_list
@@ -164,13 +166,20 @@ def test_unknown_and_unsafe_names(fab):
     ], r.stderr
     # a mistyped name stops, starts or restarts nothing, and says which instances there are
     running = {r["name"]: r["pid"] for r in records(fab)}
-    for task in ("stop", "start", "restart", "logs"):
+    for task in ("stop", "start", "restart", "logs", "tunnel", "cert"):
         r = fab(task, "--name", "nope", check=False)
         assert r.returncode == 1 and r.stderr.strip().splitlines() == [
             f"{fab.user}[nope]: no instance 'nope' there (instances there: default, lab); `fab -H {fab.user} setup --name nope` makes it"
         ], (task, r.stdout, r.stderr)
     assert {r["name"]: r["pid"] for r in records(fab)} == running and all(running.values()), running
     assert sorted(p.name for p in (fab.home / ".fabjupyter" / "instances").iterdir()) == ["lab"]
+    assert not fab.config_home.exists() or list(fab.config_home.rglob("*.pem")) == []  # cert made no certificate
+    # config and password, like setup, make the instance they name
+    assert "configuration written to ~/.fabjupyter/instances/made" in fab("config", "--name", "made").stdout
+    fab("password", "--name", "given", "--password-stdin", input=PASSWORD + "\n")
+    assert sorted(r["name"] for r in records(fab)) == ["default", "given", "lab", "made"]
+    for made in ("made", "given"):
+        fab.as_user(f"rm -r .fabjupyter/instances/{made}")
     for bad in ("../x", ".hidden", "a b", "-x", "x" * 41):
         r = fab("setup", "--name", bad, "--password-stdin", input=PASSWORD + "\n", check=False)
         assert r.returncode == 1 and "is not an instance name" in r.stderr and "Traceback" not in r.stderr, r.stderr
@@ -252,3 +261,113 @@ def test_no_instance_chooses_a_port_while_another_holds_the_ports_lock(fab):
     assert (a / "pid").exists() and len(jupyters(fab)) == 1
     fab("stop", "--all")
     assert fab.sshhost.processes(fab.user) == []
+
+
+def test_each_instance_has_its_own_run_lock(fab):
+    """Setting up one instance never waits for another: with the run locks of the default
+    instance and of `a` held (as a long run of each would hold them), setup of `b` goes through
+    at once and says no wait; status of `a` meanwhile names the run it waits for."""
+    fab.setup()
+    fab.setup("--name", "a", "--port", str(fab.port + 10))
+    fab.as_user("echo 'restart (pid 4242, since 10:00:00)' > .fabjupyter/instances/a/lock.owner")
+    holders = [hold_lock(fab, fab.home / ".fabjupyter" / "lock"), hold_lock(fab, fab.home / ".fabjupyter" / "instances" / "a" / "lock")]
+    try:
+        status = json.loads(fab("status", "--json", "--name", "a").stdout)
+        assert status["busy"] == "restart (pid 4242, since 10:00:00)", status  # a real lock the agent sees
+        started = time.monotonic()
+        r = fab.setup("--name", "b", "--port", str(fab.port + 20))
+        took = time.monotonic() - started
+    finally:
+        for holder in holders:
+            release_lock(holder)
+    assert "waiting for another fabjupyter run" not in r.stderr and f"{fab.user}[b]: Jupyter started" in r.stdout, (r.stdout, r.stderr)
+    assert took < 60, took  # a wait for the others' locks lasts up to 120 s
+    assert {r["name"]: r["running"] for r in records(fab)} == {"default": True, "a": True, "b": True}
+    fab("stop", "--all")
+    assert fab.sshhost.processes(fab.user) == []
+
+
+def test_a_later_change_of_the_defaults_password_leaves_the_others(fab, local_port):
+    """An instance that took the default's password keeps it when the default's is changed later."""
+    fab.setup()
+    fab.setup("--name", "other", "--port", str(fab.port + 10))  # the default's password, not asked
+    files = fab.home / ".fabjupyter" / "instances" / "other" / "password"
+    before = {p.name: p.read_bytes() for p in files.iterdir()}
+    fab("password", "--password-stdin", input="another horse\n")
+    fab("restart")
+    fab("restart", "--name", "other")  # reads its password file again
+    assert {p.name: p.read_bytes() for p in files.iterdir()} == before
+    proc, url, out = fab.tunnel("--local-port", str(local_port))
+    assert login_and_list(url, "another horse")[1] == 200 and login_and_list(url, PASSWORD)[1] == 403, out
+    fab.cleanup()
+    proc, url, out = fab.tunnel("--name", "other", "--local-port", str(local_port))
+    assert login_and_list(url, PASSWORD)[1] == 200 and login_and_list(url, "another horse")[1] == 403, out
+    fab.cleanup()
+    fab("stop", "--all")
+
+
+def test_list_shows_a_classic_notebook_not_ours_and_each_records_keys(fab):
+    """A Notebook 6 started by hand (runtime file nbserver-PID.json) is in `list`, with its root
+    directory; our instances carry `current` and `configured`, which say what they claim."""
+    fab.setup()
+    fab.setup("--name", "changed", "--port", str(fab.port + 10))
+    fab("password", "--name", "bare", "--password-stdin", input=PASSWORD + "\n")  # no configuration yet
+    # changed: a new root directory written by config and not yet applied (no restart)
+    fab.hosts(f"hosts:\n  {fab.user}:\n    instances:\n      changed: {{port: {fab.port + 10}, root_dir: ~/elsewhere}}\n")
+    fab("config", "--name", "changed")
+    port = free_port()
+    fab.as_user(
+        f"mkdir -p 'hand dir' && nohup {NB6}/bin/jupyter notebook --no-browser --port {port} --NotebookApp.token=s3cret-token-nb6 "
+        "--notebook-dir=\"$HOME/hand dir\" > hand.log 2>&1 < /dev/null &"
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        found = records(fab)
+        if any(not r["ours"] for r in found):
+            break
+        time.sleep(0.5)
+    runtime = Path(fab.as_user(f"{NB6}/bin/jupyter --runtime-dir").stdout.strip())
+    assert list(runtime.glob("nbserver-*.json")), runtime  # what it is found by: Notebook 6's runtime file
+    others = [r for r in found if not r["ours"]]
+    assert len(others) == 1, found
+    other = others[0]
+    # Notebook 6's runtime file names no version (Jupyter Server's does): kind says what it is
+    assert other["name"] is None and other["port"] == port and other["kind"] == "nb6" and other["version"] is None, other
+    assert other["running"] and other["url"] == f"http://localhost:{port}/", other
+    assert other["root_dir"] == str(fab.home / "hand dir"), other
+    ours = {r["name"]: r for r in found if r["ours"]}
+    assert ours["default"]["current"] is True and ours["default"]["configured"] is True, ours
+    assert ours["changed"]["current"] is False and ours["changed"]["configured"] is True, ours
+    assert ours["bare"]["configured"] is False and ours["bare"]["running"] is False, ours
+    r = fab("list")
+    assert "(not ours)" in r.stdout and "s3cret-token-nb6" not in r.stdout + json.dumps(found), r.stdout
+    fab.sshhost.kill_user_processes(fab.user)
+
+
+def test_tunnel_all_reuses_last_times_local_ports(fab):
+    """Instances without local_port: a second `tunnel --all` puts each on the local port it had
+    the first time, though lower ones are free by then."""
+    fab.setup()
+    fab.setup("--name", "two", "--port", str(fab.port + 10))
+    blockers, port = [], 8888
+    while len(blockers) < 2:  # the first two free ports from 8888 (the first choice) held now
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the tunnel's own check binds
+        try:
+            s.bind(("127.0.0.1", port))
+            s.listen()
+            blockers.append(s)
+        except OSError:
+            s.close()
+        port += 1
+    lowest = min(s.getsockname()[1] for s in blockers)
+    proc, first = tunnel_table(fab)
+    fab.cleanup()
+    for s in blockers:
+        s.close()
+    firsts = {label: int(url.rsplit(":", 1)[1].strip("/")) for label, url in first.items()}
+    assert set(firsts) == {fab.user, f"{fab.user}[two]"} and min(firsts.values()) > lowest, first
+    proc, second = tunnel_table(fab)
+    assert second == first, (first, second)
+    fab.cleanup()
+    fab("stop", "--all")
