@@ -72,7 +72,8 @@ def test_two_kinds_side_by_side_each_reached_and_stopped_alone(fab):
     assert set(found) == {"lab", "classic"}, found
     lab, classic = found["lab"], found["classic"]
     assert lab["running"] and classic["running"] and lab["ours"] and classic["ours"]
-    assert {lab["port"], classic["port"]} == {fab.port, fab.port + 1}, found
+    # (the next free one, which is fab.port + 1 unless another run on this machine holds it)
+    assert lab["port"] == fab.port and classic["port"] > fab.port, found
     assert lab["launcher"] == "tmux" and classic["launcher"] == "nohup"
     assert lab["kind"] == "server2" and classic["kind"] == "nb6"
     assert lab["version"].startswith("JupyterLab 4.") and classic["version"].startswith("Notebook 6.5"), found
