@@ -4,16 +4,24 @@
     fab -H HOST tunnel    forward a local port to it and print the URL
 """
 
-from importlib import metadata
-
 from invoke import Collection
 
 from . import cert, config, password, server, setup, tunnel
 
-try:
-    __version__ = metadata.version("fabjupyter")
-except metadata.PackageNotFoundError:  # a checkout that was never installed
-    __version__ = "0.1.0"
+
+def __getattr__(name):
+    """__version__, looked up when asked (`fabjupyter --version`): importlib.metadata costs a
+    task run 20 ms of start-up that it does not need."""
+    if name != "__version__":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib import metadata
+
+    try:
+        version = metadata.version("fabjupyter")
+    except metadata.PackageNotFoundError:  # a checkout that was never installed
+        version = "0.1.0"
+    globals()["__version__"] = version
+    return version
 
 ns = Collection(
     setup.setup,
