@@ -4,9 +4,22 @@
     fab -H HOST tunnel    forward a local port to it and print the URL
 """
 
-from invoke import Collection
+import gc
 
-from . import cert, config, password, server, setup, tunnel
+# The collection's imports (Invoke, Fabric, paramiko, ours) make a few hundred thousand objects that
+# live as long as the process. The garbage collector does not run over them while they are made,
+# and afterwards they are frozen (set aside, never scanned again): a run starts about 10 ms sooner
+# and ends about 40 ms sooner, as the collections at exit skip them (measured on 2 cores).
+_collecting = gc.isenabled()
+gc.disable()
+try:
+    from invoke import Collection
+
+    from . import cert, config, password, server, setup, tunnel
+finally:
+    gc.freeze()
+    if _collecting:
+        gc.enable()
 
 
 def __getattr__(name):
