@@ -1068,8 +1068,10 @@ def startup_env(env, tmp):
 def first_connect(argv, env, targets, input=None):
     """Seconds from ARGV's start (its execve) to its first connect() to one of TARGETS (a
     master's control socket path, or "127.0.0.1:PORT"): when the first byte leaves for the host
-    (a TCP connect sends the SYN; on a control socket the mux hello follows at once). Traced by
-    strace, execve and connect only (through seccomp: next to no overhead), every child followed."""
+    (a TCP connect sends the SYN; an `ssh` mux client's hello follows its connect at once; the
+    client's own connection to a control socket, which only holds the master, does not count).
+    Traced by strace, execve and connect only (through seccomp: next to no overhead), every child
+    followed."""
     with tempfile.NamedTemporaryFile("r") as out:
         r = subprocess.run(["strace", "-f", "--seccomp-bpf", "-ttt", "-s", "512", "-e", "trace=execve,connect", "-o", out.name, *argv],
                            cwd=ROOT, env=env, input=input, capture_output=True)
@@ -1077,12 +1079,16 @@ def first_connect(argv, env, targets, input=None):
     if r.returncode != 0:
         raise RuntimeError(f"{argv[-3:]} under strace: {r.stdout[-300:]!r} {r.stderr[-300:]!r}")
     start = float(lines[0].split()[1])
+    ssh_pids = set()
     for line in lines:
+        pid = line.split()[0]
+        if re.search(r'execve\("[^"]*/ssh", ', line):
+            ssh_pids.add(pid)
         if "connect(" not in line:
             continue
         for target in targets:
             host, _, port = target.rpartition(":")
-            if (f'sun_path="{target}"' in line if target.startswith("/")
+            if (f'sun_path="{target}"' in line and pid in ssh_pids if target.startswith("/")
                     else f"sin_port=htons({port})" in line and f'inet_addr("{host}")' in line):
                 return float(line.split()[1]) - start
     raise RuntimeError(f"{argv[-3:]}: no connect() to {targets} in its trace")
