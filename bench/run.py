@@ -1053,16 +1053,18 @@ def install_figure(runs):
 
 # --- the client's own start-up (--startup) ---------------------------------------------------------
 # The `fabjupyter` command of this checkout (the console script runs this same main), and an
-# environment in which Python keeps its bytecode, as an installed package has it (a checkout run
-# with PYTHONDONTWRITEBYTECODE would compile every module on every start).
+# environment in which Python keeps its bytecode (tasks/__pycache__, ignored by git), as an
+# installed package has it: a checkout run with PYTHONDONTWRITEBYTECODE would compile every
+# module of its own on every start.
 FABJUPYTER = [sys.executable, "-c", "import sys; sys.argv[0] = 'fabjupyter'; from tasks.cli import main; main()"]
 STARTUP_GOAL = 0.12  # s from the process's start to its first byte towards the host
 MASTER_GOAL = 0.15  # s over the master's own `ssh -S MASTER host sh -s` with the same script
 
 
-def startup_env(env, tmp):
-    env = {k: v for k, v in env.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    return dict(env, PYTHONPYCACHEPREFIX=str(tmp / "pycache"))
+def startup_env(env):
+    env = {k: v for k, v in env.items() if k not in ("PYTHONDONTWRITEBYTECODE", "PYTHONPYCACHEPREFIX")}
+    subprocess.run([sys.executable, "-c", "import tasks.cli"], cwd=ROOT, env=env, check=True)  # the bytecode written once
+    return env
 
 
 def first_connect(argv, env, targets, input=None):
@@ -1129,7 +1131,7 @@ def startup_figures(rtt_ms, runs):
     tmp = Path(tempfile.mkdtemp())
     runtime = tmp / "run"
     runtime.mkdir(mode=0o700)
-    env = b.env = startup_env(dict(b.env, XDG_RUNTIME_DIR=str(runtime), XDG_CONFIG_HOME=str(tmp / "config")), tmp)
+    env = b.env = startup_env(dict(b.env, XDG_RUNTIME_DIR=str(runtime), XDG_CONFIG_HOME=str(tmp / "config")))
     control = runtime / "fabjupyter" / "ssh"
     ssh_config = str(b.host.ssh_config)
 
