@@ -1748,14 +1748,29 @@ def install_facts(run):
 
 
 VERSIONS_PY = """
-import json
-from importlib import metadata
+import json, os, sys
+names = ("jupyterlab", "jupyter_server", "notebook", "ipykernel")
 found = {}
-for name in ("jupyterlab", "jupyter_server", "notebook", "ipykernel"):
-    try:
-        found[name] = metadata.version(name)
-    except Exception:
-        pass
+try:
+    from importlib import metadata
+except ImportError:  # before Python 3.8: the distributions' directory names along sys.path
+    for entry in sys.path:
+        try:
+            listing = os.listdir(entry or ".")
+        except OSError:
+            continue
+        for item in listing:
+            stem, _, ext = item.rpartition(".")
+            if ext in ("dist-info", "egg-info") and stem.count("-") >= 1:
+                dist, version = stem.split("-")[:2]
+                if dist.lower().replace(".", "_") in names:
+                    found.setdefault(dist.lower().replace(".", "_"), version)
+else:
+    for name in names:
+        try:
+            found[name] = metadata.version(name)
+        except Exception:
+            pass
 print(json.dumps(found))
 """
 

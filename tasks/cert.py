@@ -9,11 +9,6 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
 from . import fleet
 from .errors import UserError, user_task
 from .localfiles import config_path
@@ -22,6 +17,8 @@ from .protocol import run_agent
 from .report import Outcome
 
 RENEW_WITHIN = datetime.timedelta(days=30)
+# cryptography is imported inside the functions that use it: every run loads this module (it is
+# a task), and only certificate work should pay for x509 (about 20 ms of the client's start-up)
 
 
 def local_dir(label):
@@ -31,6 +28,8 @@ def local_dir(label):
 
 
 def fingerprint(cert):
+    from cryptography.hazmat.primitives import hashes
+
     digest = cert.fingerprint(hashes.SHA256()).hex().upper()
     return "SHA256:" + ":".join(digest[i : i + 2] for i in range(0, len(digest), 2))
 
@@ -39,11 +38,15 @@ def spki_hash(cert):
     """base64 SHA-256 of the public key: what Chromium's --ignore-certificate-errors-spki-list pins."""
     import base64
 
+    from cryptography.hazmat.primitives import serialization
+
     der = cert.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     return base64.b64encode(hashlib.sha256(der).digest()).decode()
 
 
 def _general_name(name):
+    from cryptography import x509
+
     try:
         return x509.IPAddress(ipaddress.ip_address(name))
     except ValueError:
@@ -52,6 +55,11 @@ def _general_name(name):
 
 def generate(names, days):
     """A self-signed certificate for these names (the first is the subject), and its key, as PEM."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
     key = ec.generate_private_key(ec.SECP256R1())
     now = datetime.datetime.now(datetime.timezone.utc)
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0][:64]), x509.NameAttribute(NameOID.ORGANIZATION_NAME, "fabjupyter")])
@@ -76,6 +84,8 @@ def generate(names, days):
 
 
 def _san(cert):
+    from cryptography import x509
+
     try:
         ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
@@ -103,6 +113,9 @@ def missing_names(cert, names):
 
 def load_pair(cert_pem, key_pem, where):
     """Parse and check a certificate and its key; every problem is a UserError before any change."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
     try:
         cert = x509.load_pem_x509_certificate(cert_pem)
     except ValueError:
@@ -177,6 +190,8 @@ def ensure_cert(t, days=365, extra_names=(), force=False, cert_file=None, key_fi
                 new_instance=False):
     """Make sure the host has a usable certificate; change nothing if it already has.
     before_change(facts) runs after the host was looked at and before anything is changed."""
+    from cryptography import x509
+
     if bool(cert_file) != bool(key_file):
         raise UserError("--cert and --key go together")
     warnings = []

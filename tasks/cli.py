@@ -8,14 +8,25 @@ import paramiko
 from fabric import Config, Executor
 from fabric.main import Fab
 
-from . import __version__, ns
+from . import ns
 from .errors import quiet_broken_pipe
 from .hosts import INVENTORY_ORDER
 
 
 class FabJupyter(Fab):
+    @property
+    def version(self):
+        """Looked up only when printed (tasks/__init__.py's __version__)."""
+        from . import __version__
+
+        return __version__
+
+    @version.setter
+    def version(self, value):
+        pass  # Program.__init__ stores its argument; ours is looked up
+
     def print_version(self):
-        print(f"fabjupyter {__version__}")
+        print(f"fabjupyter {self.version}")
         print(f"Fabric {fabric.__version__}")
         print(f"Paramiko {paramiko.__version__}")
         print(f"Invoke {invoke.__version__}")
@@ -28,7 +39,6 @@ class FabJupyter(Fab):
 program = FabJupyter(
     name="fabjupyter",
     binary="fabjupyter",
-    version=__version__,
     namespace=ns,
     executor_class=Executor,
     config_class=Config,

@@ -9,7 +9,6 @@ import hashlib
 import json
 import subprocess
 import sys
-import tarfile
 import tempfile
 import threading
 import time
@@ -83,6 +82,8 @@ def download(t, spec, facts, upgrade=False):
 
 def send(t, files):
     """The wheels to the host, as one tar on one SSH channel (~/.fabjupyter/install/wheels.tar)."""
+    import tarfile  # only an install loads it
+
     script = f'umask 077 && mkdir -p "$HOME/.fabjupyter/install" && cat > "$HOME/{REMOTE_TAR}.tmp" && ' \
              f'mv -f "$HOME/{REMOTE_TAR}.tmp" "$HOME/{REMOTE_TAR}"'
     started = time.monotonic()

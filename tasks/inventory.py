@@ -282,8 +282,8 @@ class Inventory:
         values.update(overrides)
         values["name"] = instance
         settings = replace(Settings(), **values)
-        if settings.socket is None:
-            return replace(settings, socket=uses_socket(settings))
+        if settings.socket is None:  # then the checks below, as for a socket: given
+            settings = replace(settings, socket=uses_socket(settings))
         if settings.socket and settings.mode == "public":
             raise UserError(f"{name}: public mode serves HTTPS on a port; it cannot use a Unix socket (socket: true)")
         if settings.launcher in BATCH_LAUNCHERS and (settings.socket or settings.mode == "public"):

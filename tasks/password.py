@@ -8,8 +8,6 @@ import re
 import sys
 import threading
 
-from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
-
 from . import fleet
 from .errors import HostError, UserError, user_task
 from .options import GROUP_HELP, NAME_HELP, WORKERS_HELP, task
@@ -47,6 +45,8 @@ def hash_password(password, salted=None):
 
 
 def _derive(password, salted):
+    from cryptography.hazmat.primitives.kdf.argon2 import Argon2id  # only a run that hashes loads it
+
     if salted:
         m = SALTED.match(salted)
         if not m:

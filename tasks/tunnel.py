@@ -20,9 +20,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
-import webbrowser
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
@@ -214,6 +211,9 @@ class Tunnel:
     def wait_ready(self, timeout, stop=None):
         """Until an HTTP request through the forward gets an answer (True); False if ssh gives
         up, TIMEOUT passes, or STOP (an Event) is set first."""
+        import urllib.error  # here, not at the top: a run that forwards nothing does not load them
+        import urllib.request
+
         handlers = [urllib.request.ProxyHandler({})]
         if self.scheme == "https":
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # any answer will do: the name is localhost here
@@ -620,6 +620,8 @@ def tunnel_group(targets, workers, open_, failed_early=None):
         print("\n".join(f"{a:<{width}}  {b}" for a, b in rows), flush=True)
         live = [tunnels[t.label] for t in targets if results[t.label][0]]
         if open_:
+            import webbrowser
+
             for tun in live:
                 webbrowser.open(tun.url)
         if live:
@@ -678,6 +680,8 @@ def tunnel(c, local_port=None, open_=False, group=None, workers=None, name=None,
             print(note, flush=True)
         print(f"{t.label}: Jupyter is at {tun.url}  (log in with your password; Ctrl-C closes the tunnel)", flush=True)
         if open_:
+            import webbrowser
+
             webbrowser.open(tun.url)
         keep_alive(t, tun)
     except AuthError as e:

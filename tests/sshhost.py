@@ -197,8 +197,9 @@ class SSHHost:
         otp: a two-factor host: publickey, then keyboard-interactive through PAM's
         pam_google_authenticator (the server asks "Verification code:"); every account gets a TOTP
         secret (otp_code() gives its current code, otp_accepted() counts its completed logins).
-        sshd runs as a copy named sshd-otp, so PAM reads /etc/pam.d/sshd-otp (written here) and the
-        system's sshd service is untouched.
+        sshd runs as a copy named sshd-otp-PID-N (this host's own), so PAM reads
+        /etc/pam.d/sshd-otp-PID-N (written here, removed by close()) and the system's sshd service
+        is untouched; system_files() lists what it wrote outside its directory.
         cert: a host that accepts user certificates of a test CA only (TrustedUserCAKeys,
         AuthorizedKeysFile none): every account gets its own key, certified for its name, with
         KEY-cert.pub beside it, and ssh_config names that key.
@@ -308,28 +309,31 @@ class SSHHost:
         return user
 
     # --- two-factor (otp=True) ------------------------------------------------------------
-    PAM_OTP = "/etc/pam.d/sshd-otp"
     PAM_OTP_TEXT = (
-        "# fabjupyter tests: the two-factor test sshd (a copy of sshd named sshd-otp)\n"
+        "# fabjupyter tests: the two-factor test sshd (a copy of sshd under this file's name)\n"
         "auth required pam_google_authenticator.so\n"
         "account required pam_permit.so\n"
         "session required pam_permit.so\n"
     )
+    _otp_serial = 0
 
     def _otp_sshd(self):
-        """sshd under the name sshd-otp (OpenSSH takes the PAM service from its program name), and
-        that service's PAM file."""
-        self.sshd = str(self.base / "sshd-otp")
+        """sshd under a name of this host's own (OpenSSH takes the PAM service from its program
+        name), and that service's PAM file: one per host, so that closing one host (or another
+        run's) never takes the file from under a host still running."""
+        SSHHost._otp_serial += 1
+        service = f"sshd-otp-{os.getpid()}-{SSHHost._otp_serial}"
+        self.sshd = str(self.base / service)
         shutil.copy2(SSHD, self.sshd)
-        try:
-            current = Path(self.PAM_OTP).read_text()
-        except FileNotFoundError:
-            current = None
-        if current != self.PAM_OTP_TEXT:
-            tmp = Path(self.PAM_OTP + f".tmp{os.getpid()}")
-            tmp.write_text(self.PAM_OTP_TEXT)
-            tmp.chmod(0o644)
-            tmp.replace(self.PAM_OTP)
+        self.pam_otp = Path("/etc/pam.d") / service
+        tmp = self.pam_otp.with_name(f".{service}.tmp")
+        tmp.write_text(self.PAM_OTP_TEXT)
+        tmp.chmod(0o644)
+        tmp.replace(self.pam_otp)
+
+    def system_files(self):
+        """The files outside self.base that this host made (PAM's service file): close() removes them."""
+        return [p for p in [getattr(self, "pam_otp", None)] if p is not None]
 
     def _otp_secret(self, home, info):
         secret = base64.b32encode(os.urandom(10)).decode("ascii")
@@ -537,4 +541,6 @@ class SSHHost:
                 subprocess.run(["userdel", "-f", user.name], capture_output=True)
             if self.netns and self.owns_netns:
                 subprocess.run(["ip", "netns", "del", self.netns], capture_output=True)
+            for path in self.system_files():
+                path.unlink(missing_ok=True)
             shutil.rmtree(self.base, ignore_errors=True)

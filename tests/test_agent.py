@@ -3,6 +3,7 @@ same script the client sends, fed to `sh -s`; replies parsed by the client's own
 real-sshd tests keep every end-to-end assertion; these pin the decisions, in seconds."""
 
 import dataclasses
+import json
 import os
 import socket
 import subprocess
@@ -247,13 +248,76 @@ def test_the_checksum_of_an_earlier_version_is_posix_cksum(tmp_path):
     assert agent.cksum(data) == f"{out[0]}-{out[1]}"
 
 
-def test_the_agent_is_python_3_6(tmp_path):
-    """The oldest remote Python the README names: the agent and ready.py parse as 3.6 code."""
-    import ast
+# everything that runs in the host's Python: the agent, ready.py, boot.py and the agent's `python -c`
+REMOTE_PYTHON = {"agent.py": protocol.AGENT, "ready.py": protocol.READY, "boot.py": protocol.BOOT,
+                 "agent.py:VERSIONS_PY": agent.VERSIONS_PY}
 
-    for source in (protocol.AGENT, protocol.READY):
-        ast.parse(source, feature_version=(3, 6))
-    assert JUPYTER_VENV.exists()
+
+def newer_than(name, source, oldest=(3, 6)):
+    """`name:line: what (Python X.Y)` for each use in SOURCE newer than OLDEST (syntax or library)."""
+    from .oldpython import problems
+
+    return [f"{name}:{line}: {what}" for line, what in problems(source, oldest)]
+
+
+def test_the_agent_is_python_3_6():
+    """The oldest remote Python the README names: what runs on the host parses as 3.6 code and
+    uses no standard-library name or keyword that 3.6 lacks (tests/oldpython.py's table)."""
+    found = [p for name, source in REMOTE_PYTHON.items() for p in newer_than(name, source)]
+    assert found == [], "\n".join(found)
+
+
+@pytest.mark.parametrize("snippet, expected", [
+    ("import subprocess\nsubprocess.run(['true'], capture_output=True)", "2: subprocess.run(capture_output=) (Python 3.7)"),
+    ("import subprocess as sp\nsp.check_output(['true'], text=True)", "2: subprocess.check_output(text=) (Python 3.7)"),
+    ("from importlib import metadata", "1: import importlib.metadata (Python 3.8)"),
+    ("from datetime import datetime\ndatetime.fromisoformat(s)", "2: datetime.datetime.fromisoformat (Python 3.7)"),
+    ("import asyncio\nasyncio.run(main())", "2: asyncio.run (Python 3.7)"),
+    ("import contextlib\nwith contextlib.nullcontext():\n    pass", "2: contextlib.nullcontext (Python 3.7)"),
+    ("import time\nt = time.time_ns()", "2: time.time_ns (Python 3.7)"),
+    ("import math\nmath.prod(a)", "2: math.prod (Python 3.8)"),
+    ("from shlex import join", "1: from shlex import join (Python 3.8)"),
+    ("import functools\nclass A:\n    @functools.cached_property\n    def a(self): pass",
+     "3: functools.cached_property (Python 3.8)"),
+    ("name.removeprefix('x')", "1: .removeprefix() (Python 3.9)"),
+    ("env = {'a': 1} | other", "1: dict | dict (Python 3.9)"),
+    ("def f(a: list[int]): pass", "1: list[...] as a type (Python 3.9)"),
+    ("def f():\n    return 1, *rest", "2: return/yield a, *b without parentheses (Python 3.8)"),
+    ("for x in y:\n    try:\n        pass\n    finally:\n        continue", "5: continue in finally (Python 3.8)"),
+    ("import collections\nP = collections.namedtuple('P', 'a', defaults=[1])", "2: collections.namedtuple(defaults=) (Python 3.7)"),
+])
+def test_the_python_3_6_check_names_file_and_line_of_each_newer_use(snippet, expected):
+    assert newer_than("snippet.py", snippet) == [f"snippet.py:{expected}"]
+    assert newer_than("snippet.py", snippet, oldest=(3, 11)) == []
+
+
+@pytest.mark.parametrize("snippet", [
+    "try:\n    from importlib import metadata\nexcept ImportError:\n    metadata = None",
+    "import time, sys\nif sys.version_info >= (3, 7):\n    t = time.time_ns()",
+    "import subprocess\nsubprocess.run(['true'], stdout=subprocess.PIPE, universal_newlines=True)",
+    "def f():\n    return (1, *rest)",
+    "import os\nos.readlink('x')",
+])
+def test_the_python_3_6_check_lets_guarded_and_old_forms_pass(snippet):
+    assert newer_than("snippet.py", snippet) == []
+
+
+def test_newer_syntax_is_a_syntax_error_for_the_python_3_6_check():
+    for snippet in ("if (n := 1):\n    pass", "f'{x=}'", "def f(a, /): pass"):
+        with pytest.raises(SyntaxError):
+            newer_than("snippet.py", snippet)
+
+
+def test_the_versions_of_an_environment_are_read_without_importlib_metadata_too(tmp_path):
+    """VERSIONS_PY runs in the installed environment's Python, as old as the host's: before 3.8
+    (no importlib.metadata) it reads the distributions' directory names, with the same answer."""
+    python = str(JUPYTER_VENV / "bin" / "python")
+    with_metadata = agent.venv_versions(python)
+    hidden = "import sys\nsys.modules['importlib.metadata'] = None\n" + agent.VERSIONS_PY
+    r = subprocess.run([python, "-c", hidden], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout) == with_metadata
+    assert set(with_metadata) == {"jupyterlab", "jupyter_server", "ipykernel"}, with_metadata
 
 
 @pytest.mark.parametrize("line, python", [

@@ -11,6 +11,8 @@ XDG_RUNTIME_DIR (where the tool keeps its control sockets with `multiplex: true`
 import itertools
 import json
 import os
+import re
+import select
 import shutil
 import signal
 import socket
@@ -23,10 +25,13 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import ROOT, Fab
+from tasks.openssh import MULTIPLEX_PERSIST, RUN_PERSIST
+
+from .conftest import FAB, ROOT, Fab
 from .jupyter_http import login_and_list
-from .sshhost import SSHHost, control_master_pid, end_control_master
+from .sshhost import SSHHost, control_master_pid, end_control_master, free_port
 from .terminal import Terminal
+from .test_safety import digests
 
 PROMPT = "Verification code:"
 PASSWORD = "two factors"
@@ -132,13 +137,34 @@ class AuthFab(Fab):
 
 
 # --- fixtures ------------------------------------------------------------------------------
+def left_behind(host, names):
+    """What HOST left on this machine after close(): its system files (PAM's), the accounts NAMES
+    in /etc/passwd and /etc/group, its network namespace."""
+    left = [str(path) for path in host.system_files() if path.exists()]
+    for table in ("/etc/passwd", "/etc/group"):
+        entries = {line.split(":", 1)[0] for line in Path(table).read_text().splitlines()}
+        left += [f"{table}: {name}" for name in names if name in entries]
+    if host.netns and host.owns_netns:
+        spaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split()
+        left += [f"network namespace {host.netns}"] if host.netns in spaces else []
+    return left
+
+
+def closed_clean(host):
+    """close() HOST, then fail if it left anything behind (left_behind)."""
+    names = [user.name for user in host.users.values()]
+    host.close()
+    left = left_behind(host, names)
+    assert not left, f"left behind: {left}"
+
+
 @pytest.fixture(scope="module")
 def otp_host():
     host = SSHHost(users=[], prefix="fabjupyter-otp-", otp=True)
     try:
         yield host
     finally:
-        host.close()
+        closed_clean(host)
 
 
 def _fresh_account(host, prefix, tmp_path):
@@ -167,7 +193,30 @@ def cert_host():
     try:
         yield host
     finally:
-        host.close()
+        closed_clean(host)
+
+
+@pytest.fixture(scope="module")
+def jump_and_behind():
+    """A jump host in a network namespace of its own (this side reaches it over a veth pair), and
+    a certificate host on that namespace's own loopback: only the jump host reaches it. The jump
+    sshd logs at DEBUG1, so that each forward it makes (direct-tcpip) is in its log."""
+    jump = SSHHost(users=[("fjjump", "/bin/bash", False, False)], prefix="fabjupyter-jump-", netns=("fjjumpns", 27),
+                   log_level="DEBUG1")
+    try:
+        behind = SSHHost(users=[], prefix="fabjupyter-behind-", cert=True, inside=(jump, free_port()))
+        try:
+            yield jump, behind
+        finally:
+            closed_clean(behind)
+    finally:
+        closed_clean(jump)
+
+
+@pytest.fixture
+def behind_fab(jump_and_behind, tmp_path):
+    """`fab` against a fresh account of the certificate host only the jump host reaches."""
+    yield from _fresh_account(jump_and_behind[1], "fjbeh", tmp_path)
 
 
 @pytest.fixture
@@ -224,6 +273,68 @@ def refused(port, timeout=10.0):
         if time.monotonic() > deadline:
             return False
         time.sleep(0.2)
+
+
+def argv_of(pid):
+    """The command line of process PID, as one string ("" once it is gone)."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def alive(pid):
+    """Whether PID runs (a zombie left for this machine's late-reaping PID 1 does not)."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return text.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def gone_within(pid, seconds):
+    """Seconds until PID ended, or None if it still runs after SECONDS."""
+    start = time.monotonic()
+    while alive(pid):
+        if time.monotonic() - start > seconds:
+            return None
+        time.sleep(0.2)
+    return time.monotonic() - start
+
+
+def user_control_config(fab, *lines):
+    """An ssh_config giving the test's host the user's own ControlMaster auto and ControlPath
+    (cm-%C in a fresh directory), plus LINES; it becomes FAB's. Returns the directory."""
+    cm_dir = Path(tempfile.mkdtemp(prefix="fjcm-", dir="/tmp"))
+    cfg = cm_dir / "ssh_config"
+    cfg.write_text(fab.sshhost.ssh_config.read_text() + f"\nHost {fab.user}\n  ControlMaster auto\n  ControlPath {cm_dir}/cm-%C\n"
+                   + "".join(f"  {line}\n" for line in lines))
+    fab.config = cfg
+    return cm_dir
+
+
+def end_user_masters(cm_dir):
+    for sock in cm_dir.glob("cm-*"):
+        end_control_master(sock)
+    shutil.rmtree(cm_dir, ignore_errors=True)
+
+
+def processes_naming(text):
+    """pids of this machine's processes whose command line contains TEXT (not zombies)."""
+    found = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        if text in argv_of(entry.name) and alive(entry.name):
+            found.append(int(entry.name))
+    return found
+
+
+def echo_back(proc, line, timeout=20):
+    """Send LINE to PROC (a remote `cat` through ssh) and read it back within TIMEOUT seconds."""
+    proc.stdin.write(line + "\n")
+    proc.stdin.flush()
+    if not select.select([proc.stdout], [], [], timeout)[0]:
+        return None
+    return proc.stdout.readline().rstrip("\n")
 
 
 # --- the test hosts themselves -------------------------------------------------------------
@@ -303,7 +414,8 @@ def test_tunnel_alone_on_a_host_not_known_to_ask_asks_once(otp_fab):
 
 def test_multiplex_one_login_for_every_run(otp_fab):
     """multiplex: true: setup, status, tunnel and stop, four runs, one login and one prompt; the
-    control socket sits in a private directory."""
+    control socket sits in a private directory; a run with no terminal at all is served by the
+    live master without asking."""
     fab = otp_fab
     fab.hosts(MULTIPLEX)
     term = fab.setup_on_terminal()
@@ -320,6 +432,13 @@ def test_multiplex_one_login_for_every_run(otp_fab):
 
     term = fab.terminal("status")
     assert term.wait(120, fail_on=PROMPT) == 0, fab.shown(term)
+
+    # no terminal at all (cron): the live master serves it, nothing is asked
+    r = subprocess.run(fab.args("status", "--json"), cwd=ROOT, env=fab.env(), stdin=subprocess.DEVNULL, capture_output=True,
+                       text=True, start_new_session=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["running"] is True
+    assert PROMPT not in r.stdout + r.stderr
 
     term = fab.terminal("tunnel")
     index, m = term.expect_any([PROMPT, URL], 120)
@@ -389,19 +508,22 @@ def test_wrong_code_asks_once_and_changes_nothing(otp_fab, multiplex):
 @pytest.mark.parametrize("premade", [False, True], ids=["first-run-makes-it", "running-before"])
 def test_users_control_master_survives_the_tunnel(own_fab, premade):
     """ssh_config with ControlMaster auto / ControlPersist: the tunnel works through it, and when it
-    ends the master still runs and nothing listens on the tunnel's port any more."""
+    ends the master still runs and nothing listens on the tunnel's port any more. A session of the
+    user's own on that master, open before and through all the runs, is still there after."""
     fab = own_fab
-    cm_dir = Path(tempfile.mkdtemp(prefix="fjcm-", dir="/tmp"))
-    cfg = cm_dir / "ssh_config"
-    cfg.write_text(fab.sshhost.ssh_config.read_text()
-                   + f"\nHost {fab.user}\n  ControlMaster auto\n  ControlPath {cm_dir}/cm-%C\n  ControlPersist 60\n")
-    fab.config = cfg
+    cm_dir = user_control_config(fab, "ControlPersist 60")
+    cfg = fab.config
     check = ["ssh", "-F", str(cfg), "-O", "check", fab.user]
     accepted = f"Accepted publickey for {fab.sshhost.users[fab.user].name} "
+    session = None
     try:
         if premade:
             subprocess.run(["ssh", "-F", str(cfg), "-o", "BatchMode=yes", fab.user, "true"], check=True, timeout=30)
             assert subprocess.run(check, capture_output=True, timeout=30).returncode == 0
+            # and a session of the user's own on it, open all along
+            session = subprocess.Popen(["ssh", "-F", str(cfg), "-o", "BatchMode=yes", fab.user, "cat"], stdin=subprocess.PIPE,
+                                       stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+            assert echo_back(session, "before") == "before"
         logins = fab.sshhost.sshd_log.read_text().count(accepted)
         fab.setup(password=PASSWORD)
         proc, url, out = fab.tunnel()
@@ -416,11 +538,189 @@ def test_users_control_master_survives_the_tunnel(own_fab, premade):
         fab("stop")
         # setup, tunnel, status and stop: one login in all (the master's), none with a master before
         assert fab.sshhost.sshd_log.read_text().count(accepted) - logins == (0 if premade else 1)
+        if session:  # the user's own session went on through all of it
+            assert session.poll() is None, "the user's session on their master ended"
+            assert echo_back(session, "after") == "after"
     finally:
+        if session:
+            session.kill()
+            session.wait()
         subprocess.run(["ssh", "-F", str(cfg), "-O", "exit", fab.user], capture_output=True, timeout=30)
-        for sock in cm_dir.glob("cm-*"):
-            end_control_master(sock)
-        shutil.rmtree(cm_dir, ignore_errors=True)
+        end_user_masters(cm_dir)
+
+
+def test_users_control_path_without_persist_is_for_this_run_only(own_fab):
+    """ssh_config gives a ControlPath and no ControlPersist: the run starts a master there, uses it
+    for everything (setup and status in one run: one login), and leaves none behind, as the user's
+    first `ssh` would have."""
+    fab = own_fab
+    cm_dir = user_control_config(fab)
+    accepted = f"Accepted publickey for {fab.sshhost.users[fab.user].name} "
+    try:
+        logins = fab.sshhost.sshd_log.read_text().count(accepted)
+        r = fab("setup", "--password-stdin", "status", input=PASSWORD + "\n")
+        assert "running" in r.stdout, r.stdout
+        assert fab.sshhost.sshd_log.read_text().count(accepted) - logins == 1
+        deadline = time.monotonic() + 10
+        while processes_naming(str(cm_dir)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not processes_naming(str(cm_dir)), [argv_of(pid) for pid in processes_naming(str(cm_dir))]
+        assert not [p for p in cm_dir.glob("cm-*") if p.is_socket()]
+    finally:
+        end_user_masters(cm_dir)
+
+
+def test_multiplex_master_is_kept_ten_minutes(own_fab):
+    """multiplex: true: the master outlives the run that started it, with ControlPersist=600 (the
+    README's "10 minutes" is the value it runs with, seen in its own command line)."""
+    fab = own_fab
+    fab.hosts(MULTIPLEX)
+    fab.setup(password=PASSWORD)
+    sockets = fab.control_sockets()
+    assert len(sockets) == 1, sockets
+    master = control_master_pid(sockets[0])
+    assert master, "no master after the run ended"
+    assert MULTIPLEX_PERSIST == 600 and "ControlPersist=600" in argv_of(master).split(), argv_of(master)
+
+
+def test_an_open_tunnel_counts_as_use(own_fab):
+    """A master started with a short ControlPersist (the user's ControlPersist 3; `multiplex: true`
+    starts it the same way, with 600) stays while a tunnel through it is open and idle far longer
+    than that, and ends that long after the tunnel closed."""
+    fab = own_fab
+    cm_dir = user_control_config(fab, "ControlPersist 3")
+    try:
+        fab.setup(password=PASSWORD)
+        proc, url, out = fab.tunnel()
+        assert url, out
+        sockets = list(cm_dir.glob("cm-*"))
+        assert len(sockets) == 1, sockets
+        master = control_master_pid(sockets[0])
+        assert master and "ControlPersist=3" in argv_of(master).split(), argv_of(master)
+        time.sleep(10)  # idle: nothing through the forward, more than three times the persist
+        assert alive(master), "the master ended while the tunnel was open"
+        assert login_and_list(url, PASSWORD)[1] == 200
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(30) in (0, 130)
+        took = gone_within(master, 3 + 15)
+        assert took is not None, "the master still runs well past its ControlPersist after the tunnel closed"
+    finally:
+        end_user_masters(cm_dir)
+
+
+def test_a_killed_runs_master_ends_by_itself(otp_fab):
+    """A run killed outright (kill -9: no exit handler, no `ssh -O exit`) while its master serves
+    a tunnel: the master, started for this run only, ends by itself RUN_PERSIST (30) s later."""
+    fab = otp_fab
+    term = fab.terminal("setup", "--password-stdin", "tunnel", stdin_text=PASSWORD + "\n")
+    fab.answer(term, 60)
+    url = term.expect(URL, 180).group(1)
+    assert login_and_list(url, PASSWORD)[1] == 200
+    sockets = fab.control_sockets()
+    assert len(sockets) == 1, sockets
+    master = control_master_pid(sockets[0])
+    assert master and f"ControlPersist={RUN_PERSIST}" in argv_of(master).split(), argv_of(master)
+    os.kill(term.pid, signal.SIGKILL)
+    took = gone_within(master, RUN_PERSIST + 20)
+    assert took is not None, f"the master still runs {RUN_PERSIST + 20} s after its run was killed: {argv_of(master)}"
+
+
+def test_connection_failures_retry_without_asking(otp_fab):
+    """The master drops and the host cannot be reached for a while (its sshd is down: connection
+    refused): the tunnel keeps trying without asking; once the host is back it asks once and
+    reconnects."""
+    fab = otp_fab
+    fab.hosts(MULTIPLEX)
+    host = fab.sshhost
+    term = fab.terminal("setup", "--password-stdin", "tunnel", stdin_text=PASSWORD + "\n")
+    fab.answer(term, 60)
+    url = term.expect(URL, 180).group(1)
+    masters = [pid for pid in map(control_master_pid, fab.control_sockets()) if pid]
+    assert masters
+    host.stop()
+    try:
+        for pid in masters:
+            os.kill(pid, signal.SIGTERM)
+        term.expect(r"(?i)lost", 60)
+        # the backoff's attempts in this time: 0.5, 1.5, 3.5, 7.5, 12.5 s; all refused
+        assert not term.shows_within(PROMPT, 14), f"asked while the host could not be reached:\n{term.output}"
+    finally:
+        host.start()
+    fab.answer(term, 60)
+    term.expect(r"reconnected", 120)
+    assert login_and_list(url, PASSWORD)[1] == 200
+    assert term.count(PROMPT) == 2, term.output
+    assert host.otp_accepted(fab.user) == 2
+    term.interrupt()
+    assert term.wait(30, fail_on=PROMPT) in (0, 130), fab.shown(term)
+
+
+def test_hosts_of_a_group_ask_one_after_another(otp_fab, otp_host):
+    """Two hosts of a group that both ask: one prompt, answered, then the other's; never two at once."""
+    fab = otp_fab
+    second = f"fjotp{next(_serial)}"
+    otp_host.add_user(second)
+    try:
+        fab.hosts(f"hosts:\n  {fab.user}: {{}}\n  {second}: {{}}\ngroups:\n  pair: [{fab.user}, {second}]\n")
+        names = {otp_host.users[alias].name: alias for alias in (fab.user, second)}
+        term = Terminal([*FAB, "-S", str(fab.config), "status", "--group", "pair"], env=fab.env(), cwd=ROOT)
+        fab.terminals.append(term)
+        asked = []
+        for _ in range(2):
+            m = term.expect(r"\(([^@()\s]+)@[^)]*\)\s*" + PROMPT, 90)
+            alias = names[m.group(1)]
+            assert alias not in asked, term.output
+            asked.append(alias)
+            assert not term.shows_within(PROMPT, 4), f"another host asked while this one waited:\n{term.output}"
+            term.type(otp_host.otp_code(alias))
+        assert term.wait(120, fail_on=PROMPT) == 0, fab.shown(term)
+        assert term.count(PROMPT) == 2, term.output
+        assert [otp_host.otp_accepted(alias) for alias in (fab.user, second)] == [1, 1]
+    finally:
+        otp_host.kill_user_processes(second)
+
+
+def test_no_secret_in_any_exec_on_the_openssh_path(otp_fab, tmp_path):
+    """test_safety's record of every execve, on the OpenSSH path (a host that asks: a master, mux
+    client sessions, `ssh -O forward`): `setup tunnel` on a terminal under strace -f, and the
+    two-factor sshd under strace too. The password, its hash and digest, the one-time code and
+    any Jupyter token are in no argument list on either side."""
+    if not shutil.which("strace"):
+        pytest.fail("strace is missing: .ci/setup installs it")
+    fab = otp_fab
+    traces = tmp_path / "strace"
+    traces.mkdir()
+    trace = ["strace", "--seccomp-bpf", "-f", "-e", "trace=execve", "-s", "100000"]
+    server = subprocess.Popen([*trace, "-o", str(traces / "sshd"), "-p", str(fab.sshhost.proc.pid)], stderr=subprocess.PIPE,
+                              text=True)
+    try:
+        said = server.stderr.readline()
+        assert "attached" in said, said
+        term = Terminal([*trace, "-qq", "-o", str(traces / "client"), *fab.args("setup", "--password-stdin", "tunnel")],
+                        env=fab.env(), cwd=ROOT, stdin_text=PASSWORD + "\n")
+        fab.terminals.append(term)
+        code = fab.answer(term, 60)
+        url = term.expect(URL, 180).group(1)
+        assert login_and_list(url, PASSWORD)[1] == 200
+        term.interrupt()
+        assert term.wait(60) in (0, 130), fab.shown(term)
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.wait(20)
+    client = [line for line in (traces / "client").read_text(errors="replace").splitlines() if "execve(" in line]
+    execs = client + [line for line in (traces / "sshd").read_text(errors="replace").splitlines() if "execve(" in line]
+    # the OpenSSH path was the one taken: a master, a mux client session, the forward added to it
+    assert any('"ControlMaster=yes"' in line for line in client), client
+    assert any('"ControlMaster=no"' in line and '"-O", "forward"' in line for line in client), client
+    assert any("jupyter-lab" in line for line in execs)
+    hashed, digest = digests(fab)
+    tokens = [json.loads(path.read_text()).get("token") for path in fab.home.rglob("jpserver-*.json")]
+    secrets = [PASSWORD, hashed, digest, *[t for t in tokens if t]]
+    for secret in secrets:
+        for line in execs:
+            assert secret not in line, (secret, line)
+    code_alone = re.compile(rf"(?<![0-9]){code}(?![0-9])")
+    assert not [line for line in execs if code_alone.search(line)], code
 
 
 # --- user certificates ---------------------------------------------------------------------
@@ -482,41 +782,50 @@ def test_tunnel_heals_after_the_master_dies(otp_fab):
 
 
 @pytest.mark.parametrize("multiplex", [False, True], ids=["paramiko", "multiplex"])
-def test_match_block_certificate_file_and_proxyjump(cert_fab, sshhost, tmp_path, multiplex):
+def test_match_block_certificate_file_and_proxyjump(behind_fab, jump_and_behind, tmp_path, multiplex):
     """What ssh_config says applies on both paths: a `Match originalhost` block gives the host its
     address, account, key and a CertificateFile kept away from the key (so only that line finds
-    it), and the way in is a ProxyJump through another sshd."""
-    fab = cert_fab
-    user = fab.sshhost.users[fab.user]
+    it), and the way in is a ProxyJump through another sshd. The host listens on the loopback of
+    the jump host's network namespace: a path that ignored ProxyJump would reach nothing."""
+    fab = behind_fab
+    jump, behind = jump_and_behind
+    user = behind.users[fab.user]
     elsewhere = tmp_path / "certs" / "mine.pub"
     elsewhere.parent.mkdir()
-    beside = Path(f"{user.identity}-cert.pub")
-    shutil.move(beside, elsewhere)
-    try:
-        jump = sshhost.ssh_config.read_text()  # the session's sshd, as host fjtest
-        config = tmp_path / "match_config"
-        config.write_text(
-            jump + "\nMatch originalhost matched\n"
-            f"  HostName {fab.sshhost.address}\n  Port {fab.sshhost.port}\n  User {user.name}\n"
-            f"  IdentityFile {user.identity}\n  CertificateFile {elsewhere}\n  IdentitiesOnly yes\n"
-            f"  UserKnownHostsFile {fab.sshhost.known_hosts}\n  StrictHostKeyChecking yes\n  ProxyJump fjtest\n"
-        )
-        fab.config = config
-        if multiplex:
-            fab.hosts(MULTIPLEX)
-        before = sshhost.sshd_log.read_text().count("Accepted publickey for " + sshhost.users["fjtest"].name + " ")
-        fab("setup", "--password-stdin", input=PASSWORD + "\n", host="matched")
-        assert json.loads(fab("status", "--json", host="matched").stdout)["running"] is True
-        proc, url, out = fab.tunnel(cmd=fab.args("tunnel", host="matched"))
-        assert url, out
-        assert login_and_list(url, PASSWORD)[1] == 200
-        name = user.name
-        accepted = [line for line in fab.sshhost.sshd_log.read_text().splitlines() if f"Accepted publickey for {name} " in line]
-        assert accepted and all("-CERT " in line for line in accepted)
-        # and every one of those logins came through the jump host
-        assert sshhost.sshd_log.read_text().count("Accepted publickey for " + sshhost.users["fjtest"].name + " ") > before
-    finally:
-        shutil.move(elsewhere, beside)
+    shutil.move(Path(f"{user.identity}-cert.pub"), elsewhere)
+    config = tmp_path / "match_config"
+    config.write_text(
+        jump.ssh_config.read_text() + "\nMatch originalhost matched\n"
+        f"  HostName {behind.address}\n  Port {behind.port}\n  User {user.name}\n"
+        f"  IdentityFile {user.identity}\n  CertificateFile {elsewhere}\n  IdentitiesOnly yes\n"
+        f"  UserKnownHostsFile {behind.known_hosts}\n  StrictHostKeyChecking yes\n  ProxyJump fjjump\n"
+    )
+    fab.config = config
+    if multiplex:
+        fab.hosts(MULTIPLEX)
+    # from here the host is not there at all; through the jump host it is
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection((behind.address, behind.port), timeout=5).close()
+    r = subprocess.run(["ssh", "-F", str(config), "-o", "BatchMode=yes", "-o", "ProxyJump=none", "-o", "ConnectTimeout=10",
+                        "matched", "true"], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 255 and "Connection refused" in r.stderr, r.stderr
+
+    fab("setup", "--password-stdin", input=PASSWORD + "\n", host="matched")
+    assert json.loads(fab("status", "--json", host="matched").stdout)["running"] is True
+    proc, url, out = fab.tunnel(cmd=fab.args("tunnel", host="matched"))
+    assert url, out
+    assert login_and_list(url, PASSWORD)[1] == 200
+    log = behind.sshd_log.read_text(errors="replace")
+    accepted = [line for line in log.splitlines() if f"Accepted publickey for {user.name} " in line]
+    assert accepted and all("-CERT " in line for line in accepted), accepted
+    # every connection the host had came through the jump host: one forward of the jump sshd to
+    # the host's address and port for each (the sshd's own log of the direct-tcpip requests)
+    connections = len(re.findall(rf"^Connection from .* on {re.escape(behind.address)} port {behind.port} ", log, re.M))
+    forwards = jump.sshd_log.read_text(errors="replace").count(f"target {behind.address} port {behind.port}")
+    assert connections >= len(accepted) > 0
+    assert forwards == connections, (forwards, connections)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(30) in (0, 130)
 
 
 def test_a_regular_file_at_the_users_control_path_is_left_alone(own_fab):

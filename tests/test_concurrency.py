@@ -7,12 +7,13 @@ import json
 import os
 import signal
 import subprocess
+import threading
 import time
 
 import pytest
 
 from .conftest import ROOT
-from .sshhost import jupyter_servers
+from .sshhost import free_port, jupyter_servers
 
 
 def servers(fab):
@@ -29,10 +30,10 @@ def exactly_one_tracked(fab, context):
     return pids[0]
 
 
-def start_setup(fab, *args):
+def start_setup(fab, *args, new_session=False):
     proc = subprocess.Popen(
         fab.args("setup", "--password-stdin", *args), cwd=ROOT, env=fab.env(),
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=new_session,
     )
     proc.stdin.write(b"pw\n")
     proc.stdin.close()
@@ -46,26 +47,136 @@ def finish(proc):
     return out.decode() + err.decode()
 
 
+def agent_pids(fab):
+    """pids of this user's agents (the Python this tool runs on the host for a task)."""
+    found = []
+    for pid in fab.sshhost.processes(fab.user):
+        try:
+            if b"\0fabjupyter-agent\0" in open(f"/proc/{pid}/cmdline", "rb").read():
+                found.append(pid)
+        except OSError:
+            pass
+    return found
+
+
+def lock_holder(fab):
+    """pid of the process holding the default instance's run lock (~/.fabjupyter/lock), or None:
+    read from /proc/locks, so looking never takes the lock itself."""
+    try:
+        inode = (fab.home / ".fabjupyter" / "lock").stat().st_ino
+    except OSError:
+        return None
+    for line in open("/proc/locks"):
+        words = line.split()
+        if "FLOCK" in words and "WRITE" in words and words[-3].split(":")[-1] == str(inode):
+            return int(words[-4])
+    return None
+
+
+def pid_file_text(fab):
+    try:
+        return (fab.home / ".fabjupyter" / "pid").read_text()
+    except OSError:
+        return None
+
+
+def pause_lock_holder(fab):
+    """SIGSTOP the process holding the run lock, and return its pid if it still holds it then."""
+    pid = lock_holder(fab)
+    if not pid:
+        return None
+    try:
+        os.kill(pid, signal.SIGSTOP)
+    except ProcessLookupError:
+        return None
+    if lock_holder(fab) == pid:
+        return pid
+    os.kill(pid, signal.SIGCONT)
+    return None
+
+
+def wait_for(what, timeout=60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = what()
+        if value:
+            return value
+        time.sleep(0.01)
+    return None
+
+
+# moments of a setup that reach the host, each seen there, not guessed from a delay (fab alone
+# takes 0.24-0.34 s to start): its agent runs; its agent holds the run lock; it launched Jupyter.
+# Where the agent holds the lock, the test pauses it (SIGSTOP) at that moment.
+CUTS = {
+    "agent running": lambda fab, before: agent_pids(fab),
+    "lock held": lambda fab, before: pause_lock_holder(fab),
+    "Jupyter launched": lambda fab, before: pid_file_text(fab) not in (None, before) and pause_lock_holder(fab),
+}
+
+
 @pytest.mark.parametrize("host", ["fresh", "running"])
 def test_setup_cut_off_then_run_again_at_once(fab, host):
     """fab killed (Ctrl-C, lid, link) at several moments of a setup that starts or restarts
-    Jupyter, and another setup at once: it waits for the first one's agent, which goes on, and
-    the host ends with one server, the tracked one."""
-    for delay in (0.2, 0.5, 0.9, 1.4):
+    Jupyter, each seen on the host, and another setup at once: while the first one's agent goes
+    on and holds the lock, the second says it waits for that agent and starts nothing, then does
+    its work; the host ends with one server, the tracked one. (The first agent is paused with
+    SIGSTOP while the second is seen waiting, so that waiting is certain, not a race won.)"""
+    for cut, seen in CUTS.items():
         fab.sshhost.reset_user(fab.user)
         extra = []
         if host == "running":
             fab.setup(password="pw")
-            extra = ["--port", "8890"]  # a change: the cut-off run restarts Jupyter
-        proc = start_setup(fab, *extra)
-        time.sleep(delay)
-        proc.kill()
+            extra = ["--port", str(free_port())]  # a change: the cut-off run restarts Jupyter
+        before = pid_file_text(fab)
+        proc = start_setup(fab, *extra, new_session=True)
+        fab.children.append(proc)
+        first = wait_for(lambda: seen(fab, before))
+        assert first, (host, cut, finish(proc))
+        os.killpg(proc.pid, signal.SIGKILL)  # fab and any ssh it started, as a closed terminal does
         proc.wait()
-        r = fab.setup(*extra, password="pw")  # at once
-        assert "Traceback" not in r.stderr
-        exactly_one_tracked(fab, (host, delay, r.stdout, r.stderr))
+        if cut == "agent running":
+            first = pause_lock_holder(fab)  # if its agent got as far as the lock
+        else:
+            assert first in agent_pids(fab), (host, cut, first)  # the first one's agent, paused
+        try:
+            second = subprocess.Popen(
+                fab.args("setup", *extra, "--password-stdin"), cwd=ROOT, env=fab.env(), stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            )
+            fab.children.append(second)
+            second.stdin.write("pw\n")
+            second.stdin.close()
+            said = {"out": [], "err": []}
+            readers = [threading.Thread(target=lambda k, f: said[k].extend(f), args=(k, f), daemon=True)
+                       for k, f in (("out", second.stdout), ("err", second.stderr))]
+            for t in readers:
+                t.start()
+            if first:
+                waiting = f"{fab.user}: waiting for another fabjupyter run there to finish: setup (pid {first},"
+                assert wait_for(lambda: any(waiting in line for line in said["err"]), 60), (host, cut, said)
+                time.sleep(1)
+                assert second.poll() is None and lock_holder(fab) == first, (host, cut)  # still waiting
+                assert len(servers(fab)) <= 1, (host, cut, servers(fab))  # and started nothing
+        finally:
+            if first:
+                os.kill(first, signal.SIGCONT)
+        second.wait(240)
+        for t in readers:
+            t.join(10)
+        out, err = "".join(said["out"]), "".join(said["err"])
+        assert second.returncode == 0 and "Traceback" not in err, (host, cut, out, err)
+        exactly_one_tracked(fab, (host, cut, out, err))
+        # the first one's agent did the work and the second found it done: on a fresh host its
+        # one round does it all; on a running one the round that holds the lock first only gives
+        # the stored salt back (to tell the same password from a new one), so only a cut after
+        # the launch leaves the work done
+        if first and (host == "fresh" or cut == "Jupyter launched"):
+            assert "nothing changed" in out, (host, cut, out, err)
+        if cut == "Jupyter launched":
+            assert exactly_one_tracked(fab, cut) == int(pid_file_text(fab).split()[0])
         fab("stop")
-        assert servers(fab) == []
+        assert servers(fab) == [] and agent_pids(fab) == []
 
 
 @pytest.mark.parametrize("host", ["fresh", "running"])

@@ -176,37 +176,199 @@ def simple_index(wheels, root):
         p.chmod(0o755 if p.is_dir() else 0o644)
 
 
-def test_a_host_that_reaches_its_index_installs_with_its_own_pip(offline, tmp_path):
-    """The online path: the host's pip, from the index it is configured with (PIP_INDEX_URL here:
-    a local index of wheels served in the host's own namespace), nothing sent from here."""
+def wait_for_index(netns, url, deadline=30):
+    """Until the index answers inside the host's network namespace (or fail at the deadline)."""
     import subprocess
     import time
 
+    probe = f"import urllib.request; urllib.request.urlopen({url!r}, timeout=2).close()"
+    end = time.monotonic() + deadline
+    while True:
+        r = subprocess.run(["ip", "netns", "exec", netns, "python3", "-c", probe], capture_output=True, text=True)
+        if r.returncode == 0:
+            return
+        assert time.monotonic() < end, f"the index at {url} did not answer within {deadline} s: {r.stderr}"
+        time.sleep(0.1)
+
+
+def cached_wheels():
+    return sorted({p.name: p for p in (Path(os.environ["XDG_CACHE_HOME"]) / "fabjupyter" / "wheels").rglob("*.whl")}.values())
+
+
+@pytest.fixture(scope="module")
+def online(offline, tmp_path_factory):
+    """A host that reaches its package index (PIP_INDEX_URL: a local index of the wheels this
+    module downloaded, served in the host's own namespace). Yields (host, index_url, index_dir)."""
+    import subprocess
+
     from .sshhost import free_port
 
-    first = make_fab(offline, "fjinst", tmp_path)
+    first = make_fab(offline, "fjinst", tmp_path_factory.mktemp("warm"))
     first("setup", "--dry-run")  # warms this module's cache when the other tests did not
-    wheels = [p for p in (Path(os.environ["XDG_CACHE_HOME"]) / "fabjupyter" / "wheels").rglob("*.whl")]
+    wheels = cached_wheels()
     assert wheels
     index_dir = Path(tempfile.mkdtemp(prefix="fabjupyter-index-"))
     index_dir.chmod(0o755)
     simple_index(wheels, index_dir)
     port = free_port()
+    url = f"http://127.0.0.1:{port}/simple/"
     host = SSHHost(users=[("fjonline", "/bin/bash", False, False)], prefix="fabjupyter-online-", netns=("fjonlinens", 51),
-                   env={"PIP_INDEX_URL": f"http://127.0.0.1:{port}/simple/"})
+                   env={"PIP_INDEX_URL": url})
     server = subprocess.Popen(["ip", "netns", "exec", host.netns, "python3", "-m", "http.server", "--bind", "127.0.0.1", str(port),
                                "--directory", str(index_dir)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        time.sleep(1)
-        fab = make_fab(host, "fjonline", tmp_path)
-        r = fab.setup()
-        assert f"installing {SPEC} into " in r.stdout and f"from http://127.0.0.1:{port}/simple/, by the host's own pip" in r.stdout, r.stdout
-        assert "downloading" not in r.stdout and "sent" not in r.stdout, r.stdout
-        assert f"installing with pip (from http://127.0.0.1:{port}/simple/)" in r.stdout, r.stdout
-        assert f"Jupyter started (JupyterLab {LAB_VERSION}" in r.stdout and fab.status()["own_env"] is True, r.stdout
-        fab("stop")
+        wait_for_index(host.netns, url)
+        yield host, url, index_dir
     finally:
         server.terminate()
         server.wait()
         host.close()
         shutil.rmtree(index_dir, ignore_errors=True)
+
+
+def test_a_host_that_reaches_its_index_installs_with_its_own_pip(online, tmp_path):
+    """The online path: the host's pip, from the index it is configured with (PIP_INDEX_URL here:
+    a local index of wheels served in the host's own namespace), nothing sent from here."""
+    host, url, _ = online
+    fab = make_fab(host, "fjonline", tmp_path)
+    r = fab.setup()
+    assert f"installing {SPEC} into " in r.stdout and f"from {url}, by the host's own pip" in r.stdout, r.stdout
+    assert "downloading" not in r.stdout and "sent" not in r.stdout, r.stdout
+    assert f"installing with pip (from {url})" in r.stdout, r.stdout
+    assert f"Jupyter started (JupyterLab {LAB_VERSION}" in r.stdout and fab.status()["own_env"] is True, r.stdout
+    fab("stop")
+
+
+def test_install_from_here_sends_the_wheels_to_a_host_that_reaches_its_index(online, tmp_path):
+    host, url, _ = online
+    fab = make_fab(host, "fjonline", tmp_path)
+    fab.hosts(f"hosts:\n  {fab.user}:\n    install: true\n    install_spec: {SPEC}\n    install_from: here\n")
+    r = fab.setup()
+    assert f"into {fab.home / '.fabjupyter' / 'venv'} from here (install_from: here): " in r.stdout, r.stdout
+    assert "sent in one transfer" in r.stdout and "installing with pip (from the wheels sent)" in r.stdout, r.stdout
+    assert "by the host's own pip" not in r.stdout and f"(from {url})" not in r.stdout, r.stdout
+    assert json.loads((fab.home / ".fabjupyter" / "venv" / "fabjupyter.json").read_text())["source"] == "here"
+    assert fab.status()["own_env"] is True
+    fab("stop")
+
+
+def test_a_pip_failure_on_the_host_removes_the_environment_it_was_making(online, tmp_path):
+    """The host's own pip fails (its index has no such version) after the environment was made:
+    the environment goes, and nothing else of Jupyter's was written."""
+    host, url, _ = online
+    fab = make_fab(host, "fjonline", tmp_path)
+    fab.hosts(f"hosts:\n  {fab.user}:\n    install: true\n    install_spec: jupyterlab==0.0.1\n")
+    r = fab.setup(check=False)
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    assert f"installing jupyterlab==0.0.1 into " in r.stdout and f"installing with pip (from {url})" in r.stdout, r.stdout
+    assert r.stderr.startswith(f"{fab.user}: installing failed (pip install); nothing was changed") and \
+        "No matching distribution found for jupyterlab==0.0.1" in r.stderr, r.stderr
+    top = fab.home / ".fabjupyter"
+    left = sorted(str(p.relative_to(top)) for p in top.rglob("*")) if top.exists() else []
+    assert not [p for p in left if p.split("/")[0] in ("venv", "install", "config", "password", "settings.sh", "state", "run.sh")], left
+    assert host.processes(fab.user) == []
+
+
+def test_an_upgrade_that_changes_the_version_restarts_jupyter(online, tmp_path):
+    """The index first has an older JupyterLab; setup installs it. Then the current one appears
+    there: setup --install --upgrade installs it and restarts Jupyter (another pid, the new
+    version running); a second upgrade changes nothing (tested with the offline host above)."""
+    import subprocess
+    import sys
+
+    host, url, index_dir = online
+    major, minor, patch = (int(x) for x in LAB_VERSION.split("."))
+    older = f"{major}.{minor}.{patch - 1}" if patch else f"{major}.{minor - 1}.0"
+    old_dir = tmp_path / "older"
+    r = subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:", "--dest", str(old_dir),
+                        f"jupyterlab=={older}"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    wheels = cached_wheels()
+    current = [w for w in wheels if w.name.startswith(f"jupyterlab-{LAB_VERSION}-")]
+    assert current, wheels
+
+    def serve(files):
+        shutil.rmtree(index_dir / "simple")
+        simple_index(files, index_dir)
+
+    try:
+        serve([w for w in wheels if w not in current] + list(old_dir.glob("*.whl")))
+        fab = make_fab(host, "fjonline", tmp_path)
+        fab.hosts(f"hosts:\n  {fab.user}:\n    install: true\n    install_spec: jupyterlab\n")
+        r = fab.setup()
+        assert f"installed jupyterlab into " in r.stdout and f"jupyterlab {older}" in r.stdout, r.stdout
+        before = fab.status()
+        assert before["running"] and before["version"].startswith(f"JupyterLab {older},"), before
+        serve(wheels)
+        r = fab("setup", "--install", "--upgrade")
+        assert f"upgraded jupyterlab into " in r.stdout and f"jupyterlab {LAB_VERSION}" in r.stdout, r.stdout
+        after = fab.status()
+        assert after["running"] and after["version"].startswith(f"JupyterLab {LAB_VERSION},") and after["pid"] != before["pid"], (before, after)
+        assert not os.path.exists(f"/proc/{before['pid']}") or b"jupyter" not in open(f"/proc/{before['pid']}/cmdline", "rb").read()
+        fab("stop")
+    finally:
+        serve(wheels)
+
+
+def test_the_activate_lines_python_makes_the_environment_from_a_list_spec(offline, tmp_path):
+    """activate: puts another python3 first on the PATH (a link to the system's, in a directory
+    of its own, as a `module load python` would): the environment is made with that one, and a
+    list install_spec reaches pip as separate requirements (joined, pip would refuse it)."""
+    import re
+
+    folder = next(Path(os.environ["XDG_CACHE_HOME"], "fabjupyter", "wheels").glob("*/complete.json"), None)
+    if folder is None:
+        make_fab(offline, "fjinst2", tmp_path)("setup", "--dry-run")  # this module's cache, for the wheels below
+        folder = next(Path(os.environ["XDG_CACHE_HOME"], "fabjupyter", "wheels").glob("*/complete.json"))
+    folder = folder.parent
+    kernel = next(re.match(r"ipykernel-([^-]+)-", w.name).group(1) for w in folder.glob("ipykernel-*.whl"))
+    modules = Path(tempfile.mkdtemp(prefix="fabjupyter-module-"))  # readable by the test users
+    try:
+        modules.chmod(0o755)
+        (modules / "python3").symlink_to("/usr/bin/python3.11")
+        fab = make_fab(offline, "fjinst2", tmp_path)
+        # the list spec is a new cache key: resolved from the wheels already here, not from an index
+        fab.env = lambda: dict(Fab.env(fab), PIP_NO_INDEX="1", PIP_FIND_LINKS=str(folder))
+        fab.hosts(f"hosts:\n  {fab.user}:\n    install: true\n    activate: PATH={modules}:$PATH\n"
+                  f"    install_spec: [\"{SPEC}\", \"ipykernel=={kernel}\"]\n")
+        r = fab.setup()
+        assert f"installed {SPEC} ipykernel=={kernel} into " in r.stdout and f"ipykernel {kernel}" in r.stdout, r.stdout
+        venv = fab.home / ".fabjupyter" / "venv"
+        assert os.readlink(venv / "bin" / "python3") == str(modules / "python3"), os.readlink(venv / "bin" / "python3")
+        assert f"home = {modules}\n" in (venv / "pyvenv.cfg").read_text()
+        assert json.loads((venv / "fabjupyter.json").read_text())["spec"] == [SPEC, f"ipykernel=={kernel}"]
+        record = fab.status()
+        assert record["running"] and record["own_env"] is True, record
+        fab("stop")
+    finally:
+        shutil.rmtree(modules, ignore_errors=True)
+
+
+def test_the_users_own_jupyter_wins_over_this_tools_environment(offline, tmp_path):
+    """After an install, status says Jupyter runs from this tool's own environment. Once the
+    activate line brings a Jupyter of the user's, install: true only says so in a note, that
+    Jupyter runs, and status no longer says 'own environment'."""
+    from .sshhost import JUPYTER_VENV
+
+    fab = make_fab(offline, "fjinst", tmp_path)
+    fab.setup()
+    r = fab("status")
+    assert "; Jupyter from this tool's own environment (~/.fabjupyter/venv)" in r.stdout, r.stdout
+    fab.hosts(f"hosts:\n  {fab.user}:\n    install: true\n    install_spec: {SPEC}\n    activate: . {JUPYTER_VENV}/bin/activate\n")
+    r = fab.setup()
+    assert f"note: install: true, but Jupyter was found there ({JUPYTER_VENV}/bin/jupyter-lab): it is used, and nothing was " \
+        "installed" in r.stdout, r.stdout
+    assert "installing" not in r.stdout and "upgrad" not in r.stdout, r.stdout
+    record = fab.status()
+    assert record["running"] and record["own_env"] is False, record
+    args = open(f"/proc/{record['pid']}/cmdline", "rb").read().split(b"\0")
+    assert any(a.startswith(str(JUPYTER_VENV).encode()) for a in args[:2]), args
+    r = fab("status")
+    assert "own environment" not in r.stdout, r.stdout
+    fab("stop")
+    # and with no environment of this tool's at all, nothing is installed either
+    offline.reset_user(fab.user)
+    r = fab.setup()
+    assert "note: install: true, but Jupyter was found there" in r.stdout and "installing" not in r.stdout, r.stdout
+    assert not (fab.home / ".fabjupyter" / "venv").exists()
+    fab("stop")

@@ -3,12 +3,15 @@
 another network namespace), reached through the login node."""
 
 import json
+import os
 import queue
+import select
 import shlex
 import signal
 import subprocess
 import threading
 import time
+import urllib.request
 
 import pytest
 
@@ -69,8 +72,107 @@ def wait_until(test, timeout, every=1.0):
     return True
 
 
-def test_a_job_runs_jupyter_on_the_compute_node_reached_through_the_login_node(cluster, fab, local_port):
+class Lines:
+    """A process's output, a line at a time, never blocking past a deadline (select on its
+    pipe, not readline)."""
+
+    def __init__(self, stream):
+        self.fd, self.buf, self.lines, self.ended = stream.fileno(), b"", [], False
+
+    def until(self, test, timeout):
+        """Read until a line passes TEST (that line), or the output ends or TIMEOUT passes (None)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            while b"\n" in self.buf or (self.ended and self.buf):
+                line, _, self.buf = self.buf.partition(b"\n")
+                self.lines.append(line.decode(errors="replace"))
+                if test(self.lines[-1]):
+                    return self.lines[-1]
+            left = deadline - time.monotonic()
+            if self.ended or left <= 0:
+                return None
+            if select.select([self.fd], [], [], left)[0]:
+                chunk = os.read(self.fd, 65536)
+                self.ended = not chunk
+                self.buf += chunk
+
+
+HOLDER = r"""
+import socket, sys, time
+# another user's server on the compute node: it takes the port as soon as it is free (trying
+# for two minutes), answers every request with 404 "holder", and prints each request's start
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+deadline = time.time() + 120
+while True:
+    try:
+        s.bind((sys.argv[1], int(sys.argv[2])))
+        break
+    except OSError:
+        if time.time() > deadline:
+            raise
+        time.sleep(0.01)
+s.listen(16)
+print("listening", flush=True)
+while True:
+    c, _ = s.accept()
+    c.settimeout(5)
+    try:
+        print(repr(c.recv(65536)[:200]), flush=True)
+        c.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 6\r\nConnection: close\r\n\r\nholder")
+    except OSError:
+        pass
+    c.close()
+"""
+
+
+class Holder:
+    """HOLDER on the node's address and PORT, as the other test user: .listening once it holds
+    the port, .requests what reached it."""
+
+    def __init__(self, cluster, port):
+        other = cluster.login.users["fjslurmsh"]
+        self.port, self.requests, self.listening = port, [], threading.Event()
+        self.proc = subprocess.Popen(
+            ["nsenter", f"--net=/run/netns/{cluster.compute_ns}", "setpriv", f"--reuid={other.uid}", f"--regid={other.uid}",
+             "--init-groups", "python3", "-u", "-c", HOLDER, cluster.node_addr, str(port)],
+            env={"HOME": str(other.home), "PATH": "/usr/bin:/bin"}, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True)
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            if line.startswith("listening"):
+                self.listening.set()
+            else:
+                self.requests.append(line.rstrip("\n"))
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+
+
+@pytest.fixture
+def hold(cluster):
+    """hold(port): another user's server on that port of the node (taken once free)."""
+    made = []
+
+    def start(port):
+        made.append(Holder(cluster, port))
+        return made[-1]
+
+    try:
+        yield start
+    finally:
+        for holder in made:
+            holder.close()
+
+
+def test_a_job_runs_jupyter_on_the_compute_node_reached_through_the_login_node(cluster, fab, local_port, hold):
     slurm_hosts(fab, "--time=00:10:00")
+    # another user's server holds the first port from `port` on the node: the job takes the next
+    busy = hold(fab.port)
+    assert busy.listening.wait(30)
     # a dry run shows the batch script and submits nothing
     r = fab("setup", "--dry-run", "--password-stdin", input=PASSWORD + "\n")
     assert "the batch script it would submit:" in r.stdout and "    #SBATCH --time=00:10:00" in r.stdout, r.stdout
@@ -87,6 +189,7 @@ def test_a_job_runs_jupyter_on_the_compute_node_reached_through_the_login_node(c
     assert record["running"] and record["launcher"] == "slurm"
     assert (record["job_id"], record["job_state"], record["node"], record["address"]) == (job_id, "RUNNING", cluster.node, cluster.node_addr)
     assert record["time_left"] and record["ended"] is None and record["url"] == f"http://{cluster.node_addr}:{record['port']}/"
+    assert record["port"] == fab.port + 1 and f"at http://{cluster.node_addr}:{fab.port + 1}/" in r.stdout, (record, r.stdout)
     # Jupyter runs on the compute node, not on the login node, and listens on the node's address only
     assert jupyter_pids(cluster, "compute") and not jupyter_pids(cluster, "login")
     # the job's proof, checked on the node: the process listening on the port is its Jupyter
@@ -112,12 +215,26 @@ def test_a_job_runs_jupyter_on_the_compute_node_reached_through_the_login_node(c
     assert "nothing changed" in r.stdout and [j["id"] for j in cluster.squeue("fjslurm")] == [job["id"]], r.stdout
     assert fab("logs").stdout.count("Jupyter Server") >= 1
 
-    # restart resubmits; the open tunnel follows the new job
+    # restart resubmits; the open tunnel follows the new job. Another user takes the old job's
+    # port the moment its Jupyter lets go (the first port from `port` is still held too), so the
+    # new job listens elsewhere, and the old forward's target is the other user's server
+    old_port = record["port"]
+    taker = hold(old_port)
     r = fab("restart")
     assert f"Jupyter stopped (job {job_id})" in r.stdout, r.stdout
+    assert taker.listening.is_set(), "the old job's port was not free after its job was gone"
     [new] = cluster.squeue("fjslurm")
     assert new["id"] != job["id"]
     assert wait_until(lambda: logs_in(url), 60, every=2), "".join(proc.output_lines)
+    moved = fab.status()
+    assert moved["job_id"] == str(new["id"]) and moved["port"] == fab.port + 2, (moved, old_port)
+    said = "".join(proc.output_lines)
+    assert "Jupyter stopped; the forward to it is closed until the host confirms where it runs" in said, said
+    assert f"reconnected; Jupyter is at {url} again" in said, said
+    # what the forward reaches now is the new job's Jupyter (its API, and our password), and the
+    # old address's new owner never received anything through the tunnel
+    assert logs_in(url) and json.loads(urllib.request.urlopen(url + "api", timeout=10).read())["version"]
+    assert taker.requests == [] and busy.requests == [], (taker.requests, busy.requests)
     fab.cleanup()
 
     # a changed setting (the sbatch options) cancels and resubmits, and says so
@@ -141,15 +258,10 @@ def test_a_job_that_cannot_start_shows_its_reason_and_ctrl_c_cancels_it(cluster,
     fab.children.append(proc)
     proc.stdin.write(PASSWORD + "\n")
     proc.stdin.close()
-    lines = []
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        lines.append(line)
-        if " PENDING (" in line or not line:
-            break
-    assert " PENDING (" in lines[-1], lines
-    assert "PartitionDown" in lines[-1] or "PartitionInactive" in lines[-1], lines
+    out = Lines(proc.stdout)
+    pending = out.until(lambda line: " PENDING (" in line, 60)
+    assert pending, out.lines
+    assert "PartitionDown" in pending or "PartitionInactive" in pending, out.lines
     [job] = cluster.squeue("fjslurm")
     proc.send_signal(signal.SIGINT)
     proc.wait(90)
@@ -169,6 +281,115 @@ def test_a_queue_timeout_cancels_the_job_and_says_why(cluster, fab):
     err = r.stderr.strip().splitlines()
     assert len(err) == 1 and "was still PENDING (" in err[0] and "after 3 s in the queue; cancelled it" in err[0], err
     assert cluster.squeue("fjslurm") == []
+
+
+def test_launcher_sbatch_and_queue_timeout_on_the_command_line(cluster, fab):
+    """--launcher slurm, --sbatch (repeatable) and --queue-timeout, with nothing of SLURM in
+    hosts.yaml (nor socket: the launcher's default, a port, applies)."""
+    fab.hosts("", tcp=False)
+    flags = ("--launcher", "slurm", "--sbatch=--partition=down", "--sbatch=--time=00:07:00", "--queue-timeout", "3")
+    r = fab("setup", "--dry-run", *flags, "--password-stdin", input=PASSWORD + "\n")
+    assert "the batch script it would submit:" in r.stdout, r.stdout
+    assert "    #SBATCH --partition=down" in r.stdout and "    #SBATCH --time=00:07:00" in r.stdout, r.stdout
+    assert cluster.squeue("fjslurm") == []
+    r = fab.setup(*flags, check=False)
+    err = r.stderr.strip().splitlines()
+    assert r.returncode == 1 and len(err) == 1, r.stdout + r.stderr
+    assert "was still PENDING (PartitionDown" in err[0] and "after 3 s in the queue; cancelled it" in err[0], err
+    [job_id] = [line.split("job ", 1)[1].split()[0] for line in r.stdout.splitlines() if line.endswith(" submitted")]
+    job = cluster.job(job_id)
+    assert (job["JobState"], job["Partition"], job["TimeLimit"]) == ("CANCELLED", "down", "00:07:00"), job
+    assert cluster.squeue("fjslurm") == []
+
+
+def test_the_agent_cancels_the_job_when_its_client_is_gone_without_ctrl_c(cluster, fab):
+    """The client killed hard (fab and its ssh at once: no Ctrl-C, no word to the host): the
+    agent on the login node finds it gone at its next line and cancels the queued job."""
+    slurm_hosts(fab, "--partition=down", "--time=00:05:00")
+    proc = subprocess.Popen(fab.args("setup", "--password-stdin"), cwd=ROOT, env=fab.env(), stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    fab.children.append(proc)
+    proc.stdin.write((PASSWORD + "\n").encode())
+    proc.stdin.close()
+    out = Lines(proc.stdout)
+    assert out.until(lambda line: " PENDING (" in line, 60), out.lines
+    [job] = cluster.squeue("fjslurm")
+    os.killpg(proc.pid, signal.SIGKILL)  # the whole process group: fab and any ssh it started
+    proc.wait(10)
+    assert wait_until(lambda: cluster.squeue("fjslurm") == [], 30, every=0.5), cluster.squeue("fjslurm")
+    assert cluster.job(job["id"])["JobState"] == "CANCELLED"
+    assert not fab.status()["running"]
+
+
+# scontrol as on a cluster whose node records name no NodeAddr (the job's look finds none)
+NO_NODEADDR = """#!/bin/sh
+/usr/bin/scontrol "$@" | sed 's/NodeAddr=[^ ]* *//'
+"""
+
+# sacct as on a cluster that keeps accounting (this one has no slurmdbd, so the real sacct says
+# "Slurm accounting storage is disabled"): the answer comes from this cluster's own record of
+# ended jobs (its job completion log), in the form asked for (-n -X -P -o State,Reason,ExitCode);
+# every call is logged
+SACCT = """#!/usr/bin/python3
+import os, sys
+args = sys.argv[1:]
+with open(os.path.expanduser("~/sacct.calls"), "a") as f:
+    f.write(" ".join(args) + "\\n")
+job = args[args.index("-j") + 1]
+for line in open({log!r}):
+    if line.startswith("JobId=%s " % job):
+        fields = dict(word.split("=", 1) for word in line.split() if "=" in word)
+        print("%s|None|%s" % (fields["JobState"], fields.get("ExitCode", "")))
+"""
+
+
+def test_without_nodeaddr_the_nodes_name_then_an_ended_jobs_state_from_sacct_or_no_longer_known(cluster, fab, local_port):
+    noaddr = fab.home / "noaddr"
+    noaddr.mkdir()
+    (noaddr / "scontrol").write_text(NO_NODEADDR)
+    (noaddr / "scontrol").chmod(0o755)
+    shown = cluster.run_in_login(fab.user, f"PATH=$HOME/noaddr:$PATH scontrol show node {cluster.node}").stdout
+    assert f"NodeName={cluster.node}" in shown and "NodeAddr" not in shown, shown
+    slurm_hosts(fab, "--time=00:10:00", extra=f"    activate: {json.dumps('PATH=$HOME/noaddr:$PATH')}\n")
+    r = fab.setup()
+    record = fab.status()
+    # the node's name is the address: Jupyter listens on what it resolves to, the login node
+    # reaches it by that name, and the login through the tunnel works
+    assert record["running"] and (record["node"], record["address"]) == (cluster.node, cluster.node), record
+    assert f"at http://{cluster.node}:{record['port']}/" in r.stdout, r.stdout
+    assert f"on {cluster.node}: Jupyter on {cluster.node}:{record['port']}" in fab("logs").stdout
+    proc, url, out = fab.tunnel("--local-port", str(local_port))
+    assert url, out
+    assert login_and_list(url, PASSWORD)[1] == 200
+    fab.cleanup()
+
+    # the job ends outside this tool (an administrator's scancel): the scheduler's word, while it remembers
+    job_id = record["job_id"]
+    cluster.slurm("scancel", job_id, check=True)
+    cluster.wait_state(job_id, "CANCELLED", timeout=30)
+    ended = fab.status()
+    assert (ended["running"], ended["job_state"]) == (False, "CANCELLED") and ended["ended"].startswith("CANCELLED"), ended
+    cluster.reconfigure(MinJobAge=2)
+    try:
+        # forgotten by the controller (MinJobAge, then its purge, every 60 s at the latest), and
+        # no accounting: this tool's own record, and says so
+        assert wait_until(lambda: cluster.job(job_id) is None, 75), cluster.job(job_id)
+        gone = fab.status()
+        assert (gone["running"], gone["job_id"], gone["job_state"], gone["ended"]) == (
+            False, job_id, "ENDED", "ENDED (no longer known to the scheduler)"), gone
+        assert f"job {job_id} ended: ENDED (no longer known to the scheduler)" in fab("status").stdout
+        # where the cluster keeps accounting, sacct has it still (the user's PATH on the login
+        # node, as a site's module system would give it)
+        (fab.home / "bin").mkdir()
+        (fab.home / "bin" / "sacct").write_text(SACCT.format(log=str(cluster.jobcomp_log)))
+        (fab.home / "bin" / "sacct").chmod(0o755)
+        (fab.home / ".bashrc").write_text('PATH="$HOME/bin:$PATH"\n')
+        found = fab.status()
+        assert (found["running"], found["job_state"], found["ended"]) == (False, "CANCELLED", "CANCELLED"), found
+        calls = (fab.home / "sacct.calls").read_text().splitlines()
+        assert calls and all(f"-j {job_id}" in call for call in calls), calls
+    finally:
+        cluster.reconfigure(MinJobAge=cluster.min_job_age)
 
 
 def test_sbatch_refusing_the_options_is_one_line_with_its_own_words(cluster, fab):
@@ -207,9 +428,18 @@ def test_idle_timeout_ends_the_job_by_itself(cluster, fab):
 
 
 def test_socket_and_public_mode_are_refused_with_slurm(cluster, fab):
-    slurm_hosts(fab, extra="    socket: true\n")
-    r = fab("status", check=False)
-    assert r.returncode == 1 and "launcher slurm runs Jupyter on a compute node" in r.stderr, r.stderr
+    # in hosts.yaml (public mode without a socket: key too, where the default applies), or on the
+    # command line: one line, before anything reaches the host
+    cases = [("    socket: true\n", ()), ("    mode: public\n", ()), ("    mode: public\n    socket: false\n", ()),
+             ("", ("--mode", "public")), ("", ("--socket",))]
+    for extra, flags in cases:
+        fab.hosts(f"hosts:\n  {fab.user}:\n    launcher: slurm\n{extra}", tcp=False)
+        for args in [("setup", *flags, "--password-stdin")] + ([("status",)] if not flags else []):
+            r = fab(*args, input=PASSWORD + "\n", check=False)
+            assert r.returncode == 1 and "Traceback" not in r.stderr, (extra, flags, args, r.stdout, r.stderr)
+            [line] = r.stderr.splitlines()
+            assert "launcher slurm runs Jupyter on a compute node" in line and "not mode: public" in line, (extra, flags, line)
+    assert not (fab.home / ".fabjupyter").exists() and cluster.squeue("fjslurm") == []
 
 
 def test_the_log_path_reaches_sbatch_as_one_word_whatever_it_holds(cluster, fab):

@@ -132,9 +132,14 @@ def test_job_runs_on_the_compute_node_and_scancel_ends_it(slurm):
 
 def test_down_partition_keeps_the_job_pending(slurm):
     job = slurm.sbatch("fjslurm", "-p down --time=1 --wrap 'sleep 60'")
-    time.sleep(2)  # a scheduling pass or more
-    r = slurm.run_in_login("fjslurm", f"squeue -h -j {job} -o '%T|%r|%N|%P'")
-    assert r.stdout.strip() == "PENDING|PartitionDown||down", r.stderr
+    # until a scheduling pass has looked at it (its reason is None before), within a deadline
+    deadline, r = time.monotonic() + 30, None
+    while time.monotonic() < deadline:
+        r = slurm.run_in_login("fjslurm", f"squeue -h -j {job} -o '%T|%r|%N|%P'")
+        if r.stdout.strip() != "PENDING|None||down":
+            break
+        time.sleep(0.2)
+    assert r.stdout.strip() == "PENDING|PartitionDown||down", (r.stdout, r.stderr)
     info = slurm.job(job)
     assert (info["JobState"], info["Reason"], info["NodeList"], info["StartTime"]) == ("PENDING", "PartitionDown", "", "Unknown")
     assert slurm.compute_pids("fjslurm") == []

@@ -353,3 +353,30 @@ def test_every_list_of_launchers_names_every_launcher():
         missing = [name for name in LAUNCHERS if not re.search(rf"\b{name}\b", text)]
         assert not missing, f"{what} does not name {missing}: {text}"
     assert launcher_words() == "nohup, tmux or slurm"
+
+
+def test_start_up_loads_no_certificate_code_and_leaves_the_collector_on():
+    """A run that makes no certificate does not pay for cryptography's x509 (cert.py imports it
+    where it is used), and the collection's import leaves the garbage collector as it found it,
+    with the import-time objects frozen (tasks/__init__.py)."""
+    probe = ("import gc, sys; import tasks.cli; "
+             "print('cryptography.x509' in sys.modules, 'urllib.request' in sys.modules, 'tarfile' in sys.modules, "
+             "gc.isenabled(), gc.get_freeze_count() > 10000)")
+    r = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert r.stdout.split() == ["False", "False", "False", "True", "True"], r.stdout + r.stderr
+    r = subprocess.run([sys.executable, "-c", "import gc; gc.disable(); import tasks; print(gc.isenabled())"], cwd=ROOT,
+                       capture_output=True, text=True, check=True)
+    assert r.stdout.split() == ["False"], "importing the collection turned on a collector its importer had turned off"
+    from tasks import cert
+
+    pem, _key = cert.generate(["example.org"], 1)  # and the certificate code still finds what it imports
+    assert cert.fingerprint(cert.load_pair(pem, _key, "test")).startswith("SHA256:")
+
+
+def test_the_version_is_looked_up_when_printed():
+    from tasks.cli import program
+
+    r = subprocess.run([sys.executable, "-c", "from tasks.cli import main; main()", "--version"], cwd=ROOT, capture_output=True,
+                       text=True, check=True)
+    assert r.stdout.splitlines()[0] == f"fabjupyter {program.version}"
+    assert program.version not in ("", "unknown")
