@@ -130,6 +130,15 @@ def test_a_new_instance_starts_with_the_default_instances_password(fab, local_po
     fab("stop", "--all")
 
 
+def records_with_another_server(fab, timeout=60):
+    """list's records once a server this tool did not start is among them (or at TIMEOUT)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = records(fab)
+        if any(not r["ours"] for r in found) or time.monotonic() > deadline:
+            return found
+        time.sleep(0.5)
+
 def test_list_shows_a_server_this_tool_did_not_start(fab):
     fab.setup()
     mine = fab.status()
@@ -138,12 +147,7 @@ def test_list_shows_a_server_this_tool_did_not_start(fab):
         f"nohup {JUPYTER_VENV}/bin/jupyter lab --no-browser --port {port} --ServerApp.token=s3cret-token-xyz "
         "> hand.log 2>&1 < /dev/null &"
     )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        found = records(fab)
-        if any(not r["ours"] for r in found):
-            break
-        time.sleep(0.5)
+    found = records_with_another_server(fab)
     others = [r for r in found if not r["ours"]]
     assert len(others) == 1, found
     other = others[0]
@@ -321,12 +325,7 @@ def test_list_shows_a_classic_notebook_not_ours_and_each_records_keys(fab):
         f"mkdir -p 'hand dir' && nohup {NB6}/bin/jupyter notebook --no-browser --port {port} --NotebookApp.token=s3cret-token-nb6 "
         "--notebook-dir=\"$HOME/hand dir\" > hand.log 2>&1 < /dev/null &"
     )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        found = records(fab)
-        if any(not r["ours"] for r in found):
-            break
-        time.sleep(0.5)
+    found = records_with_another_server(fab)
     runtime = Path(fab.as_user(f"{NB6}/bin/jupyter --runtime-dir").stdout.strip())
     assert list(runtime.glob("nbserver-*.json")), runtime  # what it is found by: Notebook 6's runtime file
     others = [r for r in found if not r["ours"]]
