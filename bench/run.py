@@ -30,7 +30,7 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from tasks import agent
+from tasks.remote import agent
 from tasks.password import fresh_hash
 from tasks.protocol import BOOT, agent_script
 from tests.jupyter_http import Session
@@ -1251,7 +1251,7 @@ def ready_figure(b, runs):
     user = b.host.users[USER]
     r = subprocess.run(["setpriv", f"--reuid={user.uid}", f"--regid={user.uid}", "--init-groups", interpreter_of(JUPYTER_LAB), "-c",
                         READY_DRIVER, str(state.get("port") or 0), str(state["pid"]), state.get("socket") or "", str(runs)],
-                       input=(ROOT / "tasks" / "ready.py").read_text(), cwd=user.home, capture_output=True, text=True,
+                       input=(ROOT / "tasks" / "remote" / "ready.py").read_text(), cwd=user.home, capture_output=True, text=True,
                        env={"HOME": str(user.home), "PATH": "/usr/bin:/bin"})
     if r.returncode != 0:
         raise RuntimeError(f"the ready.py driver: {r.stdout[-300:]}{r.stderr[-500:]}")
@@ -1635,7 +1635,7 @@ def startup_figures(rtt_ms, runs):
         print("  Imports (python -X importtime -c 'import tasks.cli', cumulative ms, the smallest of 3 runs):", flush=True)
         imports = import_times(env)
         for name in ("tasks.cli", "tasks", "fabric", "invoke", "paramiko", "unittest.mock", "invoke.vendor.yaml", "yaml",
-                     "cryptography.x509", "importlib.metadata", "tasks.protocol", "tasks.inventory", "tasks.agent", "tasks.tunnel"):
+                     "cryptography.x509", "importlib.metadata", "tasks.protocol", "tasks.hosts.inventory", "tasks.remote.agent", "tasks.forwards.tunnel"):
             print(f"    {name}: {imports[name] / 1000:.1f} ms" if name in imports else f"    {name}: not imported", flush=True)
     finally:
         if master is not None:

@@ -15,7 +15,8 @@ gc.disable()
 try:
     from invoke import Collection
 
-    from . import cert, config, password, server, setup, tunnel
+    from . import cert, config, password, server, setup
+    from .forwards import tunnel
 finally:
     gc.freeze()
     if _collecting:
@@ -52,7 +53,7 @@ ns = Collection(
 ns.configure(
     {
         # jupyter.hosts_file: the inventory (env: FABRIC_JUPYTER_HOSTS_FILE); else ./hosts.yaml, else
-        # $XDG_CONFIG_HOME/fabjupyter/hosts.yaml (tasks/hosts.py)
+        # $XDG_CONFIG_HOME/fabjupyter/hosts.yaml (tasks/hosts/targets.py)
         # jupyter.accept_new_host_key: record unknown host keys (env: FABRIC_JUPYTER_ACCEPT_NEW_HOST_KEY=1)
         "jupyter": {"hosts_file": None, "accept_new_host_key": False},
         # Fabric's default is to wait for the OS (minutes); -t SECONDS overrides this.

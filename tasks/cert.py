@@ -9,10 +9,10 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import fleet
+from .hosts import fleet
 from .errors import UserError, user_task
 from .localfiles import config_path
-from .options import DRY_RUN_HELP, GROUP_HELP, NAME_HELP, WORKERS_HELP, task
+from .hosts.options import DRY_RUN_HELP, GROUP_HELP, NAME_HELP, WORKERS_HELP, task
 from .protocol import run_agent
 from .report import Outcome
 

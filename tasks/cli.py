@@ -10,7 +10,7 @@ from fabric.main import Fab
 
 from . import ns
 from .errors import quiet_broken_pipe
-from .hosts import INVENTORY_ORDER
+from .hosts.targets import INVENTORY_ORDER
 
 
 class FabJupyter(Fab):

@@ -4,9 +4,9 @@ reads (made by the agent, which knows the kind of Jupyter), and run.sh, this too
 The user's own Jupyter config files are never edited."""
 
 
-from . import fleet
+from .hosts import fleet
 from .errors import user_task
-from .options import (
+from .hosts.options import (
     DRY_RUN_HELP, GROUP_HELP, IDLE_HELP, MODE_HELP, NAME_HELP, ROOT_DIR_HELP, SOCKET_HELP, TCP_HELP, WORKERS_HELP, listen_on, task,
 )
 from .protocol import run_agent, sh_assign, sh_words

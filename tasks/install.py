@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from .config import settings_sh
-from .connection import session
+from .ssh.connection import session
 from .errors import HostError
 from .localfiles import cache_path
 from .protocol import run_agent

@@ -8,9 +8,9 @@ import re
 import sys
 import threading
 
-from . import fleet
+from .hosts import fleet
 from .errors import HostError, UserError, user_task
-from .options import GROUP_HELP, NAME_HELP, WORKERS_HELP, task
+from .hosts.options import GROUP_HELP, NAME_HELP, WORKERS_HELP, task
 from .protocol import run_agent
 from .report import Outcome
 

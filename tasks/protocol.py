@@ -9,14 +9,14 @@ import typing
 from dataclasses import dataclass, fields
 from importlib import resources
 
-from .connection import close_sessions, session
+from .ssh.connection import close_sessions, session
 from .errors import HostError, UserError
-from .inventory import launcher_words
+from .hosts.inventory import launcher_words
 
-BOOTSTRAP = resources.files(__package__).joinpath("bootstrap.sh").read_text()
-AGENT = resources.files(__package__).joinpath("agent.py").read_text()
-READY = resources.files(__package__).joinpath("ready.py").read_text()
-BOOT = resources.files(__package__).joinpath("boot.py").read_text()
+BOOTSTRAP = resources.files(__package__).joinpath("remote").joinpath("bootstrap.sh").read_text()
+AGENT = resources.files(__package__).joinpath("remote").joinpath("agent.py").read_text()
+READY = resources.files(__package__).joinpath("remote").joinpath("ready.py").read_text()
+BOOT = resources.files(__package__).joinpath("remote").joinpath("boot.py").read_text()
 PROTOCOL = 1
 NEEDS_JUPYTER = ("config", "setup", "start", "restart", "install")  # run in Jupyter's environment and Python
 LAUNCHING = ("setup", "start", "restart")  # may start Jupyter
@@ -26,7 +26,7 @@ TAKES_READY = LAUNCHING + ("watch",)  # take ready.py along (its checks of who l
 def sh_quote(value):
     """Quote one value for a POSIX shell. Every value that reaches a remote shell goes through
     the agent's sh_quote (the agent uses it too, for Jupyter's command line under tmux)."""
-    from . import agent  # here, not at the top: a tunnel asks in a thread while its ssh logs in
+    from .remote import agent  # here, not at the top: a tunnel asks in a thread while its ssh logs in
 
     try:
         return agent.sh_quote(value)

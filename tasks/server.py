@@ -1,11 +1,11 @@
 """Running Jupyter detached on the host: start, stop, restart, status, logs."""
 
 
-from . import fleet
+from .hosts import fleet
 from .errors import HostError, UserError, user_task
-from .hosts import target
-from .inventory import BATCH_LAUNCHERS
-from .options import (
+from .hosts.targets import target
+from .hosts.inventory import BATCH_LAUNCHERS
+from .hosts.options import (
     DRY_RUN_HELP, FAST_START_HELP, GROUP_HELP, LAUNCHER_HELP, NAME_HELP, PORT_HELP, QUEUE_TIMEOUT_HELP, RESTART_LAUNCHER_HELP,
     SBATCH_HELP, WORKERS_HELP, task,
 )

@@ -3,11 +3,11 @@
 import dataclasses
 
 
-from . import fleet
+from .hosts import fleet
 from .cert import describe_cert, ensure_cert
 from .config import change_lines, settings_sh, wanted
 from .errors import UserError, user_task
-from .options import (
+from .hosts.options import (
     DRY_RUN_HELP, FAST_START_HELP, GROUP_HELP, IDLE_HELP, LAUNCHER_HELP, MODE_HELP, NAME_HELP, PORT_HELP, QUEUE_TIMEOUT_HELP, ROOT_DIR_HELP,
     SBATCH_HELP, SOCKET_HELP, TCP_HELP, WORKERS_HELP, listen_on, task,
 )

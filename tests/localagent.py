@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from tasks import config, protocol
-from tasks.inventory import Settings
+from tasks.hosts.inventory import Settings
 from tasks.password import hash_password
 
 from .sshhost import JUPYTER_VENV, STANDARD_PATH

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tasks import agent, protocol
+from tasks import protocol
+from tasks.remote import agent
 from tasks.cert import generate
 
 from .localagent import LocalHost, settings

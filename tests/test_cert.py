@@ -191,9 +191,9 @@ def test_the_dry_run_compares_digests_and_never_sends_the_key(fab, monkeypatch):
 
     from tasks import cert as cert_module
     from tasks import protocol
-    from tasks.connection import one_timeout
-    from tasks.hosts import Target
-    from tasks.inventory import Inventory, Settings
+    from tasks.ssh.connection import one_timeout
+    from tasks.hosts.targets import Target
+    from tasks.hosts.inventory import Inventory, Settings
 
     fab.setup("--mode", "public")
     key = (local_copy(fab) / "key.pem").read_bytes()

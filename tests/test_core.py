@@ -15,8 +15,8 @@ from types import SimpleNamespace
 import pytest
 from fabric import Config, Connection
 
-from tasks.inventory import Settings
-from tasks.tunnel import Tunnel, open_forward, port_is_free
+from tasks.hosts.inventory import Settings
+from tasks.forwards.tunnel import Tunnel, open_forward, port_is_free
 
 from .jupyter_http import Session, login_and_list
 from .sshhost import JUPYTER_VENV, proc_files

@@ -4,7 +4,7 @@ committed hosts.yaml must be valid as it is."""
 import subprocess
 import sys
 
-from tasks import inventory
+from tasks.hosts import inventory
 
 from .conftest import ROOT
 from .sshhost import free_port

@@ -40,8 +40,10 @@ def installed(dist, tmp_path_factory):
 def test_the_wheel_holds_fabjupyter_and_nothing_named_tasks(dist):
     names = zipfile.ZipFile(dist[0]).namelist()
     assert not [n for n in names if n.startswith("tasks/")], names
-    for part in ("agent.py", "bootstrap.sh", "ready.py", "boot.py", "cli.py"):
-        assert f"fabjupyter/{part}" in names, names
+    source = [p.relative_to(ROOT / "tasks").as_posix() for p in (ROOT / "tasks").rglob("*")
+              if p.suffix in (".py", ".sh") and "__pycache__" not in p.parts]
+    assert "remote/bootstrap.sh" in source and "cli.py" in source, source
+    assert [part for part in source if f"fabjupyter/{part}" not in names] == [], names  # every folder, every file
 
 
 def test_the_sdist_installs_too(dist, tmp_path):

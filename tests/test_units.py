@@ -7,11 +7,11 @@ import sys
 import pytest
 from fabric import Config, Connection
 
-from tasks import inventory
+from tasks.hosts import inventory
 from tasks.errors import UserError
 from tasks.password import hash_password
 from tasks.protocol import agent_script, sh_assign, sh_quote
-from tasks.tunnel import ssh_command
+from tasks.forwards.tunnel import ssh_command
 
 from .conftest import ROOT
 from .sshhost import JUPYTER_VENV
@@ -96,7 +96,7 @@ def test_settings_precedence(tmp_path):
 def test_instance_settings_precedence_and_names(tmp_path):
     """defaults < host < the instance's entry < options; `name:` picks the instance a host's
     tasks use without --name."""
-    from tasks.hosts import Target
+    from tasks.hosts.targets import Target
 
     path = tmp_path / "hosts.yaml"
     path.write_text(
@@ -179,7 +179,7 @@ def test_ssh_command_reaches_the_host_as_fabric_does(tmp_path):
 
 
 def test_a_group_is_asked_all_at_once_up_to_the_cap_unless_told_fewer():
-    from tasks.fleet import MAX_WORKERS, pool_size
+    from tasks.hosts.fleet import MAX_WORKERS, pool_size
 
     assert pool_size(32) == 32  # network-bound work: not 8 at a time (issue 20: 3.4x one host's time)
     assert pool_size(1) == 1
@@ -195,7 +195,7 @@ def test_the_open_files_limit_is_raised_or_named():
     code = (
         "import resource\n"
         "from tasks.errors import UserError\n"
-        "from tasks.fleet import room_for_files\n"
+        "from tasks.hosts.fleet import room_for_files\n"
         "resource.setrlimit(resource.RLIMIT_NOFILE, (256, 512))\n"
         "room_for_files(400)\n"
         "print(resource.getrlimit(resource.RLIMIT_NOFILE)[0])\n"
@@ -226,7 +226,7 @@ def test_a_group_salted_hash_is_derived_once(monkeypatch):
 
 
 def _route(tmp_path):
-    from tasks import openssh
+    from tasks.ssh import openssh
 
     (tmp_path / "ssh_config").write_text("")
     conn = Connection("login.example", user="ana", config=Config(runtime_ssh_path=str(tmp_path / "ssh_config")))
@@ -263,7 +263,7 @@ def test_a_master_that_failed_says_why_in_one_line(tmp_path, said, prompted, exp
 def test_ssh_config_includes_are_followed_to_find_a_controlpath(tmp_path):
     """A ControlPath in an Included file (Debian's ssh_config includes ssh_config.d/*.conf) counts;
     without one anywhere, no `ssh -G` is run for the hosts."""
-    from tasks import openssh
+    from tasks.ssh import openssh
 
     (tmp_path / "conf.d").mkdir()
     (tmp_path / "conf.d" / "mux.conf").write_text("Host *\n  ControlPath ~/.ssh/cm-%C\n")
@@ -283,7 +283,7 @@ def test_control_sockets_go_to_a_private_directory_short_enough(monkeypatch):
     import tempfile
     from pathlib import Path
 
-    from tasks import openssh
+    from tasks.ssh import openssh
 
     short = Path(tempfile.mkdtemp(prefix="fj"))  # pytest's tmp_path is too long for a socket's
     try:
@@ -300,7 +300,7 @@ def test_control_sockets_go_to_a_private_directory_short_enough(monkeypatch):
 def test_an_ssh_that_did_not_become_a_master_is_ended():
     """ssh -N -f that could not become a master goes to the background as a plain session that
     nothing would end: it is found by its exact command line and ended (and nothing else is)."""
-    from tasks.openssh import _end_strays
+    from tasks.ssh.openssh import _end_strays
 
     argv = ["sh", "-c", "sleep 1000", "fj-stray-test"]
     stray = subprocess.Popen(argv)
@@ -334,9 +334,9 @@ def test_records_updated_by_many_runs_at_once_keep_every_update(tmp_path):
 def test_every_list_of_launchers_names_every_launcher():
     """The launcher table is the one source: the agent's schedulers are in it, and each message
     and help text that lists launchers names all of them (a "nohup or tmux" left behind fails)."""
-    from tasks import agent
-    from tasks.inventory import LAUNCHERS, check_setting, launcher_words
-    from tasks.options import LAUNCHER_HELP, RESTART_LAUNCHER_HELP
+    from tasks.remote import agent
+    from tasks.hosts.inventory import LAUNCHERS, check_setting, launcher_words
+    from tasks.hosts.options import LAUNCHER_HELP, RESTART_LAUNCHER_HELP
     from tasks.protocol import ERRORS
 
     assert {"nohup", "tmux"} | set(agent.SCHEDULERS) == set(LAUNCHERS)

@@ -83,7 +83,7 @@ def test_a_copy_that_differs_only_in_comments_restarts_nothing(fab, tmp_path):
     copy.mkdir()
     shutil.copy(ROOT / "fabfile.py", copy)
     shutil.copytree(ROOT / "tasks", copy / "tasks", ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("agent.py", "ready.py", "boot.py", "bootstrap.sh"):
+    for name in ("remote/agent.py", "remote/ready.py", "remote/boot.py", "remote/bootstrap.sh"):
         path = copy / "tasks" / name
         path.write_text(path.read_text() + "\n# a comment of a newer version\n")
     r = fab.setup()

@@ -25,13 +25,14 @@ from pathlib import Path
 
 from invoke import Exit
 
-from . import fleet, openssh
-from .errors import AuthError, HostError, UserError, sigterm_as_interrupt, user_task
-from .hosts import group_targets, target
-from .localfiles import config_path, read_record, update_record
-from .options import NAME_HELP, WORKERS_HELP, task
-from .protocol import run_agent
-from .server import NotRunning, ask_where, is_socket, remember, seen_running
+from ..hosts import fleet
+from ..ssh import openssh
+from ..errors import AuthError, HostError, UserError, sigterm_as_interrupt, user_task
+from ..hosts.targets import group_targets, target
+from ..localfiles import config_path, read_record, update_record
+from ..hosts.options import NAME_HELP, WORKERS_HELP, task
+from ..protocol import run_agent
+from ..server import NotRunning, ask_where, is_socket, remember, seen_running
 
 READY_TIMEOUT = 30  # seconds for the forward to answer, on top of the SSH connect timeout
 

@@ -28,9 +28,9 @@ import threading
 from glob import glob
 from pathlib import Path
 
-from .errors import AuthError, HostError
+from ..errors import AuthError, HostError
 from .hostkeys import changed_key_message
-from .localfiles import cache_path, config_path, read_record, update_record
+from ..localfiles import cache_path, config_path, read_record, update_record
 
 MULTIPLEX_PERSIST = 600  # seconds a `multiplex: true` master outlives its last use (ControlPersist)
 RUN_PERSIST = 30  # a master only for this run: ended on exit, and by itself this long after a crash

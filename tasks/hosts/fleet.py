@@ -16,9 +16,9 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 
 from invoke import Exit
 
-from .errors import HostError, UserError
-from .hosts import group_targets, target
-from .report import json_lines, say, show
+from ..errors import HostError, UserError
+from .targets import group_targets, target
+from ..report import json_lines, say, show
 
 
 MAX_WORKERS = 64  # hosts asked at once by default (measured: README, "Many hosts")

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from fabric import Connection
 
 from . import inventory
-from .connection import one_timeout
-from .localfiles import config_path
-from .errors import UserError
+from ..ssh.connection import one_timeout
+from ..localfiles import config_path
+from ..errors import UserError
 
 
 @dataclass

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field, fields, replace
 
 import yaml
 
-from .agent import NAME_MAX, SCHEDULERS, good_name
-from .errors import UserError
+from ..remote.agent import NAME_MAX, SCHEDULERS, good_name
+from ..errors import UserError
 
 # The launcher table: how Jupyter is detached from the SSH session, with what help texts say of
 # each. A batch scheduler is one class in the agent (SCHEDULERS) and comes in here by itself; every

@@ -10,7 +10,7 @@ import paramiko
 from paramiko.ssh_exception import NoValidConnectionsError
 
 from . import hostkeys, openssh
-from .errors import AuthError, HostError, UserError
+from ..errors import AuthError, HostError, UserError
 
 # paramiko logs transport failures itself; ours is the one message the user sees
 logging.getLogger("paramiko").addHandler(logging.NullHandler())

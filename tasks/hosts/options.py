@@ -5,7 +5,7 @@ from invoke import task as invoke_task
 from invoke.exceptions import ParseError
 from invoke.parser import Argument
 
-from .errors import UserError
+from ..errors import UserError
 from .inventory import launcher_words
 
 GROUP_HELP = "run on every host of this hosts.yaml group, in parallel (instead of -H)"
