@@ -97,7 +97,7 @@ def test_the_command_itself(installed, tmp_path):
     r = subprocess.run([exe, "--complete", "--", exe, "se"], capture_output=True, text=True, cwd=tmp_path)
     assert "setup" in r.stdout.split(), r.stdout
     assert subprocess.run([python, "-c", "import tasks"], capture_output=True, cwd=tmp_path).returncode != 0
-    assert subprocess.run([python, "-c", "import fabjupyter.agent"], capture_output=True, cwd=tmp_path).returncode == 0
+    assert subprocess.run([python, "-c", "import fabjupyter.remote.net"], capture_output=True, cwd=tmp_path).returncode == 0
 
 
 @pytest.fixture(scope="module")
