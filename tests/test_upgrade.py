@@ -94,3 +94,46 @@ def test_a_copy_that_differs_only_in_comments_restarts_nothing(fab, tmp_path):
     assert "refreshed this tool's own run.sh (not a reason to restart Jupyter)" in r.stdout
     assert "# a comment of a newer version" in (fab.home / ".fabjupyter" / "run.sh").read_text()
     fab("stop")
+
+
+# The last version before the renovation of issue 28 (the remote side as one agent.py; the folders
+# of tasks/ since): its servers must be taken over by this one as they run.
+PRE_RENOVATION_VERSION = "3f52cf3d4b2e7a255826fcae8d3157b1cd02d2b7"
+
+
+def test_an_upgrade_from_before_the_renovation_restarts_nothing(fab, tmp_path, local_port):
+    """Servers the previous layout started (nohup for the default instance, tmux for a named one,
+    and the other way round on a second named pair) keep running: setup, start and status of this
+    version change nothing, each server still logs in with its own password through the tunnel."""
+    old = tmp_path / "previous"
+    old.mkdir()
+    subprocess.run(f"git -C {ROOT} archive {PRE_RENOVATION_VERSION} fabfile.py tasks | tar -x -C {old}", shell=True, check=True)
+    assert (old / "tasks" / "agent.py").exists()  # really the older layout
+    instances = {  # name: the flags it was set up with (the same flags later: nothing to change)
+        "default": ["--launcher", "nohup"],
+        "second": ["--name", "second", "--launcher", "tmux", "--port", str(fab.port + 10)],
+        "third": ["--name", "third", "--launcher", "nohup", "--port", str(fab.port + 20)],
+    }
+    fab.hosts("defaults:\n  launcher: tmux\n")  # the default instance's flag overrides this, the fourth's does not
+    instances["fourth"] = ["--name", "fourth", "--port", str(fab.port + 30)]
+    for flags in instances.values():
+        run_copy(fab, old, "setup", "--password-stdin", *flags)
+    before = {rec["name"]: rec for rec in map(json.loads, fab("list", "--json").stdout.splitlines())}
+    assert {before[n]["launcher"] for n in instances} == {"nohup", "tmux"}, before
+    assert all(before[n]["running"] and before[n]["current"] is True for n in instances), before
+    for name, flags in instances.items():
+        r = fab.setup(*flags)
+        assert "nothing changed" in r.stdout, (name, r.stdout)
+        assert "stopped" not in r.stdout and "started" not in r.stdout, (name, r.stdout)
+        assert "nothing to do" in fab("start", *flags[:2] if name != "default" else []).stdout
+    after = {rec["name"]: rec for rec in map(json.loads, fab("list", "--json").stdout.splitlines())}
+    assert {n: after[n]["pid"] for n in instances} == {n: before[n]["pid"] for n in instances}, after
+    assert all(after[n]["current"] is True for n in instances), after
+    sessions = fab.as_user("tmux -L fabjupyter ls -F '#{session_name}'").stdout.split()
+    assert sorted(sessions) == ["jupyter-fourth", "jupyter-second"], sessions
+    for name in ("default", "second"):
+        proc, url, out = fab.tunnel("--local-port", str(local_port), *([] if name == "default" else ["--name", name]))
+        assert login_and_list(url, PASSWORD)[1] == 200, (name, out)
+        fab.cleanup()
+    fab("stop", "--all")
+    assert fab.sshhost.processes(fab.user) == []
