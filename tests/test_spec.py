@@ -201,3 +201,24 @@ def test_every_error_code_has_its_wording():
 
 def test_the_table_is_python_3_6():
     assert problems((REMOTE / "spec.py").read_text(), (3, 6)) == []
+
+
+def test_run_agent_refuses_a_bad_request_before_connecting():
+    """A request the table refuses is the client's bug: an exception, and nothing sent (this
+    target has no connection at all)."""
+    t = SimpleNamespace(name="default")
+    for action, request_, detail in [("status", {"bogus": 1}, "unknown field 'bogus' for status"),
+                                     ("start", {"port": "8888"}, "field 'port': expected a number, got '8888'"),
+                                     ("config", {}, "field 'settings_sh': missing")]:
+        with pytest.raises(BadRequest) as refused:
+            protocol.run_agent(t, action, **request_)
+        assert refused.value.detail == detail
+
+
+@pytest.mark.parametrize("code", sorted(protocol.ERRORS))
+def test_every_wording_renders(code):
+    """Each sentence formats with what RemoteError gives it (a stray {name} would fail only on
+    the host that hits it)."""
+    t = SimpleNamespace(host="example", named=" --name lab", label="example")
+    error = protocol.RemoteError(t, protocol.ErrorReply(code, "300 42 PENDING", ("a log line",)), "stderr line\n")
+    assert error.message and "{" not in error.message
