@@ -58,14 +58,14 @@ class Action(object):
     """One action: JUPYTER: it runs in Jupyter's environment and Python (the bootstrap finds
     them; run.sh goes along); LAUNCHES: it may start Jupyter; READY: ready.py goes along (its
     checks of who listens where); LOCKED: it takes the host's lock (a change); REPLY: the name of
-    the client's reply class; FIELDS: what its request holds beyond those of every action."""
+    the client's reply class; FIELDS: what its request holds beyond those these imply."""
 
     def __init__(self, name, reply, fields=(), jupyter=False, launches=False, ready=False, locked=False):
         self.name, self.reply = name, reply
         self.jupyter, self.launches, self.ready, self.locked = jupyter, launches, ready or launches, locked
-        added = COMMON + (JUPYTER_FIELDS if jupyter else ()) + ((READY_FIELD,) if self.ready else ())
-        added += (TIMEOUT,) if locked else ()
-        self.fields = dict((f.name, f) for f in added + tuple(fields))
+        implied = COMMON + (JUPYTER_FIELDS if jupyter else ()) + ((READY_FIELD,) if self.ready else ())
+        implied += (TIMEOUT,) if locked else ()
+        self.fields = dict((f.name, f) for f in implied + tuple(fields))
 
 
 COMMON = (
