@@ -123,9 +123,9 @@ def test_an_upgrade_that_changes_only_comments_restarts_nothing(host, monkeypatc
     only in comments finds nothing to change, and Jupyter keeps its pid."""
     first = host.setup(settings(port=free_port()), PASSWORD)
     pid = first.status.pid
-    monkeypatch.setattr(protocol, "AGENT", protocol.AGENT + "\n# a comment of a newer version\n")
-    monkeypatch.setattr(protocol, "BOOTSTRAP", protocol.BOOTSTRAP + "\n# a comment of a newer version\n")
-    monkeypatch.setattr(protocol, "READY", protocol.READY + "\n# a comment of a newer version\n")
+    monkeypatch.setattr(protocol.script, "AGENT", protocol.script.AGENT + "\n# a comment of a newer version\n")
+    monkeypatch.setattr(protocol.script, "BOOTSTRAP", protocol.script.BOOTSTRAP + "\n# a comment of a newer version\n")
+    monkeypatch.setattr(protocol.script, "READY", protocol.script.READY + "\n# a comment of a newer version\n")
     again = host.setup(settings(port=first.status.port), PASSWORD)
     assert again.unchanged and again.status.pid == pid
     assert [(c.what, c.detail) for c in again.changes] == [("tool", "run.sh")]  # refreshed, and said so

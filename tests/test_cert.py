@@ -199,8 +199,8 @@ def test_the_dry_run_compares_digests_and_never_sends_the_key(fab, monkeypatch):
     key = (local_copy(fab) / "key.pem").read_bytes()
     body = b"".join(key.splitlines()[1:-1]).decode()  # the base64 inside the PEM armour
     sent = []
-    real = protocol.agent_script
-    monkeypatch.setattr(protocol, "agent_script", lambda *a, **k: sent.append(real(*a, **k)) or sent[-1])
+    real = protocol.script.agent_script
+    monkeypatch.setattr(protocol.script, "agent_script", lambda *a, **k: sent.append(real(*a, **k)) or sent[-1])
     monkeypatch.setenv("XDG_CONFIG_HOME", str(fab.config_home))
     conn = Connection(fab.user, config=Config(runtime_ssh_path=str(fab.sshhost.ssh_config)))
     one_timeout(conn)
