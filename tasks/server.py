@@ -10,7 +10,7 @@ from .hosts.options import (
     SBATCH_HELP, WORKERS_HELP, task,
 )
 from .protocol import run_agent
-from .report import Outcome, Plain
+from .report import Outcome, Plain, table
 
 # Where Jupyter was seen running during this `fab` call, so that `setup tunnel` does not ask again.
 _seen_running = {}
@@ -339,8 +339,7 @@ def list_host(t):
             ("running" if r["current"] is not False else "running, config changed") if r["running"] else "stopped",
             str(r["pid"] or ""), where_, r["launcher"] or "", r["version"] or "", uptime(r["uptime"]),
         ))
-    width = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = [Plain("  ".join(f"{cell:<{width[i]}}" for i, cell in enumerate(row)).rstrip()) for row in rows]
+    lines = [Plain(line) for line in table(rows)]
     running = sum(1 for r in records if r["running"])
     ours = sum(1 for r in records if r["ours"])
     summary = f"{ours} instance{'s' if ours != 1 else ''}, {running} server{'s' if running != 1 else ''} running"

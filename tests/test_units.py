@@ -380,3 +380,31 @@ def test_the_version_is_looked_up_when_printed():
                        text=True, check=True)
     assert r.stdout.splitlines()[0] == f"fabjupyter {program.version}"
     assert program.version not in ("", "unknown")
+
+
+@pytest.mark.parametrize("rows, lines", [
+    ([("host", "outcome", "URL or error"), ("a", "ok", ""), ("bbbb", "FAILED", "refused")],
+     ["host  outcome  URL or error", "a     ok", "bbbb  FAILED   refused"]),
+    ([("host", "URL"), ("web1", "http://localhost:8888/")], ["host  URL", "web1  http://localhost:8888/"]),
+    ([("name", "state", "pid"), ("default", "running", "12"), ("x", "stopped", "")],
+     ["name     state    pid", "default  running  12", "x        stopped"]),
+])
+def test_one_table_for_every_summary(rows, lines):
+    from tasks.report import table
+
+    assert table(rows) == lines
+
+
+def test_the_pool_driver_hands_back_every_result_and_user_error():
+    from tasks.hosts.fleet import in_parallel
+
+    def work(n):
+        if n % 3 == 0:
+            raise UserError(f"no {n}")
+        return n * n
+
+    got = {n: (result, str(error) if error else None) for n, result, error in in_parallel(range(7), work, 3)}
+    assert got == {0: (None, "no 0"), 1: (1, None), 2: (4, None), 3: (None, "no 3"), 4: (16, None), 5: (25, None),
+                   6: (None, "no 6")}
+    with pytest.raises(ZeroDivisionError):  # a bug is not a host's failure
+        list(in_parallel([1, 0], lambda n: 1 // n, 2))
