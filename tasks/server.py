@@ -11,19 +11,18 @@ from .hosts.options import (
 )
 from .protocol import run_agent
 from .report import Outcome, Plain, table
-
-# Where Jupyter was seen running during this `fab` call, so that `setup tunnel` does not ask again.
-_seen_running = {}
+from .context import run
+from .forwards.where import Where, names_socket
 
 
 def remember(t, status):
-    _seen_running[(t.conn.user, t.conn.host, t.conn.port, t.name)] = (status.where, status.mode or "ssh", status.address)
+    """Where Jupyter was seen running during this `fab` call, so that `setup tunnel` does not ask again."""
+    run().seen[(t.conn.user, t.conn.host, t.conn.port, t.name)] = Where.of(status)
 
 
 def seen_running(t):
-    """(remote port or socket path, mode, address or None) of the running Jupyter, if this call's
-    setup, start or list saw it; else None."""
-    return _seen_running.get((t.conn.user, t.conn.host, t.conn.port, t.name))
+    """The Where of the running Jupyter, if this call's setup, start or list saw it; else None."""
+    return run().seen.get((t.conn.user, t.conn.host, t.conn.port, t.name))
 
 
 def running_port(t):
@@ -33,12 +32,11 @@ def running_port(t):
 
 
 def ask_where(t):
-    """(remote port or socket path, mode, address: where a batch job's Jupyter listens, else None),
-    asked of the host now; an error if nothing runs."""
+    """The Where of the running Jupyter, asked of the host now; an error if nothing runs."""
     status = run_agent(t, "status").status
     if not status.running:
         raise NotRunning(t.label, f"Jupyter is not running there; start it with `{t.fab('setup')}` (or `start{t.named}`)")
-    return status.where, status.mode, status.address
+    return Where.of(status)
 
 
 class NotRunning(HostError):
@@ -52,7 +50,7 @@ def process(detail):
 
 def is_socket(where):
     """Is this location (a port number or a path) a Unix socket?"""
-    return isinstance(where, str) and where.startswith("/")
+    return names_socket(where)
 
 
 def url_for(t, port, mode, address=None):
