@@ -13,22 +13,21 @@ from .errors import HostError, UserError, user_task
 from .hosts.options import GROUP_HELP, NAME_HELP, WORKERS_HELP, task
 from .protocol import run_agent
 from .report import Outcome
+from .context import run
 
 # jupyter_server.auth.security.passwd uses argon2-cffi's PasswordHasher with these parameters.
 MEMORY_KIB, TIME_COST, LANES = 10240, 10, 8
 SALTED = re.compile(r"^argon2:\$argon2id\$v=19\$m=(\d+),t=(\d+),p=(\d+)\$([A-Za-z0-9+/]+)$")
 
-# One password, read once (from stdin or the terminal), serves every task and host of the run.
+# One password, read once (from stdin or the terminal), serves every task and host of the run
+# (kept in context.run(), with its hashes).
 _lock = threading.Lock()
-_read = {}
 _hash_lock = threading.Lock()
 
 
 def _b64(data):
     return base64.b64encode(data).decode("ascii").rstrip("=")
 
-
-_salted = {}
 
 
 def hash_password(password, salted=None):
@@ -38,9 +37,10 @@ def hash_password(password, salted=None):
     `setup --password-stdin` on hosts that have it costs one derivation, not one per host."""
     if salted:
         with _lock:
-            if (password, salted) not in _salted:
-                _salted[(password, salted)] = _derive(password, salted)
-            return _salted[(password, salted)]
+            made = run().salted_hashes
+            if (password, salted) not in made:
+                made[(password, salted)] = _derive(password, salted)
+            return made[(password, salted)]
     return _derive(password, None)
 
 
@@ -62,25 +62,24 @@ def _derive(password, salted):
     return f"argon2:$argon2id$v=19$m={memory},t={time_cost},p={lanes}${_b64(salt)}${_b64(digest)}"
 
 
-_fresh = {}
-
-
 def fresh_hash(password):
     """A new hash for this password, made once per run: a group's hosts share it, so eight hosts
     cost one Argon2 derivation, not eight (they share the password anyway)."""
     with _lock:
-        if password not in _fresh:
-            _fresh[password] = hash_password(password)
-        return _fresh[password]
+        made = run().fresh_hashes
+        if password not in made:
+            made[password] = hash_password(password)
+        return made[password]
 
 
 def read_password(label, from_stdin):
     """One line from stdin (for scripts), or two matching prompts on the terminal; asked once
     per run even when several hosts (threads) need it."""
     with _lock:
-        if from_stdin not in _read:
-            _read[from_stdin] = _ask(label, from_stdin)
-        return _read[from_stdin]
+        read = run().passwords
+        if from_stdin not in read:
+            read[from_stdin] = _ask(label, from_stdin)
+        return read[from_stdin]
 
 
 def _ask(label, from_stdin):

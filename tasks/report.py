@@ -43,3 +43,10 @@ def show(label, outcome, as_json=False):
         say(*json_lines(outcome.record))
     else:
         say("\n".join(labelled(label, outcome.lines)))
+
+
+def table(rows):
+    """ROWS (a header, then one tuple of strings each) as lines: columns left-aligned, two spaces
+    apart, the last one as it is (the group summaries, the tunnels' URLs, `list`)."""
+    width = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    return ["  ".join([*(f"{cell:<{w}}" for cell, w in zip(row, width)), row[-1]]).rstrip() for row in rows]

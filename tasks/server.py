@@ -10,20 +10,19 @@ from .hosts.options import (
     SBATCH_HELP, WORKERS_HELP, task,
 )
 from .protocol import run_agent
-from .report import Outcome, Plain
-
-# Where Jupyter was seen running during this `fab` call, so that `setup tunnel` does not ask again.
-_seen_running = {}
+from .report import Outcome, Plain, table
+from .context import run
+from .forwards.where import Where, names_socket
 
 
 def remember(t, status):
-    _seen_running[(t.conn.user, t.conn.host, t.conn.port, t.name)] = (status.where, status.mode or "ssh", status.address)
+    """Where Jupyter was seen running during this `fab` call, so that `setup tunnel` does not ask again."""
+    run().seen[(t.conn.user, t.conn.host, t.conn.port, t.name)] = Where.of(status)
 
 
 def seen_running(t):
-    """(remote port or socket path, mode, address or None) of the running Jupyter, if this call's
-    setup, start or list saw it; else None."""
-    return _seen_running.get((t.conn.user, t.conn.host, t.conn.port, t.name))
+    """The Where of the running Jupyter, if this call's setup, start or list saw it; else None."""
+    return run().seen.get((t.conn.user, t.conn.host, t.conn.port, t.name))
 
 
 def running_port(t):
@@ -33,12 +32,11 @@ def running_port(t):
 
 
 def ask_where(t):
-    """(remote port or socket path, mode, address: where a batch job's Jupyter listens, else None),
-    asked of the host now; an error if nothing runs."""
+    """The Where of the running Jupyter, asked of the host now; an error if nothing runs."""
     status = run_agent(t, "status").status
     if not status.running:
         raise NotRunning(t.label, f"Jupyter is not running there; start it with `{t.fab('setup')}` (or `start{t.named}`)")
-    return status.where, status.mode, status.address
+    return Where.of(status)
 
 
 class NotRunning(HostError):
@@ -52,7 +50,7 @@ def process(detail):
 
 def is_socket(where):
     """Is this location (a port number or a path) a Unix socket?"""
-    return isinstance(where, str) and where.startswith("/")
+    return names_socket(where)
 
 
 def url_for(t, port, mode, address=None):
@@ -339,8 +337,7 @@ def list_host(t):
             ("running" if r["current"] is not False else "running, config changed") if r["running"] else "stopped",
             str(r["pid"] or ""), where_, r["launcher"] or "", r["version"] or "", uptime(r["uptime"]),
         ))
-    width = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = [Plain("  ".join(f"{cell:<{width[i]}}" for i, cell in enumerate(row)).rstrip()) for row in rows]
+    lines = [Plain(line) for line in table(rows)]
     running = sum(1 for r in records if r["running"])
     ours = sum(1 for r in records if r["ours"])
     summary = f"{ours} instance{'s' if ours != 1 else ''}, {running} server{'s' if running != 1 else ''} running"

@@ -16,7 +16,10 @@ import pytest
 from fabric import Config, Connection
 
 from tasks.hosts.inventory import Settings
-from tasks.forwards.tunnel import Tunnel, open_forward, port_is_free
+from tasks.forwards.confirmed import open_forward
+from tasks.forwards.forward import plain_tunnel
+from tasks.forwards.where import Where
+from tasks.remote.net import port_is_free
 
 from .jupyter_http import Session, login_and_list
 from .sshhost import JUPYTER_VENV, proc_files
@@ -389,12 +392,12 @@ def test_a_port_taken_between_check_and_bind_is_not_mistaken_for_the_forward(fab
     opened = []
     try:
         # the port was free when checked; now another program answers on it
-        tun, error = open_forward(t, Tunnel(conn, taken, fab.port), pinned=False)
+        tun, error = open_forward(t, plain_tunnel(conn, taken, Where(fab.port)), pinned=False)
         assert error is None and tun.local_port != taken
         opened.append(tun)
         assert login_and_list(tun.url, PASSWORD)[1] == 200  # our Jupyter, through our forward
         # a port the user named is not moved: an error that says so
-        tun, error = open_forward(t, Tunnel(conn, taken, fab.port), pinned=True)
+        tun, error = open_forward(t, plain_tunnel(conn, taken, Where(fab.port)), pinned=True)
         assert tun is None and error == f"tunnel failed: local port {taken} is busy; choose another with --local-port"
     finally:
         for tun in opened:

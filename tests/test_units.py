@@ -11,7 +11,7 @@ from tasks.hosts import inventory
 from tasks.errors import UserError
 from tasks.password import hash_password
 from tasks.protocol import agent_script, sh_assign, sh_quote
-from tasks.forwards.tunnel import ssh_command
+from tasks.forwards.plain import ssh_command
 
 from .conftest import ROOT
 from .sshhost import JUPYTER_VENV
@@ -380,3 +380,87 @@ def test_the_version_is_looked_up_when_printed():
                        text=True, check=True)
     assert r.stdout.splitlines()[0] == f"fabjupyter {program.version}"
     assert program.version not in ("", "unknown")
+
+
+@pytest.mark.parametrize("record, words, spec, url", [
+    ({"where": "/home/ana/.fabjupyter/jupyter.sock", "mode": "ssh", "address": None},
+     "the Unix socket /home/ana/.fabjupyter/jupyter.sock on the host",
+     "127.0.0.1:9000:/home/ana/.fabjupyter/jupyter.sock", "http://localhost:9000/"),
+    ({"where": 8890, "mode": "ssh", "address": None}, "port 8890 on the host", "127.0.0.1:9000:127.0.0.1:8890",
+     "http://localhost:9000/"),
+    ({"where": 8890, "mode": "public", "address": None}, "port 8890 on the host (public mode, HTTPS)",
+     "127.0.0.1:9000:127.0.0.1:8890", "https://localhost:9000/"),
+    ({"where": 8890, "mode": "ssh", "address": "node1"}, "node1:8890 (a new job)", "127.0.0.1:9000:node1:8890",
+     "http://localhost:9000/"),
+])
+def test_where_a_server_listens_says_itself(record, words, spec, url):
+    from tasks.forwards.where import Where
+
+    where = Where.from_record(record)
+    assert (where.words, where.forward_spec(9000), where.url(9000)) == (words, spec, url)
+    assert where.record() == record and where.socket == isinstance(record["where"], str)
+
+
+@pytest.mark.parametrize("entry", [None, {}, {"where": True, "mode": "ssh", "address": None},
+                                   {"where": 8890, "mode": "other", "address": None},
+                                   {"where": 8890, "mode": "ssh", "address": 3}, {"where": [1], "mode": "ssh", "address": None}])
+def test_a_last_seen_entry_that_is_not_one_is_ignored(entry):
+    from tasks.forwards.where import Where
+
+    assert Where.from_record(entry) is None
+
+
+def test_a_forward_points_to_the_same_place_whatever_the_mode_is_called():
+    from types import SimpleNamespace
+
+    from tasks.forwards.forward import Tunnel
+    from tasks.forwards.where import Where
+
+    tun = Tunnel(9000, Where(8890, "ssh", None), lambda spec, heard: SimpleNamespace(spec=spec, close=lambda: None))
+    try:
+        assert tun.carrier.spec == "127.0.0.1:9000:127.0.0.1:8890"
+        assert tun.points_to(Where(8890, None, None)) and not tun.points_to(Where(8890, "public", None))
+        assert not tun.points_to(Where(8891)) and not tun.points_to(Where(8890, address="node1"))
+    finally:
+        tun.close()
+
+
+@pytest.mark.parametrize("rows, lines", [
+    ([("host", "outcome", "URL or error"), ("a", "ok", ""), ("bbbb", "FAILED", "refused")],
+     ["host  outcome  URL or error", "a     ok", "bbbb  FAILED   refused"]),
+    ([("host", "URL"), ("web1", "http://localhost:8888/")], ["host  URL", "web1  http://localhost:8888/"]),
+    ([("name", "state", "pid"), ("default", "running", "12"), ("x", "stopped", "")],
+     ["name     state    pid", "default  running  12", "x        stopped"]),
+])
+def test_one_table_for_every_summary(rows, lines):
+    from tasks.report import table
+
+    assert table(rows) == lines
+
+
+def test_the_pool_driver_hands_back_every_result_and_user_error():
+    from tasks.hosts.fleet import in_parallel
+
+    def work(n):
+        if n % 3 == 0:
+            raise UserError(f"no {n}")
+        return n * n
+
+    got = {n: (result, str(error) if error else None) for n, result, error in in_parallel(range(7), work, 3)}
+    assert got == {0: (None, "no 0"), 1: (1, None), 2: (4, None), 3: (None, "no 3"), 4: (16, None), 5: (25, None),
+                   6: (None, "no 6")}
+    with pytest.raises(ZeroDivisionError):  # a bug is not a host's failure
+        list(in_parallel([1, 0], lambda n: 1 // n, 2))
+
+
+def test_one_context_per_run_is_what_the_modules_share(monkeypatch):
+    from types import SimpleNamespace
+
+    from tasks import context, server
+    from tasks.forwards.where import Where
+
+    monkeypatch.setattr(context, "_run", context.RunContext())
+    t = SimpleNamespace(conn=SimpleNamespace(user="ana", host="login", port=22), name="default")
+    assert server.seen_running(t) is None
+    server.remember(t, SimpleNamespace(where="/s.sock", mode=None, address=None))
+    assert server.seen_running(t) == Where("/s.sock", "ssh", None) == context.run().seen[("ana", "login", 22, "default")]

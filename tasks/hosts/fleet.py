@@ -18,7 +18,7 @@ from invoke import Exit
 
 from ..errors import HostError, UserError
 from .targets import group_targets, target
-from ..report import json_lines, say, show
+from ..report import json_lines, say, show, table
 
 
 MAX_WORKERS = 64  # hosts asked at once by default (measured: README, "Many hosts")
@@ -47,6 +47,29 @@ def room_for_files(needed):
                     "or the hard limit in /etc/security/limits.conf), or use fewer --workers")
 
 
+def in_parallel(items, work, size, pool=None):
+    """The one thread-pool driver: work(item) for every item, SIZE at a time; yields (item,
+    result, error) as each finishes, ERROR the UserError it raised (any other exception is
+    raised here). Leaving the loop early (Ctrl-C) cancels what has not started. POOL: a
+    ThreadPoolExecutor of the caller's, which shuts it down: its threads may have to outlive the
+    loop (a forward's ssh child dies with the thread that started it)."""
+    own = pool is None
+    pool = ThreadPoolExecutor(max_workers=size) if own else pool
+    futures = {pool.submit(work, item): item for item in items}
+    try:
+        for future in as_completed(futures):
+            try:
+                result, error = future.result(), None
+            except UserError as e:
+                result, error = None, e
+            yield futures[future], result, error
+    finally:
+        for future in futures:
+            future.cancel()
+        if own:
+            pool.shutdown(wait=True)
+
+
 def run(c, core, group=None, workers=None, as_json=False, **overrides):
     """Run core(target) -> Outcome on -H's host, or on every host of the group in parallel."""
     if group is None:
@@ -66,23 +89,14 @@ def run(c, core, group=None, workers=None, as_json=False, **overrides):
         finally:
             t.conn.close()  # a host done holds nothing here: a group of thousands is not thousands of sockets
 
-    with ThreadPoolExecutor(max_workers=size) as pool:
-        futures = {pool.submit(one, t): t for t in targets}
-        try:
-            for future in as_completed(futures):
-                t = futures[future]
-                try:
-                    outcome = future.result()
-                    results[t.label] = (True, outcome.summary, outcome.url)
-                    say(*json_lines(outcome.record)) if as_json else say(f"{t.label}: {outcome.summary}  {outcome.url}".rstrip())
-                except UserError as e:
-                    reason = e.message if isinstance(e, HostError) and e.label == t.label else str(e)
-                    results[t.label] = (False, "FAILED", reason)
-                    say(json.dumps({"host": t.host, "name": t.name, "error": reason}) if as_json else f"{t.label}: FAILED  {reason}")
-        except KeyboardInterrupt:
-            for future in futures:
-                future.cancel()
-            raise
+    for t, outcome, error in in_parallel(targets, one, size):
+        if error is None:
+            results[t.label] = (True, outcome.summary, outcome.url)
+            say(*json_lines(outcome.record)) if as_json else say(f"{t.label}: {outcome.summary}  {outcome.url}".rstrip())
+        else:
+            reason = error.message if isinstance(error, HostError) and error.label == t.label else str(error)
+            results[t.label] = (False, "FAILED", reason)
+            say(json.dumps({"host": t.host, "name": t.name, "error": reason}) if as_json else f"{t.label}: FAILED  {reason}")
     failed = [t.label for t in targets if not results[t.label][0]]
     if not as_json:
         say("", *summary_table(targets, results))
@@ -91,9 +105,7 @@ def run(c, core, group=None, workers=None, as_json=False, **overrides):
 
 
 def summary_table(targets, results):
-    rows = [("host", "outcome", "URL or error")] + [(t.label, *results[t.label][1:]) for t in targets]
-    width = [max(len(r[i]) for r in rows) for i in range(2)]
-    return [f"{r[0]:<{width[0]}}  {r[1]:<{width[1]}}  {r[2]}".rstrip() for r in rows]
+    return table([("host", "outcome", "URL or error")] + [(t.label, *results[t.label][1:]) for t in targets])
 
 
 def dry(task, core):

@@ -30,14 +30,13 @@ from pathlib import Path
 
 from ..errors import AuthError, HostError
 from .hostkeys import changed_key_message
+from ..context import run
 from ..localfiles import cache_path, config_path, read_record, update_record
 
 MULTIPLEX_PERSIST = 600  # seconds a `multiplex: true` master outlives its last use (ControlPersist)
 RUN_PERSIST = 30  # a master only for this run: ended on exit, and by itself this long after a crash
 MASTER_TIMEOUT = 300  # seconds for a master to log in, answering prompts included
 
-_routes = {}
-_routes_lock = threading.Lock()
 # one login that may ask on the terminal at a time: a group's hosts would otherwise ask at once
 _asking = threading.Lock()
 
@@ -402,9 +401,10 @@ def _route_key(conn):
 def route_for(conn, settings):
     """The Route for this host if it takes the OpenSSH path, else None (paramiko, the default)."""
     key = _route_key(conn)
-    with _routes_lock:
-        if key in _routes:
-            return _routes[key]
+    routes = run().routes  # this run's: a host's Route, or None (paramiko)
+    with run().routes_lock:
+        if key in routes:
+            return routes[key]
     route = None
     if settings.multiplex:
         route = Route(conn, _own_socket(conn), MULTIPLEX_PERSIST)
@@ -418,19 +418,20 @@ def route_for(conn, settings):
             route = Route(conn, path, 0 if persist in ("no", "false", "0") else persist)
     if route is None and _host_key(conn) in _asking_hosts():
         route = Route(conn, _own_socket(conn), 0)
-    with _routes_lock:
-        return _routes.setdefault(key, route)
+    with run().routes_lock:
+        return routes.setdefault(key, route)
 
 
 def interactive_route(conn):
     """The host asked for more than a key: from now on through a master (and next time too, once
     a login through it succeeded)."""
     key = _route_key(conn)
-    with _routes_lock:
-        if _routes.get(key) is None:
-            _routes[key] = Route(conn, _own_socket(conn), 0)
-            _routes[key].remember = _host_key(conn)
-        return _routes[key]
+    routes = run().routes
+    with run().routes_lock:
+        if routes.get(key) is None:
+            routes[key] = Route(conn, _own_socket(conn), 0)
+            routes[key].remember = _host_key(conn)
+        return routes[key]
 
 
 class Session:
@@ -488,8 +489,8 @@ def end_process(proc, grace=5):
 
 def finish():
     """At the end of a run: end the masters it started for itself alone."""
-    with _routes_lock:
-        routes = [r for r in _routes.values() if r is not None]
+    with run().routes_lock:
+        routes = [r for r in run().routes.values() if r is not None]
     for route in routes:
         try:
             route.exit()
