@@ -5,6 +5,8 @@ import collections
 import os
 import platform
 import re
+import shlex
+import shutil
 import statistics
 import subprocess
 import sys
@@ -147,6 +149,24 @@ def counted(log, fn):
     fn()
     time.sleep(0.5)  # sshd logs a session's end as the client goes
     return sshd_requests(log.read_bytes()[start:].decode(errors="replace"))
+
+
+def sent_script(argv, env):
+    """What ARGV (this tool on its OpenSSH path, multiplex: true) sends on its ssh's standard
+    input: the script it runs on the host, taken from the tool itself rather than rebuilt here.
+    An `ssh` first on PATH copies each run's input to a file of its own, then runs the real one."""
+    real = shutil.which("ssh", path=env.get("PATH"))
+    with tempfile.TemporaryDirectory() as d:
+        wrapper = Path(d) / "ssh"
+        wrapper.write_text(f'#!/bin/sh\ntee {shlex.quote(d)}/input.$$ | exec {shlex.quote(real)} "$@"\n')
+        wrapper.chmod(0o755)
+        r = subprocess.run(argv, cwd=ROOT, env=dict(env, PATH=f"{d}:{env.get('PATH', os.defpath)}"), capture_output=True)
+        if r.returncode != 0:
+            raise RuntimeError(f"{argv[-3:]}: {r.stdout[-300:]!r} {r.stderr[-300:]!r}")
+        sent = [f.read_bytes() for f in Path(d).glob("input.*")]
+    if not any(sent):
+        raise RuntimeError(f"{argv[-3:]} sent nothing to an ssh")
+    return max(sent, key=len)
 
 
 def intro(runs, note=", each figure and its baseline in turns"):

@@ -21,6 +21,24 @@ from .harness import wait_api
 LISTEN = re.compile(r"--(\w+)\.(sock|sock_mode|port)=")
 
 
+def relocated(argv, env, home, new_home, port, root=False):
+    """(argv, env) of a start of ARGV with ENV moved from HOME to NEW_HOME (in every argument
+    and value that names it) and listening on 127.0.0.1:PORT instead of where ARGV said (a Unix
+    socket or a port); root: with --allow-root, which Jupyter wants as uid 0."""
+    moved = re.compile(re.escape(home) + r"(?=/|:|$)")
+    out, app = [], "ServerApp"
+    for arg in argv:
+        m = LISTEN.match(arg)
+        if m:
+            app = m[1]
+            continue
+        out.append(moved.sub(new_home, arg))
+    out.append(f"--{app}.port={port}")
+    if root and "--allow-root" not in out:
+        out.append("--allow-root")
+    return out, {k: moved.sub(new_home, v) for k, v in env.items()}
+
+
 class Started:
     """The command line and environment of the Jupyter with PID, which the tool started in HOME,
     and copies of the files under HOME it reads (its JUPYTER_CONFIG_PATH folders and, with
@@ -53,20 +71,7 @@ class Started:
     def command(self, port, home=None, root=False):
         """(argv, env) of the same start listening on 127.0.0.1:PORT, in HOME (default: the
         tool's own); root: with --allow-root, which Jupyter wants as uid 0."""
-        home = str(home or self.home)
-        moved = re.compile(re.escape(self.home) + r"(?=/|:|$)")
-        argv, app = [], "ServerApp"
-        for arg in self.argv:
-            m = LISTEN.match(arg)
-            if m:
-                app = m[1]
-                continue
-            argv.append(moved.sub(home, arg))
-        argv.append(f"--{app}.port={port}")
-        if root and "--allow-root" not in argv:
-            argv.append("--allow-root")
-        env = {k: moved.sub(home, v) for k, v in self.env.items()}
-        return argv, env
+        return relocated(self.argv, self.env, self.home, str(home or self.home), port, root)
 
     def furnish(self, home):
         """HOME given the files the tool's server reads (setup writes them)."""

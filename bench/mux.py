@@ -12,9 +12,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tasks.protocol import agent_script
-
-from .harness import FAB, PASSWORD, ROOT, USER, counted, turns
+from .harness import FAB, PASSWORD, ROOT, USER, counted, sent_script, turns
 from .throughput import forward_figures
 
 
@@ -94,8 +92,8 @@ def mux_figures(b):
             subprocess.run(b.ssh(alias, "-S", str(masters[alias]), "-o", "ControlMaster=no", "-o", "BatchMode=yes") + ["true"],
                            check=True, capture_output=True)
 
-        # status's own agent script, as run_agent sends it: the same remote work and bytes without fab
-        script = agent_script("status", {"instance": "default"}).encode()
+        # status's own agent script, as fab sends it: the same remote work and bytes without fab
+        script = sent_script([*FAB, "-S", str(b.host.ssh_config), "-H", "mux-far", "status"], b.env)
 
         def agent_through_master(alias):
             r = subprocess.run(b.ssh(alias, "-S", str(masters[alias]), "-o", "ControlMaster=no", "-o", "BatchMode=yes")

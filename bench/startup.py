@@ -11,9 +11,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tasks.protocol import agent_script
-
-from .harness import PASSWORD, ROOT, leftovers, time_forward, turns
+from .harness import PASSWORD, ROOT, leftovers, sent_script, time_forward, turns
 from .host import Bench
 
 # The `fabjupyter` command of this checkout (the console script runs this same main), and an
@@ -120,7 +118,7 @@ def startup_figures(rtt_ms, runs):
         master = sockets[0]
         state = json.loads(run(fj("far", "status", "--json")).stdout)
         remote = state["socket"] or f"127.0.0.1:{state['port']}"  # where the raw ssh -L forwards to, as the tunnel does
-        script = agent_script("status", {"instance": "default"}).encode()
+        script = sent_script(fj("mux-far", "status"), env)  # status's own agent script, as it sends it
         bare = b.ssh("far", "-S", str(master), "-o", "ControlMaster=no", "-o", "BatchMode=yes") + ["sh -s"]
         proxy = f"127.0.0.1:{b.proxy_port}"
 
