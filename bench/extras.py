@@ -43,7 +43,7 @@ print(json.dumps(times))
 
 
 def ready_figure(b, runs):
-    """The check after each start (tasks/ready.py: the server that answers is the process
+    """The check after each start (tasks/remote/ready.py: the server that answers is the process
     started, its runtime file, three unauthenticated requests) against a check that only waits
     for /api to answer (one request), both run as the agent runs ready.py (in one Python, its
     functions exec'd, as the user who runs Jupyter) against the same running JupyterLab, in

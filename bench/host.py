@@ -125,7 +125,7 @@ class Bench(Table):
 
     def login_and_start_once(self, boot=False):
         """The floor of setup from nothing, one sample: an SSH login (ssh host true) then Jupyter
-        started as the agent starts it (jupyter_start), one after the other: seconds."""
+        started as the tool started it (jupyter_start), one after the other: seconds."""
         start = time.monotonic()
         self.ssh_true_once()
         login = time.monotonic() - start
