@@ -1,6 +1,8 @@
 """Talking to Jupyter over HTTP as a browser would: the login form, then the REST API."""
 
+import http.client
 import http.cookiejar
+import socket
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -41,6 +43,36 @@ class Session:
                 return r.status
         except urllib.error.HTTPError as e:
             return e.code
+
+
+class UnixHTTPConnection(http.client.HTTPConnection):
+    """HTTP over a Unix socket (Jupyter's default here: --sock)."""
+
+    def __init__(self, path, host="localhost", **kw):
+        super().__init__(host, **kw)
+        self.socket_path = path
+
+    def connect(self):
+        s = socket.socket(socket.AF_UNIX)
+        s.settimeout(self.timeout)
+        s.connect(self.socket_path)
+        self.sock = s
+
+
+class UnixHandler(urllib.request.HTTPHandler):
+    def __init__(self, path):
+        super().__init__()
+        self.socket_path = path
+
+    def http_open(self, req):
+        return self.do_open(lambda host, **kw: UnixHTTPConnection(self.socket_path, host, **kw), req)
+
+
+def unix_session(path):
+    """A Session with a Jupyter on the Unix socket PATH (of this machine)."""
+    s = Session("http://localhost/")
+    s.opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), urllib.request.HTTPCookieProcessor(s.jar), UnixHandler(path))
+    return s
 
 
 def login_and_list(base, password, context=None):
