@@ -31,7 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from tasks.remote import agent
-from tasks.password import fresh_hash
+from tasks.ops.password import fresh_hash
 from tasks.protocol import BOOT, agent_script
 from tests.jupyter_http import Session
 from tests.sshhost import JUPYTER_VENV, SSHHost, free_port, interpreter_of, wait_port

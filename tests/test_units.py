@@ -9,7 +9,7 @@ from fabric import Config, Connection
 
 from tasks.hosts import inventory
 from tasks.errors import UserError
-from tasks.password import hash_password
+from tasks.ops.password import hash_password
 from tasks.protocol import agent_script, sh_assign, sh_quote
 from tasks.forwards.tunnel import ssh_command
 
@@ -214,7 +214,7 @@ def test_the_open_files_limit_is_raised_or_named():
 
 def test_a_group_salted_hash_is_derived_once(monkeypatch):
     """Hosts set up together share a salt: a group's setup --password-stdin derives it once."""
-    from tasks import password
+    from tasks.ops import password
 
     calls = []
     real = password._derive
@@ -367,7 +367,7 @@ def test_start_up_loads_no_certificate_code_and_leaves_the_collector_on():
     r = subprocess.run([sys.executable, "-c", "import gc; gc.disable(); import tasks; print(gc.isenabled())"], cwd=ROOT,
                        capture_output=True, text=True, check=True)
     assert r.stdout.split() == ["False"], "importing the collection turned on a collector its importer had turned off"
-    from tasks import cert
+    from tasks.ops import cert
 
     pem, _key = cert.generate(["example.org"], 1)  # and the certificate code still finds what it imports
     assert cert.fingerprint(cert.load_pair(pem, _key, "test")).startswith("SHA256:")

@@ -9,12 +9,11 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .hosts import fleet
-from .errors import UserError, user_task
-from .localfiles import config_path
-from .hosts.options import DRY_RUN_HELP, GROUP_HELP, NAME_HELP, WORKERS_HELP, task
-from .protocol import run_agent
-from .report import Outcome
+from ..errors import UserError
+from ..hosts import fleet
+from ..localfiles import config_path
+from ..protocol import run_agent
+from ..report import Outcome
 
 RENEW_WITHIN = datetime.timedelta(days=30)
 # cryptography is imported inside the functions that use it: every run loads this module (it is
@@ -284,29 +283,3 @@ def cert_host(t, days, names, force, cert_file, key_file, dry_run=False):
         return Outcome(describe_cert(t, outcome), "would change" if outcome.generated or outcome.pushed else "nothing to change")
     summary = outcome.generated or ("installed" if outcome.pushed else "unchanged")
     return Outcome(describe_cert(t, outcome), f"{summary}; {outcome.fingerprint}")
-
-
-@task(
-    help={
-        "days": "validity of a new certificate in days (default 365)",
-        "san": "an extra name (DNS or IP) for the subjectAltName; repeatable",
-        "name": NAME_HELP,
-        "force": "make a new certificate even if the current one is fine",
-        "cert": "push your own certificate (PEM) instead of generating one; needs --key",
-        "key": "the unencrypted PEM private key for --cert",
-        "group": GROUP_HELP,
-        "workers": WORKERS_HELP,
-        "dry-run": DRY_RUN_HELP,
-    },
-    iterable=["san"],
-)
-@user_task
-def cert(c, days=365, san=None, force=False, cert=None, key=None, group=None, workers=None, dry_run=False, name=None):
-    """Create (or push your own) TLS certificate for public mode; prints its SHA-256 fingerprint."""
-    if days < 1:
-        raise UserError("--days: must be at least 1")
-    for n in san or []:
-        if not n.strip():
-            raise UserError("--san: must not be empty")
-    core = lambda t: cert_host(t, days, san or (), force, cert, key, dry_run)  # noqa: E731
-    fleet.run(c, fleet.dry("cert", core) if dry_run else core, group, workers, name=name)

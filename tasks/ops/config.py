@@ -4,13 +4,8 @@ reads (made by the agent, which knows the kind of Jupyter), and run.sh, this too
 The user's own Jupyter config files are never edited."""
 
 
-from .hosts import fleet
-from .errors import user_task
-from .hosts.options import (
-    DRY_RUN_HELP, GROUP_HELP, IDLE_HELP, MODE_HELP, NAME_HELP, ROOT_DIR_HELP, SOCKET_HELP, TCP_HELP, WORKERS_HELP, listen_on, task,
-)
-from .protocol import run_agent, sh_assign, sh_words
-from .report import Outcome, Plain
+from ..protocol import run_agent, sh_assign, sh_words
+from ..report import Outcome, Plain
 
 
 def root_for_launcher(root_dir):
@@ -89,26 +84,3 @@ def config_host(t, dry_run=False):
         lines.append(f"the running Jupyter uses the old configuration; `{t.fab('restart')}` applies it")
         summary += "; restart to apply"
     return Outcome(lines, summary)
-
-
-@task(
-    help={
-        "root-dir": ROOT_DIR_HELP,
-        "mode": MODE_HELP,
-        "group": GROUP_HELP,
-        "workers": WORKERS_HELP,
-        "socket": SOCKET_HELP,
-        "tcp": TCP_HELP,
-        "dry-run": DRY_RUN_HELP,
-        "name": NAME_HELP,
-        "idle-timeout": IDLE_HELP,
-    }
-)
-@user_task
-def config(
-    c, root_dir=None, mode=None, group=None, workers=None, socket=False, tcp=False, dry_run=False, name=None, idle_timeout=None,
-):
-    """Write the Jupyter configuration on the host (~/.fabjupyter); your own files stay as they are."""
-    core = lambda t: config_host(t, dry_run)  # noqa: E731
-    fleet.run(c, fleet.dry("config", core) if dry_run else core, group, workers, root_dir=root_dir, mode=mode,
-              socket=listen_on(socket, tcp), name=name, idle_timeout=idle_timeout)
