@@ -32,7 +32,8 @@ from ..hosts.targets import group_targets, target
 from ..localfiles import config_path, read_record, update_record
 from ..hosts.options import NAME_HELP, WORKERS_HELP, task
 from ..protocol import run_agent
-from ..ops.server import NotRunning, ask_where, is_socket, remember, seen_running
+from ..ops.render import is_socket
+from ..ops.server import NotRunning, ask_where, remember, seen_running
 
 READY_TIMEOUT = 30  # seconds for the forward to answer, on top of the SSH connect timeout
 

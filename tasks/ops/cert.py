@@ -14,6 +14,7 @@ from ..hosts import fleet
 from ..localfiles import config_path
 from ..protocol import run_agent
 from ..report import Outcome
+from .render import cert_lines
 
 RENEW_WITHIN = datetime.timedelta(days=30)
 # cryptography is imported inside the functions that use it: every run loads this module (it is
@@ -257,29 +258,9 @@ def ensure_cert(t, days=365, extra_names=(), force=False, cert_file=None, key_fi
     return CertOutcome(fingerprint(cert), spki_hash(cert), generated=reason, pushed=pushed, local_path=str(cert_path))
 
 
-def describe_cert(t, outcome):
-    lines = list(outcome.warnings)
-    if outcome.dry:
-        if outcome.generated:
-            lines.append(f"would make a new certificate ({outcome.generated}) in {outcome.local_path}")
-        if outcome.pushed:
-            lines.append(f"would install the certificate and key in {t.remote_dir}/tls")
-        if not outcome.generated and not outcome.pushed:
-            lines.append("certificate unchanged (valid, covers the names); nothing would change")
-        return lines
-    if outcome.generated:
-        lines.append(f"certificate {outcome.generated}; local copy {outcome.local_path} (key beside it, 0600)")
-    if outcome.pushed:
-        lines.append(f"certificate and key installed in {t.remote_dir}/tls (key 0600)")
-    if not outcome.generated and not outcome.pushed:
-        lines.append("certificate unchanged (valid, covers the names)")
-    lines.append(f"certificate fingerprint {outcome.fingerprint}")
-    return lines
-
-
 def cert_host(t, days, names, force, cert_file, key_file, dry_run=False):
     outcome = ensure_cert(t, days, names, force, cert_file, key_file, dry_run=dry_run)
     if dry_run:
-        return Outcome(describe_cert(t, outcome), "would change" if outcome.generated or outcome.pushed else "nothing to change")
+        return Outcome(cert_lines(t, outcome), "would change" if outcome.generated or outcome.pushed else "nothing to change")
     summary = outcome.generated or ("installed" if outcome.pushed else "unchanged")
-    return Outcome(describe_cert(t, outcome), f"{summary}; {outcome.fingerprint}")
+    return Outcome(cert_lines(t, outcome), f"{summary}; {outcome.fingerprint}")

@@ -11,6 +11,7 @@ import threading
 from ..errors import HostError, UserError
 from ..protocol import run_agent
 from ..report import Outcome
+from .render import said
 
 # jupyter_server.auth.security.passwd uses argon2-cffi's PasswordHasher with these parameters.
 MEMORY_KIB, TIME_COST, LANES = 10240, 10, 8
@@ -105,10 +106,10 @@ def password_host(t, password, dry_run=False):
     if dry_run:  # no password was asked for: the agent says whether one would be set or replaced
         reply = run_agent(t, "password", password_hash=None, dry_run=True)
         change = reply.change("password")
-        state = f"{change.detail} the password" if change else "set the password"
-        return Outcome([f"would {state} (hash only, mode 0600)"], f"would {state}")
+        verb = change.detail if change else "set"  # set or replace
+        return Outcome([said("password_task", True, verb=verb)], f"would {verb} the password")
     reply = run_agent(t, "password", password_hash=fresh_hash(password))
-    lines = [f"password set (Argon2id hash in {t.remote_dir}/password, mode 0600)"]
+    lines = [said("password_task", False, dir=t.remote_dir)]
     if reply.restart_needed:
         lines.append(f"the running Jupyter still uses the old password; `{t.fab('restart')}` applies it")
         return Outcome(lines, "password set; restart to apply")

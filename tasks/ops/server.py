@@ -4,6 +4,7 @@ from ..errors import HostError
 from ..hosts.inventory import BATCH_LAUNCHERS
 from ..protocol import run_agent
 from ..report import Outcome, Plain
+from .render import job_words, process, running_line, said, start_lines, stopped_unrecorded, url_for, where
 
 # Where Jupyter was seen running during this `fab` call, so that `setup tunnel` does not ask again.
 _seen_running = {}
@@ -38,38 +39,6 @@ class NotRunning(HostError):
     """The host answered: this instance's Jupyter is not running."""
 
 
-def process(detail):
-    """A stopped server as the agent named it: a pid, or a batch job ("job 123")."""
-    return detail if detail.startswith("job") else f"pid {detail}"
-
-
-def is_socket(where):
-    """Is this location (a port number or a path) a Unix socket?"""
-    return isinstance(where, str) and where.startswith("/")
-
-
-def url_for(t, port, mode, address=None):
-    """Where to reach Jupyter: on the host itself (ssh mode, via the tunnel), on the compute node
-    a batch job runs on (ADDRESS), or from anywhere (public)."""
-    if is_socket(port):
-        return f"unix:{port}"
-    if mode == "public":
-        return f"https://{t.conn.host}:{port}/"
-    return f"http://{address or '127.0.0.1'}:{port}/"
-
-
-def where(t, port, mode, address=None):
-    if is_socket(port):
-        return f"the Unix socket {port} on the host"
-    return url_for(t, port, mode, address) + ("" if mode == "public" else " on the node" if address else " on the host")
-
-
-def job_words(status):
-    """A batch job's part of a description: job 12 on node1, 3:59:12 left."""
-    left = f", {status.time_left} left" if status.time_left else ""
-    return f"job {status.job_id} on {status.node}{left}"
-
-
 def launch_request(t, dry_run=False):
     s = t.settings
     return {"launcher": s.launcher, "port": s.port, "timeout": s.start_timeout, "fast_start": s.fast_start, "dry_run": dry_run,
@@ -78,32 +47,14 @@ def launch_request(t, dry_run=False):
 
 def describe_start(t, reply, dry_run=False):
     """Lines telling what was started where (or, in a dry run, would be)."""
-    start = reply.change("start")
-    lines = [f"note: {reply.note}"] if reply.note and not dry_run else []
-    root = reply.change("root_dir")
-    if root:
-        lines.append(f"{'would create the' if dry_run else 'created'} root directory {root.detail} (mode 0700)")
-    status = reply.status
-    if start is None:
-        return lines
-    if dry_run:
-        lines.append(f"would start Jupyter ({start.detail}) and wait until it answers")
-        if start.diff:
-            lines += ["the batch script it would submit:"] + [Plain("    " + line) for line in start.diff]
-        return lines
-    remember(t, status)
-    if not is_socket(status.where) and status.port != t.settings.port:
-        lines.append(f"port {t.settings.port} is taken on the host; Jupyter uses {status.port} instead")
-    fast = "; fast_start" if status.fast_start else ""
-    how = job_words(status) if status.job_id else f"pid {status.pid}, {status.launcher}{fast}"
-    lines.append(f"Jupyter started ({status.version or 'Jupyter'}; {how}) at {where(t, status.where, status.mode, status.address)}")
-    return lines
+    if not dry_run and reply.change("start"):
+        remember(t, reply.status)
+    return start_lines(t, reply, dry_run)
 
 
 def describe_running(t, status):
     remember(t, status)
-    how = job_words(status) if status.job_id else f"pid {status.pid}, {status.launcher}"
-    return f"Jupyter is running ({how}) at {where(t, status.where, status.mode, status.address)}"
+    return running_line(t, status)
 
 
 def status_record(t, status):
@@ -136,15 +87,6 @@ def status_record(t, status):
     }
 
 
-def stopped_unrecorded(reply, dry_run=False):
-    change = reply.change("stop_unrecorded")
-    if change is None:
-        return []
-    what = change.detail if change.detail.startswith("job") else "pid " + ", ".join(change.detail.split())
-    verb = "would stop" if dry_run else "stopped"
-    return [f"{verb} Jupyter ({what}), started by a run of this tool that was killed before it recorded it"]
-
-
 def start_host(t, dry_run=False):
     reply = run_agent(t, "start", **launch_request(t, dry_run))
     lines = stopped_unrecorded(reply, dry_run)
@@ -153,22 +95,20 @@ def start_host(t, dry_run=False):
             return Outcome(lines + [f"Jupyter is running (pid {reply.status.pid}); start would do nothing"], "nothing to change")
         lines.append(describe_running(t, reply.status) + "; nothing to do")
         return Outcome(lines, "already running", url_for(t, reply.status.where, reply.status.mode, reply.status.address))
+    lines += describe_start(t, reply, dry_run)
     if dry_run:
-        return Outcome(lines + describe_start(t, reply, dry_run), "would start")
-    return Outcome(lines + describe_start(t, reply), "started", url_for(t, reply.status.where, reply.status.mode, reply.status.address))
+        return Outcome(lines, "would start")
+    return Outcome(lines, "started", url_for(t, reply.status.where, reply.status.mode, reply.status.address))
 
 
 def stop_host(t, dry_run=False):
     reply = run_agent(t, "stop", dry_run=dry_run)
     lines = stopped_unrecorded(reply, dry_run)
     stop = reply.change("stop")
-    if dry_run:
-        if stop:
-            return Outcome(lines + [f"would stop Jupyter ({process(stop.detail)})"], "would stop")
-        return Outcome(lines + ["Jupyter is not running; stop would do nothing"], "would stop" if lines else "nothing to change")
+    stopped = "would stop" if dry_run else "stopped"
     if stop:
-        return Outcome(lines + [f"Jupyter stopped ({process(stop.detail)})"], "stopped")
-    return Outcome(lines + ["Jupyter was not running"], "stopped" if lines else "was not running")
+        return Outcome(lines + [said("stop", dry_run, process=process(stop.detail))], stopped)
+    return Outcome(lines + [said("not_running", dry_run)], stopped if lines else "nothing to change" if dry_run else "was not running")
 
 
 def restart_host(t, keep_launcher):
@@ -178,7 +118,7 @@ def restart_host(t, keep_launcher):
     reply = run_agent(t, "restart", **request)
     lines = stopped_unrecorded(reply)
     stop = reply.change("stop")
-    lines += [f"Jupyter stopped ({process(stop.detail)})"] if stop else []
+    lines += [said("stop", False, process=process(stop.detail))] if stop else []
     return Outcome(lines + describe_start(t, reply), "restarted", url_for(t, reply.status.where, reply.status.mode, reply.status.address))
 
 

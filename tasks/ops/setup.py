@@ -4,11 +4,12 @@ import dataclasses
 
 from ..protocol import run_agent
 from ..report import Outcome, Plain
-from .cert import describe_cert, ensure_cert
-from .config import change_lines, settings_sh, wanted
+from .cert import ensure_cert
+from .config import settings_sh, wanted
 from .install import install_host
 from .password import fresh_hash, hash_password, read_password
-from .server import describe_running, describe_start, process, stopped_unrecorded, url_for
+from .render import cert_lines, setup_lines, stopped_unrecorded, url_for
+from .server import describe_running, describe_start
 
 
 def run_setup(t, password_stdin=False, password=None, dry_run=False, upgrade=False):
@@ -69,34 +70,26 @@ def setup_host(t, password_stdin=False, command=None, dry_run=False, upgrade=Fal
 
         certificate = ensure_cert(t, before_change=password_first, dry_run=dry_run, new_instance=True)
         if dry_run:
-            lines += describe_cert(t, certificate)
+            lines += cert_lines(t, certificate)
         elif certificate.generated or certificate.pushed:
-            lines += describe_cert(t, certificate)[:-1]
+            lines += cert_lines(t, certificate)[:-1]  # the fingerprint is said with the URL
     reply, installed = run_setup(t, password_stdin, password, dry_run, upgrade)
     lines += installed
     if reply.ask == "install":  # a dry run on a host without Jupyter: the rest depends on what is installed
         return Outcome(lines + ["then would write the configuration, set the password and start Jupyter from it"], "would change")
     status = reply.status
     lines += stopped_unrecorded(reply, dry_run)
+    changes = setup_lines(t, reply, dry_run)  # the same lines for a dry run, in the future tense
     if dry_run:
-        return Outcome(lines + dry_lines(t, reply), "nothing to change" if reply.unchanged and not lines else "would change")
+        after = [f"Jupyter would keep running (pid {status.pid})"] if reply.unchanged else describe_start(t, reply, dry_run=True)
+        return Outcome(lines + changes + after, "nothing to change" if reply.unchanged and not lines else "would change")
     url = url_for(t, status.where, status.mode, status.address)
     if reply.unchanged:
-        lines.append("nothing changed; " + describe_running(t, status))
-        lines += change_lines(t, reply, False)
+        lines += ["nothing changed; " + describe_running(t, status), *changes]
         summary = "unchanged"
     else:
-        lines += change_lines(t, reply, False)
-        set_password = reply.change("password")
-        if set_password and set_password.detail:
-            lines.append(f"password: the same as the default instance's (`{t.fab('password')}` sets one of its own)")
-        elif set_password:
-            lines.append("password set (only its hash is stored, mode 0600)")
-        stop = reply.change("stop")
-        if stop:
-            lines.append(f"stopped the running Jupyter ({process(stop.detail)}) to apply the changes")
-        lines += describe_start(t, reply)
-        summary = "restarted" if stop else "started"
+        lines += changes + describe_start(t, reply)
+        summary = "restarted" if reply.change("stop") else "started"
     command = command or f"fab -H {t.host}"
     if certificate:
         lines.append(f"open {url} and log in with your password; the certificate's SHA-256 fingerprint is {certificate.fingerprint}")
@@ -105,22 +98,3 @@ def setup_host(t, password_stdin=False, command=None, dry_run=False, upgrade=Fal
         lines.append(Plain(f"Next: {command} tunnel{t.named}   (then open the URL it prints and log in with your password)"))
     return Outcome(lines, summary, url)
 
-
-def dry_lines(t, reply):
-    """What a dry run of setup found it would do, from the same reply a real run gives."""
-    status = reply.status
-    if reply.unchanged:
-        return ["configuration unchanged", *change_lines(t, reply, True), f"Jupyter would keep running (pid {status.pid})"]
-    lines = change_lines(t, reply, True)
-    if not reply.changed("settings", "config"):
-        lines.insert(0, "configuration unchanged")
-    password = reply.change("password")
-    if password:
-        if password.detail:
-            lines.append(f"would set the password ({password.detail})")
-        else:
-            lines.append("would replace the password" if status.has_password else "would set the password")
-    stop = reply.change("stop")
-    if stop:
-        lines.append(f"would restart Jupyter ({process(stop.detail)}) with the new settings")
-    return lines + describe_start(t, reply, dry_run=True)
