@@ -226,11 +226,11 @@ def test_a_group_salted_hash_is_derived_once(monkeypatch):
 
 
 def _route(tmp_path):
-    from tasks.ssh import openssh
+    from tasks.ssh import master
 
     (tmp_path / "ssh_config").write_text("")
     conn = Connection("login.example", user="ana", config=Config(runtime_ssh_path=str(tmp_path / "ssh_config")))
-    return openssh.Route(conn, str(tmp_path / "sock"), 600)
+    return master.Route(conn, str(tmp_path / "sock"), 600)
 
 
 @pytest.mark.parametrize("said, prompted, expected", [
@@ -263,18 +263,18 @@ def test_a_master_that_failed_says_why_in_one_line(tmp_path, said, prompted, exp
 def test_ssh_config_includes_are_followed_to_find_a_controlpath(tmp_path):
     """A ControlPath in an Included file (Debian's ssh_config includes ssh_config.d/*.conf) counts;
     without one anywhere, no `ssh -G` is run for the hosts."""
-    from tasks.ssh import openssh
+    from tasks.ssh import sshconfig
 
     (tmp_path / "conf.d").mkdir()
     (tmp_path / "conf.d" / "mux.conf").write_text("Host *\n  ControlPath ~/.ssh/cm-%C\n")
     main = tmp_path / "config"
     main.write_text(f"Include {tmp_path}/conf.d/*.conf\nHost x\n  User ana\n")
     conn = Connection("x", config=Config(runtime_ssh_path=str(main)))
-    assert openssh._config_files(conn) == [str(main), str(tmp_path / "conf.d" / "mux.conf")]
-    assert openssh._config_mentions_controlpath(conn)
+    assert sshconfig._config_files(conn) == [str(main), str(tmp_path / "conf.d" / "mux.conf")]
+    assert sshconfig._config_mentions_controlpath(conn)
     plain = tmp_path / "plain"
     plain.write_text("Host x\n  User ana\n")
-    assert not openssh._config_mentions_controlpath(Connection("x", config=Config(runtime_ssh_path=str(plain))))
+    assert not sshconfig._config_mentions_controlpath(Connection("x", config=Config(runtime_ssh_path=str(plain))))
 
 
 def test_control_sockets_go_to_a_private_directory_short_enough(monkeypatch):
@@ -283,16 +283,16 @@ def test_control_sockets_go_to_a_private_directory_short_enough(monkeypatch):
     import tempfile
     from pathlib import Path
 
-    from tasks.ssh import openssh
+    from tasks.ssh import master
 
     short = Path(tempfile.mkdtemp(prefix="fj"))  # pytest's tmp_path is too long for a socket's
     try:
         monkeypatch.setenv("XDG_RUNTIME_DIR", str(short / "run"))
-        assert openssh.control_dir() == str(short / "run" / "fabjupyter" / "ssh")
+        assert master.control_dir() == str(short / "run" / "fabjupyter" / "ssh")
         assert (short / "run" / "fabjupyter" / "ssh").stat().st_mode & 0o777 == 0o700
         monkeypatch.setenv("XDG_RUNTIME_DIR", str(short / ("x" * 90)))
         monkeypatch.setenv("XDG_CACHE_HOME", str(short / ("y" * 90)))
-        assert openssh.control_dir() == f"/tmp/fabjupyter-ssh-{os.getuid()}"
+        assert master.control_dir() == f"/tmp/fabjupyter-ssh-{os.getuid()}"
     finally:
         shutil.rmtree(short)
 
@@ -300,7 +300,7 @@ def test_control_sockets_go_to_a_private_directory_short_enough(monkeypatch):
 def test_an_ssh_that_did_not_become_a_master_is_ended():
     """ssh -N -f that could not become a master goes to the background as a plain session that
     nothing would end: it is found by its exact command line and ended (and nothing else is)."""
-    from tasks.ssh.openssh import _end_strays
+    from tasks.ssh.master import _end_strays
 
     argv = ["sh", "-c", "sleep 1000", "fj-stray-test"]
     stray = subprocess.Popen(argv)
