@@ -20,12 +20,6 @@ def seen_running(t):
     return _seen_running.get((t.conn.user, t.conn.host, t.conn.port, t.name))
 
 
-def running_port(t):
-    """(remote port or socket path, mode, address or None) of the running Jupyter: from this call's setup/start if
-    any, else asked."""
-    return seen_running(t) or ask_where(t)
-
-
 def ask_where(t):
     """(remote port or socket path, mode, address: where a batch job's Jupyter listens, else None),
     asked of the host now; an error if nothing runs."""
