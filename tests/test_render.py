@@ -8,7 +8,7 @@ from fabric import Connection
 
 from tasks.hosts.inventory import Settings
 from tasks.hosts.targets import Target
-from tasks.ops.render import PHRASES, cert_lines, config_lines, setup_lines, start_lines, stopped_unrecorded
+from tasks.ops.render import PHRASES, cert_lines, config_lines, said, setup_lines, start_lines, stopped_unrecorded
 from tasks.protocol import Change, SetupReply, Status
 
 STATUS = Status(running=True, pid=4242, port=8888, socket=None, launcher="nohup", mode="ssh", started=None, current=True,
@@ -30,6 +30,17 @@ def test_every_change_has_a_future_and_a_past():
     for what, (future, past) in PHRASES.items():
         assert "would" in future, what
         assert "would " not in past, what
+
+
+@pytest.mark.parametrize("what, fields, future, past", [
+    ("stop", {"process": "job 7"}, "would stop Jupyter (job 7)", "Jupyter stopped (job 7)"),
+    ("not_running", {}, "Jupyter is not running; stop would do nothing", "Jupyter was not running"),
+    ("stopped_instances", {"n": 2, "s": "s"}, "would stop 2 instances", "stopped 2 instances"),
+    ("password_task", {"verb": "replace", "dir": "~/.fabjupyter"}, "would replace the password (hash only, mode 0600)",
+     "password set (Argon2id hash in ~/.fabjupyter/password, mode 0600)"),
+])
+def test_said(what, fields, future, past):
+    assert (said(what, True, **fields), said(what, False, **fields)) == (future, past)
 
 
 @pytest.mark.parametrize("changes, unchanged, dry, real", [

@@ -24,6 +24,9 @@ PHRASES = {
     "restart": ("would restart Jupyter ({process}) with the new settings", "stopped the running Jupyter ({process}) to apply the changes"),
     "stop": ("would stop Jupyter ({process})", "Jupyter stopped ({process})"),
     "not_running": ("Jupyter is not running; stop would do nothing", "Jupyter was not running"),
+    "none_running": ("no instance of Jupyter is running there; stop would do nothing",  # stop --all
+                     "no instance of Jupyter is running there; nothing to stop"),
+    "stopped_instances": ("would stop {n} instance{s}", "stopped {n} instance{s}"),
     "root_dir": ("would create the root directory {dir} (mode 0700)", "created root directory {dir} (mode 0700)"),
     "start": ("would start Jupyter ({how}) and wait until it answers", "Jupyter started ({how}) at {at}"),
     "cert_made": ("would make a new certificate ({reason}) in {path}", "certificate {reason}; local copy {path} (key beside it, 0600)"),

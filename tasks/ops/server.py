@@ -166,9 +166,8 @@ def stop_all_host(t, dry_run=False):
         stopped += 1
         lines += [Plain(f"{sub.label}: {line}") for line in outcome.lines]
     if not stopped:
-        return Outcome(["no instance of Jupyter is running there; " + ("stop would do nothing" if dry_run else "nothing to stop")],
-                       "nothing to change" if dry_run else "was not running")
-    return Outcome(lines, f"{'would stop' if dry_run else 'stopped'} {stopped} instance{'s' if stopped > 1 else ''}")
+        return Outcome([said("none_running", dry_run)], "nothing to change" if dry_run else "was not running")
+    return Outcome(lines, said("stopped_instances", dry_run, n=stopped, s="s" if stopped > 1 else ""))
 
 
 def uptime(seconds):
