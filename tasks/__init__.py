@@ -15,7 +15,7 @@ gc.disable()
 try:
     from invoke import Collection
 
-    from . import cert, config, password, server, setup
+    from .commands import cert, config, password, server, setup
     from .forwards import tunnel
 finally:
     gc.freeze()

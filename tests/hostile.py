@@ -5,7 +5,7 @@ over all of it, whatever the file (name, format, directory)."""
 
 import json
 
-from tasks.password import hash_password
+from tasks.ops.password import hash_password
 
 from .jupyter_http import Session, login_and_list
 

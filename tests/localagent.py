@@ -8,9 +8,10 @@ import subprocess
 import time
 from pathlib import Path
 
-from tasks import config, protocol
+from tasks import protocol
+from tasks.ops import config
 from tasks.hosts.inventory import Settings
-from tasks.password import hash_password
+from tasks.ops.password import hash_password
 
 from .sshhost import JUPYTER_VENV, STANDARD_PATH
 

@@ -16,7 +16,7 @@ import pytest
 
 from tasks import protocol
 from tasks.remote import agent
-from tasks.cert import generate
+from tasks.ops.cert import generate
 
 from .localagent import LocalHost, settings
 from .sshhost import JUPYTER_VENV, free_port

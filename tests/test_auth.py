@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.ssh.openssh import MULTIPLEX_PERSIST, RUN_PERSIST
+from tasks.ssh.master import MULTIPLEX_PERSIST, RUN_PERSIST
 
 from .conftest import FAB, ROOT, Fab
 from .jupyter_http import login_and_list

@@ -24,7 +24,7 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
-from tasks.cert import spki_hash
+from tasks.ops.cert import spki_hash
 
 from .conftest import ROOT
 from .test_cert import local_copy

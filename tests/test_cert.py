@@ -189,7 +189,7 @@ def test_the_dry_run_compares_digests_and_never_sends_the_key(fab, monkeypatch):
     script sent is recorded here (the client runs in this process)."""
     from fabric import Config, Connection
 
-    from tasks import cert as cert_module
+    from tasks.ops import cert as cert_module
     from tasks import protocol
     from tasks.ssh.connection import one_timeout
     from tasks.hosts.targets import Target

@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from tasks.password import hash_password
+from tasks.ops.password import hash_password
 from tasks.protocol import agent_script
 
 from .conftest import ROOT

@@ -12,11 +12,11 @@ from types import SimpleNamespace
 import pytest
 
 from tasks import protocol
-from tasks.config import wanted
+from tasks.ops.config import wanted
 from tasks.hosts.inventory import Settings
 from tasks.remote import agent, spec
 from tasks.remote.spec import BadRequest, check_request
-from tasks.server import launch_request
+from tasks.ops.server import launch_request
 
 from .oldpython import problems
 

@@ -9,7 +9,7 @@ from fabric import Config, Connection
 
 from tasks.hosts import inventory
 from tasks.errors import UserError
-from tasks.password import hash_password
+from tasks.ops.password import hash_password
 from tasks.protocol import agent_script, sh_assign, sh_quote
 from tasks.forwards.plain import ssh_command
 
@@ -214,7 +214,7 @@ def test_the_open_files_limit_is_raised_or_named():
 
 def test_a_group_salted_hash_is_derived_once(monkeypatch):
     """Hosts set up together share a salt: a group's setup --password-stdin derives it once."""
-    from tasks import password
+    from tasks.ops import password
 
     calls = []
     real = password._derive
@@ -226,11 +226,11 @@ def test_a_group_salted_hash_is_derived_once(monkeypatch):
 
 
 def _route(tmp_path):
-    from tasks.ssh import openssh
+    from tasks.ssh import master
 
     (tmp_path / "ssh_config").write_text("")
     conn = Connection("login.example", user="ana", config=Config(runtime_ssh_path=str(tmp_path / "ssh_config")))
-    return openssh.Route(conn, str(tmp_path / "sock"), 600)
+    return master.Route(conn, str(tmp_path / "sock"), 600)
 
 
 @pytest.mark.parametrize("said, prompted, expected", [
@@ -263,18 +263,18 @@ def test_a_master_that_failed_says_why_in_one_line(tmp_path, said, prompted, exp
 def test_ssh_config_includes_are_followed_to_find_a_controlpath(tmp_path):
     """A ControlPath in an Included file (Debian's ssh_config includes ssh_config.d/*.conf) counts;
     without one anywhere, no `ssh -G` is run for the hosts."""
-    from tasks.ssh import openssh
+    from tasks.ssh import sshconfig
 
     (tmp_path / "conf.d").mkdir()
     (tmp_path / "conf.d" / "mux.conf").write_text("Host *\n  ControlPath ~/.ssh/cm-%C\n")
     main = tmp_path / "config"
     main.write_text(f"Include {tmp_path}/conf.d/*.conf\nHost x\n  User ana\n")
     conn = Connection("x", config=Config(runtime_ssh_path=str(main)))
-    assert openssh._config_files(conn) == [str(main), str(tmp_path / "conf.d" / "mux.conf")]
-    assert openssh._config_mentions_controlpath(conn)
+    assert sshconfig._config_files(conn) == [str(main), str(tmp_path / "conf.d" / "mux.conf")]
+    assert sshconfig._config_mentions_controlpath(conn)
     plain = tmp_path / "plain"
     plain.write_text("Host x\n  User ana\n")
-    assert not openssh._config_mentions_controlpath(Connection("x", config=Config(runtime_ssh_path=str(plain))))
+    assert not sshconfig._config_mentions_controlpath(Connection("x", config=Config(runtime_ssh_path=str(plain))))
 
 
 def test_control_sockets_go_to_a_private_directory_short_enough(monkeypatch):
@@ -283,16 +283,16 @@ def test_control_sockets_go_to_a_private_directory_short_enough(monkeypatch):
     import tempfile
     from pathlib import Path
 
-    from tasks.ssh import openssh
+    from tasks.ssh import master
 
     short = Path(tempfile.mkdtemp(prefix="fj"))  # pytest's tmp_path is too long for a socket's
     try:
         monkeypatch.setenv("XDG_RUNTIME_DIR", str(short / "run"))
-        assert openssh.control_dir() == str(short / "run" / "fabjupyter" / "ssh")
+        assert master.control_dir() == str(short / "run" / "fabjupyter" / "ssh")
         assert (short / "run" / "fabjupyter" / "ssh").stat().st_mode & 0o777 == 0o700
         monkeypatch.setenv("XDG_RUNTIME_DIR", str(short / ("x" * 90)))
         monkeypatch.setenv("XDG_CACHE_HOME", str(short / ("y" * 90)))
-        assert openssh.control_dir() == f"/tmp/fabjupyter-ssh-{os.getuid()}"
+        assert master.control_dir() == f"/tmp/fabjupyter-ssh-{os.getuid()}"
     finally:
         shutil.rmtree(short)
 
@@ -300,7 +300,7 @@ def test_control_sockets_go_to_a_private_directory_short_enough(monkeypatch):
 def test_an_ssh_that_did_not_become_a_master_is_ended():
     """ssh -N -f that could not become a master goes to the background as a plain session that
     nothing would end: it is found by its exact command line and ended (and nothing else is)."""
-    from tasks.ssh.openssh import _end_strays
+    from tasks.ssh.master import _end_strays
 
     argv = ["sh", "-c", "sleep 1000", "fj-stray-test"]
     stray = subprocess.Popen(argv)
@@ -367,7 +367,7 @@ def test_start_up_loads_no_certificate_code_and_leaves_the_collector_on():
     r = subprocess.run([sys.executable, "-c", "import gc; gc.disable(); import tasks; print(gc.isenabled())"], cwd=ROOT,
                        capture_output=True, text=True, check=True)
     assert r.stdout.split() == ["False"], "importing the collection turned on a collector its importer had turned off"
-    from tasks import cert
+    from tasks.ops import cert
 
     pem, _key = cert.generate(["example.org"], 1)  # and the certificate code still finds what it imports
     assert cert.fingerprint(cert.load_pair(pem, _key, "test")).startswith("SHA256:")
@@ -456,7 +456,8 @@ def test_the_pool_driver_hands_back_every_result_and_user_error():
 def test_one_context_per_run_is_what_the_modules_share(monkeypatch):
     from types import SimpleNamespace
 
-    from tasks import context, server
+    from tasks import context
+    from tasks.ops import server
     from tasks.forwards.where import Where
 
     monkeypatch.setattr(context, "_run", context.RunContext())

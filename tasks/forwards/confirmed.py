@@ -7,7 +7,7 @@ import threading
 
 from ..errors import HostError
 from ..protocol import run_agent
-from ..server import ask_where, seen_running
+from ..ops.server import ask_where, seen_running
 from ..ssh import openssh
 from .forward import master_tunnel, plain_tunnel
 from .ports import last_seen, next_free_port, taken_lock

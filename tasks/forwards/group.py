@@ -12,7 +12,7 @@ from ..hosts import fleet
 from ..hosts.targets import group_targets, target
 from ..protocol import run_agent
 from ..report import table
-from ..server import remember
+from ..ops.server import remember
 from ..remote.net import port_is_free
 from .confirmed import open_confirmed
 from .forward import close_all

@@ -4,7 +4,7 @@ follow Jupyter when it moves, forward nothing while it is not running."""
 import time
 
 from ..errors import AuthError, HostError, UserError
-from ..server import NotRunning, ask_where
+from ..ops.server import NotRunning, ask_where
 from .confirmed import READY_TIMEOUT, make_tunnel
 from .ports import remember_seen
 

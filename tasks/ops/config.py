@@ -4,13 +4,9 @@ reads (made by the agent, which knows the kind of Jupyter), and run.sh, this too
 The user's own Jupyter config files are never edited."""
 
 
-from .hosts import fleet
-from .errors import user_task
-from .hosts.options import (
-    DRY_RUN_HELP, GROUP_HELP, IDLE_HELP, MODE_HELP, NAME_HELP, ROOT_DIR_HELP, SOCKET_HELP, TCP_HELP, WORKERS_HELP, listen_on, task,
-)
-from .protocol import run_agent, sh_assign, sh_words
-from .report import Outcome, Plain
+from ..protocol import run_agent, sh_assign, sh_words
+from ..report import Outcome
+from .render import config_lines
 
 
 def root_for_launcher(root_dir):
@@ -57,30 +53,9 @@ def wanted(settings):
     }
 
 
-def change_lines(t, reply, dry_run):
-    """The configuration changes of a reply, as lines (with the diffs in a dry run)."""
-    lines = []
-    written = [c for c in reply.changes if c.what in ("settings", "config")]
-    if written:
-        lines.append(f"would write the configuration in {t.remote_dir}:" if dry_run else f"configuration written to {t.remote_dir}")
-        if dry_run:
-            lines += [Plain("    " + line) for c in written for line in c.diff]
-    settings = reply.change("settings")
-    if settings and "+FJ_SOCK=1" in settings.diff:
-        # what an upgrade to the socket default does to a host that ran on a port
-        lines.append(f"{'would move' if dry_run else 'moved'} Jupyter from a TCP port to a Unix socket in {t.remote_dir}/run, "
-                     "the default now: no other user on the host can reach it or take its place, so the tunnel cannot hand "
-                     "your requests to another server (socket: false in hosts.yaml, or --tcp, keeps a port)")
-    tools = [c.detail for c in reply.changes if c.what == "tool"]
-    if tools:
-        verb = "would refresh" if dry_run else "refreshed"
-        lines.append(f"{verb} this tool's own {', '.join(tools)} (not a reason to restart Jupyter)")
-    return lines
-
-
 def config_host(t, dry_run=False):
     reply = run_agent(t, "config", dry_run=dry_run, **wanted(t.settings))
-    lines = change_lines(t, reply, dry_run)
+    lines = config_lines(t, reply, dry_run)
     if not reply.changed("settings", "config"):
         lines.insert(0, "configuration unchanged")
     summary = ("would change" if dry_run else "written") if reply.changed("settings", "config") else (
@@ -89,26 +64,3 @@ def config_host(t, dry_run=False):
         lines.append(f"the running Jupyter uses the old configuration; `{t.fab('restart')}` applies it")
         summary += "; restart to apply"
     return Outcome(lines, summary)
-
-
-@task(
-    help={
-        "root-dir": ROOT_DIR_HELP,
-        "mode": MODE_HELP,
-        "group": GROUP_HELP,
-        "workers": WORKERS_HELP,
-        "socket": SOCKET_HELP,
-        "tcp": TCP_HELP,
-        "dry-run": DRY_RUN_HELP,
-        "name": NAME_HELP,
-        "idle-timeout": IDLE_HELP,
-    }
-)
-@user_task
-def config(
-    c, root_dir=None, mode=None, group=None, workers=None, socket=False, tcp=False, dry_run=False, name=None, idle_timeout=None,
-):
-    """Write the Jupyter configuration on the host (~/.fabjupyter); your own files stay as they are."""
-    core = lambda t: config_host(t, dry_run)  # noqa: E731
-    fleet.run(c, fleet.dry("config", core) if dry_run else core, group, workers, root_dir=root_dir, mode=mode,
-              socket=listen_on(socket, tcp), name=name, idle_timeout=idle_timeout)

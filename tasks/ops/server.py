@@ -1,18 +1,12 @@
-"""Running Jupyter detached on the host: start, stop, restart, status, logs."""
+"""Running Jupyter detached on one host: start, stop, restart, status, list."""
 
-
-from .hosts import fleet
-from .errors import HostError, UserError, user_task
-from .hosts.targets import target
-from .hosts.inventory import BATCH_LAUNCHERS
-from .hosts.options import (
-    DRY_RUN_HELP, FAST_START_HELP, GROUP_HELP, LAUNCHER_HELP, NAME_HELP, PORT_HELP, QUEUE_TIMEOUT_HELP, RESTART_LAUNCHER_HELP,
-    SBATCH_HELP, WORKERS_HELP, task,
-)
-from .protocol import run_agent
-from .report import Outcome, Plain, table
-from .context import run
-from .forwards.where import Where, names_socket
+from ..context import run
+from ..errors import HostError
+from ..forwards.where import Where
+from ..hosts.inventory import BATCH_LAUNCHERS
+from ..protocol import run_agent
+from ..report import Outcome, Plain, table
+from .render import job_words, process, running_line, said, start_lines, stopped_unrecorded, url_for, where
 
 
 def remember(t, status):
@@ -23,12 +17,6 @@ def remember(t, status):
 def seen_running(t):
     """The Where of the running Jupyter, if this call's setup, start or list saw it; else None."""
     return run().seen.get((t.conn.user, t.conn.host, t.conn.port, t.name))
-
-
-def running_port(t):
-    """(remote port or socket path, mode, address or None) of the running Jupyter: from this call's setup/start if
-    any, else asked."""
-    return seen_running(t) or ask_where(t)
 
 
 def ask_where(t):
@@ -43,38 +31,6 @@ class NotRunning(HostError):
     """The host answered: this instance's Jupyter is not running."""
 
 
-def process(detail):
-    """A stopped server as the agent named it: a pid, or a batch job ("job 123")."""
-    return detail if detail.startswith("job") else f"pid {detail}"
-
-
-def is_socket(where):
-    """Is this location (a port number or a path) a Unix socket?"""
-    return names_socket(where)
-
-
-def url_for(t, port, mode, address=None):
-    """Where to reach Jupyter: on the host itself (ssh mode, via the tunnel), on the compute node
-    a batch job runs on (ADDRESS), or from anywhere (public)."""
-    if is_socket(port):
-        return f"unix:{port}"
-    if mode == "public":
-        return f"https://{t.conn.host}:{port}/"
-    return f"http://{address or '127.0.0.1'}:{port}/"
-
-
-def where(t, port, mode, address=None):
-    if is_socket(port):
-        return f"the Unix socket {port} on the host"
-    return url_for(t, port, mode, address) + ("" if mode == "public" else " on the node" if address else " on the host")
-
-
-def job_words(status):
-    """A batch job's part of a description: job 12 on node1, 3:59:12 left."""
-    left = f", {status.time_left} left" if status.time_left else ""
-    return f"job {status.job_id} on {status.node}{left}"
-
-
 def launch_request(t, dry_run=False):
     s = t.settings
     return {"launcher": s.launcher, "port": s.port, "timeout": s.start_timeout, "fast_start": s.fast_start, "dry_run": dry_run,
@@ -83,32 +39,14 @@ def launch_request(t, dry_run=False):
 
 def describe_start(t, reply, dry_run=False):
     """Lines telling what was started where (or, in a dry run, would be)."""
-    start = reply.change("start")
-    lines = [f"note: {reply.note}"] if reply.note and not dry_run else []
-    root = reply.change("root_dir")
-    if root:
-        lines.append(f"{'would create the' if dry_run else 'created'} root directory {root.detail} (mode 0700)")
-    status = reply.status
-    if start is None:
-        return lines
-    if dry_run:
-        lines.append(f"would start Jupyter ({start.detail}) and wait until it answers")
-        if start.diff:
-            lines += ["the batch script it would submit:"] + [Plain("    " + line) for line in start.diff]
-        return lines
-    remember(t, status)
-    if not is_socket(status.where) and status.port != t.settings.port:
-        lines.append(f"port {t.settings.port} is taken on the host; Jupyter uses {status.port} instead")
-    fast = "; fast_start" if status.fast_start else ""
-    how = job_words(status) if status.job_id else f"pid {status.pid}, {status.launcher}{fast}"
-    lines.append(f"Jupyter started ({status.version or 'Jupyter'}; {how}) at {where(t, status.where, status.mode, status.address)}")
-    return lines
+    if not dry_run and reply.change("start"):
+        remember(t, reply.status)
+    return start_lines(t, reply, dry_run)
 
 
 def describe_running(t, status):
     remember(t, status)
-    how = job_words(status) if status.job_id else f"pid {status.pid}, {status.launcher}"
-    return f"Jupyter is running ({how}) at {where(t, status.where, status.mode, status.address)}"
+    return running_line(t, status)
 
 
 def status_record(t, status):
@@ -141,15 +79,6 @@ def status_record(t, status):
     }
 
 
-def stopped_unrecorded(reply, dry_run=False):
-    change = reply.change("stop_unrecorded")
-    if change is None:
-        return []
-    what = change.detail if change.detail.startswith("job") else "pid " + ", ".join(change.detail.split())
-    verb = "would stop" if dry_run else "stopped"
-    return [f"{verb} Jupyter ({what}), started by a run of this tool that was killed before it recorded it"]
-
-
 def start_host(t, dry_run=False):
     reply = run_agent(t, "start", **launch_request(t, dry_run))
     lines = stopped_unrecorded(reply, dry_run)
@@ -158,22 +87,20 @@ def start_host(t, dry_run=False):
             return Outcome(lines + [f"Jupyter is running (pid {reply.status.pid}); start would do nothing"], "nothing to change")
         lines.append(describe_running(t, reply.status) + "; nothing to do")
         return Outcome(lines, "already running", url_for(t, reply.status.where, reply.status.mode, reply.status.address))
+    lines += describe_start(t, reply, dry_run)
     if dry_run:
-        return Outcome(lines + describe_start(t, reply, dry_run), "would start")
-    return Outcome(lines + describe_start(t, reply), "started", url_for(t, reply.status.where, reply.status.mode, reply.status.address))
+        return Outcome(lines, "would start")
+    return Outcome(lines, "started", url_for(t, reply.status.where, reply.status.mode, reply.status.address))
 
 
 def stop_host(t, dry_run=False):
     reply = run_agent(t, "stop", dry_run=dry_run)
     lines = stopped_unrecorded(reply, dry_run)
     stop = reply.change("stop")
-    if dry_run:
-        if stop:
-            return Outcome(lines + [f"would stop Jupyter ({process(stop.detail)})"], "would stop")
-        return Outcome(lines + ["Jupyter is not running; stop would do nothing"], "would stop" if lines else "nothing to change")
+    stopped = "would stop" if dry_run else "stopped"
     if stop:
-        return Outcome(lines + [f"Jupyter stopped ({process(stop.detail)})"], "stopped")
-    return Outcome(lines + ["Jupyter was not running"], "stopped" if lines else "was not running")
+        return Outcome(lines + [said("stop", dry_run, process=process(stop.detail))], stopped)
+    return Outcome(lines + [said("not_running", dry_run)], stopped if lines else "nothing to change" if dry_run else "was not running")
 
 
 def restart_host(t, keep_launcher):
@@ -183,7 +110,7 @@ def restart_host(t, keep_launcher):
     reply = run_agent(t, "restart", **request)
     lines = stopped_unrecorded(reply)
     stop = reply.change("stop")
-    lines += [f"Jupyter stopped ({process(stop.detail)})"] if stop else []
+    lines += [said("stop", False, process=process(stop.detail))] if stop else []
     return Outcome(lines + describe_start(t, reply), "restarted", url_for(t, reply.status.where, reply.status.mode, reply.status.address))
 
 
@@ -237,53 +164,8 @@ def stop_all_host(t, dry_run=False):
         stopped += 1
         lines += [Plain(f"{sub.label}: {line}") for line in outcome.lines]
     if not stopped:
-        return Outcome(["no instance of Jupyter is running there; " + ("stop would do nothing" if dry_run else "nothing to stop")],
-                       "nothing to change" if dry_run else "was not running")
-    return Outcome(lines, f"{'would stop' if dry_run else 'stopped'} {stopped} instance{'s' if stopped > 1 else ''}")
-
-
-@task(help={"launcher": LAUNCHER_HELP, "port": PORT_HELP, "group": GROUP_HELP, "workers": WORKERS_HELP,
-            "dry-run": DRY_RUN_HELP, "fast-start": FAST_START_HELP, "name": NAME_HELP, "sbatch": SBATCH_HELP,
-            "queue-timeout": QUEUE_TIMEOUT_HELP}, iterable=["sbatch"])
-@user_task
-def start(c, launcher=None, port=None, group=None, workers=None, dry_run=False, fast_start=False, name=None, sbatch=None,
-          queue_timeout=None):
-    """Start Jupyter detached on the host and wait until it answers; does nothing if it runs."""
-    core = lambda t: start_host(t, dry_run)  # noqa: E731
-    fleet.run(c, fleet.dry("start", core) if dry_run else core, group, workers, launcher=launcher, port=port,
-              fast_start=fast_start or None, name=name, sbatch=tuple(sbatch) if sbatch else None, queue_timeout=queue_timeout)
-
-
-@task(help={"group": GROUP_HELP, "workers": WORKERS_HELP, "dry-run": DRY_RUN_HELP, "name": NAME_HELP,
-            "all": "stop every instance on the host"})
-@user_task
-def stop(c, group=None, workers=None, dry_run=False, name=None, all_=False):
-    """Stop Jupyter on the host (and its tmux session); no process is left behind."""
-    if all_ and name is not None:
-        raise UserError("give either --name NAME or --all, not both")
-    core = (lambda t: stop_all_host(t, dry_run)) if all_ else (lambda t: stop_host(t, dry_run))
-    fleet.run(c, fleet.dry("stop", core) if dry_run else core, group, workers, name=name)
-
-
-@task(
-    help={"launcher": RESTART_LAUNCHER_HELP, "port": PORT_HELP, "group": GROUP_HELP,
-          "workers": WORKERS_HELP, "fast-start": FAST_START_HELP, "name": NAME_HELP, "sbatch": SBATCH_HELP,
-          "queue-timeout": QUEUE_TIMEOUT_HELP},
-    iterable=["sbatch"],
-)
-@user_task
-def restart(c, launcher=None, port=None, group=None, workers=None, fast_start=False, name=None, sbatch=None, queue_timeout=None):
-    """Stop Jupyter if it runs, then start it with the current configuration (a batch job: resubmitted)."""
-    fleet.run(c, lambda t: restart_host(t, keep_launcher=launcher is None), group, workers, launcher=launcher, port=port,
-              fast_start=fast_start or None, name=name, sbatch=tuple(sbatch) if sbatch else None, queue_timeout=queue_timeout)
-
-
-@task(help={"json": "print one JSON object per host instead of a sentence", "group": GROUP_HELP, "workers": WORKERS_HELP,
-            "name": NAME_HELP})
-@user_task
-def status(c, json_=False, group=None, workers=None, name=None):
-    """Tell whether Jupyter runs on the host, with its pid, port, URL and launcher."""
-    fleet.run(c, status_host, group, workers, as_json=json_, name=name)
+        return Outcome([said("none_running", dry_run)], "nothing to change" if dry_run else "was not running")
+    return Outcome(lines, said("stopped_instances", dry_run, n=stopped, s="s" if stopped > 1 else ""))
 
 
 def uptime(seconds):
@@ -342,25 +224,3 @@ def list_host(t):
     ours = sum(1 for r in records if r["ours"])
     summary = f"{ours} instance{'s' if ours != 1 else ''}, {running} server{'s' if running != 1 else ''} running"
     return Outcome([f"{summary}:", *lines], summary, "", records)
-
-
-@task(name="list", help={"json": "one JSON object per server (one per line) instead of a table", "group": GROUP_HELP,
-                         "workers": WORKERS_HELP})
-@user_task
-def list_(c, json_=False, group=None, workers=None):
-    """List every Jupyter server on the host: this tool's instances, and yours it did not start."""
-    fleet.run(c, list_host, group, workers, as_json=json_)
-
-
-@task(help={"lines": "how many of the last lines to show (default 50)", "name": NAME_HELP})
-@user_task
-def logs(c, lines=50, name=None):
-    """Show the last lines of Jupyter's log on the host."""
-    t = target(c, name=name)
-    if lines < 1:
-        raise UserError("--lines: must be at least 1")
-    reply = run_agent(t, "logs", lines=lines)
-    if not reply.exists:
-        print(f"{t.label}: no log yet (Jupyter has not been started by this tool)")
-    elif reply.lines:
-        print("\n".join(reply.lines))

@@ -9,12 +9,12 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .hosts import fleet
-from .errors import UserError, user_task
-from .localfiles import config_path
-from .hosts.options import DRY_RUN_HELP, GROUP_HELP, NAME_HELP, WORKERS_HELP, task
-from .protocol import run_agent
-from .report import Outcome
+from ..errors import UserError
+from ..hosts import fleet
+from ..localfiles import config_path
+from ..protocol import run_agent
+from ..report import Outcome
+from .render import cert_lines
 
 RENEW_WITHIN = datetime.timedelta(days=30)
 # cryptography is imported inside the functions that use it: every run loads this module (it is
@@ -258,55 +258,9 @@ def ensure_cert(t, days=365, extra_names=(), force=False, cert_file=None, key_fi
     return CertOutcome(fingerprint(cert), spki_hash(cert), generated=reason, pushed=pushed, local_path=str(cert_path))
 
 
-def describe_cert(t, outcome):
-    lines = list(outcome.warnings)
-    if outcome.dry:
-        if outcome.generated:
-            lines.append(f"would make a new certificate ({outcome.generated}) in {outcome.local_path}")
-        if outcome.pushed:
-            lines.append(f"would install the certificate and key in {t.remote_dir}/tls")
-        if not outcome.generated and not outcome.pushed:
-            lines.append("certificate unchanged (valid, covers the names); nothing would change")
-        return lines
-    if outcome.generated:
-        lines.append(f"certificate {outcome.generated}; local copy {outcome.local_path} (key beside it, 0600)")
-    if outcome.pushed:
-        lines.append(f"certificate and key installed in {t.remote_dir}/tls (key 0600)")
-    if not outcome.generated and not outcome.pushed:
-        lines.append("certificate unchanged (valid, covers the names)")
-    lines.append(f"certificate fingerprint {outcome.fingerprint}")
-    return lines
-
-
 def cert_host(t, days, names, force, cert_file, key_file, dry_run=False):
     outcome = ensure_cert(t, days, names, force, cert_file, key_file, dry_run=dry_run)
     if dry_run:
-        return Outcome(describe_cert(t, outcome), "would change" if outcome.generated or outcome.pushed else "nothing to change")
+        return Outcome(cert_lines(t, outcome), "would change" if outcome.generated or outcome.pushed else "nothing to change")
     summary = outcome.generated or ("installed" if outcome.pushed else "unchanged")
-    return Outcome(describe_cert(t, outcome), f"{summary}; {outcome.fingerprint}")
-
-
-@task(
-    help={
-        "days": "validity of a new certificate in days (default 365)",
-        "san": "an extra name (DNS or IP) for the subjectAltName; repeatable",
-        "name": NAME_HELP,
-        "force": "make a new certificate even if the current one is fine",
-        "cert": "push your own certificate (PEM) instead of generating one; needs --key",
-        "key": "the unencrypted PEM private key for --cert",
-        "group": GROUP_HELP,
-        "workers": WORKERS_HELP,
-        "dry-run": DRY_RUN_HELP,
-    },
-    iterable=["san"],
-)
-@user_task
-def cert(c, days=365, san=None, force=False, cert=None, key=None, group=None, workers=None, dry_run=False, name=None):
-    """Create (or push your own) TLS certificate for public mode; prints its SHA-256 fingerprint."""
-    if days < 1:
-        raise UserError("--days: must be at least 1")
-    for n in san or []:
-        if not n.strip():
-            raise UserError("--san: must not be empty")
-    core = lambda t: cert_host(t, days, san or (), force, cert, key, dry_run)  # noqa: E731
-    fleet.run(c, fleet.dry("cert", core) if dry_run else core, group, workers, name=name)
+    return Outcome(cert_lines(t, outcome), f"{summary}; {outcome.fingerprint}")

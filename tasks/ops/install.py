@@ -14,12 +14,12 @@ import threading
 import time
 from pathlib import Path
 
+from ..errors import HostError
+from ..localfiles import cache_path
+from ..protocol import run_agent
+from ..report import say
+from ..ssh.connection import session
 from .config import settings_sh
-from .ssh.connection import session
-from .errors import HostError
-from .localfiles import cache_path
-from .protocol import run_agent
-from .report import say
 
 REMOTE_TAR = ".fabjupyter/install/wheels.tar"  # from the home directory
 _locks = {}

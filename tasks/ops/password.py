@@ -8,12 +8,11 @@ import re
 import sys
 import threading
 
-from .hosts import fleet
-from .errors import HostError, UserError, user_task
-from .hosts.options import GROUP_HELP, NAME_HELP, WORKERS_HELP, task
-from .protocol import run_agent
-from .report import Outcome
-from .context import run
+from ..context import run
+from ..errors import HostError, UserError
+from ..protocol import run_agent
+from ..report import Outcome
+from .render import said
 
 # jupyter_server.auth.security.passwd uses argon2-cffi's PasswordHasher with these parameters.
 MEMORY_KIB, TIME_COST, LANES = 10240, 10, 8
@@ -106,31 +105,11 @@ def password_host(t, password, dry_run=False):
     if dry_run:  # no password was asked for: the agent says whether one would be set or replaced
         reply = run_agent(t, "password", password_hash=None, dry_run=True)
         change = reply.change("password")
-        state = f"{change.detail} the password" if change else "set the password"
-        return Outcome([f"would {state} (hash only, mode 0600)"], f"would {state}")
+        verb = change.detail if change else "set"  # set or replace
+        return Outcome([said("password_task", True, verb=verb)], f"would {verb} the password")
     reply = run_agent(t, "password", password_hash=fresh_hash(password))
-    lines = [f"password set (Argon2id hash in {t.remote_dir}/password, mode 0600)"]
+    lines = [said("password_task", False, dir=t.remote_dir)]
     if reply.restart_needed:
         lines.append(f"the running Jupyter still uses the old password; `{t.fab('restart')}` applies it")
         return Outcome(lines, "password set; restart to apply")
     return Outcome(lines, "password set")
-
-
-@task(
-    help={
-        "password-stdin": "read the password from the first line of standard input instead of prompting",
-        "group": GROUP_HELP,
-        "workers": WORKERS_HELP,
-        "dry-run": "say whether a password would be set or replaced; asks for nothing, changes nothing",
-        "name": NAME_HELP,
-    }
-)
-@user_task
-def password(c, password_stdin=False, group=None, workers=None, dry_run=False, name=None):
-    """Set the Jupyter password on the host (prompted twice, or --password-stdin); only its hash is stored."""
-    if dry_run:
-        # asks for nothing: whichever password it is, it would be set (or replace the one there)
-        return fleet.run(c, fleet.dry("password", lambda t: password_host(t, None, dry_run=True)), group, workers, name=name)
-    label = "" if group else getattr(c, "original_host", "")
-    secret = read_password(label, password_stdin)  # once for all hosts, before any is contacted
-    fleet.run(c, lambda t: password_host(t, secret), group, workers, name=name)
