@@ -30,7 +30,7 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from tasks.remote import agent
+from tasks.remote import files, kinds, shell
 from tasks.password import fresh_hash
 from tasks.protocol import BOOT, agent_script
 from tests.jupyter_http import Session
@@ -980,8 +980,8 @@ def parallel_jupyter_floor(count, runs, boot=False):
     tool: what 8 "hosts" sharing this machine's 2 cores cost at best. Each is started as the
     agent starts it, in a home of its own with the files setup writes there (from the agent's
     own tables); boot=True: through boot.py, as fast_start does."""
-    kind = agent.KINDS["server2"]
-    config, password = agent.json_text(kind.settings("ssh")), agent.json_text(kind.password(fresh_hash(PASSWORD)))
+    kind = kinds.KINDS["server2"]
+    config, password = files.json_text(kind.settings("ssh")), files.json_text(kind.password(fresh_hash(PASSWORD)))
 
     def once():
         tmp = Path(tempfile.mkdtemp())
@@ -1162,7 +1162,7 @@ def install_figure(runs):
             return took
 
         port = 18891  # in the host's own network namespace, on an account reset before each run
-        q = agent.sh_quote
+        q = shell.sh_quote
         script = (f"set -e; mkdir w; tar xf - -C w; /usr/bin/python3 -m venv v; "
                   f"v/bin/python -m pip install -q --disable-pip-version-check --no-index --find-links w {q(spec)}; "
                   f"v/bin/jupyter-lab --no-browser --port={port} --port-retries=0 --ServerApp.token=bench "

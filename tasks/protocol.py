@@ -14,8 +14,6 @@ from .errors import HostError, UserError
 from .hosts.inventory import launcher_words
 
 BOOTSTRAP = resources.files(__package__).joinpath("remote").joinpath("bootstrap.sh").read_text()
-AGENT = resources.files(__package__).joinpath("remote").joinpath("agent.py").read_text()
-READY = resources.files(__package__).joinpath("remote").joinpath("ready.py").read_text()
 BOOT = resources.files(__package__).joinpath("remote").joinpath("boot.py").read_text()
 PROTOCOL = 1
 NEEDS_JUPYTER = ("config", "setup", "start", "restart", "install")  # run in Jupyter's environment and Python
@@ -26,10 +24,10 @@ TAKES_READY = LAUNCHING + ("watch",)  # take ready.py along (its checks of who l
 def sh_quote(value):
     """Quote one value for a POSIX shell. Every value that reaches a remote shell goes through
     the agent's sh_quote (the agent uses it too, for Jupyter's command line under tmux)."""
-    from .remote import agent  # here, not at the top: a tunnel asks in a thread while its ssh logs in
+    from .remote import shell  # here, not at the top: a tunnel asks in a thread while its ssh logs in
 
     try:
-        return agent.sh_quote(value)
+        return shell.sh_quote(value)
     except ValueError:
         raise UserError("a value for the remote shell contains a NUL byte") from None
 
@@ -46,28 +44,27 @@ def sh_assign(name, value):
 
 def run_script(code=""):
     """~/.fabjupyter/run.sh: the bootstrap, ending in its call (tmux runs `sh run.sh serve ...`)."""
-    return "#!/bin/sh\n# Written by fabjupyter; its settings are in settings.sh beside it.\n" + BOOTSTRAP + '\nfj_boot "$@"\n'
+    from .remote import own
+
+    return own.run_sh()
 
 
 def agent_script(action, request, settings_sh=None):
     """The text for `sh -s`: variables, the bootstrap (definitions only), then the one call."""
+    from .remote import pack  # the remote folder, joined into the one script that travels
+
     request = dict(request, v=PROTOCOL, action=action)
     request.setdefault("instance", "default")
     if settings_sh is not None:
         request["settings_sh"] = settings_sh
-    if action in TAKES_READY:
-        request["ready_py"] = READY
-    if action in NEEDS_JUPYTER:
-        request["run_sh"] = run_script()
-        if request.get("fast_start"):
-            request["boot_py"] = BOOT
-    payload = AGENT + f"\nsys.exit(main(json.loads({json.dumps(request)!r})))\n"
+    files = pack.sources()
+    payload = pack.agent_payload(request, files)
     lines = [sh_assign("FJ_AGENT_PY", payload), sh_assign("FJ_INSTANCE", request["instance"])]
     if settings_sh is not None:
         lines.append(sh_assign("FJ_SETTINGS", settings_sh))
     if action in NEEDS_JUPYTER:
         lines.append("FJ_NEEDS_JUPYTER=1")
-    return "\n".join(lines) + "\n" + BOOTSTRAP + "\nfj_boot agent\n"
+    return "\n".join(lines) + "\n" + files["bootstrap.sh"] + "\nfj_boot agent\n"
 
 
 # --- typed replies ------------------------------------------------------------------------------

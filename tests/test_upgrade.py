@@ -83,8 +83,7 @@ def test_a_copy_that_differs_only_in_comments_restarts_nothing(fab, tmp_path):
     copy.mkdir()
     shutil.copy(ROOT / "fabfile.py", copy)
     shutil.copytree(ROOT / "tasks", copy / "tasks", ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("remote/agent.py", "remote/ready.py", "remote/boot.py", "remote/bootstrap.sh"):
-        path = copy / "tasks" / name
+    for path in sorted((copy / "tasks" / "remote").glob("*.[ps][yh]")):  # every remote module, the bootstrap too
         path.write_text(path.read_text() + "\n# a comment of a newer version\n")
     r = fab.setup()
     assert "refreshed this tool's own" not in r.stdout, r.stdout  # a first setup: there was nothing to refresh
