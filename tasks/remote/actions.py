@@ -13,6 +13,7 @@ from .install import install_facts, venv_path
 from .kinds import KINDS, config_for
 from .launch import launch, stop_server, stop_unrecorded
 from .legacy import settings_from_sh
+from .plan import password_step, server_step
 from .shell import command_output
 from .status import status
 
@@ -37,27 +38,19 @@ def act_status(run):
 
 
 def act_setup(run):
+    """Facts (the record, the stored password, the Jupyter found), then the plan (plan.py: ask
+    for a password or its salt first, keep the server or replace it), then the changes."""
     req, inst = run.req, run.inst
     if run.boot_code:  # no Jupyter there, and install: true
         return setup_reply(run, ask="install", install=install_facts(run))
     state = inst.state()
     stop_unrecorded(run, state)
     stored = inst.stored_hash()
-    new = req.get("password_hash")
-    if not new and not stored:
-        new = inherited_hash(run)
-        if new:
-            run.password_from = "the default instance's"
-    if not new and not stored and not run.dry:
-        return setup_reply(run, ask="password")
-    if new and stored and not req.get("salted"):
-        # the salt of the stored hash (up to SALT in argon2:$argon2id$v=..$m=..,t=..,p=..$SALT$DIGEST):
-        # the client hashes the password given with it, so that the same password is seen as such;
-        # the digest never leaves the host
-        parts = stored.split("$")
-        return setup_reply(run, ask="salt", salt="$".join(parts[:5]) if len(parts) == 6 else "")
-    if new and new == stored:
-        new = None
+    given = req.get("password_hash")
+    password = password_step(stored, given, inherited_hash(run) if not given and not stored else None, req.get("salted"), run.dry)
+    if password["ask"]:
+        return setup_reply(run, ask=password["ask"], salt=password["salt"])
+    new, run.password_from = password["new"], password["source"]
     if req.get("install") and run.command and not run.command[0].startswith(venv_path(run) + os.sep):
         run.note = "install: true, but Jupyter was found there (%s): it is used, and nothing was installed" % run.command[0]
     settings_sh = req["settings_sh"]
@@ -66,14 +59,15 @@ def act_setup(run):
     entry = launchers.launcher(launcher)
     check_root(inst, settings)
     kind, version = probe(run)
-    k = KINDS[kind]
     h = new or stored
-    want_fp = fingerprint(settings, kind, config_for(kind, settings), k.password(h) if h else None, inst.tls_digests(settings))
     requested = requested_port(run, settings)
-    upgraded = req.get("upgraded") and state.get("version") != version  # setup --install --upgrade changed it
-    if (launchers.server_alive(run, state) and not upgraded and state.get("fingerprint") == want_fp
-            and state.get("launcher") == launcher and state.get("requested_port") == requested
-            and (not entry.batch or state.get("sbatch") == list(req.get("sbatch") or []))):
+    wanted = {
+        "fingerprint": fingerprint(settings, kind, config_for(kind, settings), KINDS[kind].password(h) if h else None,
+                                   inst.tls_digests(settings)),
+        "launcher": launcher, "requested_port": requested, "version": version, "upgraded": bool(req.get("upgraded")),
+        "sbatch": list(req.get("sbatch") or []) if entry.batch else None,
+    }
+    if server_step(state, launchers.server_alive(run, state), wanted) == "keep":
         refresh_tool_files(run)
         return setup_reply(run, unchanged=True)
     write_config(run, kind, settings_sh)

@@ -1,12 +1,14 @@
 # fabjupyter's remote bootstrap (POSIX sh): the activation line, finding Jupyter and the Python
-# it runs on. Everything else is the agent (agent.py), in that Python. One text, two uses:
+# it runs on. Everything else is the agent (agent.py and the modules beside it), in that Python.
+# One text, two uses:
 #
 #  - The agent's way in: the client sends this file on the standard input of `sh -s`, after lines
 #    that set FJ_* variables (every value quoted by the client's one helper) and before a last
 #    line `fj_boot agent`. Everything here is a definition, so a script cut off in transit runs
-#    nothing. The agent and its request travel in FJ_AGENT_PY, fed to Python through a pipe by
-#    printf (a builtin: secrets never reach an argument list). A pipe, not the rest of this
-#    stdin: dash reads a script from a pipe in blocks, past the line that would hand it on.
+#    nothing. The agent (its folder joined into one script by pack.py) and its request travel in
+#    FJ_AGENT_PY, fed to Python through a pipe by printf (a builtin: secrets never reach an
+#    argument list). A pipe, not the rest of this stdin: dash reads a script from a pipe in
+#    blocks, past the line that would hand it on.
 #  - ~/.fabjupyter/run.sh, with `fj_boot "$@"` last: `sh run.sh serve` (under tmux) activates as
 #    the agent did and execs Jupyter's command line, which the agent wrote to serve.sh.
 #

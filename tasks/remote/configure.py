@@ -5,9 +5,10 @@ import os
 
 from . import own
 from .fail import Fail
-from .files import diff, json_text, make_dir, read_json, read_text, write_atomic
+from .files import json_text, make_dir, read_json, read_text, write_atomic
 from .kinds import KINDS, config_for, describe_versions, kind_for
 from .legacy import legacy_block, settings_from_sh
+from .plan import config_steps, tool_steps
 from .versions import installed_versions
 
 
@@ -32,34 +33,39 @@ def check_root(inst, settings):
         raise Fail("root_not_dir", root)
 
 
+def config_facts(inst, kind):
+    """What the configuration files say now (plan.config_steps' NOW)."""
+    cfg_path = inst.config_path(kind)
+    return {
+        "settings_text": read_text(inst.path("settings.sh")), "legacy_text": legacy_block(read_text(inst.path("run.sh"))),
+        "settings": inst.disk_settings(), "config_text": read_text(cfg_path), "config": read_json(cfg_path),
+        "others": [p for p in inst.json_files("config") if p != cfg_path],
+    }
+
+
 def write_config(run, kind, settings_sh):
     """settings.sh, run.sh and the kind's settings file (and no other kind's, whose keys
     would warn). Only the first and the last are what Jupyter reads."""
     inst = run.inst
-    old = read_text(inst.path("settings.sh"))
     wanted = settings_from_sh(settings_sh)
-    now = inst.disk_settings()
     want_cfg = config_for(kind, wanted)
-    cfg_path = inst.config_path(kind)
-    old_cfg = read_json(cfg_path)
-    others = [p for p in inst.json_files("config") if p != cfg_path]
+    steps = config_steps(config_facts(inst, kind), {"settings_text": settings_sh, "settings": wanted, "config": want_cfg,
+                                                    "config_name": "config/" + KINDS[kind].config_name})
     if not run.dry:
         make_dir(inst.d)
         make_dir(inst.path("config"))
         make_dir(inst.path("password"))
-    if now != wanted:
-        run.change("settings", diff=diff(old if old is not None else legacy_block(read_text(inst.path("run.sh"))),
-                                         settings_sh, "settings.sh"),
-                   act=lambda: write_atomic(inst.path("settings.sh"), settings_sh))
-    elif old != settings_sh:
-        run.change("tool", "settings.sh", act=lambda: write_atomic(inst.path("settings.sh"), settings_sh))
-    if old_cfg != want_cfg or others:
-        old_text = read_text(cfg_path)
-        name = "config/" + KINDS[kind].config_name
-        run.change("config", name, diff=diff(old_text, json_text(want_cfg), name),
-                   act=lambda: [write_atomic(cfg_path, json_text(want_cfg))] + [os.unlink(p) for p in others])
+    for step in steps:
+        run.change(step["what"], step["detail"], step["diff"], act=lambda step=step: apply_files(inst, step))
     refresh_tool_files(run)
     return want_cfg
+
+
+def apply_files(inst, step):
+    for name, text in step["write"]:
+        write_atomic(inst.path(name), text)
+    for path in step["remove"]:
+        os.unlink(path)
 
 
 def tool_files(run):
@@ -74,11 +80,10 @@ def refresh_tool_files(run):
     """This tool's own scripts (run.sh, boot.py): rewritten when they differ, never a reason
     to restart Jupyter. A "tool" change is one that replaced a file of an earlier version
     (the client says so); "tool_added" one that was not there (nothing to say)."""
-    for name, text, mode in tool_files(run):
-        old = read_text(run.inst.path(name))
-        if old != text:
-            run.change("tool" if old is not None else "tool_added", name,
-                       act=lambda name=name, text=text, mode=mode: write_tool(run.inst, name, text, mode))
+    wanted = tool_files(run)
+    now = {name: read_text(run.inst.path(name)) for name, _, _ in wanted}
+    for step in tool_steps(now, wanted):
+        run.change(step["what"], step["detail"], act=lambda step=step: write_tool(run.inst, step["name"], step["text"], step["mode"]))
 
 
 def write_tool(inst, name, text, mode):
