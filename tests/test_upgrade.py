@@ -93,3 +93,31 @@ def test_a_copy_that_differs_only_in_comments_restarts_nothing(fab, tmp_path):
     assert "refreshed this tool's own run.sh (not a reason to restart Jupyter)" in r.stdout
     assert "# a comment of a newer version" in (fab.home / ".fabjupyter" / "run.sh").read_text()
     fab("stop")
+
+
+# The last version whose agent travelled as one file (tasks/remote/agent.py, ready.py exec'd in it).
+ONE_FILE_AGENT_VERSION = "30be3357e1ef43d1b2ab8cdbd829d040aebb84b9"
+
+
+def test_an_upgrade_from_the_one_file_agent_restarts_nothing(fab, tmp_path):
+    """Servers that the version with a one-file agent started (nohup for the default instance,
+    tmux for a named one) are taken over as they run: setup of each changes nothing, status
+    calls them current, and `list` finds both."""
+    old = tmp_path / "previous"
+    old.mkdir()
+    subprocess.run(f"git -C {ROOT} archive {ONE_FILE_AGENT_VERSION} fabfile.py tasks | tar -x -C {old}", shell=True, check=True)
+    assert not (old / "tasks" / "remote" / "pack.py").exists()  # really the older design
+    run_copy(fab, old, "setup", "--password-stdin")
+    run_copy(fab, old, "setup", "--password-stdin", "--name", "second", "--launcher", "tmux", "--port", str(fab.port + 10))
+    before = {rec["name"]: rec for rec in map(json.loads, fab("list", "--json").stdout.splitlines())}
+    assert before["default"]["running"] and before["second"]["running"], before
+    r = fab.setup()
+    assert "nothing changed" in r.stdout, r.stdout
+    r = fab.setup("--name", "second", "--launcher", "tmux", "--port", str(fab.port + 10))
+    assert "nothing changed" in r.stdout, r.stdout
+    after = {rec["name"]: rec for rec in map(json.loads, fab("list", "--json").stdout.splitlines())}
+    for name in ("default", "second"):
+        assert after[name]["pid"] == before[name]["pid"] and after[name]["current"] is True, (name, before, after)
+    assert "nothing to do" in fab("start").stdout
+    fab("stop", "--all")
+    assert fab.sshhost.processes(fab.user) == []
