@@ -1,5 +1,6 @@
-"""The actions the client asks for, one function each: run -> the reply's fields. Which ones take
-the lock is LOCKED; the table of them all is agent.ACTIONS."""
+"""The actions the client asks for, one function each: run -> the reply's fields. ACTIONS names
+them all (list, watch and install live in modules of their own); LOCKED, those that take the
+lock."""
 
 import os
 import socket
@@ -9,13 +10,15 @@ from .configure import check_root, probe, refresh_tool_files, write_config, writ
 from .facts import Instance
 from .fail import Fail
 from .files import digest, fingerprint, make_dir, write_atomic
-from .install import install_facts, venv_path
+from .install import act_install, install_facts, venv_path
 from .kinds import KINDS, config_for
 from .launch import launch, stop_server, stop_unrecorded
 from .legacy import settings_from_sh
+from .listing import act_list
 from .plan import password_step, server_step
 from .shell import command_output
 from .status import status
+from .watch import act_watch
 
 LOCKED = ("config", "password", "start", "stop", "restart", "setup", "install")
 
@@ -180,3 +183,10 @@ def act_cert(run):
     has_password = inst.stored_hash() is not None or inherited_hash(run) is not None
     return {"fqdn": fqdn.strip(), "ips": ips.split(), "has_password": has_password, "same": same,
             "changes": run.changes}
+
+
+ACTIONS = {
+    "status": act_status, "setup": act_setup, "config": act_config, "password": act_password, "start": act_start,
+    "restart": act_restart, "stop": act_stop, "logs": act_logs, "cert": act_cert, "list": act_list,
+    "install": act_install, "watch": act_watch,
+}

@@ -18,20 +18,12 @@ import os
 import signal
 import sys
 
-from .actions import LOCKED, act_cert, act_config, act_logs, act_password, act_restart, act_setup, act_start, act_status, act_stop
+from .actions import ACTIONS, LOCKED
 from .fail import PROTOCOL, Fail
-from .install import act_install, may_install
+from .install import may_install
 from .instance import good_name
 from .legacy import migrate
-from .listing import act_list
 from .run import Run
-from .watch import act_watch
-
-ACTIONS = {
-    "status": act_status, "setup": act_setup, "config": act_config, "password": act_password, "start": act_start,
-    "restart": act_restart, "stop": act_stop, "logs": act_logs, "cert": act_cert, "list": act_list,
-    "install": act_install, "watch": act_watch,
-}
 
 
 def main(request, argv=None, out=None):
