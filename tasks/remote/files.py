@@ -1,6 +1,5 @@
 """Files on the host: read, written atomically (0600 unless said), compared, hashed."""
 
-import difflib
 import hashlib
 import json
 import os
@@ -64,6 +63,8 @@ def make_dir(path, mode=0o700):
 
 
 def diff(old, new, name):
+    import difflib  # here: only a change asks
+
     return [
         line.rstrip("\n")
         for line in difflib.unified_diff(

@@ -3,6 +3,7 @@ between them is one entry of KIND_LIST; adding a kind is one entry."""
 
 import os
 import re
+import sys
 
 from .fail import Fail
 
@@ -174,3 +175,15 @@ MOVED_NOTE = (
     "fabjupyter: Jupyter's warnings that keys 'moved from NotebookApp/LabApp/JupyterNotebookApp to ServerApp' are "
     "about this tool's own settings, pinned there so that an older config cannot override them\n"
 )
+
+
+def runtime_dir(env):
+    """Where Jupyter writes its runtime file (jupyter_core's rule)."""
+    if env.get("JUPYTER_RUNTIME_DIR"):
+        return env["JUPYTER_RUNTIME_DIR"]
+    if env.get("JUPYTER_DATA_DIR"):
+        return os.path.join(env["JUPYTER_DATA_DIR"], "runtime")
+    home = os.path.expanduser("~")
+    if sys.platform == "darwin":
+        return os.path.join(home, "Library", "Jupyter", "runtime")
+    return os.path.join(env.get("XDG_DATA_HOME") or os.path.join(home, ".local", "share"), "jupyter", "runtime")

@@ -7,12 +7,11 @@ import os
 import sys
 import time
 
-from . import launchers, net, own, procs, ready
-from .batch import launch_job
+from . import launchers, net, own, procs
 from .configure import check_root, root_dir, write_password
 from .fail import PROTOCOL, Fail
 from .files import json_text, make_dir, read_text, remove, write_atomic
-from .kinds import KINDS, MOVED_NOTE
+from .kinds import KINDS, MOVED_NOTE, runtime_dir
 
 
 def launch(run, kind, version, settings, launcher, requested):
@@ -31,6 +30,8 @@ def launch(run, kind, version, settings, launcher, requested):
     if not run.dry:
         fresh_cookie_secret(inst)
     if entry.batch:
+        from .batch import launch_job  # here: most starts are no batch job
+
         return launch_job(run, entry.scheduler(), kind, version, root, requested, jupyter_argv(run, kind, root, None, "", False))
     where = "socket" if sock else "port %s or the next free one" % requested
     run.change("start", "%s, %s" % (launcher, where))
@@ -152,6 +153,8 @@ def start_process(run, entry, kind, root, port, sock_path, tls):
 def wait_ready(run, pid, port, sock_path, ip, tls):
     """ready.check, here: until it answers, then that the server answering is the one started and
     runs with our settings (Jupyter's runtime file and what it answers)."""
+    from . import ready  # here: only a start asks
+
     child = run.child
 
     def started_alive(p):
@@ -160,7 +163,7 @@ def wait_ready(run, pid, port, sock_path, ip, tls):
         return net.alive(p)
 
     return ready.check(ready.Target(pid, port=port, sock=sock_path, ip=ip, tls=tls, timeout=float(run.timeout),
-                                    runtime_dir=ready.runtime_dir(os.environ), alive=started_alive))
+                                    runtime_dir=runtime_dir(os.environ), alive=started_alive))
 
 
 def stop_unrecorded(run, state):

@@ -7,8 +7,8 @@ import time
 from .facts import Instance
 from .files import read_json
 from .instance import instance_names
+from .kinds import runtime_dir
 from .net import alive
-from .ready import runtime_dir
 from .status import status
 
 

@@ -42,18 +42,6 @@ class Target:
         self.wrap = net.unverified_tls().wrap_socket if tls else None
 
 
-def runtime_dir(env):
-    """Where Jupyter writes its runtime file (jupyter_core's rule)."""
-    if env.get("JUPYTER_RUNTIME_DIR"):
-        return env["JUPYTER_RUNTIME_DIR"]
-    if env.get("JUPYTER_DATA_DIR"):
-        return os.path.join(env["JUPYTER_DATA_DIR"], "runtime")
-    home = os.path.expanduser("~")
-    if sys.platform == "darwin":
-        return os.path.join(home, "Library", "Jupyter", "runtime")
-    return os.path.join(env.get("XDG_DATA_HOME") or os.path.join(home, ".local", "share"), "jupyter", "runtime")
-
-
 def request(t, path, headers=()):
     """(status, {header: value}) of a GET, raw HTTP/1.0 over the port or socket."""
     s = socket.socket(socket.AF_UNIX) if t.sock else socket.create_connection((t.host, t.port), timeout=2)
@@ -81,42 +69,6 @@ def request(t, path, headers=()):
     return int(head[0].split()[1]), {k.strip().lower(): v.strip() for k, v in fields.items()}
 
 
-def family(root):
-    """root and its descendants (Linux /proc), root first."""
-    children = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open("/proc/%s/stat" % entry) as f:
-                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-            children.setdefault(ppid, []).append(int(entry))
-    found, todo = [], [root]
-    while todo:
-        p = todo.pop(0)
-        found.append(p)
-        todo += children.get(p, [])
-    return found
-
-
-def socket_inodes(p):
-    """The inodes of the sockets process P holds (none where /proc cannot tell)."""
-    found = []
-    try:
-        fds = os.listdir("/proc/%d/fd" % p)
-    except OSError:
-        return found
-    for fd in fds:
-        try:
-            target = os.readlink("/proc/%d/fd/%s" % (p, fd))
-        except OSError:
-            continue
-        if target.startswith("socket:["):
-            found.append(target[8:-1])
-    return found
-
-
 def listening(t):
     """Socket inodes that listen where we said (None where /proc cannot tell: not Linux)."""
     return net.listening_inodes(port=t.port, sock=t.sock or None)
@@ -131,8 +83,8 @@ def serving_pid(t):
     if not os.path.isdir("/proc/%d/fd" % t.pid):
         # gone (it lost the port to another server and exited), or /proc hides it
         return None if not t.alive(t.pid) else t.pid
-    for p in family(t.pid):
-        if inodes.intersection(socket_inodes(p)):
+    for p in net.family(t.pid):
+        if inodes.intersection(net.socket_inodes(p)):
             return p
     return None
 

@@ -3,7 +3,7 @@ server is no longer there."""
 
 import time
 
-from . import net, procs, ready
+from . import net, procs
 from .status import status
 
 WATCH_EVERY = 0.05  # seconds between looks at a forwarded port (a batch job's: JOB_WATCH_EVERY)
@@ -29,7 +29,7 @@ def act_watch(run):
     if not job:
         listening = net.listening_inodes(port=want[0])
         if listening is not None:
-            mine = set(i for p in ready.family(state["pid"]) for i in ready.socket_inodes(p) if i in listening)
+            mine = set(i for p in net.family(state["pid"]) for i in net.socket_inodes(p) if i in listening)
             if not mine:
                 return {"gone": "taken"}
     beat = time.time()
