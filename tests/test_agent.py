@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from tasks import protocol
-from tasks.remote import agent
+from tasks.remote import files, install, net, pack, procs
+from tasks.remote.fail import Fail
 from tasks.ops.cert import generate
 
 from .localagent import LocalHost, settings
@@ -123,9 +124,8 @@ def test_an_upgrade_that_changes_only_comments_restarts_nothing(host, monkeypatc
     only in comments finds nothing to change, and Jupyter keeps its pid."""
     first = host.setup(settings(port=free_port()), PASSWORD)
     pid = first.status.pid
-    monkeypatch.setattr(protocol.script, "AGENT", protocol.script.AGENT + "\n# a comment of a newer version\n")
-    monkeypatch.setattr(protocol.script, "BOOTSTRAP", protocol.script.BOOTSTRAP + "\n# a comment of a newer version\n")
-    monkeypatch.setattr(protocol.script, "READY", protocol.script.READY + "\n# a comment of a newer version\n")
+    newer = {name: text + "\n# a comment of a newer version\n" for name, text in pack.sources().items()}
+    monkeypatch.setattr(pack, "sources", lambda: dict(newer))  # every remote file, the bootstrap too
     again = host.setup(settings(port=first.status.port), PASSWORD)
     assert again.unchanged and again.status.pid == pid
     assert [(c.what, c.detail) for c in again.changes] == [("tool", "run.sh")]  # refreshed, and said so
@@ -218,12 +218,12 @@ def test_a_process_that_outlives_its_sigkill_is_given_up_on_not_waited_for():
         deadline = time.monotonic() + 10
         while (group / "freezer.state").read_text().strip() != "FROZEN" and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert agent.process_state(proc.pid) == "D"
+        assert net.process_state(proc.pid) == "D"
         started = time.monotonic()
-        assert agent.kill(proc.pid, term_wait=0.2, kill_wait=0.5) is False
+        assert procs.kill(proc.pid, term_wait=0.2, kill_wait=0.5) is False
         assert time.monotonic() - started < 3
-        with pytest.raises(agent.Fail) as failed:
-            agent.end(proc.pid, term_wait=0.2, kill_wait=0.5)
+        with pytest.raises(Fail) as failed:
+            procs.end(proc.pid, term_wait=0.2, kill_wait=0.5)
         assert failed.value.code == "not_stopped" and failed.value.detail == f"{proc.pid}, state D"
         assert "not_stopped" in protocol.ERRORS
     finally:
@@ -246,12 +246,13 @@ def test_the_checksum_of_an_earlier_version_is_posix_cksum(tmp_path):
     data = b"run.sh\n" * 1000 + bytes(range(256))
     (tmp_path / "f").write_bytes(data)
     out = subprocess.run(["cksum", str(tmp_path / "f")], capture_output=True, text=True).stdout.split()
-    assert agent.cksum(data) == f"{out[0]}-{out[1]}"
+    assert files.cksum(data) == f"{out[0]}-{out[1]}"
 
 
-# everything that runs in the host's Python: the agent, ready.py, boot.py and the agent's `python -c`
-REMOTE_PYTHON = {"agent.py": protocol.AGENT, "ready.py": protocol.READY, "boot.py": protocol.BOOT,
-                 "agent.py:VERSIONS_PY": agent.VERSIONS_PY}
+# everything that runs in the host's Python: every module of the remote folder (the agent, ready.py,
+# boot.py...), the loader of the script they are joined into, and the agent's `python -c`
+REMOTE_PYTHON = dict({name: text for name, text in pack.sources().items() if name.endswith(".py")},
+                     **{"pack.py:LOADER": pack.LOADER, "install.py:VERSIONS_PY": install.VERSIONS_PY})
 
 
 def newer_than(name, source, oldest=(3, 6)):
@@ -313,8 +314,8 @@ def test_the_versions_of_an_environment_are_read_without_importlib_metadata_too(
     """VERSIONS_PY runs in the installed environment's Python, as old as the host's: before 3.8
     (no importlib.metadata) it reads the distributions' directory names, with the same answer."""
     python = str(JUPYTER_VENV / "bin" / "python")
-    with_metadata = agent.venv_versions(python)
-    hidden = "import sys\nsys.modules['importlib.metadata'] = None\n" + agent.VERSIONS_PY
+    with_metadata = install.venv_versions(python)
+    hidden = "import sys\nsys.modules['importlib.metadata'] = None\n" + install.VERSIONS_PY
     r = subprocess.run([python, "-c", hidden], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout) == with_metadata

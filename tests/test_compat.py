@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from tasks.remote.agent import MOVED_KEYS, SHIMMED_CLASSES
+from tasks.remote.kinds import MOVED_KEYS, SHIMMED_CLASSES
 
 from .jupyter_http import login_and_list
 from .sshhost import JUPYTER_VENV, interpreter_of

@@ -15,7 +15,7 @@ import urllib.request
 
 import pytest
 
-from tasks.remote.agent import Slurm
+from tasks.remote.schedulers import Slurm
 
 from .conftest import ROOT, Fab
 from .jupyter_http import login_and_list

@@ -14,7 +14,7 @@ import pytest
 from tasks import protocol
 from tasks.ops.config import wanted
 from tasks.hosts.inventory import Settings
-from tasks.remote import agent, spec
+from tasks.remote import actions, spec
 from tasks.remote.spec import BadRequest, check_request
 from tasks.ops.server import launch_request
 
@@ -25,11 +25,7 @@ REMOTE = Path(spec.__file__).parent
 
 def sent(action, **fields):
     """A request as the agent receives it: the envelope agent_script adds, and FIELDS."""
-    a = spec.ACTIONS[action]
-    envelope = {"v": 1, "action": action}
-    envelope.update({"ready_py": "# ready"} if a.ready else {})
-    envelope.update({"run_sh": "#!/bin/sh"} if a.jupyter else {})
-    return dict(envelope, **fields)
+    return dict({"v": 1, "action": action}, **fields)
 
 
 @pytest.mark.parametrize("action, request_, expected", [
@@ -42,16 +38,14 @@ def sent(action, **fields):
     ("password", sent("password", password_hash=None, dry_run=True),
      {"instance": "default", "dry_run": True, "timeout": 60, "password_hash": None}),
     ("watch", sent("watch", port=8890),
-     {"instance": "default", "dry_run": False, "ready_py": "# ready", "port": 8890, "address": None}),
+     {"instance": "default", "dry_run": False, "port": 8890, "address": None}),
     ("start", sent("start"),
-     {"instance": "default", "dry_run": False, "ready_py": "# ready", "run_sh": "#!/bin/sh", "boot_py": None,
-      "fast_start": False, "timeout": 60, "launcher": "nohup", "port": 8888, "sbatch": [], "queue_timeout": 0}),
+     {"instance": "default", "dry_run": False, "fast_start": False, "timeout": 60, "launcher": "nohup", "port": 8888, "sbatch": [], "queue_timeout": 0}),
     ("restart", sent("restart", launcher="", sbatch=["--time=1:00:00"]),
-     {"instance": "default", "dry_run": False, "ready_py": "# ready", "run_sh": "#!/bin/sh", "boot_py": None,
-      "fast_start": False, "timeout": 60, "launcher": "", "port": 8888, "sbatch": ["--time=1:00:00"], "queue_timeout": 0}),
+     {"instance": "default", "dry_run": False, "fast_start": False, "timeout": 60, "launcher": "", "port": 8888, "sbatch": ["--time=1:00:00"], "queue_timeout": 0}),
     ("restart", sent("restart"), {"launcher": ""}),  # absent: the launcher it runs with
     ("install", sent("install", probe=True, install=True),
-     {"instance": "default", "dry_run": False, "run_sh": "#!/bin/sh", "boot_py": None, "fast_start": False, "timeout": 60,
+     {"instance": "default", "dry_run": False, "fast_start": False, "timeout": 60,
       "settings_sh": None, "install": True, "probe": True, "spec": ["jupyterlab"], "source": "index", "upgrade": False}),
     ("cert", sent("cert", cert_digest=None, key_digest=None, cert="C", key="K", push=True),
      {"instance": "default", "dry_run": False, "cert_digest": None, "key_digest": None, "new_instance": False,
@@ -75,7 +69,7 @@ def test_a_request_gets_its_defaults(action, request_, expected):
     ("status", {"action": "status"}, "bad_request", "field 'v': missing"),
     ("status", sent("stop", timeout=60), "bad_request", "unknown field 'timeout' for status"),
     ("status", dict(sent("status"), action="stop"), "bad_request", "field 'action': 'stop', not 'status'"),
-    ("start", {"v": 1, "action": "start", "run_sh": ""}, "bad_request", "field 'ready_py': missing"),
+    ("start", sent("start", run_sh="#!/bin/sh"), "bad_request", "unknown field 'run_sh' for start"),
     ("setup", sent("setup"), "bad_request", "field 'settings_sh': missing"),
     ("watch", sent("watch", address="node1"), "bad_request", "field 'port': missing"),
     ("start", sent("start", port="8888"), "bad_request", "field 'port': expected a number, got '8888'"),
@@ -98,8 +92,8 @@ def test_the_callers_part_alone():
     """added=False (the client, before agent_script adds the envelope): the envelope is neither
     needed nor allowed, and is not in the result."""
     assert check_request("start", {"port": 9000}, added=False)["port"] == 9000
-    assert "run_sh" not in check_request("start", {}, added=False)
-    for field in ("v", "action", "run_sh", "ready_py", "boot_py"):
+    assert "v" not in check_request("start", {}, added=False)
+    for field in ("v", "action"):
         with pytest.raises(BadRequest) as refused:
             check_request("start", {field: "x"}, added=False)
         assert refused.value.detail == f"unknown field {field!r} for start"
@@ -117,7 +111,6 @@ def test_the_client_reads_the_table():
     """The client's tables are the action table's, unchanged in content."""
     assert protocol.NEEDS_JUPYTER == ("setup", "config", "start", "restart", "install")
     assert protocol.LAUNCHING == ("setup", "start", "restart")
-    assert protocol.TAKES_READY == ("setup", "start", "restart", "watch")
     assert {name: kind.__name__ for name, kind in protocol.REPLIES.items()} == {
         "setup": "SetupReply", "config": "WriteReply", "password": "WriteReply", "start": "StartReply",
         "restart": "StartReply", "stop": "StopReply", "status": "StatusReply", "logs": "LogsReply", "cert": "CertReply",
@@ -125,10 +118,9 @@ def test_the_client_reads_the_table():
 
 
 def test_the_agent_agrees_with_the_table():
-    """Until the agent reads the table itself: its actions and its locked ones are the table's,
-    and every field it reads from a request is one the table knows."""
-    assert set(agent.ACTIONS) == set(spec.ACTIONS)
-    assert set(agent.LOCKED) == {a.name for a in spec.ACTION_LIST if a.locked}
+    """The agent has a function for each action of the table and no other, and every field it
+    reads from a request is one the table knows."""
+    assert set(actions.ACTIONS) == set(spec.ACTIONS)
     known = {name for a in spec.ACTION_LIST for name in a.fields}
     read = set()
     for path in REMOTE.glob("*.py"):

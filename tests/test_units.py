@@ -334,12 +334,12 @@ def test_records_updated_by_many_runs_at_once_keep_every_update(tmp_path):
 def test_every_list_of_launchers_names_every_launcher():
     """The launcher table is the one source: the agent's schedulers are in it, and each message
     and help text that lists launchers names all of them (a "nohup or tmux" left behind fails)."""
-    from tasks.remote import agent
+    from tasks.remote import schedulers
     from tasks.hosts.inventory import LAUNCHERS, check_setting, launcher_words
     from tasks.hosts.options import LAUNCHER_HELP, RESTART_LAUNCHER_HELP
     from tasks.protocol import ERRORS
 
-    assert {"nohup", "tmux"} | set(agent.SCHEDULERS) == set(LAUNCHERS)
+    assert {"nohup", "tmux"} | set(schedulers.SCHEDULERS) == set(LAUNCHERS)
     texts = {
         "bad_launcher": ERRORS["bad_launcher"].format(detail="screen"),
         "LAUNCHER_HELP": LAUNCHER_HELP,

@@ -83,8 +83,7 @@ def test_a_copy_that_differs_only_in_comments_restarts_nothing(fab, tmp_path):
     copy.mkdir()
     shutil.copy(ROOT / "fabfile.py", copy)
     shutil.copytree(ROOT / "tasks", copy / "tasks", ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("remote/agent.py", "remote/ready.py", "remote/boot.py", "remote/bootstrap.sh"):
-        path = copy / "tasks" / name
+    for path in sorted((copy / "tasks" / "remote").glob("*.[ps][yh]")):  # every remote module, the bootstrap too
         path.write_text(path.read_text() + "\n# a comment of a newer version\n")
     r = fab.setup()
     assert "refreshed this tool's own" not in r.stdout, r.stdout  # a first setup: there was nothing to refresh
@@ -96,8 +95,8 @@ def test_a_copy_that_differs_only_in_comments_restarts_nothing(fab, tmp_path):
     fab("stop")
 
 
-# The last version before the renovation of issue 28 (the remote side as one agent.py; the folders
-# of tasks/ since): its servers must be taken over by this one as they run.
+# The last version before the renovation of issue 28 (the remote side as one agent.py, sent as one
+# file; since, the folders of tasks/ and the remote folder joined when sent): its servers must be taken over by this one as they run.
 PRE_RENOVATION_VERSION = "3f52cf3d4b2e7a255826fcae8d3157b1cd02d2b7"
 
 

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field, fields, replace
 
 import yaml
 
-from ..remote.agent import NAME_MAX, SCHEDULERS, good_name
+from ..remote.instance import NAME_MAX, good_name
+from ..remote.schedulers import SCHEDULERS
 from ..errors import UserError
 
 # The launcher table: how Jupyter is detached from the SSH session, with what help texts say of

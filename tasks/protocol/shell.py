@@ -5,11 +5,11 @@ from ..errors import UserError
 
 def sh_quote(value):
     """Quote one value for a POSIX shell. Every value that reaches a remote shell goes through
-    the agent's sh_quote (the agent uses it too, for Jupyter's command line under tmux)."""
-    from ..remote import agent  # here, not at the top: a tunnel asks in a thread while its ssh logs in
+    the remote side's sh_quote (remote/shell.py, used there too: Jupyter's command line under tmux)."""
+    from ..remote import shell  # here, not at the top: a tunnel asks in a thread while its ssh logs in
 
     try:
-        return agent.sh_quote(value)
+        return shell.sh_quote(value)
     except ValueError:
         raise UserError("a value for the remote shell contains a NUL byte") from None
 

@@ -1,12 +1,14 @@
 # fabjupyter's remote bootstrap (POSIX sh): the activation line, finding Jupyter and the Python
-# it runs on. Everything else is the agent (agent.py), in that Python. One text, two uses:
+# it runs on. Everything else is the agent (agent.py and the modules beside it), in that Python.
+# One text, two uses:
 #
 #  - The agent's way in: the client sends this file on the standard input of `sh -s`, after lines
 #    that set FJ_* variables (every value quoted by the client's one helper) and before a last
 #    line `fj_boot agent`. Everything here is a definition, so a script cut off in transit runs
-#    nothing. The agent and its request travel in FJ_AGENT_PY, fed to Python through a pipe by
-#    printf (a builtin: secrets never reach an argument list). A pipe, not the rest of this
-#    stdin: dash reads a script from a pipe in blocks, past the line that would hand it on.
+#    nothing. The agent (its folder joined into one script by pack.py) and its request travel in
+#    FJ_AGENT_PY, fed to Python through a pipe by printf (a builtin: secrets never reach an
+#    argument list). A pipe, not the rest of this stdin: dash reads a script from a pipe in
+#    blocks, past the line that would hand it on.
 #  - ~/.fabjupyter/run.sh, with `fj_boot "$@"` last: `sh run.sh serve` (under tmux) activates as
 #    the agent did and execs Jupyter's command line, which the agent wrote to serve.sh.
 #
@@ -153,22 +155,10 @@ fj_job() {
     addr=$(scontrol show node "$node" 2> /dev/null | sed -n 's/.*NodeAddr=\([^ ]*\).*/\1/p' | head -n 1)
     [ -n "$addr" ] || addr=$node
     mkdir -p "$D/job" "$D/runtime" || exit 3
-    port=$("$FJ_PYTHON" -c '
-import socket, sys
-addr, first, path, config = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
-with open(path, "w") as f:
-    f.write(config.replace("@ADDR@", addr))
-for port in list(range(first, min(first + 100, 65536))) + [0]:
-    s = socket.socket()
-    try:
-        s.bind((addr, port))
-    except OSError:
-        continue
-    finally:
-        s.close()
-    print(port if port else s.getsockname()[1])
-    break
-' "$addr" "$FJ_PORT" "$D/job/$FJ_CONFIG_NAME" "$FJ_IP_CONFIG") && [ -n "$port" ] || {
+    # the job's check (ready.py and net.py, which the agent wrote in lib/): it writes the
+    # settings file for this address and prints a free port there
+    port=$(cd "$D/lib" && "$FJ_PYTHON" -m fabjupyter_remote.ready port "$addr" "$FJ_PORT" "$D/job/$FJ_CONFIG_NAME" \
+        "$FJ_IP_CONFIG") && [ -n "$port" ] || {
         echo "fabjupyter: no free port on $node ($addr)"
         exit 3
     }
@@ -181,8 +171,8 @@ for port in list(range(first, min(first + 100, 65536))) + [0]:
     # to say why it failed; the check runs meanwhile, in the foreground.
     "$@" "--$FJ_APP.port=$port" < /dev/null &
     jupyter=$!
-    "$FJ_PYTHON" "$D/ready.py" job "${SLURM_JOB_ID:-0}" "$node" "$addr" "$port" "$jupyter" "$FJ_TIMEOUT" \
-        "$JUPYTER_RUNTIME_DIR" "$D/job.where" < /dev/null || {
+    (cd "$D/lib" && exec "$FJ_PYTHON" -m fabjupyter_remote.ready job "${SLURM_JOB_ID:-0}" "$node" "$addr" "$port" "$jupyter" \
+        "$FJ_TIMEOUT" "$JUPYTER_RUNTIME_DIR" "$D/job.where") < /dev/null || {
         kill "$jupyter" 2> /dev/null
         wait "$jupyter"
         exit 3

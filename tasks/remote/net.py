@@ -120,3 +120,39 @@ def alive(pid, command=None):
     if process_state(pid) == "Z":  # exited, not yet reaped by its parent: serves nothing
         return False
     return command is None or command in cmdline(pid)
+
+
+def family(root):
+    """root and its descendants (Linux /proc), root first."""
+    children = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open("/proc/%s/stat" % entry) as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    found, todo = [], [root]
+    while todo:
+        p = todo.pop(0)
+        found.append(p)
+        todo += children.get(p, [])
+    return found
+
+
+def socket_inodes(p):
+    """The inodes of the sockets process P holds (none where /proc cannot tell)."""
+    found = []
+    try:
+        fds = os.listdir("/proc/%d/fd" % p)
+    except OSError:
+        return found
+    for fd in fds:
+        try:
+            target = os.readlink("/proc/%d/fd/%s" % (p, fd))
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            found.append(target[8:-1])
+    return found

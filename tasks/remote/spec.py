@@ -56,14 +56,14 @@ def type_words(kind):
 
 class Action(object):
     """One action: JUPYTER: it runs in Jupyter's environment and Python (the bootstrap finds
-    them; run.sh goes along); LAUNCHES: it may start Jupyter; READY: ready.py goes along (its
-    checks of who listens where); LOCKED: it takes the host's lock (a change); REPLY: the name of
-    the client's reply class; FIELDS: what its request holds beyond those these imply."""
+    them); LAUNCHES: it may start Jupyter; LOCKED: it takes the host's lock (a change); REPLY: the
+    name of the client's reply class; FIELDS: what its request holds beyond those these imply.
+    (Every remote module travels with every action, joined by pack.py: no field carries a file.)"""
 
-    def __init__(self, name, reply, fields=(), jupyter=False, launches=False, ready=False, locked=False):
+    def __init__(self, name, reply, fields=(), jupyter=False, launches=False, locked=False):
         self.name, self.reply = name, reply
-        self.jupyter, self.launches, self.ready, self.locked = jupyter, launches, ready or launches, locked
-        implied = COMMON + (JUPYTER_FIELDS if jupyter else ()) + ((READY_FIELD,) if self.ready else ())
+        self.jupyter, self.launches, self.locked = jupyter, launches, locked
+        implied = COMMON + (JUPYTER_FIELDS if jupyter else ())
         implied += (TIMEOUT,) if locked else ()
         self.fields = dict((f.name, f) for f in implied + tuple(fields))
 
@@ -74,10 +74,8 @@ COMMON = (
     Field("instance", str, "default"),
     Field("dry_run", bool, False),  # check mode: report the changes, make none
 )
-# Jupyter's start script and, with fast_start, the module it starts Jupyter through
-JUPYTER_FIELDS = (Field("run_sh", str, added=True), Field("boot_py", str, None, null=True, added=True),
-                  Field("fast_start", bool, False))
-READY_FIELD = Field("ready_py", str, added=True)
+# start Jupyter through boot.py, which imports ahead what it will need (opt-in)
+JUPYTER_FIELDS = (Field("fast_start", bool, False),)
 # seconds to wait for Jupyter to answer; a changing run waits that + 60 s for the host's lock
 TIMEOUT = Field("timeout", int, 60)
 SETTINGS = Field("settings_sh", str)  # settings.sh: the host's settings, as the bootstrap reads them
@@ -103,7 +101,7 @@ ACTION_LIST = (
     Action("restart", "StartReply", jupyter=True, launches=True, locked=True,
            fields=(Field("launcher", str, ""),) + LAUNCH[1:]),
     Action("stop", "StopReply", locked=True),
-    Action("watch", "WatchReply", ready=True, fields=(
+    Action("watch", "WatchReply", fields=(
         Field("port", int),  # where the tunnel's forward was confirmed
         Field("address", str, None, null=True),  # the node a batch job's Jupyter runs on
     )),

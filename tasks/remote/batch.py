@@ -1,0 +1,130 @@
+"""Jupyter as a batch job: submitted, followed through the queue, and taken as started only once
+the job proved on its node that its Jupyter is the process listening (ready.py's verdict)."""
+
+import json
+import os
+import sys
+import time
+
+from . import own
+from .fail import PROTOCOL, Fail
+from .files import json_text, make_dir, write_atomic
+from .kinds import KINDS, SHIMMED_CLASSES
+from .launchers import cancel_job
+from .schedulers import job_answers
+from .shell import sh_quote
+
+
+def job_failure(run, record):
+    """The job's own word that its Jupyter is not serving, as the failure to report."""
+    code, detail = record["failed"], str(record.get("detail") or "")
+    if code == "port_taken":
+        return Fail("port_taken", detail)
+    if code == "unsafe":
+        return Fail("unsafe", detail)
+    if code == "timeout":
+        return Fail("timeout", str(run.timeout), log=run.log_tail())
+    return Fail("died", log=run.log_tail())
+
+
+def write_job_check(inst):
+    """The job's check on its node (ready.py and what it imports) as a package beside the job:
+    bootstrap.sh's fj_job runs `python -m fabjupyter_remote.ready` in lib/."""
+    folder = inst.path("lib", own.PACKAGE)
+    make_dir(inst.path("lib"))
+    make_dir(folder)
+    write_atomic(os.path.join(folder, "__init__.py"), "")
+    for name in own.JOB_FILES:
+        write_atomic(os.path.join(folder, name), own.text(name))
+
+
+def launch_job(run, scheduler, kind, version, root, requested, argv):
+    """Submit Jupyter as a batch job; follow it through the queue (one event per change of
+    state); wait until the job proved that its Jupyter is the one listening and Jupyter
+    answers on the node, asking for the password; record it. The port is chosen on the node
+    by the job (bootstrap.sh's `job`), which runs ready.py there and writes the verdict to
+    job.where in this (shared) directory: where Jupyter listens, or why it is not serving."""
+    inst, k = run.inst, KINDS[kind]
+    options = list(run.req["sbatch"])
+    script = "\n".join(["#!/bin/sh"] + scheduler.script_header(inst.job_name, inst.path("jupyter.log"), options) + [
+        "# fabjupyter's batch job: Jupyter for the instance %r on the node this job runs on" % inst.name,
+        "exec sh %s job" % sh_quote(inst.path("run.sh")), ""])
+    run.change("start", "%s job, a free port from %s on its node" % (scheduler.name, requested or 8888),
+               diff=script.splitlines())
+    if run.dry:
+        return
+    ip_config = {k.app: {"ip": "@ADDR@"}}
+    if kind != "nb6":
+        ip_config.update({name: {"ip": "@ADDR@"} for name in SHIMMED_CLASSES})
+    write_atomic(inst.path("serve.sh"), "\n".join([
+        "# Jupyter's command line, for run.sh (written at each start)",
+        "set -- %s" % " ".join(sh_quote(a) for a in argv),
+        "FJ_APP=%s FJ_PORT=%d FJ_PYTHON=%s" % (k.app, requested or 8888, sh_quote(sys.executable)),
+        "FJ_CONFIG_NAME=%s FJ_TIMEOUT=%d" % (k.config_name, run.timeout),
+        "FJ_IP_CONFIG=%s" % sh_quote(json.dumps(ip_config)), ""]))
+    write_job_check(inst)
+    write_atomic(inst.path("job.sh"), script, 0o700)
+    inst.remove("job.where")
+    log = inst.path("jupyter.log")
+    if os.path.exists(log):
+        os.replace(log, log + ".1")
+    job_id = scheduler.submit(inst.path("job.sh"))
+    state = {
+        "v": PROTOCOL, "pid": None, "job_id": job_id, "launcher": scheduler.name, "sbatch": options, "port": None,
+        "address": None, "node": None, "socket": None, "requested_port": requested, "mode": "ssh", "started": None,
+        "submitted": int(time.time()), "kind": kind, "version": version, "fast_start": False, "python": sys.executable,
+        "command": run.command, "fingerprint": inst.disk_fingerprint(kind),
+    }
+    write_atomic(inst.path("state"), json_text(state))
+    write_atomic(inst.path("python"), sys.executable + "\n")
+    run.event("job", job_id=job_id, state="SUBMITTED", reason="", node=None)
+    state.update(follow_job(run, scheduler, job_id), started=int(time.time()))
+    write_atomic(inst.path("state"), json_text(state))
+
+
+def follow_job(run, scheduler, job_id):
+    """Until the job's Jupyter asks for the password on its node: {address, port, node}."""
+    inst = run.inst
+    queue_timeout = run.req["queue_timeout"]
+    queue_deadline = time.time() + queue_timeout if queue_timeout else None
+    ready_deadline, last, ticked = None, None, time.time()
+
+    def give_up(failure):
+        cancel_job(run, scheduler, job_id)
+        inst.remove("state")
+        raise failure
+
+    while True:
+        job = scheduler.query(job_id)
+        record = inst.job_record(job_id)
+        if record and record.get("failed"):  # its Jupyter is not the one listening, or not as we said
+            give_up(job_failure(run, record))
+        if job is None or job["state"] not in scheduler.ACTIVE:
+            ended = scheduler.ended(job_id) or ((job["state"], job["reason"]) if job else ("ENDED", ""))
+            inst.remove("state")
+            raise Fail("job_ended", "%s %s" % (job_id, " ".join(w for w in ended if w)), log=run.log_tail())
+        seen = (job["state"], job["reason"], job["node"])
+        if seen != last:
+            run.event("job", job_id=job_id, state=job["state"], reason=job["reason"], node=job["node"])
+            last = seen
+        elif time.time() - ticked > 2:
+            run.event("tick")
+            ticked = time.time()
+        if run.gone:  # Ctrl-C on the client, or its connection dropped: this job is nobody's
+            give_up(Fail("cancelled", job_id))
+        if job["state"] == "RUNNING":
+            # the job's own check waits as long for Jupyter; its verdict may come a little later
+            ready_deadline = ready_deadline or time.time() + run.timeout + 15
+            where = inst.job_where(job_id)
+            answer = job_answers(where[0], where[1]) if where else None
+            if answer == "login":
+                break
+            if answer == "open":
+                give_up(Fail("unsafe", "Jupyter in job %s lets anyone in without the password" % job_id))
+            if time.time() > ready_deadline:
+                give_up(Fail("timeout", str(run.timeout), log=run.log_tail()))
+        elif queue_deadline and time.time() > queue_deadline:
+            give_up(Fail("queue_timeout", "%s %s %s" % (queue_timeout, job_id, job["state"]), log=[job["reason"]] if job["reason"] else []))
+        time.sleep(0.5)
+    address, port, node = where
+    return {"address": address, "port": port, "node": node}
