@@ -14,30 +14,30 @@ from pathlib import Path
 
 from .harness import FAB, PASSWORD, ROOT, USER, turns
 
-# The check after a start, run in the user's Python as the agent runs it: ready.py is read as a
-# file (tasks/remote/ready.py), never imported here; its functions and globals are the driver's
-# only tie to it.
+# The check after a start, run in the user's Python as the agent runs it: ready.py and net.py,
+# copied (never imported here) into a package folder as a batch job has them (lib/fabjupyter_remote/),
+# are imported there; ready.Target, ready.check and ready.request are the driver's only tie to them.
+READY_MODULES = ("ready.py", "net.py")
 READY_DRIVER = """import json, sys, time
+sys.path.insert(0, sys.argv[5])
 from jupyter_core.paths import jupyter_runtime_dir
-ns = {"__name__": "fabjupyter_ready"}
-exec(compile(sys.stdin.read(), "ready.py", "exec"), ns)
-ns.update(port=int(sys.argv[1]), pid=int(sys.argv[2]), timeout=60.0, tls=False, sock=sys.argv[3], ip="127.0.0.1",
-          runtime_dir=jupyter_runtime_dir())
+from fabjupyter_remote import ready
+t = ready.Target(int(sys.argv[2]), port=int(sys.argv[1]), sock=sys.argv[3], timeout=60.0, runtime_dir=jupyter_runtime_dir())
 
 def check():
-    r = ns["main"]()
+    r = ready.check(t)
     if not r.startswith("ready "):
         sys.exit("ready.py: " + r)
 
 def wait_only():
-    ns["request"]("/api")
+    ready.request(t, "/api")
 
 fns, times = (check, wait_only), ([], [])
 for i in range(int(sys.argv[4])):
     for k in ((0, 1) if i % 2 == 0 else (1, 0)):
-        t = time.perf_counter()
+        t0 = time.perf_counter()
         fns[k]()
-        times[k].append(time.perf_counter() - t)
+        times[k].append(time.perf_counter() - t0)
 print(json.dumps(times))
 """
 
@@ -45,22 +45,28 @@ print(json.dumps(times))
 def ready_figure(b, runs):
     """The check after each start (tasks/remote/ready.py: the server that answers is the process
     started, its runtime file, three unauthenticated requests) against a check that only waits
-    for /api to answer (one request), both run as the agent runs ready.py (in one Python, its
-    functions exec'd, as the user who runs Jupyter) against the same running JupyterLab, in
+    for /api to answer (one request), both run as the agent runs ready.py (imported in one
+    Python, as the user who runs Jupyter) against the same running JupyterLab, in
     turns. Returns (check, wait-only) medians in seconds."""
     b.fab(USER, "setup", "--password-stdin", input=PASSWORD + "\n")
     state = b.status()
     user = b.host.users[USER]
     python = Path(f"/proc/{state['pid']}/cmdline").read_bytes().split(b"\0")[0].decode()  # Jupyter's own, as the agent's check runs in
-    r = subprocess.run(["setpriv", f"--reuid={user.uid}", f"--regid={user.uid}", "--init-groups", python, "-c",
-                        READY_DRIVER, str(state.get("port") or 0), str(state["pid"]), state.get("socket") or "", str(runs)],
-                       input=(ROOT / "tasks" / "remote" / "ready.py").read_text(), cwd=user.home, capture_output=True, text=True,
-                       env={"HOME": str(user.home), "PATH": "/usr/bin:/bin"})
+    with tempfile.TemporaryDirectory() as lib:
+        package = Path(lib) / "fabjupyter_remote"
+        package.mkdir()
+        (package / "__init__.py").write_text("")
+        for name in READY_MODULES:
+            shutil.copy(ROOT / "tasks" / "remote" / name, package / name)
+        os.chmod(lib, 0o755)  # the user who runs Jupyter reads them
+        r = subprocess.run(["setpriv", f"--reuid={user.uid}", f"--regid={user.uid}", "--init-groups", python, "-c",
+                            READY_DRIVER, str(state.get("port") or 0), str(state["pid"]), state.get("socket") or "", str(runs),
+                            lib], cwd=user.home, capture_output=True, text=True, env={"HOME": str(user.home), "PATH": "/usr/bin:/bin"})
     if r.returncode != 0:
         raise RuntimeError(f"the ready.py driver: {r.stdout[-300:]}{r.stderr[-500:]}")
     check, wait_only = (statistics.median(t) for t in json.loads(r.stdout))
     where = f"socket {state['socket']}" if state.get("socket") else f"port {state['port']}"
-    b.row(f"the check after a start (tasks/ready.py), on a running JupyterLab ({where}), in the agent's process, median of {runs}",
+    b.row(f"the check after a start (tasks/remote/ready.py), on a running JupyterLab ({where}), in the agent's process, median of {runs}",
           check * 1000, wait_only * 1000, "waiting for /api alone (one request)", "(context)", True, unit="ms")
     return check, wait_only
 

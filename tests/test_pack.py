@@ -7,8 +7,9 @@ import sys
 
 import pytest
 
-from tasks import config, protocol
-from tasks.password import hash_password
+from tasks import protocol
+from tasks.ops import config
+from tasks.ops.password import hash_password
 from tasks.remote import files, pack
 
 from .localagent import LocalHost, settings

@@ -140,7 +140,9 @@ def replies(stdout):
 def test_a_script_cut_off_in_transit_runs_nothing(tmp_path, shell, action):
     """Every prefix of the agent script that lacks its last line, fed to the shell as the SSH
     session would, with a HOME of its own: nothing is written, nothing starts, nothing is said."""
-    request = {"password_hash": hash_password("cut"), "launcher": "nohup", "port": 8888, "timeout": 60}
+    request = {"password_hash": hash_password("cut"), "timeout": 60}
+    if action == "setup":
+        request.update(launcher="nohup", port=8888)
     script = agent_script(action, request, settings_sh="FJ_ACTIVATE=''\n" if action == "setup" else None).encode()
     last = script.rstrip(b"\n").rfind(b"\n") + 1  # where the line that calls fj_boot begins
     points = sorted({last * i // CUT_POINTS for i in range(CUT_POINTS)} | {last, last + 1, len(script) - 3})

@@ -349,6 +349,11 @@ def test_every_list_of_launchers_names_every_launcher():
     with pytest.raises(UserError) as refused:
         check_setting("launcher", "screen", "--launcher")
     texts["a wrong --launcher"] = str(refused.value)
+    # and the docs: the example hosts.yaml's line for it, the README's setup row and settings line
+    texts["hosts.yaml"] = next(line for line in (ROOT / "hosts.yaml").read_text().splitlines() if line.startswith("#   launcher:"))
+    readme = (ROOT / "README.md").read_text().splitlines()
+    texts["README setup row"] = next(line for line in readme if line.startswith("| `fab -H HOST setup"))
+    texts["README settings"] = next(line for line in readme if line.startswith("Settings: `launcher`"))
     for what, text in texts.items():
         missing = [name for name in LAUNCHERS if not re.search(rf"\b{name}\b", text)]
         assert not missing, f"{what} does not name {missing}: {text}"

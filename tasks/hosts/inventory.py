@@ -13,18 +13,15 @@ from dataclasses import dataclass, field, fields, replace
 import yaml
 
 from ..remote.instance import NAME_MAX, good_name
-from ..remote.schedulers import SCHEDULERS
+from ..remote import launchers
 from ..errors import UserError
 
-# The launcher table: how Jupyter is detached from the SSH session, with what help texts say of
-# each. A batch scheduler is one class in the agent (SCHEDULERS) and comes in here by itself; every
-# list of launchers in a message or a help text is built from this table (launcher_words).
-LAUNCHERS = {
-    "nohup": "default",
-    "tmux": "",
-    **{name: "a batch job on a compute node" for name in SCHEDULERS},
-}
-BATCH_LAUNCHERS = tuple(SCHEDULERS)
+# The launchers as the remote side's table has them (remote/launchers.py: one entry each, a batch
+# scheduler's by itself), with what help texts say of each; every list of launchers in a message,
+# a help text or the docs is this one (launcher_words; tests/test_units.py checks hosts.yaml and
+# the README against it).
+LAUNCHERS = {name: entry.note for name, entry in launchers.LAUNCHERS.items()}
+BATCH_LAUNCHERS = tuple(name for name, entry in launchers.LAUNCHERS.items() if entry.batch)
 MODES = ("ssh", "public")
 
 

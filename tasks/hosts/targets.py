@@ -10,6 +10,7 @@ from . import inventory
 from ..ssh.connection import one_timeout
 from ..localfiles import config_path
 from ..errors import UserError
+from ..remote.instance import relative_dir
 
 
 @dataclass
@@ -37,8 +38,8 @@ class Target:
 
     @property
     def remote_dir(self):
-        """This instance's directory on the host (as the agent's instance_dir)."""
-        return "~/.fabjupyter" + ("" if self.name == "default" else f"/instances/{self.name}")
+        """This instance's directory on the host, for messages (remote/instance.py says where)."""
+        return "~/" + relative_dir(self.name)
 
     def fab(self, task):
         return f"fab -H {self.host} {task}{self.named}"

@@ -16,12 +16,12 @@ from pathlib import Path
 
 from ..errors import HostError
 from ..localfiles import cache_path
-from ..protocol import run_agent
+from ..protocol import run_agent, sh_quote
+from ..remote.instance import INSTALL, TOP, WHEELS_TAR
 from ..report import say
 from ..ssh.connection import session
 from .config import settings_sh
 
-REMOTE_TAR = ".fabjupyter/install/wheels.tar"  # from the home directory
 _locks = {}
 _locks_lock = threading.Lock()
 
@@ -81,13 +81,16 @@ def download(t, spec, facts, upgrade=False):
 
 
 def send(t, files):
-    """The wheels to the host, as one tar on one SSH channel (~/.fabjupyter/install/wheels.tar)."""
+    """The wheels to the host, as one tar on one SSH channel (~/.fabjupyter/install/wheels.tar:
+    remote/instance.py names the place, and the agent unpacks it from there)."""
     import tarfile  # only an install loads it
 
-    script = f'umask 077 && mkdir -p "$HOME/.fabjupyter/install" && cat > "$HOME/{REMOTE_TAR}.tmp" && ' \
-             f'mv -f "$HOME/{REMOTE_TAR}.tmp" "$HOME/{REMOTE_TAR}"'
+    folder = f"{TOP}/{INSTALL}"  # from the home directory, where `cd` goes
+    tar_path = f"{folder}/{WHEELS_TAR}"
+    script = f"umask 077 && cd && mkdir -p {sh_quote(folder)} && cat > {sh_quote(tar_path + '.tmp')} && " \
+             f"mv -f {sh_quote(tar_path + '.tmp')} {sh_quote(tar_path)}"
     started = time.monotonic()
-    with session(t, "sh -c '" + script + "'", "sending the wheels failed: {e}") as s:  # no value of anyone's in it
+    with session(t, "sh -c " + sh_quote(script), "sending the wheels failed: {e}") as s:
         with tarfile.open(fileobj=s.stdin, mode="w|") as tar:
             for f in files:
                 tar.add(str(f), arcname=f.name, recursive=False)

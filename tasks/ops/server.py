@@ -5,6 +5,7 @@ from ..errors import HostError
 from ..forwards.where import Where
 from ..hosts.inventory import BATCH_LAUNCHERS
 from ..protocol import run_agent
+from ..remote.instance import TOP
 from ..report import Outcome, Plain, table
 from .render import job_words, process, running_line, said, start_lines, stopped_unrecorded, url_for, where
 
@@ -134,7 +135,7 @@ def status_host(t):
         how = job_words(status) if status.job_id else f"pid {status.pid}, {status.launcher}{'; fast_start' if status.fast_start else ''}"
         line = f"running ({how}) at {where(t, status.where, status.mode, status.address)}"
         if status.own_env:
-            line += "; Jupyter from this tool's own environment (~/.fabjupyter/venv)"
+            line += f"; Jupyter from this tool's own environment (~/{TOP}/venv)"
         if not status.current:
             line += f"; the configuration changed since it started (`{t.fab('restart')}` applies it)"
         lines = [line, *extra_lines, f"reach it with `{t.fab('tunnel')}`"]

@@ -10,7 +10,7 @@ import time
 from . import own
 from .fail import Fail
 from .files import json_text, make_dir, read_json, write_atomic
-from .instance import venv_dir
+from .instance import INSTALL, WHEELS_TAR, venv_dir
 from .shell import run_command
 
 # what --upgrade compares, read in the environment's own Python (as old as the host's)
@@ -105,7 +105,7 @@ def act_install(run):
     venv = venv_path(run)
     python = os.path.join(venv, "bin", "python")
     spec = list(req["spec"])
-    wheels = os.path.join(run.inst.top, "install", "wheels")
+    wheels = os.path.join(run.inst.top, INSTALL, "wheels")
     here = req.get("source") == "here"
     started = time.time()
     made = not os.path.isdir(venv)
@@ -115,7 +115,7 @@ def act_install(run):
         return {"facts": facts, "changes": run.changes, "before": before, "after": {}, "seconds": 0.0}
     try:  # whatever happens, the wheels sent (~/.fabjupyter/install) go
         if here:
-            unpack_wheels(os.path.join(run.inst.top, "install", "wheels.tar"), wheels)
+            unpack_wheels(os.path.join(run.inst.top, INSTALL, WHEELS_TAR), wheels)
         if made:
             run.event("install", step="venv", detail=venv)
             out, err, code = run_command([sys.executable, "-m", "venv", venv], timeout=600)

@@ -17,6 +17,8 @@ import os
 NAME_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-"
 NAME_MAX = 40
 TOP = ".fabjupyter"  # from the home directory
+INSTALL = "install"  # in TOP: the wheels sent for setup --install, while it installs
+WHEELS_TAR = "wheels.tar"  # in INSTALL: as they arrive, one tar
 DEFAULT_FILES = ("state", "settings.sh", "run.sh", "password", "config")  # any of them: the default instance exists
 
 

@@ -15,9 +15,10 @@ from .shell import sh_quote
 
 
 class Process:
-    """A Jupyter process on this host, found by its pid."""
+    """A Jupyter process on this host, found by its pid. NOTE: what help texts say of it."""
 
     batch = False
+    note = ""
 
     def check(self):
         pass
@@ -33,6 +34,7 @@ class Process:
 
 class Nohup(Process):
     name = "nohup"
+    note = "default"
 
     def start(self, run, argv, log):
         """Jupyter as a child of this process, in a session of its own (it outlives the agent)."""
@@ -94,6 +96,7 @@ class Batch:
     scheduler lists its job as active."""
 
     batch = True
+    note = "a batch job on a compute node"
 
     def __init__(self, scheduler):
         self.scheduler, self.name = scheduler, scheduler.name
