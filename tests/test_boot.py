@@ -8,9 +8,11 @@ import os
 import subprocess
 import sys
 
-from tasks.protocol import BOOT
+from tasks.remote.own import text
 
 from .sshhost import JUPYTER_VENV, interpreter_of
+
+BOOT = text("boot.py")
 
 PROBE = r"""
 import json, sys
