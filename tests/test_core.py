@@ -18,7 +18,7 @@ from fabric import Config, Connection
 from tasks.hosts.inventory import Settings
 from tasks.forwards.confirmed import open_forward
 from tasks.forwards.forward import plain_tunnel
-from tasks.forwards.where import Where
+from tasks.protocol.where import Where
 from tasks.remote.net import port_is_free
 
 from .jupyter_http import Session, login_and_list

@@ -399,7 +399,7 @@ def test_the_version_is_looked_up_when_printed():
      "http://localhost:9000/"),
 ])
 def test_where_a_server_listens_says_itself(record, words, spec, url):
-    from tasks.forwards.where import Where
+    from tasks.protocol.where import Where
 
     where = Where.from_record(record)
     assert (where.words, where.forward_spec(9000), where.url(9000)) == (words, spec, url)
@@ -410,7 +410,7 @@ def test_where_a_server_listens_says_itself(record, words, spec, url):
                                    {"where": 8890, "mode": "other", "address": None},
                                    {"where": 8890, "mode": "ssh", "address": 3}, {"where": [1], "mode": "ssh", "address": None}])
 def test_a_last_seen_entry_that_is_not_one_is_ignored(entry):
-    from tasks.forwards.where import Where
+    from tasks.protocol.where import Where
 
     assert Where.from_record(entry) is None
 
@@ -419,7 +419,7 @@ def test_a_forward_points_to_the_same_place_whatever_the_mode_is_called():
     from types import SimpleNamespace
 
     from tasks.forwards.forward import Tunnel
-    from tasks.forwards.where import Where
+    from tasks.protocol.where import Where
 
     tun = Tunnel(9000, Where(8890, "ssh", None), lambda spec, heard: SimpleNamespace(spec=spec, close=lambda: None))
     try:
@@ -463,7 +463,7 @@ def test_one_context_per_run_is_what_the_modules_share(monkeypatch):
 
     from tasks import context
     from tasks.ops import server
-    from tasks.forwards.where import Where
+    from tasks.protocol.where import Where
 
     monkeypatch.setattr(context, "_run", context.RunContext())
     t = SimpleNamespace(conn=SimpleNamespace(user="ana", host="login", port=22), name="default")

@@ -6,8 +6,8 @@ import threading
 
 from ..errors import HostError
 from ..localfiles import config_path, read_record, update_record
+from ..protocol.where import Where
 from ..remote.net import first_free_port, port_is_free
-from .where import Where
 
 taken_lock = threading.Lock()  # a group's threads choose local ports from one set
 

@@ -11,9 +11,9 @@ No request of the user's reaches a server that is not confirmed to be theirs:
   moment that server is gone, before another user's program could take the port.
 A group's forwards all open at once, each in that way.
 
-The parts: where.py (where a server listens), ports.py (local ports, last seen), forward.py
-(a forward, carried by plain.py's own ssh or master.py's ControlMaster), confirmed.py (forwards
-only to a confirmed server), group.py (many at once), heal.py (keep-alive)."""
+The parts: ports.py (local ports, last seen), forward.py (a forward, carried by plain.py's own
+ssh or master.py's ControlMaster), confirmed.py (forwards only to a confirmed server), group.py
+(many at once), heal.py (keep-alive); where a server listens is protocol/where.py's Where."""
 
 from ..errors import AuthError, HostError, UserError, sigterm_as_interrupt, user_task
 from ..hosts.options import NAME_HELP, WORKERS_HELP, task

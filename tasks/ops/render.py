@@ -3,7 +3,7 @@ same way, and each change is said in the future tense (what would be done) or th
 done) from one entry of PHRASES, so that what a dry run promises cannot drift from what a real
 run then says. Also the words for where a server listens."""
 
-from ..forwards.where import names_socket
+from ..protocol.where import names_socket
 from ..report import Plain
 
 _SOCKET = ("Jupyter from a TCP port to a Unix socket in {dir}/run, the default now: no other user on the host can reach it or "

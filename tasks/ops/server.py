@@ -2,7 +2,7 @@
 
 from ..context import run
 from ..errors import HostError
-from ..forwards.where import Where
+from ..protocol.where import Where
 from ..hosts.inventory import BATCH_LAUNCHERS
 from ..protocol import run_agent
 from ..remote.instance import TOP
