@@ -46,12 +46,12 @@ def act_setup(run):
     state = inst.state()
     stop_unrecorded(run, state)
     stored = inst.stored_hash()
-    given = req.get("password_hash")
-    password = password_step(stored, given, inherited_hash(run) if not given and not stored else None, req.get("salted"), run.dry)
+    given = req["password_hash"]
+    password = password_step(stored, given, inherited_hash(run) if not given and not stored else None, req["salted"], run.dry)
     if password["ask"]:
         return setup_reply(run, ask=password["ask"], salt=password["salt"])
     new, run.password_from = password["new"], password["source"]
-    if req.get("install") and run.command and not run.command[0].startswith(venv_path(run) + os.sep):
+    if req["install"] and run.command and not run.command[0].startswith(venv_path(run) + os.sep):
         run.note = "install: true, but Jupyter was found there (%s): it is used, and nothing was installed" % run.command[0]
     settings_sh = req["settings_sh"]
     settings = settings_from_sh(settings_sh)
@@ -64,7 +64,7 @@ def act_setup(run):
     wanted = {
         "fingerprint": fingerprint(settings, kind, config_for(kind, settings), KINDS[kind].password(h) if h else None,
                                    inst.tls_digests(settings)),
-        "launcher": launcher, "requested_port": requested, "version": version, "upgraded": bool(req.get("upgraded")),
+        "launcher": launcher, "requested_port": requested, "version": version, "upgraded": req["upgraded"],
         "sbatch": list(req["sbatch"]) if entry.batch else None,
     }
     if server_step(state, launchers.server_alive(run, state), wanted) == "keep":
@@ -103,7 +103,7 @@ def act_password(run):
     kind = inst.state().get("kind")
     if not kind:  # never started: the kind its settings file is for
         kind = "nb6" if os.path.isfile(inst.config_path("nb6")) and not os.path.isfile(inst.config_path("server2")) else "server2"
-    if run.req.get("password_hash") is None and run.dry:  # asked for nothing: it would be set, or replace one
+    if run.req["password_hash"] is None and run.dry:  # asked for nothing: it would be set, or replace one
         run.change("password", "replace" if inst.stored_hash() else "set")
     else:
         write_password(run, kind, run.req["password_hash"], new=True)
@@ -160,16 +160,16 @@ def act_cert(run):
     """Facts for the certificate's names; whether the host has exactly the pair the client has
     (compared by digest: the key never travels for that); with push, install it (0600)."""
     inst, req = run.inst, run.req
-    if not req.get("new_instance"):
+    if not req["new_instance"]:
         inst.known()
     fqdn = command_output(["hostname", "-f"]) or socket.gethostname()
     ips = command_output(["hostname", "-I"])
     if ips is None:
         ips = " ".join(line.split()[3].split("/")[0] for line in (command_output(["ip", "-o", "addr", "show"]) or "").splitlines()
                        if len(line.split()) > 3)
-    same = bool(req.get("cert_digest")) and digest(inst.path("tls", "cert.pem")) == req["cert_digest"] and \
-        digest(inst.path("tls", "key.pem")) == req.get("key_digest")
-    if req.get("push") and not same:
+    same = bool(req["cert_digest"]) and digest(inst.path("tls", "cert.pem")) == req["cert_digest"] and \
+        digest(inst.path("tls", "key.pem")) == req["key_digest"]
+    if req["push"] and not same:
         def push():
             make_dir(inst.d)
             make_dir(inst.path("tls"))

@@ -98,7 +98,7 @@ def act_install(run):
     removes an environment this run made: none is left half-made."""
     req = run.req
     facts = install_facts(run)
-    if req.get("probe"):
+    if req["probe"]:
         return {"facts": facts, "changes": [], "before": {}, "after": {}, "seconds": 0.0}
     if not facts["has_venv"]:
         raise Fail("no_venv", "python%s" % facts["python"])
@@ -106,7 +106,7 @@ def act_install(run):
     python = os.path.join(venv, "bin", "python")
     spec = list(req["spec"])
     wheels = os.path.join(run.inst.top, INSTALL, "wheels")
-    here = req.get("source") == "here"
+    here = req["source"] == "here"
     started = time.time()
     made = not os.path.isdir(venv)
     before = {} if made else venv_versions(python)
@@ -124,7 +124,7 @@ def act_install(run):
         argv = [python, "-m", "pip", "install", "--disable-pip-version-check", "--no-input"]
         if here:
             argv += ["--no-index", "--find-links", wheels]
-        if req.get("upgrade"):
+        if req["upgrade"]:
             argv.append("--upgrade")
         run.event("install", step="pip", detail="from the wheels sent" if here else "from %s" % facts["index"])
         out, err, code = run_command(argv + spec, timeout=3600)

@@ -17,7 +17,7 @@ def act_watch(run):
     request. Meanwhile a line every second: a client that went away ends this at once."""
     inst = run.inst
     inst.known()
-    want = (run.req.get("port"), run.req.get("address"))
+    want = (run.req["port"], run.req["address"])
     first = status(run)
     if not first["running"]:
         return {"gone": "stopped"}
