@@ -78,3 +78,34 @@ def test_the_joined_python_cut_off_runs_nothing(tmp_path, setup_request):
         r = subprocess.run([sys.executable, "-"], input=payload[:at].encode(), capture_output=True, env=host.env(),
                            cwd=host.home, timeout=60)
         assert r.stdout == b"" and list(host.home.iterdir()) == [], (at, r.stdout, r.stderr)
+
+
+def test_a_group_s_threads_build_their_scripts_at_once(monkeypatch):
+    """The folder is read once, by whichever thread comes first, while the others wait for all of
+    it (a group's hosts are sent their scripts from threads at once; a half-read folder was a
+    KeyError for 'bootstrap.sh')."""
+    import builtins
+    import threading
+    import time
+
+    def slow_open(*args, **kwargs):
+        time.sleep(0.002)  # the reading thread yields between files, as under load
+        return builtins.open(*args, **kwargs)
+
+    monkeypatch.setattr(pack, "_sources", {})
+    monkeypatch.setattr(pack, "_packed", {})
+    monkeypatch.setattr(pack, "open", slow_open, raising=False)
+    errors, scripts = [], []
+
+    def build():
+        try:
+            scripts.append(protocol.agent_script("status", {}))
+        except Exception as e:  # noqa: BLE001 (collected and shown below)
+            errors.append(repr(e))
+
+    threads = [threading.Thread(target=build) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and len(set(scripts)) == 1, errors[:3]

@@ -9,12 +9,14 @@ standard library only."""
 import base64
 import json
 import os
+import threading
 import zlib
 
 FOLDER = os.path.dirname(os.path.abspath(__file__))
 CLIENT_ONLY = ("__init__.py", "pack.py")
 _sources = {}
 _packed = {}
+_lock = threading.Lock()  # a group's hosts are sent their scripts from threads at once
 
 # 3.6-compatible, as everything that runs on the host (tests/test_agent.py checks it)
 LOADER = r'''import base64
@@ -79,22 +81,24 @@ def _fj_import(name):
 
 def sources():
     """{file name: text} of the files that run on the host (read once)."""
-    if not _sources:
-        for name in sorted(os.listdir(FOLDER)):
-            if name.endswith((".py", ".sh")) and name not in CLIENT_ONLY:
-                with open(os.path.join(FOLDER, name), encoding="utf-8") as f:
-                    _sources[name] = f.read()
-    return dict(_sources)
+    with _lock:
+        if not _sources:
+            for name in sorted(os.listdir(FOLDER)):
+                if name.endswith((".py", ".sh")) and name not in CLIENT_ONLY:
+                    with open(os.path.join(FOLDER, name), encoding="utf-8") as f:
+                        _sources[name] = f.read()
+        return dict(_sources)
 
 
 def packed(files):
     """FILES as one line: JSON, compressed, in base64 (about a third of the text's size, and
     nothing in it that the shell's quoting must escape)."""
     key = tuple(sorted(files.items()))
-    if key not in _packed:
-        _packed.clear()
-        _packed[key] = base64.b64encode(zlib.compress(json.dumps(files, sort_keys=True).encode(), 6)).decode()
-    return _packed[key]
+    with _lock:
+        if key not in _packed:
+            _packed.clear()  # one entry: the folder as it is (a test may send another)
+            _packed[key] = base64.b64encode(zlib.compress(json.dumps(files, sort_keys=True).encode(), 6)).decode()
+        return _packed[key]
 
 
 def join(call, files=None):

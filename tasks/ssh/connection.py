@@ -9,7 +9,7 @@ import time
 import paramiko
 from paramiko.ssh_exception import NoValidConnectionsError
 
-from . import hostkeys, openssh
+from . import hostkeys, master, openssh
 from ..errors import AuthError, HostError, UserError
 
 # paramiko logs transport failures itself; ours is the one message the user sees
@@ -187,7 +187,7 @@ def open_session(t, command):
             transport = connect(t)
         except NeedsInteractive as e:
             t.conn.close()
-            if e.key_refused and not openssh.can_prompt():
+            if e.key_refused and not master.can_prompt():
                 # no key was taken; the password the server would take instead cannot be asked
                 # for here (cron): the key is what to fix
                 raise auth_failed(t, " (no key was accepted; a password would need a terminal)") from None
