@@ -1,8 +1,11 @@
 """End to end in a real browser (Debian's headless Chromium, driven by Selenium with the system
 chromedriver): log in through the tunnel, open a notebook, run a cell, see its output; the same
 over HTTPS in public mode with the certificate pinned by its key; a wrong password refused.
-Screenshots of each final page go to artifacts/ (not committed)."""
+Screenshots of each final page go to artifacts/ (not committed); with FABJUPYTER_DOCS_IMAGES=1
+the notebook reached through the tunnel also becomes the documentation's picture
+(docs/images/jupyterlab.png, shown where getting started says what you will see)."""
 
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -31,6 +34,7 @@ from .test_cert import local_copy
 
 PASSWORD = "browser horse"
 ARTIFACTS = ROOT / "artifacts"
+DOCS_IMAGE = ROOT / "docs" / "images" / "jupyterlab.png"
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 
 
@@ -124,6 +128,8 @@ def test_log_in_through_the_tunnel_and_run_a_cell(fab, local_port, browser):
     driver = browser()
     log_in(driver, url, PASSWORD)
     assert run_a_cell(driver, "tunnel-notebook").strip() == "42"  # the kernel's websocket works through the forward
+    if os.environ.get("FABJUPYTER_DOCS_IMAGES") == "1":
+        shutil.copyfile(ARTIFACTS / "tunnel-notebook.png", DOCS_IMAGE)
 
 
 def test_wrong_password_stays_on_the_login_page(fab, local_port, browser):
