@@ -63,7 +63,7 @@ class Settings:
         "~", "Jupyter's root directory on the remote (~/path, or absolute; created 0700 if missing)",
         "path", "~/projects", True, "Jupyter reads it at start", option="--root-dir")
     jupyter: tuple = setting(
-        (), "the remote command that runs Jupyter", "command (a string or a list of words)",
+        (), "the remote command that runs Jupyter", "a command: a string or a list of words",
         "~/venv/bin/jupyter lab", True, "Jupyter reads it at start",
         shown_default="jupyter lab, else jupyter notebook, else jupyter server, found on the PATH",
         more="Set it when Jupyter is not on the PATH of a non-interactive SSH command, or to choose one of "
@@ -101,6 +101,7 @@ class Settings:
         "default", "the instance: one of several Jupyter servers on one host, each by name",
         "instance name", "lab", False,
         "it names another server; the one under the old name keeps running", option="--name",
+        shown_default="the instance named default",
         more="In hosts.yaml, the instance that tasks use without --name. Letters, digits, - and _ (up to 40, not starting with - or _). Each instance has its own settings "
              "under the host's `instances:`.")
     idle_timeout: int = setting(
@@ -124,7 +125,8 @@ class Settings:
         "a requirement or a list of them", "[jupyterlab==4.*, ipywidgets]", False,
         "it is read when installing; `setup --install --upgrade` restarts Jupyter only if its version changed")
     install_from: str = setting(
-        "auto", "auto: the host's own package index if it reaches it, else wheels sent from here; here: always sent",
+        "auto", "where pip's packages come from: auto, the host's own package index if it reaches it, else wheels "
+               "sent from here; here, always sent from here",
         "auto or here", "here", False, "it is read when installing")
     multiplex: bool = setting(
         False, "reach the host through an OpenSSH master of this tool's own, kept 10 minutes, so a login node "
@@ -153,10 +155,10 @@ TOP_KEYS = ("defaults", "hosts", "groups")
 # The keys of hosts.yaml that are not settings, for the reference (docs/generate.py): the
 # connection fields of a host entry, its instances, and the top-level keys.
 CONNECTION_DOCS = {
-    "host": ("the address to connect to (a name or IP address)", "gpu1.example.org"),
-    "user": ("the login name there", "ana"),
-    "ssh_port": ("sshd's port there", "22"),
-    "identity": ("the private key to log in with", "~/.ssh/id_ed25519"),
+    "host": ("the address to connect to, a name or an IP address (default: the entry's own name)", "gpu1.example.org"),
+    "user": ("the login name there (default: ssh_config's, else your own)", "ana"),
+    "ssh_port": ("sshd's port there (default: ssh_config's, else 22)", "22"),
+    "identity": ("a private key to log in with, tried before the others", "~/.ssh/id_ed25519"),
     "instances": ("several Jupyter servers on this host: each name with its own settings (any setting but name:)",
                   "{torch: {activate: source ~/venvs/torch/bin/activate, port: 8890, local_port: 8891}}"),
 }
