@@ -11,6 +11,7 @@ Run it from anywhere with the project's Python (it imports the task collection a
   beside it (tasks/protocol/advice.py).
 """
 
+import copy
 import inspect
 import re
 import sys
@@ -71,12 +72,19 @@ def setting_of(argument):
     return name if name in SETTING_KEYS else None
 
 
+def arguments(task):
+    """The task's options, read from a copy: invoke's get_arguments() consumes the task's help."""
+    fresh = copy.copy(task)
+    fresh.help = dict(task.help)
+    return fresh.get_arguments()
+
+
 def task_options(task):
     """(flags as `fab --help` shows them, default, help, the setting it sets) for each option."""
-    arguments = task.get_arguments()
-    context = ParserContext(args=arguments)
+    options = arguments(task)
+    context = ParserContext(args=options)
     out = []
-    for argument in sorted(arguments, key=lambda a: a.name):
+    for argument in sorted(options, key=lambda a: a.name):
         flag = next(flag for flag, known in context.flags.items() if known is argument)
         flags, help_text = context.help_for(flag)
         out.append((flags, argument.default, help_text, setting_of(argument), argument))
@@ -88,7 +96,7 @@ def option_tasks():
     ns = collection()
     found = {}
     for name in ns.task_names:
-        for flag in ParserContext(args=ns[name].get_arguments()).flags:
+        for flag in ParserContext(args=arguments(ns[name])).flags:
             found.setdefault(flag, []).append(name)
     return found
 
