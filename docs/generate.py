@@ -16,7 +16,7 @@ import inspect
 import re
 import sys
 import textwrap
-from dataclasses import MISSING, fields
+from dataclasses import fields
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 from invoke.parser import ParserContext  # noqa: E402
 
 from tasks.hosts.settings import (  # noqa: E402
-    BATCH_LAUNCHERS, CONNECTION_DOCS, INSTANCE_KEYS, SETTING_KEYS, TOP_DOCS, Settings,
+    CONNECTION_DOCS, INSTANCE_KEYS, SETTING_KEYS, TOP_DOCS, Settings,
 )
 from tasks.hosts.targets import INVENTORY_ORDER  # noqa: E402
 from tasks.protocol import ERRORS, ErrorReply, RemoteError  # noqa: E402
