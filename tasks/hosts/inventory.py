@@ -7,69 +7,16 @@ Precedence: built-in defaults < `defaults:` < the host's entry < the instance's 
 import difflib
 import os
 import shlex
-import typing
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 
 import yaml
 
 from ..remote.instance import NAME_MAX, good_name
-from ..remote import launchers
 from ..errors import UserError
-
-# The launchers as the remote side's table has them (remote/launchers.py: one entry each, a batch
-# scheduler's by itself), with what help texts say of each; every list of launchers in a message,
-# a help text or the docs is this one (launcher_words; tests/test_units.py checks hosts.yaml and
-# the README against it).
-LAUNCHERS = {name: entry.note for name, entry in launchers.LAUNCHERS.items()}
-BATCH_LAUNCHERS = tuple(name for name, entry in launchers.LAUNCHERS.items() if entry.batch)
-MODES = ("ssh", "public")
-
-
-@dataclass(frozen=True)
-class Settings:
-    """What one host should run. Every field can come from hosts.yaml or an option."""
-
-    launcher: str = "nohup"
-    port: int = 8888  # the remote port Jupyter listens on (the next free one if taken)
-    local_port: int = 8888  # the tunnel's port on this machine
-    root_dir: str = "~"  # Jupyter's root directory on the remote; relative means from home
-    jupyter: tuple = ()  # the remote command; empty: jupyter lab, else notebook, else server
-    activate: str = ""  # a shell line run before Jupyter (venv, conda, module load)
-    start_timeout: int = 60  # seconds to wait for Jupyter to answer
-    mode: str = "ssh"  # ssh: 127.0.0.1 behind the tunnel; public: all interfaces, TLS + password
-    cert_names: tuple = ()  # extra names for the generated certificate's subjectAltName
-    # listen on a Unix socket (0600, in a 0700 directory) instead of a port. None (the default):
-    # a socket wherever one can work (ssh mode, not a batch job), since no other user on the host
-    # can bind it or reach it, so the tunnel cannot hand a request to someone else's server
-    socket: typing.Optional[bool] = None
-    fast_start: bool = False  # start Jupyter through boot.py (opt-in; see README)
-    name: str = "default"  # the instance: several servers on one host, each by name
-    idle_timeout: int = 0  # seconds without activity after which Jupyter shuts itself down (0: never)
-    sbatch: tuple = ()  # options for sbatch (launcher: slurm), e.g. ["--partition=gpu", "--time=04:00:00"]
-    queue_timeout: int = 0  # seconds a batch job may wait in the queue before it is cancelled (0: until Ctrl-C)
-    install: bool = False  # no Jupyter there: install JupyterLab into this tool's own environment
-    install_spec: tuple = ("jupyterlab",)  # what pip installs there (requirement specifiers)
-    install_from: str = "auto"  # auto: the host's own index if it reaches it, else wheels sent from here; here: always sent
-    multiplex: bool = False  # reach the host through an OpenSSH master of this tool's own, kept 10 minutes (one login)
-
-
-@dataclass(frozen=True)
-class HostEntry:
-    """A host named in hosts.yaml: its settings and, optionally, how to reach it."""
-
-    name: str
-    settings: dict = field(default_factory=dict)
-    host: str = ""
-    user: str = ""
-    ssh_port: int = 0
-    identity: str = ""
-    instances: dict = field(default_factory=dict)  # name: its own settings
-
-
-CONNECTION_KEYS = ("host", "user", "ssh_port", "identity")
-SETTING_KEYS = tuple(f.name for f in fields(Settings))
-INSTANCE_KEYS = tuple(k for k in SETTING_KEYS if k != "name")
-TOP_KEYS = ("defaults", "hosts", "groups")
+from .settings import (  # noqa: F401  (imported from here by the rest of the code)
+    BATCH_LAUNCHERS, CONNECTION_KEYS, INSTANCE_KEYS, LAUNCHERS, MODES, SETTING_KEYS, TOP_KEYS, HostEntry, Settings,
+    launcher_words,
+)
 
 
 def _port(value, where):
@@ -104,12 +51,6 @@ def _text(value, where, allow_empty=True):
     if not allow_empty and not value.strip():
         raise UserError(f"{where}: must not be empty")
     return value
-
-
-def launcher_words(described=False):
-    """The launchers as a phrase, "nohup, tmux or slurm" (described: with their notes)."""
-    words = [f"{name} ({note})" if described and note else name for name, note in LAUNCHERS.items()]
-    return ", ".join(words[:-1]) + " or " + words[-1] if len(words) > 1 else words[0]
 
 
 def _launcher(value, where):

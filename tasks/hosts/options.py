@@ -6,27 +6,36 @@ from invoke.exceptions import ParseError
 from invoke.parser import Argument
 
 from ..errors import UserError
-from .inventory import launcher_words
+from .settings import documented, launcher_words
 
+
+def about(key, cli=""):
+    """An option's help for the setting KEY: the setting's own words (settings.py), then what only
+    the command line adds (CLI, in parentheses)."""
+    what = documented(key)["what"]
+    return f"{what}; {cli}" if cli else what
+
+
+# options that are not settings
 GROUP_HELP = "run on every host of this hosts.yaml group, in parallel (instead of -H)"
 WORKERS_HELP = "how many hosts at once with --group (default: all of them, up to 64)"
 DRY_RUN_HELP = "show what would change (a diff for the configuration) and change nothing, not even an upload"
-LAUNCHER_HELP = f"how Jupyter is detached from the SSH session: {launcher_words(described=True)}"
 RESTART_LAUNCHER_HELP = f"{launcher_words()} (default: the one it runs with)"
-SBATCH_HELP = "an sbatch option for the job (launcher slurm), e.g. --sbatch=--partition=gpu; repeatable"
-QUEUE_TIMEOUT_HELP = "seconds the batch job may wait in the queue before it is cancelled (default: until Ctrl-C)"
-PORT_HELP = "remote port (default 8888; the next free one if taken, and reported)"
-ROOT_DIR_HELP = "Jupyter's root directory on the remote (default ~; created 0700 if missing)"
-MODE_HELP = "ssh (127.0.0.1, reached through the tunnel; default) or public (all interfaces, TLS and password)"
-NAME_HELP = "the instance (several Jupyter servers on one host, each by name; default: `name:` in hosts.yaml, else default)"
-IDLE_HELP = ("shut Jupyter down after this many seconds without activity, culling kernels idle that long "
-             "(0: never, the default; a batch job then ends)")
-SOCKET_HELP = ("listen on a Unix socket (0600, in a 0700 directory) instead of a port; the tunnel forwards to it "
-               "(the default in ssh mode, unless hosts.yaml says socket: false)")
+# options that set a setting: its words, and the command line's default
+LAUNCHER_HELP = about("launcher")
+SBATCH_HELP = about("sbatch", "one option each time, e.g. --sbatch=--partition=gpu; repeatable")
+QUEUE_TIMEOUT_HELP = about("queue_timeout")
+PORT_HELP = about("port", "default 8888")
+ROOT_DIR_HELP = about("root_dir", "default ~")
+MODE_HELP = about("mode", "default ssh")
+NAME_HELP = about("name", "default: `name:` in hosts.yaml, else default")
+IDLE_HELP = about("idle_timeout")
+SOCKET_HELP = about("socket", "the default in ssh mode, unless hosts.yaml says socket: false")
 TCP_HELP = "listen on a TCP port on 127.0.0.1 instead of the Unix socket (socket: false in hosts.yaml)"
-FAST_START_HELP = ("start Jupyter through this tool's boot.py, which skips two start-up costs inside it "
-                   "(about a second; off by default: Jupyter then runs exactly as its own script would)")
-
+FAST_START_HELP = about("fast_start", "off by default: Jupyter then runs exactly as its own script would")
+# for setup --install and tunnel --local-port, whose help is still written in their tasks
+INSTALL_HELP = about("install")
+LOCAL_PORT_HELP = about("local_port", "default from hosts.yaml or 8888; if given here and busy, an error")
 
 def listen_on(socket, tcp):
     """--socket / --tcp as the setting socket: (None when neither is given: hosts.yaml decides)."""
