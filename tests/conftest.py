@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from .chromium import browser  # noqa: F401  (a fixture, for the browser and site tests)
 from .sshhost import JUPYTER_VENV, SSHHost, free_port
 
 ROOT = Path(__file__).resolve().parent.parent

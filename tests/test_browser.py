@@ -7,12 +7,8 @@ the notebook reached through the tunnel also becomes the documentation's picture
 
 import os
 import shutil
-import tempfile
-from pathlib import Path
 
-import pytest
 from cryptography import x509
-from selenium import webdriver
 from selenium.common.exceptions import (
     ElementClickInterceptedException,
     ElementNotInteractableException,
@@ -20,8 +16,6 @@ from selenium.common.exceptions import (
     StaleElementReferenceException,
     TimeoutException,
 )
-from selenium.webdriver.chrome.options import Options
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as EC
@@ -29,48 +23,12 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from tasks.ops.cert import spki_hash
 
+from .chromium import ARTIFACTS, screenshot
 from .conftest import ROOT
 from .test_cert import local_copy
 
 PASSWORD = "browser horse"
-ARTIFACTS = ROOT / "artifacts"
 DOCS_IMAGE = ROOT / "docs" / "images" / "jupyterlab.png"
-CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
-
-
-@pytest.fixture
-def browser(request):
-    """A fresh headless Chromium (new profile); yields a factory taking extra flags."""
-    for path in (CHROMIUM, CHROMEDRIVER):
-        if not Path(path).exists():
-            pytest.fail(f"{path} is missing: .ci/setup installs Debian's chromium and chromium-driver")
-    drivers, profiles = [], []
-
-    def start(*extra):
-        profile = tempfile.mkdtemp(prefix="fabjupyter-chromium-")
-        profiles.append(profile)
-        options = Options()
-        options.binary_location = CHROMIUM
-        for flag in (
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync",
-            f"--user-data-dir={profile}", "--window-size=1400,1000", *extra,
-        ):
-            options.add_argument(flag)
-        driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-        drivers.append(driver)
-        return driver
-
-    yield start
-    for driver in drivers:
-        driver.quit()
-    for profile in profiles:
-        shutil.rmtree(profile, ignore_errors=True)
-
-
-def screenshot(driver, name):
-    ARTIFACTS.mkdir(exist_ok=True)
-    driver.save_screenshot(str(ARTIFACTS / f"{name}.png"))
 
 
 def log_in(driver, url, password):

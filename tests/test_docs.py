@@ -75,8 +75,8 @@ def test_the_options_a_setting_names_are_the_options_that_set_it():
 
 
 # help written in its task rather than from the setting's words (restart's --launcher keeps the
-# launcher it runs with; tunnel's --local-port: a given port that is busy is an error)
-OWN_HELP = {("restart", "launcher"), ("tunnel", "local_port")}
+# launcher it runs with)
+OWN_HELP = {("restart", "launcher")}
 
 
 def test_the_help_of_an_option_that_sets_a_setting_is_the_settings_words():

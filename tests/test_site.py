@@ -15,8 +15,8 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
+from .chromium import screenshot
 from .conftest import ROOT
-from .test_browser import browser, screenshot  # noqa: F401  (browser is a fixture)
 
 MKDOCS = Path(sys.executable).with_name("mkdocs")
 

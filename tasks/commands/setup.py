@@ -3,7 +3,7 @@
 from ..errors import UserError, user_task
 from ..hosts import fleet
 from ..hosts.options import (
-    DRY_RUN_HELP, FAST_START_HELP, GROUP_HELP, IDLE_HELP, LAUNCHER_HELP, MODE_HELP, NAME_HELP, PORT_HELP, QUEUE_TIMEOUT_HELP, ROOT_DIR_HELP,
+    DRY_RUN_HELP, FAST_START_HELP, GROUP_HELP, IDLE_HELP, INSTALL_HELP, LAUNCHER_HELP, MODE_HELP, NAME_HELP, PORT_HELP, QUEUE_TIMEOUT_HELP, ROOT_DIR_HELP,
     SBATCH_HELP, SOCKET_HELP, TCP_HELP, WORKERS_HELP, listen_on, task,
 )
 from ..ops.password import read_password
@@ -36,7 +36,7 @@ def fab_prefix(c, label):
         "idle-timeout": IDLE_HELP,
         "sbatch": SBATCH_HELP,
         "queue-timeout": QUEUE_TIMEOUT_HELP,
-        "install": "no Jupyter there: install JupyterLab (install_spec) into an environment of this tool's own, ~/.fabjupyter/venv",
+        "install": INSTALL_HELP,
         "upgrade": "with --install: upgrade that environment (restarting Jupyter only if its version changed)",
     },
     iterable=["sbatch"],

@@ -16,7 +16,7 @@ ssh or master.py's ControlMaster), confirmed.py (forwards only to a confirmed se
 (many at once), heal.py (keep-alive); where a server listens is protocol/where.py's Where."""
 
 from ..errors import AuthError, HostError, UserError, sigterm_as_interrupt, user_task
-from ..hosts.options import NAME_HELP, WORKERS_HELP, task
+from ..hosts.options import LOCAL_PORT_HELP, NAME_HELP, WORKERS_HELP, task
 from ..hosts.targets import group_targets, target
 from .confirmed import open_confirmed
 from .group import all_instances, tunnel_group
@@ -26,7 +26,7 @@ from .ports import choose_local_port, remember_seen
 
 @task(
     help={
-        "local-port": "port on this machine (default from hosts.yaml or 8888; if given here and busy, an error)",
+        "local-port": LOCAL_PORT_HELP,
         "open": "also open the URL in your browser",
         "group": "one tunnel per host of this hosts.yaml group, each on its own local port",
         "workers": WORKERS_HELP,

@@ -33,7 +33,6 @@ IDLE_HELP = about("idle_timeout")
 SOCKET_HELP = about("socket", "the default in ssh mode, unless hosts.yaml says socket: false")
 TCP_HELP = "listen on a TCP port on 127.0.0.1 instead of the Unix socket (socket: false in hosts.yaml)"
 FAST_START_HELP = about("fast_start", "off by default: Jupyter then runs exactly as its own script would")
-# for setup --install and tunnel --local-port, whose help is still written in their tasks
 INSTALL_HELP = about("install")
 LOCAL_PORT_HELP = about("local_port", "default from hosts.yaml or 8888; if given here and busy, an error")
 
