@@ -20,6 +20,12 @@ from .sshhost import JUPYTER_VENV, SSHHost, free_port
 ROOT = Path(__file__).resolve().parent.parent
 FAB = [sys.executable, "-m", "fabric"]
 
+# A suite started in the background by a non-interactive shell (`nohup .ci/run &`) inherits
+# SIGINT ignored, and so would every fab it runs: the tests that press Ctrl-C would then see it
+# ignored, which no user at a terminal sees. Restored here, for this process and its children.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
 # this run's own (a second run at once, or one a crash left behind, has another)
 NO_TMUX_BIN = Path(f"/tmp/fabjupyter-no-tmux-bin-{os.getpid()}")
 
