@@ -149,7 +149,7 @@ def test_hosts_yaml_has_every_setting_in_its_block():
 OTHER = {
     "launcher": "tmux", "port": 9999, "local_port": 9999, "root_dir": "~/work", "jupyter": ("jupyter", "notebook"),
     "activate": "source ~/venv/bin/activate", "start_timeout": 120, "mode": "public", "cert_names": ("a.example.org",),
-    "socket": None, "fast_start": True, "name": "lab", "idle_timeout": 3600, "sbatch": ("--partition=gpu",),
+    "socket": None, "fast_start": True, "name": "lab", "idle_timeout": 3600, "job_options": ("--partition=gpu",),
     "queue_timeout": 600, "install": True, "install_spec": ("jupyterlab==4.*",), "install_from": "here", "multiplex": True,
 }
 # restarts that the plan does not show: cert_names makes a new certificate (whose files the
@@ -163,7 +163,7 @@ def server_wanted(s):
     return {
         "fingerprint": fingerprint(settings, "server2", config_for("server2", settings), None, None),
         "launcher": s.launcher, "requested_port": None if settings.get("sock") == "1" else s.port,
-        "version": "2.0", "upgraded": False, "sbatch": list(s.sbatch) if s.launcher in BATCH_LAUNCHERS else None,
+        "version": "2.0", "upgraded": False, "sbatch": list(s.job_options) if s.launcher in BATCH_LAUNCHERS else None,
     }
 
 
@@ -202,4 +202,4 @@ def test_the_plan_check_can_tell():
     base = bases()[0]
     assert server_step(server_wanted(base), True, server_wanted(base)) == "keep"
     assert replaces(base, "activate") and not replaces(base, "port")  # a socket has no port
-    assert replaces(bases()[1], "port") and replaces(bases()[2], "sbatch") and not replaces(bases()[1], "sbatch")
+    assert replaces(bases()[1], "port") and replaces(bases()[2], "job_options") and not replaces(bases()[1], "job_options")

@@ -131,7 +131,7 @@ def test_the_agent_agrees_with_the_table():
 
 def requests_the_client_sends():
     """(action, request, settings_sh) as the client's tasks call run_agent: the same builders."""
-    s = Settings(launcher="slurm", sbatch=("--time=1:00:00",), queue_timeout=300, fast_start=True)
+    s = Settings(launcher="slurm", job_options=("--time=1:00:00",), queue_timeout=300, fast_start=True)
     t = SimpleNamespace(settings=s)
     setup = dict(wanted(s), dry_run=False, password_hash="sha256:x", salted=True, upgraded=True)
     settings_sh = wanted(s)["settings_sh"]

@@ -130,6 +130,34 @@ def test_instance_settings_precedence_and_names(tmp_path):
             inventory.load(str(path))
 
 
+def test_job_options_under_either_name(tmp_path):
+    """job_options: is the one name for every scheduler; sbatch: (SLURM's) is the same setting,
+    wherever a setting may be written; both at one place is refused, naming both. On the command
+    line --job-option and --sbatch add up."""
+    from tasks.hosts.options import job_options
+
+    path = tmp_path / "hosts.yaml"
+    path.write_text(
+        "defaults:\n  sbatch: [--time=01:00:00]\n"
+        "hosts:\n  a: {launcher: slurm, job_options: [--partition=gpu]}\n  b: {launcher: slurm}\n"
+        "  c:\n    launcher: slurm\n    instances:\n      big: {sbatch: --mem=64G}\n"
+    )
+    inv = inventory.load(str(path))
+    assert inv.settings_for("a").job_options == ("--partition=gpu",)
+    assert inv.settings_for("b").job_options == ("--time=01:00:00",)
+    assert inv.settings_for("c", {"name": "big"}).job_options == ("--mem=64G",)
+    assert inv.settings_for("a", {"job_options": job_options(["-A", "x"], ["--qos=y"])}).job_options == ("-A", "x", "--qos=y")
+    assert job_options(None, []) is None  # neither given: hosts.yaml decides
+    for bad, message in [
+        ("hosts:\n  a: {sbatch: [-p, x], job_options: [-p, y]}\n", "hosts.a: give sbatch: or job_options: (the same setting), not both"),
+        ("hosts:\n  a: {sbatch: partition=gpu}\n", "hosts.a.sbatch: 'partition=gpu' is not an option"),
+        ("hosts:\n  a: {sbtach: [-p, x]}\n", "unknown key 'sbtach' (did you mean sbatch?)"),
+    ]:
+        path.write_text(bad)
+        with pytest.raises(UserError, match=re.escape(message)):
+            inventory.load(str(path))
+
+
 def test_empty_and_missing_inventory(tmp_path):
     path = tmp_path / "hosts.yaml"
     path.write_text("# nothing yet\n")

@@ -4,7 +4,7 @@ from ..errors import UserError, user_task
 from ..hosts import fleet
 from ..hosts.options import (
     DRY_RUN_HELP, FAST_START_HELP, GROUP_HELP, LAUNCHER_HELP, NAME_HELP, PORT_HELP, QUEUE_TIMEOUT_HELP, RESTART_LAUNCHER_HELP,
-    SBATCH_HELP, WORKERS_HELP, task,
+    SBATCH_HELP, WORKERS_HELP, JOB_OPTION_HELP, job_options, task,
 )
 from ..hosts.targets import target
 from ..ops.server import list_host, restart_host, start_host, status_host, stop_all_host, stop_host
@@ -12,15 +12,15 @@ from ..protocol import run_agent
 
 
 @task(help={"launcher": LAUNCHER_HELP, "port": PORT_HELP, "group": GROUP_HELP, "workers": WORKERS_HELP,
-            "dry-run": DRY_RUN_HELP, "fast-start": FAST_START_HELP, "name": NAME_HELP, "sbatch": SBATCH_HELP,
-            "queue-timeout": QUEUE_TIMEOUT_HELP}, iterable=["sbatch"])
+            "dry-run": DRY_RUN_HELP, "fast-start": FAST_START_HELP, "name": NAME_HELP, "job-option": JOB_OPTION_HELP,
+            "sbatch": SBATCH_HELP, "queue-timeout": QUEUE_TIMEOUT_HELP}, iterable=["job_option", "sbatch"])
 @user_task
-def start(c, launcher=None, port=None, group=None, workers=None, dry_run=False, fast_start=False, name=None, sbatch=None,
-          queue_timeout=None):
+def start(c, launcher=None, port=None, group=None, workers=None, dry_run=False, fast_start=False, name=None, job_option=None,
+          sbatch=None, queue_timeout=None):
     """Start Jupyter detached on the host and wait until it answers; does nothing if it runs."""
     core = lambda t: start_host(t, dry_run)  # noqa: E731
     fleet.run(c, fleet.dry("start", core) if dry_run else core, group, workers, launcher=launcher, port=port,
-              fast_start=fast_start or None, name=name, sbatch=tuple(sbatch) if sbatch else None, queue_timeout=queue_timeout)
+              fast_start=fast_start or None, name=name, job_options=job_options(job_option, sbatch), queue_timeout=queue_timeout)
 
 
 @task(help={"group": GROUP_HELP, "workers": WORKERS_HELP, "dry-run": DRY_RUN_HELP, "name": NAME_HELP,
@@ -36,15 +36,16 @@ def stop(c, group=None, workers=None, dry_run=False, name=None, all_=False):
 
 @task(
     help={"launcher": RESTART_LAUNCHER_HELP, "port": PORT_HELP, "group": GROUP_HELP,
-          "workers": WORKERS_HELP, "fast-start": FAST_START_HELP, "name": NAME_HELP, "sbatch": SBATCH_HELP,
-          "queue-timeout": QUEUE_TIMEOUT_HELP},
-    iterable=["sbatch"],
+          "workers": WORKERS_HELP, "fast-start": FAST_START_HELP, "name": NAME_HELP, "job-option": JOB_OPTION_HELP,
+          "sbatch": SBATCH_HELP, "queue-timeout": QUEUE_TIMEOUT_HELP},
+    iterable=["job_option", "sbatch"],
 )
 @user_task
-def restart(c, launcher=None, port=None, group=None, workers=None, fast_start=False, name=None, sbatch=None, queue_timeout=None):
+def restart(c, launcher=None, port=None, group=None, workers=None, fast_start=False, name=None, job_option=None, sbatch=None,
+            queue_timeout=None):
     """Stop Jupyter if it runs, then start it with the current configuration (a batch job: resubmitted)."""
     fleet.run(c, lambda t: restart_host(t, keep_launcher=launcher is None), group, workers, launcher=launcher, port=port,
-              fast_start=fast_start or None, name=name, sbatch=tuple(sbatch) if sbatch else None, queue_timeout=queue_timeout)
+              fast_start=fast_start or None, name=name, job_options=job_options(job_option, sbatch), queue_timeout=queue_timeout)
 
 
 @task(help={"json": "print one JSON object per host instead of a sentence", "group": GROUP_HELP, "workers": WORKERS_HELP,

@@ -4,7 +4,7 @@ from ..errors import UserError, user_task
 from ..hosts import fleet
 from ..hosts.options import (
     DRY_RUN_HELP, FAST_START_HELP, GROUP_HELP, IDLE_HELP, INSTALL_HELP, LAUNCHER_HELP, MODE_HELP, NAME_HELP, PORT_HELP, QUEUE_TIMEOUT_HELP, ROOT_DIR_HELP,
-    SBATCH_HELP, SOCKET_HELP, TCP_HELP, WORKERS_HELP, listen_on, task,
+    SBATCH_HELP, SOCKET_HELP, TCP_HELP, WORKERS_HELP, JOB_OPTION_HELP, job_options, listen_on, task,
 )
 from ..ops.password import read_password
 from ..ops.setup import setup_host
@@ -34,18 +34,19 @@ def fab_prefix(c, label):
         "fast-start": FAST_START_HELP,
         "name": NAME_HELP,
         "idle-timeout": IDLE_HELP,
+        "job-option": JOB_OPTION_HELP,
         "sbatch": SBATCH_HELP,
         "queue-timeout": QUEUE_TIMEOUT_HELP,
         "install": INSTALL_HELP,
         "upgrade": "with --install: upgrade that environment (restarting Jupyter only if its version changed)",
     },
-    iterable=["sbatch"],
+    iterable=["job_option", "sbatch"],
 )
 @user_task
 def setup(
     c, launcher=None, port=None, root_dir=None, password_stdin=False, mode=None, group=None, workers=None,
-    accept_new_host_key=False, socket=False, tcp=False, dry_run=False, fast_start=False, name=None, idle_timeout=None, sbatch=None,
-    queue_timeout=None, install=False, upgrade=False,
+    accept_new_host_key=False, socket=False, tcp=False, dry_run=False, fast_start=False, name=None, idle_timeout=None, job_option=None,
+    sbatch=None, queue_timeout=None, install=False, upgrade=False,
 ):
     """Set up Jupyter on the host: config, password, start, wait until it answers."""
     if accept_new_host_key and not dry_run:
@@ -70,7 +71,7 @@ def setup(
         fast_start=fast_start or None,
         name=name,
         idle_timeout=idle_timeout,
-        sbatch=tuple(sbatch) if sbatch else None,
+        job_options=job_options(job_option, sbatch),
         queue_timeout=queue_timeout,
         install=install or None,
     )

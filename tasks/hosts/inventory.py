@@ -157,7 +157,7 @@ CHECKS = {
     "fast_start": _bool,
     "name": _name,
     "idle_timeout": lambda value, where: 0 if value in (0, "0") else _positive(value, where),
-    "sbatch": _options,
+    "job_options": _options,
     "install": _bool,
     "install_spec": lambda value, where: _specs(value, where),
     "install_from": lambda value, where: _choice(value, where, ("auto", "here")),
@@ -185,11 +185,19 @@ def _mapping(value, where):
     return value
 
 
+# other names a setting is known by in hosts.yaml: sbatch: is job_options: under SLURM's name
+ALIASES = {"sbatch": "job_options"}
+
+
 def _settings(raw, where, extra=(), keys=SETTING_KEYS):
-    known = keys + tuple(extra)
+    known = keys + tuple(extra) + tuple(a for a, key in ALIASES.items() if key in keys)
     out, conn = {}, {}
     for key, value in _mapping(raw, where).items():
-        if key in keys:
+        if ALIASES.get(key) in keys:
+            if ALIASES[key] in _mapping(raw, where):
+                raise UserError(f"{where}: give {key}: or {ALIASES[key]}: (the same setting), not both")
+            out[ALIASES[key]] = check_setting(ALIASES[key], value, f"{where}.{key}")
+        elif key in keys:
             out[key] = check_setting(key, value, f"{where}.{key}")
         elif key in extra:
             conn[key] = value

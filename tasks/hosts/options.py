@@ -23,7 +23,14 @@ DRY_RUN_HELP = "show what would change (a diff for the configuration) and change
 RESTART_LAUNCHER_HELP = f"{launcher_words()} (default: the one it runs with)"
 # options that set a setting: its words, and the command line's default
 LAUNCHER_HELP = about("launcher")
-SBATCH_HELP = about("sbatch", "one option each time, e.g. --sbatch=--partition=gpu; repeatable")
+JOB_OPTION_HELP = about("job_options", "one option each time, e.g. --job-option=--partition=gpu; repeatable")
+SBATCH_HELP = "the same as --job-option, under SLURM's name (repeatable)"
+
+
+def job_options(job_option, sbatch):
+    """--job-option and --sbatch (its SLURM name) as the setting job_options: (None: not given)."""
+    given = tuple(job_option or ()) + tuple(sbatch or ())
+    return given or None
 QUEUE_TIMEOUT_HELP = about("queue_timeout")
 PORT_HELP = about("port", "default 8888")
 ROOT_DIR_HELP = about("root_dir", "default ~")

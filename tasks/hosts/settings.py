@@ -108,10 +108,14 @@ class Settings:
         0, "seconds without activity after which Jupyter shuts itself down (a batch job then ends), culling "
            "kernels idle that long; 0: never", "seconds", "3600", True, "Jupyter reads it at start",
         option="--idle-timeout")
-    sbatch: tuple = setting(
-        (), "options for sbatch (launcher: slurm)", "list of options", '["--partition=gpu", "--time=04:00:00"]',
-        True, "for a batch job: setup cancels the job and submits a new one with these options", option="--sbatch",
-        shown_default="none")
+    job_options: tuple = setting(
+        (), "options for the batch job, one per directive line of its script (#SBATCH for slurm)",
+        "list of options", '["--partition=gpu", "--time=04:00:00"]',
+        True, "for a batch job: setup cancels the job and submits a new one with these options",
+        option="--job-option, --sbatch", shown_default="none",
+        more="Each option is written as the scheduler's own directive in the job script, as you would write it "
+             "after #SBATCH. `sbatch:` in hosts.yaml (and `--sbatch`) is the same setting under its SLURM name; "
+             "give one of the two names, not both.")
     queue_timeout: int = setting(
         0, "seconds a batch job may wait in the queue before it is cancelled (0: until Ctrl-C)", "seconds", "600",
         False, "it applies to the next job submitted", option="--queue-timeout")

@@ -45,7 +45,7 @@ ADVICE = {
                     "the cluster's login node. If the commands come from a module, `activate: module load slurm` "
                     "in hosts.yaml loads it first.",
     "submit_failed": "The scheduler refused the job and said why (after the colon): often a partition, "
-                     "account or time limit. Fix the options in `sbatch:` (or `--sbatch`) and run setup again.",
+                     "account or time limit. Fix the options in `job_options:` (or `--job-option`) and run setup again.",
     "scheduler": "The scheduler's own command failed; the lines after the message are what it printed. "
                  "Check that the scheduler answers on the login node (`squeue`), then run again.",
     "job_ended": "The batch job ended before Jupyter answered; the lines after the message are the end of "
@@ -53,7 +53,7 @@ ADVICE = {
                  "found on the compute node (set `activate:` or `jupyter:`).",
     "queue_timeout": "The job waited in the queue longer than `queue_timeout:` allows, so it was cancelled; "
                      "the reason in parentheses is the scheduler's. Wait longer (`--queue-timeout`, or 0 to "
-                     "wait until Ctrl-C), or ask for fewer resources in `sbatch:`.",
+                     "wait until Ctrl-C), or ask for fewer resources in `job_options:`.",
     "cancelled": "You interrupted the run (Ctrl-C) while the job waited in the queue, so the job was "
                  "cancelled. Run setup again when you want it.",
     "port_taken": "Another program took the port on the compute node between the check and Jupyter's "
@@ -88,7 +88,7 @@ ADVICE = {
                "far it got. A slow file system or a first start that builds caches may need more time: "
                "`start_timeout:` in hosts.yaml.",
     "launch_failed": "The launcher could not start Jupyter; the message says what it reported. With tmux, "
-                     "check that `tmux` runs there; with a batch job, check the `sbatch:` options.",
+                     "check that `tmux` runs there; with a batch job, check the `job_options:`.",
     "unsafe": "A key in your own Jupyter config (named in the message) changes what this tool set; the server "
               "was stopped before anyone could use it. Remove that key from `~/.jupyter/*` or the "
               "environment's `etc/jupyter/*`.",
