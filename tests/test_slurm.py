@@ -284,10 +284,11 @@ def test_a_queue_timeout_cancels_the_job_and_says_why(cluster, fab):
 
 
 def test_launcher_sbatch_and_queue_timeout_on_the_command_line(cluster, fab):
-    """--launcher slurm, --sbatch (repeatable) and --queue-timeout, with nothing of SLURM in
-    hosts.yaml (nor socket: the launcher's default, a port, applies)."""
+    """--launcher slurm, --job-option and --sbatch (its SLURM name; repeatable, adding up) and
+    --queue-timeout, with nothing of SLURM in hosts.yaml (nor socket: the launcher's default, a
+    port, applies)."""
     fab.hosts("", tcp=False)
-    flags = ("--launcher", "slurm", "--sbatch=--partition=down", "--sbatch=--time=00:07:00", "--queue-timeout", "3")
+    flags = ("--launcher", "slurm", "--job-option=--partition=down", "--sbatch=--time=00:07:00", "--queue-timeout", "3")
     r = fab("setup", "--dry-run", *flags, "--password-stdin", input=PASSWORD + "\n")
     assert "the batch script it would submit:" in r.stdout, r.stdout
     assert "    #SBATCH --partition=down" in r.stdout and "    #SBATCH --time=00:07:00" in r.stdout, r.stdout
