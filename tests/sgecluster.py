@@ -9,25 +9,29 @@ network namespace, with Debian's sge_qmaster, sge_execd and client commands (8.1
                   namespace only): sge_execd, and so every job's sge_shepherd and processes.
                   Its own UTS and mount namespace: `hostname` in a job is the node's name.
 
-Grid Engine knows hosts by name and checks both ends of every connection: the name a peer's
-address resolves to must be the name the peer gives for itself ("access denied ... is not
-identical to ..." otherwise). So each node has an /etc/hosts of its own, written here, where every
-address of the other node resolves to that node's name: the login node's (the sshd sessions' and
-qmaster's, through `ip netns exec`'s /etc/netns/LOGIN_NS/hosts) names the login node at its
-address, not at 127.0.0.1 as this machine's /etc/hosts may, and the compute node's also names
-the login node at its end of the compute link, the source of qmaster's connections to execd.
+Grid Engine knows hosts by name and checks the client end of every connection: the name its
+address resolves to must be the name the client gives for itself (else qstat says "commlib
+error: access denied (client IP resolved to host name "vm". This is not identical to clients host
+name "fjgnode45")"). So each node has an /etc/hosts of its own, written here, in which
+both names resolve to the same addresses as on the other node: the login node's name to its
+address (not to 127.0.0.1, as this machine's /etc/hosts may have it), the node's to its own.
+The login node's is /etc/netns/LOGIN_NS/hosts, which `ip netns exec` puts over /etc/hosts for
+sshd's sessions and qmaster; the compute node's is bind-mounted in execd's mount namespace.
+(qmaster answers execd on the connection execd opened: the address of the login node's end of
+the compute link needs no name.)
 
 The cell is the cluster's own: SGE_ROOT is a directory under /tmp (symbolic links to Debian's
 util, bin, lib and utilbin, and the cell `default` with its bootstrap, act_qmaster, classic flat
 file spooling and accounting file). sshd sets SGE_ROOT and SGE_CELL in every session of every
-account (SSHHost(env=...)), as a site's login environment would; nothing under /var/lib/gridengine
-or /etc is written but /etc/netns/LOGIN_NS, so runs in two slots, or two clusters with other
-indexes, do not meet. The daemons run as root (bootstrap admin_user none).
+account (SSHHost(env=...)), as a site's login environment would. Nothing under /var/lib/gridengine
+or /etc is written but /etc/netns/LOGIN_NS and the test accounts, so runs in two slots, or two
+clusters with other indexes, do not meet. The daemons run as root (bootstrap admin_user none).
 
 Queues: all.q (SLOTS slots on the node) and down.q (disabled: a job sent there stays pending,
 with qstat -j's "scheduling info" saying why). The scheduler runs every second, and qstat -j
-shows its reasons (schedd_job_info true). A finished job leaves qstat at once; qacct -j reads it
-from the accounting file.
+shows its reasons (schedd_job_info true). A finished job leaves qstat at once (qstat -s z lists
+it among the finished); qacct -j reads it from the accounting file. stop_qmaster() and
+start_qmaster() take the controller away for a moment; running jobs go on meanwhile.
 
 Needs root. Everything started is stopped by close(), which also removes what a crashed run in
 the same slot (and indexes) left behind before a new cluster starts."""
@@ -175,7 +179,7 @@ class SgeCluster:
         self.netns_hosts.parent.mkdir(parents=True, exist_ok=True)
         self.netns_hosts.write_text(f"{local}{self.login_addr}\t{login}\n{self.node_addr}\t{self.node}\n")
         self.compute_hosts = self.base / "compute-hosts"
-        self.compute_hosts.write_text(f"{local}{self.login_addr}\t{login}\n{self.link_addr}\t{login}\n{self.node_addr}\t{self.node}\n")
+        self.compute_hosts.write_text(f"{local}{self.login_addr}\t{login}\n{self.node_addr}\t{self.node}\n")
         self.compute_hosts.chmod(0o644)
 
     def _make_cell(self):
