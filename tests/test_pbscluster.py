@@ -29,6 +29,10 @@ What they do, found here (22.05.8), and what a PBS scheduler class parsing them 
 - Plain qstat: a header, a rule, a line a job, names cut to 16 characters; qstat -u USER and -a
   use another layout (host line, names cut to 20) even with -f: a job is found by its full name
   only in qstat -f, which without ids lists every user's jobs.
+- A controller that does not answer (or is not running): qstat waits SLURM's MessageTimeout,
+  then says "Problem loading jobs." on stderr with an exit status that is Perl's last errno
+  (140 for a timeout, 8 for a refused connection here), not an unknown job's 153. With slurmctld not running, qsub
+  and qdel say "Unable to contact slurm controller (connect failure)" on stdout, exit 1.
 - qstat has no -F json (PBS Pro's) nor -x: "Unknown option: F", the usage, on stderr, exit 2.
 - qdel ID ends the job as scancel does (SIGTERM, SIGKILL after KillWait), prints nothing, exit
   0; an ended or unknown job: nothing printed, exit 1.
@@ -39,6 +43,7 @@ have the lines, in order, that this run's output has."""
 
 import os
 import re
+import signal
 import time
 from pathlib import Path
 
@@ -303,3 +308,22 @@ def test_refusals(pbs):
     status, out, err = run(pbs, "qsub -N 'two words' quick.sh")
     assert status == 1 and "sbatch: error: Unable to open file words.e%A" in out
     assert pbs.squeue("fjslurm", states="all") == known  # nothing queued
+
+
+def test_a_query_while_the_controller_does_not_answer(pbs):
+    job = qsub(pbs, "-l walltime=00:05:00 sleep.sh")
+    pbs.wait_state(int(job), "RUNNING", timeout=30)
+    ctld = pbs.procs["slurmctld"].pid
+    os.kill(ctld, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        status, out, err = run(pbs, f"qstat -f {job}")
+        waited = time.monotonic() - started
+    finally:
+        os.kill(ctld, signal.SIGCONT)
+    # after SLURM's MessageTimeout (10 s): Perl's die, whose exit status is the last errno
+    # (140 here; 8 when slurmctld is not running at all), not the 153 of an unknown job
+    assert (out, err) == ("", "Problem loading jobs.\n")
+    assert status not in (0, 153) and 9 < waited < 20, (status, waited)
+    [info] = parse_qstat_full(qstat_full(pbs, job))
+    assert info["job_state"] == "R"
