@@ -47,7 +47,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from .sshhost import SSHHost, in_slot, kill_pids, run_slot, subnet
+from .sshhost import JUPYTER_VENV, STANDARD_PATH, SSHHost, in_slot, kill_pids, run_slot, subnet
 
 SLURM_BIN = Path("/usr/bin")
 SLURMCTLD = "/usr/sbin/slurmctld"
@@ -56,6 +56,20 @@ MUNGED = "/usr/sbin/munged"
 
 # name, login shell, Jupyter on the PATH sshd gives, uid 0: as SSHHost's users
 USERS = (("fjslurm", "/bin/bash", True, False), ("fjslurmsh", "/bin/sh", False, False))
+
+# Torque's qsub, qstat, qdel... over SLURM (Debian's slurm-wlm-torque): .ci/setup unpacks them
+# here, since the package conflicts with gridengine-client (both are /usr/bin/qsub)
+TORQUE_BIN = Path("/opt/fabjupyter-test/torque/bin")
+
+
+def torque_users(users=USERS):
+    """USERS with Torque's commands first on the PATH sshd gives them, as on a PBS cluster's login
+    node: SlurmCluster(users=torque_users())."""
+    if not (TORQUE_BIN / "qsub").exists():
+        raise RuntimeError(f"Torque's commands over SLURM are not installed ({TORQUE_BIN}/qsub missing): run .ci/setup first")
+    return tuple((name, shell, on_path, uid0, f"{TORQUE_BIN}:" + (f"{JUPYTER_VENV}/bin:" if on_path else "") + STANDARD_PATH)
+                 for name, shell, on_path, uid0, *_ in users)
+
 
 # slurmctld tests time limits every PERIODIC_TIMEOUT = 30 s of its own clock, counted from its
 # start (measured here: 30.05-30.08 s apart, the loop sleeps 1 s between looks)
