@@ -94,15 +94,15 @@ def option_words(options, prefix):
     return lines
 
 
-def plain_or_quoted(word, prefix):
+def plain_or_quoted(word, prefix, refused="\"'\\"):
     """One word of a #$ or #PBS line: as it is when nothing in it is special, else in double
-    quotes (Grid Engine's and PBS's directive parsers group a quoted word and drop the quotes,
-    and neither has an escape that both read alike, so a quote or backslash is refused)."""
+    quotes (Grid Engine's and PBS's directive parsers group a quoted word and drop the quotes;
+    they have no escape that all read alike, so a word holding one of REFUSED is refused)."""
     text = str(word)
     if text and all(c.isalnum() or c in "-_=/.,:+@%*[]" for c in text):
         return text
-    if any(c in "\"'\\" or ord(c) < 32 for c in text):
-        raise Fail("launch_failed", "%r cannot be a %s option (it holds a quote, a backslash or a line break)" % (text, prefix))
+    if any(c in refused or ord(c) < 32 for c in text):
+        raise Fail("launch_failed", "%r cannot be a %s option (it holds one of %s or a line break)" % (text, prefix, " ".join(refused)))
     return '"%s"' % text
 
 

@@ -9,7 +9,7 @@ import shutil
 import time
 
 from .fail import Fail
-from .sched_common import Scheduler, clock, said, seconds_of, unknown, user_name
+from .sched_common import Scheduler, clock, plain_or_quoted, said, seconds_of, unknown, user_name
 from .shell import run_command, sh_quote
 
 # job_state letters (PBS Pro's qstat(1B); Torque's; the SLURM wrapper writes Q, R, S, C, U)
@@ -149,6 +149,11 @@ class Pbs(Scheduler):
     query_command = "qstat"
     cancel_command = "qdel"
     form = None  # "json" or "text": this host's qstat, found at the first query of a run
+
+    def quote(self, word):
+        # a SLURM wrapper's sbatch reads #PBS lines too, and older ones end a word at # even
+        # inside quotes
+        return plain_or_quoted(word, self.PREFIX, refused="\"'\\#")
 
     def script_header(self, job_name, log, options):
         """The #PBS lines: ours (name; sh, whatever the login shell; one output, which the

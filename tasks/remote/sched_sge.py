@@ -99,10 +99,11 @@ def qacct_ended(out):
     if failed is None and status is None:
         return None
     code, _, why = (failed or "0").partition(":")
-    why = why.strip()
-    if code.strip() not in ("", "0"):
-        return ("TIMEOUT" if code.strip() == "37" else "FAILED"), why or "failed " + code.strip()
-    if status not in (None, "", "0"):
+    code, why, status = code.strip(), " ".join(why.split()), " ".join((status or "0").split())  # 137 (Killed)
+    if code not in ("", "0"):
+        # 37: "qmaster enforced h_rt, h_cpu, or h_vmem limit" (sge_status(5))
+        return ("TIMEOUT" if code == "37" else "FAILED"), why or "failed " + code
+    if status.split()[0] != "0":
         return "FAILED", "exit status " + status
     return "COMPLETED", ""
 

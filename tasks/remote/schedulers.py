@@ -2,11 +2,12 @@
 share in sched_common.py): submit, query, cancel, find a job. Another is one class and an entry
 in SCHEDULERS (the launcher table picks it up)."""
 
-from .sched_common import UNKNOWN, is_unknown  # noqa: F401 (the agent's word for "not known now")
+from .sched_common import UNKNOWN, is_unknown
 from .sched_pbs import Pbs
 from .sched_sge import Sge
-from .sched_slurm import Slurm, sbatch_quote  # noqa: F401
+from .sched_slurm import Slurm, sbatch_quote
 
+__all__ = ["SCHEDULERS", "Pbs", "Sge", "Slurm", "UNKNOWN", "is_unknown", "job_answers", "sbatch_quote"]
 SCHEDULERS = {"slurm": Slurm, "sge": Sge, "pbs": Pbs}
 
 
