@@ -124,8 +124,9 @@ def follow_job(run, scheduler, job_id):
             ticked = time.time()
         if run.gone:  # Ctrl-C on the client, or its connection dropped: this job is nobody's
             give_up(Fail("cancelled", job_id), None)
-        if known and known["state"] == "RUNNING":
+        if known and known["state"] == "RUNNING" or is_unknown(job) and inst.job_where(job_id):
             # the job's own check waits as long for Jupyter; its verdict may come a little later
+            # (and proves the job runs while the scheduler cannot be asked)
             ready_deadline = ready_deadline or time.time() + run.timeout + 15
             where = inst.job_where(job_id)
             answer = job_answers(where[0], where[1]) if where else None

@@ -96,10 +96,10 @@ class Batch:
     scheduler lists its job as active."""
 
     batch = True
-    note = "a batch job on a compute node"
 
     def __init__(self, scheduler):
         self.scheduler, self.name = scheduler, scheduler.name
+        self.note = "a %s job on a compute node" % scheduler.family
 
     def check(self):
         if not shutil.which(self.scheduler.submit_command):

@@ -111,7 +111,7 @@ class Scheduler:
     commands, which of its states are ACTIVE (queued or running) and which are STUCK (listed,
     but never to run on its own: cancelled when found), and how to read each answer."""
 
-    name = ""
+    name = family = ""
     PREFIX = "#"
     submit_command = query_command = ""
     ACTIVE = ("PENDING", "CONFIGURING", "RUNNING", "REQUEUED", "RESIZING", "SUSPENDED", "COMPLETING")
@@ -132,8 +132,9 @@ class Scheduler:
         """VERDICT(out, err, code) on ARGV's answer, asked again while that is unknown (a
         controller restarting, a timeout), TRIES times, PAUSE seconds apart."""
         for attempt in range(tries):
-            result = verdict(*runner(argv, timeout=timeout))
-            if not is_unknown(result) or attempt == tries - 1:
+            out, err, code = runner(argv, timeout=timeout)
+            result = verdict(out, err, code)
+            if not is_unknown(result) or attempt == tries - 1 or code == 127:  # 127: no such command, for good
                 return result
             sleep(pause)
         return None

@@ -88,7 +88,7 @@ def pbs_job(attrs, now=None):
     state = STATES.get(letter, "PENDING")
     comment = attrs.get("comment", "").strip()
     if state == "COMPLETED":
-        status = attrs.get("Exit_status", "").strip()
+        status = (attrs.get("Exit_status") or attrs.get("exit_status") or "").strip()  # PBS Pro's, Torque's
         if status not in ("", "0"):
             state, comment = "FAILED", "; ".join(w for w in ["exit status " + status, comment] if w)
     reason = "" if state == "RUNNING" else (comment if state == "FAILED" else ": ".join(w for w in [letter, comment] if w))
@@ -144,6 +144,7 @@ def qsub_words(out, err, code):
 
 class Pbs(Scheduler):
     name = "pbs"
+    family = "PBS or Torque"  # in help texts: "a PBS or Torque job on a compute node"
     PREFIX = "#PBS"
     submit_command = "qsub"
     query_command = "qstat"
@@ -203,14 +204,14 @@ class Pbs(Scheduler):
         return None
 
     def find(self, job_name):
-        """This user's queued or running jobs of that name: qselect where there is one, else
-        every job's qstat -f (a wrapper's qstat lists no name in full otherwise)."""
+        """This user's queued or running jobs of that name: qselect where there is one (and it
+        is PBS's: Grid Engine has one too), else every job's qstat -f (a SLURM wrapper has no
+        qselect, and its short listing cuts names)."""
         user = user_name()
         if shutil.which("qselect"):
             out, _, code = run_command(["qselect", "-u", user, "-N", job_name], timeout=30)
-            if code != 0:
-                return []
-            return [j for j in out.split() if self.listed(self.query(j))]
+            if code == 0:
+                return [j for j in out.split() if self.listed(self.query(j))]
 
         def verdict(out, err, code):
             jobs = qstat_text(out)

@@ -116,6 +116,7 @@ def qsub_words(out, err, code):
 
 class Sge(Scheduler):
     name = "sge"
+    family = "Grid Engine"  # in help texts: "a Grid Engine job on a compute node"
     PREFIX = "#$"
     submit_command = "qsub"
     query_command = "qstat"

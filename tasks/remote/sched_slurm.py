@@ -53,6 +53,7 @@ class Slurm(Scheduler):
     fj_job) reads the job's id and node there from the scheduler's variables."""
 
     name = "slurm"
+    family = "SLURM"  # in help texts: "a SLURM job on a compute node"
     PREFIX = "#SBATCH"
     submit_command = "sbatch"
     query_command = "squeue"
