@@ -103,11 +103,11 @@ ADVICE = {
                   "if it stays.",
     "bad_request": "Two versions of this tool are mixed, or a bug: run again with one version, and report it "
                    "if it stays.",
-    "job_unknown": "The scheduler's query command kept failing (its controller down or restarting) for ten "
-                   "minutes, or past the wait's own limit, while setup waited; the lines after the message are "
-                   "what it said. A failing query never counts as an ended job, so nothing was cancelled: the "
-                   "job is still recorded. `status` shows its state once the scheduler answers; `stop` cancels "
-                   "it; setup again keeps it when it runs.",
+    "job_unknown": "The scheduler's query command kept failing (its controller down or restarting): while "
+                   "setup waited, for ten minutes or past the wait's own limit; or while stop waited for the job "
+                   "to go. The lines after the message are what it said. A failing query never counts as an "
+                   "ended job, so nothing was cancelled on it and the job is still recorded: `status` shows its "
+                   "state once the scheduler answers, `stop` cancels it, setup again keeps it when it runs.",
 }
 
 # title: the heading; message: as the user sees it, with HOST and the like for what varies; find: a literal piece of

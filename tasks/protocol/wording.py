@@ -13,8 +13,9 @@ ERRORS = {
     "no_scheduler": "{detail} is not on the PATH there (is this the cluster's login node? an `activate:` line that loads the scheduler's module, e.g. `module load slurm`, may bring it)",
     "submit_failed": "{detail} refused the job: {log_line}",
     "scheduler": "the scheduler could not be asked ({detail}):{logs}",
-    "job_unknown": "the scheduler could not be asked about job {detail} for too long, so this run stopped waiting; the job is "
-    "kept (`{fab} status{named}` shows it once the scheduler answers, `{fab} stop{named}` cancels it). It said:{logs}",
+    "job_unknown": "the scheduler could not be asked about job {detail} for too long; the job is kept as it is, and nothing "
+    "was started beside it (`{fab} status{named}` shows it once the scheduler answers; `{fab} stop{named}` cancels it). "
+    "It said:{logs}",
     "job_ended": "the batch job ended before Jupyter answered: job {detail}; its log ends with:{logs}",
     "queue_timeout": "{queue_words}; cancelled it (queue_timeout: in hosts.yaml, or --queue-timeout, waits longer)",
     "cancelled": "job {detail} cancelled: this run was interrupted while it waited",

@@ -116,7 +116,7 @@ class Batch:
             return Process().stop(run, state, what)
         scheduler, job = self.scheduler(), run.job(state)
         if scheduler.listed(job) or job and job["state"] in scheduler.STUCK:
-            run.change(what, "job %s" % state["job_id"], act=lambda: cancel_job(run, scheduler, state["job_id"]))
+            run.change(what, "job %s" % state["job_id"], act=lambda: cancelled(run, scheduler, state["job_id"]))
 
     def unrecorded(self, run, state):
         """The ids of this instance's queued or running jobs that no record names (its run was
@@ -128,9 +128,11 @@ class Batch:
 
 def cancel_job(run, scheduler, job_id, wait=60):
     """Cancel the job and wait until the scheduler no longer runs it; asked again every few
-    seconds while the scheduler refused the request or cannot be asked (it may be restarting)."""
+    seconds while the scheduler refused the request or cannot be asked (it may be restarting).
+    The scheduler's last word on the job (UNKNOWN if it could not be asked to the end)."""
     asked, asked_at = scheduler.cancel(job_id), time.time()
     deadline = time.time() + wait
+    job = None
     while time.time() < deadline:
         job = scheduler.query(job_id)
         if not scheduler.listed(job):
@@ -139,6 +141,15 @@ def cancel_job(run, scheduler, job_id, wait=60):
             asked, asked_at = scheduler.cancel(job_id), time.time()
         time.sleep(0.5)
     run.jobs.pop(job_id, None)
+    return job
+
+
+def cancelled(run, scheduler, job_id):
+    """cancel_job for stop: a job not known to be gone keeps its record (stop again, or status,
+    once the scheduler answers), and nothing is started beside it."""
+    job = cancel_job(run, scheduler, job_id)
+    if is_unknown(job):
+        raise Fail("job_unknown", job_id, log=[job["reason"]])
 
 
 LAUNCHERS = {"nohup": Nohup(), "tmux": Tmux()}
