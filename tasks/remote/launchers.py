@@ -93,7 +93,7 @@ class Tmux(Process):
 
 class Batch:
     """A batch job of a scheduler (batch.launch_job starts it): the server is there while the
-    scheduler lists its job as active."""
+    scheduler lists its job as active, or cannot be asked."""
 
     batch = True
 
