@@ -1,7 +1,8 @@
 """The schedulers' answers as the agent reads them, without a scheduler: tables of command
-output (each sample says where its form comes from) -> parsed result; the job options as
-directive lines; and the verdict on a query that fails for a moment (retried, then UNKNOWN:
-never an ended job). The real clusters are tests/test_slurm.py and its siblings."""
+output (each sample says where its form comes from; the long ones are in scheduler_samples.py)
+-> parsed result; the job options as directive lines; and the verdict on a query that fails
+for a moment (retried, then UNKNOWN: never an ended job). PBS's own parsers are in
+test_schedulers_pbs.py; the real clusters are tests/test_slurm.py and its siblings."""
 
 import pytest
 
@@ -10,11 +11,12 @@ from tasks.remote.fail import Fail
 from tasks.remote.sched_common import UNKNOWN, Scheduler, clock, option_words, seconds_of
 from tasks.remote.schedulers import SCHEDULERS, Pbs, Sge, Slurm
 
+from .scheduler_samples import EMPTY_XML, PBSPRO_JSON, QSTAT_XML, TIMED_OUT, TORQUE
+
 
 def state(result):
     """A verdict as one word: the job's state, None (left the queue), or what else it is."""
     return result["state"] if isinstance(result, dict) else result
-
 
 # ---------------------------------------------------------------------------------------------
 # SLURM: squeue -h -j JOB -o '%T|%r|%N|%L' (squeue(1)'s format letters); the error lines as
@@ -58,70 +60,8 @@ def test_slurm_ended_from_sacct_or_scontrol():
 
 
 # ---------------------------------------------------------------------------------------------
-# Grid Engine: qstat -xml -r -u USER, in the form of Grid Engine's qstat.xsd (queue_info holds
-# the running jobs, job_info the pending ones; -r adds full_job_name and hard_request)
+# Grid Engine: qstat -xml -r (scheduler_samples.py), qstat -j, qacct -j, qsub -terse
 
-QSTAT_XML = """<?xml version='1.0'?>
-<job_info  xmlns:xsd="http://arc.liv.ac.uk/repos/darcs/sge/source/dist/util/resources/schemas/qstat/qstat.xsd">
-  <queue_info>
-    <job_list state="running">
-      <JB_job_number>42</JB_job_number>
-      <JAT_prio>0.55500</JAT_prio>
-      <JB_name>fabjupyter-default</JB_name>
-      <JB_owner>alice</JB_owner>
-      <state>r</state>
-      <JAT_start_time>2026-12-06T04:10:11</JAT_start_time>
-      <queue_name>all.q@node1</queue_name>
-      <slots>1</slots>
-      <full_job_name>fabjupyter-default</full_job_name>
-      <hard_request name="h_rt" resource_contribution="0.000000">3600</hard_request>
-    </job_list>
-    <job_list state="running">
-      <JB_job_number>45</JB_job_number>
-      <JAT_prio>0.55500</JAT_prio>
-      <JB_name>fabjupyter-gpu</JB_name>
-      <JB_owner>alice</JB_owner>
-      <state>dr</state>
-      <JAT_start_time>2026-12-06T04:00:00</JAT_start_time>
-      <queue_name>gpu.q@node2.cluster.example.org</queue_name>
-      <slots>1</slots>
-      <full_job_name>fabjupyter-gpu</full_job_name>
-    </job_list>
-  </queue_info>
-  <job_info>
-    <job_list state="pending">
-      <JB_job_number>43</JB_job_number>
-      <JAT_prio>0.00000</JAT_prio>
-      <JB_name>fabjupyter-other</JB_name>
-      <JB_owner>alice</JB_owner>
-      <state>hqw</state>
-      <JB_submission_time>2026-12-06T04:10:09</JB_submission_time>
-      <queue_name></queue_name>
-      <slots>1</slots>
-      <full_job_name>fabjupyter-other</full_job_name>
-    </job_list>
-    <job_list state="pending">
-      <JB_job_number>44</JB_job_number>
-      <JAT_prio>0.00000</JAT_prio>
-      <JB_name>fabjupyter-default</JB_name>
-      <JB_owner>alice</JB_owner>
-      <state>Eqw</state>
-      <JB_submission_time>2026-12-06T04:10:09</JB_submission_time>
-      <queue_name></queue_name>
-      <slots>1</slots>
-      <full_job_name>fabjupyter-default</full_job_name>
-    </job_list>
-  </job_info>
-</job_info>
-"""
-EMPTY_XML = """<?xml version='1.0'?>
-<job_info  xmlns:xsd="http://arc.liv.ac.uk/repos/darcs/sge/source/dist/util/resources/schemas/qstat/qstat.xsd">
-  <queue_info>
-  </queue_info>
-  <job_info>
-  </job_info>
-</job_info>
-"""
 TEN_MINUTES_IN = sched_sge.started_at("2026-12-06T04:10:11") + 600
 
 
@@ -196,175 +136,6 @@ def test_grid_engine_error_reason_qacct_and_qsub():
 
 
 # ---------------------------------------------------------------------------------------------
-# PBS. Torque's qstat -f (Torque 6's manual: 4-space indented "key = value", long values
-# continued on lines starting with a tab); SLURM's Torque wrapper (slurm-wlm-torque 22.05's
-# qstat: "Job Id:\t57", tab-indented lines, the job's start as mtime); PBS Pro's
-# qstat -f -F json (PBS Professional Reference Guide: "Jobs" keyed by the full id, resources
-# as nested objects). No PBS Pro is installable here: its JSON is covered by these samples only.
-
-TORQUE = """Job Id: 123.server.example.org
-    Job_Name = fabjupyter-default
-    Job_Owner = alice@login.example.org
-    resources_used.cput = 00:00:01
-    resources_used.mem = 51200kb
-    resources_used.walltime = 00:10:00
-    job_state = R
-    queue = batch
-    server = server.example.org
-    ctime = Sun Dec  6 04:00:00 2026
-    exec_host = node1/0+node1/1
-    Join_Path = oe
-    mtime = Sun Dec  6 04:00:05 2026
-    Output_Path = login.example.org:/dev/null
-    Resource_List.nodes = 1:ppn=2
-    Resource_List.walltime = 01:00:00
-    Variable_List = PBS_O_QUEUE=batch,PBS_O_HOME=/home/alice,PBS_O_LOGNAME=al
-\tice,PBS_O_PATH=/usr/bin:/bin,PBS_O_SHELL=/bin/bash
-    euser = alice
-    start_time = 1796529605
-
-Job Id: 124.server.example.org
-    Job_Name = fabjupyter-default
-    Job_Owner = alice@login.example.org
-    job_state = C
-    queue = batch
-    exit_status = 271
-    Resource_List.walltime = 01:00:00
-"""
-WRAPPER = ("Job Id:\t57\n\tJob_Name = fabjupyter-default\n\tJob_Owner = alice@login\n\tjob_state = R\n\tqueue = debug\n"
-           "\tqtime = Sun Dec  6 04:10:09 2026\n\tmtime = Sun Dec  6 04:10:11 2026\n\texec_host = node1/1\n"
-           "\tPriority = 4294901759\n\teuser = alice(1001)\n\tegroup = alice(1001)\n"
-           "\tResource_List.walltime = 00:10:00\n\tResource_List.nodect = 1\n\tResource_List.ncpus = 1\n\n"
-           "Job Id:\t58\n\tJob_Name = fabjupyter-default\n\tJob_Owner = alice@login\n\tjob_state = Q\n\tqueue = debug\n"
-           "\tqtime = Sun Dec  6 04:10:09 2026\n\tResource_List.walltime = 00:10:00\n\n")
-PBSPRO_JSON = """{
-    "timestamp":1796530211,
-    "pbs_version":"2022.1.0",
-    "pbs_server":"server",
-    "Jobs":{
-        "123.server":{
-            "Job_Name":"fabjupyter-default",
-            "Job_Owner":"alice@login",
-            "resources_used":{"cpupercent":0, "cput":"00:00:00", "mem":"0kb", "ncpus":2, "vmem":"0kb", "walltime":"00:10:00"},
-            "job_state":"R",
-            "queue":"workq",
-            "server":"server",
-            "exec_host":"node1/0*2",
-            "exec_vnode":"(node1:ncpus=2)",
-            "Resource_List":{"ncpus":2, "nodect":1, "place":"pack", "select":"1:ncpus=2", "walltime":"01:00:00"},
-            "stime":"Sun Dec  6 04:00:05 2026",
-            "comment":"Job run at Sun Dec 06 at 04:00 on (node1:ncpus=2)",
-            "substate":42
-        },
-        "124.server":{
-            "Job_Name":"fabjupyter-default",
-            "Job_Owner":"alice@login",
-            "job_state":"Q",
-            "queue":"workq",
-            "Resource_List":{"ncpus":64, "nodect":1, "select":"1:ncpus=64", "walltime":"01:00:00"},
-            "comment":"Not Running: Insufficient amount of resource: ncpus "
-        },
-        "125.server":{
-            "Job_Name":"fabjupyter-default",
-            "job_state":"F",
-            "Exit_status":-29,
-            "comment":"Job run at Sun Dec 06 at 03:00 on (node1:ncpus=2) and finished",
-            "Resource_List":{"walltime":"01:00:00"}
-        }
-    }
-}"""
-
-
-def test_torque_text_with_continued_values():
-    jobs = sched_pbs.qstat_text(TORQUE)
-    assert list(jobs) == ["123.server.example.org", "124.server.example.org"]
-    attrs = jobs["123.server.example.org"]
-    assert attrs["Variable_List"].endswith("PBS_O_LOGNAME=alice,PBS_O_PATH=/usr/bin:/bin,PBS_O_SHELL=/bin/bash")
-    assert attrs["exec_host"] == "node1/0+node1/1" and attrs["Resource_List.walltime"] == "01:00:00"
-    assert sched_pbs.pbs_job(attrs) == {"state": "RUNNING", "reason": "", "node": "node1", "time_left": "50:00"}
-    assert sched_pbs.pbs_job(jobs["124.server.example.org"]) == {"state": "FAILED", "reason": "exit status 271", "node": None, "time_left": None}
-
-
-def test_slurm_wrapper_text():
-    jobs = sched_pbs.qstat_text(WRAPPER)
-    assert list(jobs) == ["57", "58"]
-    minute_in = sched_pbs.ctime_seconds("Sun Dec  6 04:10:11 2026") + 60
-    assert sched_pbs.pbs_job(jobs["57"], now=minute_in) == {"state": "RUNNING", "reason": "", "node": "node1", "time_left": "9:00"}
-    assert sched_pbs.pbs_job(jobs["58"]) == {"state": "PENDING", "reason": "Q", "node": None, "time_left": None}
-
-
-def test_pbs_pro_json():
-    jobs = sched_pbs.qstat_json(PBSPRO_JSON)
-    assert jobs["123.server"]["Resource_List.walltime"] == "01:00:00" and jobs["123.server"]["substate"] == "42"
-    assert sched_pbs.pbs_job(jobs["123.server"]) == {"state": "RUNNING", "reason": "", "node": "node1", "time_left": "50:00"}
-    assert sched_pbs.pbs_job(jobs["124.server"]) == {
-        "state": "PENDING", "reason": "Q: Not Running: Insufficient amount of resource: ncpus", "node": None, "time_left": None}
-    assert sched_pbs.pbs_job(jobs["125.server"]) == {
-        "state": "FAILED", "reason": "exit status -29; Job run at Sun Dec 06 at 03:00 on (node1:ncpus=2) and finished",
-        "node": None, "time_left": None}
-
-
-@pytest.mark.parametrize("exec_host, node", [
-    ("node1/0+node1/1", "node1"),  # Torque: one entry per slot
-    ("node1/0*2+node2/0*2", "node1"),  # PBS Pro: slots counted
-    ("node1.cluster.example.org/0-3+node2/0-3", "node1.cluster.example.org"),  # Torque 4+: ranges
-    ("node7/1", "node7"),  # SLURM's wrapper
-    ("(node1:ncpus=2)+(node2:ncpus=2)", "node1"),  # PBS Pro's exec_vnode
-    ("", None), (None, None),
-])
-def test_exec_host_first_node(exec_host, node):
-    assert sched_pbs.first_node(exec_host) == node
-
-
-@pytest.mark.parametrize("letter, expected", [
-    ("Q", "PENDING"), ("H", "PENDING"), ("W", "PENDING"), ("T", "PENDING"), ("R", "RUNNING"), ("B", "RUNNING"),
-    ("E", "COMPLETING"), ("S", "SUSPENDED"), ("U", "SUSPENDED"), ("C", "COMPLETED"), ("F", "COMPLETED"), ("X", "COMPLETED"),
-])
-def test_pbs_states(letter, expected):
-    assert sched_pbs.pbs_job({"job_state": letter})["state"] == expected
-    assert (expected in Pbs.ACTIVE) == (letter not in "CFX")
-
-
-JSON_GONE = '{"timestamp":1796530211, "pbs_version":"2022.1.0", "pbs_server":"server"}'
-
-
-@pytest.mark.parametrize("form, answer, job, expected", [
-    ("json", (PBSPRO_JSON, "", 0), "123.server", "RUNNING"),
-    ("json", (PBSPRO_JSON, "", 0), "124", "PENDING"),  # an id without the server's name is the same job
-    ("json", (JSON_GONE, "qstat: Unknown Job Id 999.server\n", 153), "999.server", None),
-    ("json", ("", "qstat: 125.server Job has finished, use -x or -H to obtain historical job information\n", 35), "125.server", None),
-    # Torque's qstat and SLURM's wrapper have no -F: this host's qstat speaks text
-    ("json", ("", "qstat: invalid option -- 'F'\nusage: qstat [-f [-1]] [-W site_specific] [-x] [job_identifier...]\n", 2), "1", "text"),
-    ("json", ("", "Unknown option: F\nUsage:\n    qstat [-f] [-a|-i|-r] [-n [-1]] [-G|-M] [-u user_list]\n", 2), "1", "text"),
-    # pbs_server down or restarting, a timeout
-    ("json", ("", "Connection refused\nqstat: cannot connect to server server (errno=15010)\n", 1), "123.server", UNKNOWN),
-    ("json", ("", "qstat did not answer within 20 s", 124), "123.server", UNKNOWN),
-    ("text", (TORQUE, "", 0), "123.server.example.org", "RUNNING"),
-    ("text", (TORQUE, "", 0), "124.server.example.org", "FAILED"),
-    ("text", (WRAPPER, "", 0), "58", "PENDING"),
-    ("text", ("", "qstat: Unknown Job Id Error 999.server.example.org\n", 153), "999.server.example.org", None),
-    ("text", ("", "", 153), "99", None),  # the wrapper's "not listed": exit 153, nothing said
-    ("text", ("", "Problem loading jobs.\n", 255), "57", UNKNOWN),  # the wrapper while slurmctld restarts
-    ("text", ("", "qstat: cannot connect to server server.example.org (errno=111) Connection refused\n", 1), "1", UNKNOWN),
-])
-def test_pbs_query_verdict(form, answer, job, expected):
-    assert state(sched_pbs.qstat_verdict(job, form)(*answer)) == expected
-
-
-def test_pbs_submit_answers():
-    # the SLURM wrapper's refusal: stdout, with sbatch's own line quoted inside
-    wrapper = ("There was an error running the Slurm sbatch command.\nThe command was:\n"
-               "'/usr/bin/sbatch -o /dev/null -J fabjupyter-default -p nope /home/alice/job.sh 2>&1'\n"
-               "and the output was:\n'sbatch: error: invalid partition specified: nope\n"
-               "sbatch: error: Batch job submission failed: Invalid partition name specified\n'\n")
-    assert sched_pbs.qsub_words(wrapper, "", 1) == \
-        "invalid partition specified: nope; Batch job submission failed: Invalid partition name specified"
-    assert sched_pbs.qsub_words("", "qsub: Unknown queue\n", 170) == "qsub: Unknown queue"
-    assert sched_pbs.same_job("123", "123.server") and sched_pbs.same_job("123.server", "123.server")
-    assert not sched_pbs.same_job("1234.server", "123.server")
-
-
-# ---------------------------------------------------------------------------------------------
 # a query that fails for a moment: asked again, then UNKNOWN; never taken for an ended job
 
 
@@ -381,8 +152,6 @@ class Answers:
     def sleep(self, seconds):
         self.pauses.append(seconds)
 
-
-TIMED_OUT = ("", "slurm_load_jobs error: Socket timed out on send/recv operation\n", 1)
 
 
 @pytest.mark.parametrize("answers, expected, calls", [
@@ -477,3 +246,33 @@ def test_every_scheduler_has_the_whole_interface():
         for method in ("script_header", "script_body", "submit", "query", "ended", "cancel", "find", "listed"):
             assert callable(getattr(cls, method)), (name, method)
         assert cls.submit_command and cls.query_command and cls.cancel_command and cls.family
+
+
+# what waiting for a job makes of each answer: the whole way from a command's output to the
+# wait's decision (unknown: no news, the wait goes on and nothing is cancelled; ended: it stops)
+VERDICTS = [
+    (Slurm, sched_slurm.squeue_verdict, ("RUNNING|None|node1|9:00\n", "", 0), "running"),
+    (Slurm, sched_slurm.squeue_verdict, ("PENDING|Priority||9:00\n", "", 0), "queued"),
+    (Slurm, sched_slurm.squeue_verdict, ("COMPLETING|None|node1|0:00\n", "", 0), "queued"),
+    (Slurm, sched_slurm.squeue_verdict, ("TIMEOUT|TimeLimit|node1|0:00\n", "", 0), "ended"),
+    (Slurm, sched_slurm.squeue_verdict, ("", "slurm_load_jobs error: Invalid job id specified\n", 1), "ended"),
+    (Slurm, sched_slurm.squeue_verdict, TIMED_OUT, "unknown"),
+    (Slurm, sched_slurm.squeue_verdict, ("", "squeue did not answer within 20 s", 124), "unknown"),
+    (Sge, sched_sge.qstat_verdict("42"), (QSTAT_XML, "", 0), "running"),
+    (Sge, sched_sge.qstat_verdict("43"), (QSTAT_XML, "", 0), "queued"),
+    (Sge, sched_sge.qstat_verdict("44"), (QSTAT_XML, "", 0), "ended"),  # Eqw: never runs on its own
+    (Sge, sched_sge.qstat_verdict("42"), (EMPTY_XML, "", 0), "ended"),
+    (Sge, sched_sge.qstat_verdict("42"), ("", "unable to contact qmaster using port 6444 on host \"login\"\n", 1), "unknown"),
+    (Pbs, sched_pbs.qstat_verdict("123.server", "json"), (PBSPRO_JSON, "", 0), "running"),
+    (Pbs, sched_pbs.qstat_verdict("124.server", "json"), (PBSPRO_JSON, "", 0), "queued"),
+    (Pbs, sched_pbs.qstat_verdict("125.server", "json"), (PBSPRO_JSON, "", 0), "ended"),
+    (Pbs, sched_pbs.qstat_verdict("124.server.example.org", "text"), (TORQUE, "", 0), "ended"),  # C, kept a while
+    (Pbs, sched_pbs.qstat_verdict("57", "text"), ("", "", 153), "ended"),
+    (Pbs, sched_pbs.qstat_verdict("57", "text"), ("", "Problem loading jobs.\n", 255), "unknown"),
+    (Pbs, sched_pbs.qstat_verdict("1.server", "json"), ("", "qstat: cannot connect to server server (errno=15010)\n", 1), "unknown"),
+]
+
+
+@pytest.mark.parametrize("cls, verdict, answer, expected", VERDICTS)
+def test_what_the_wait_makes_of_each_answer(cls, verdict, answer, expected):
+    assert cls().verdict(verdict(*answer)) == expected

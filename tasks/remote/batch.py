@@ -105,11 +105,12 @@ def follow_job(run, scheduler, job_id):
         record = inst.job_record(job_id)
         if record and record.get("failed"):  # its Jupyter is not the one listening, or not as we said
             give_up(job_failure(run, record), None)
-        if is_unknown(job):
+        verdict = scheduler.verdict(job)
+        if verdict == "unknown":
             unknown_since = unknown_since or time.time()
         else:
             known, unknown_since = job, None
-            if job is None or job["state"] not in scheduler.ACTIVE:
+            if verdict == "ended":
                 if job is not None and job["state"] in scheduler.STUCK:
                     scheduler.cancel(job_id)  # it would stay listed, never to run
                 ended = scheduler.ended(job_id) or ((job["state"], job["reason"]) if job else ("ENDED", ""))
@@ -124,7 +125,7 @@ def follow_job(run, scheduler, job_id):
             ticked = time.time()
         if run.gone:  # Ctrl-C on the client, or its connection dropped: this job is nobody's
             give_up(Fail("cancelled", job_id), None)
-        if known and known["state"] == "RUNNING" or is_unknown(job) and inst.job_where(job_id):
+        if scheduler.verdict(known) == "running" or verdict == "unknown" and inst.job_where(job_id):
             # the job's own check waits as long for Jupyter; its verdict may come a little later
             # (and proves the job runs while the scheduler cannot be asked)
             ready_deadline = ready_deadline or time.time() + run.timeout + 15

@@ -139,6 +139,16 @@ class Scheduler:
             sleep(pause)
         return None
 
+    def verdict(self, job):
+        """What waiting for a job makes of a query's answer: "unknown" (the scheduler could not
+        be asked: no news of the job), "ended" (it left the queue, or is in a state that is no
+        longer active), "running" or "queued"."""
+        if is_unknown(job):
+            return "unknown"
+        if job is None or job["state"] not in self.ACTIVE:
+            return "ended"
+        return "running" if job["state"] == "RUNNING" else "queued"
+
     def listed(self, job):
         """Is the job still where the scheduler runs it or will (active, or not known now)?"""
         return bool(job) and (job["state"] in self.ACTIVE or job["state"] == UNKNOWN)
