@@ -393,7 +393,7 @@ def test_every_list_of_launchers_names_every_launcher():
     for what, text in texts.items():
         missing = [name for name in LAUNCHERS if not re.search(rf"\b{name}\b", text)]
         assert not missing, f"{what} does not name {missing}: {text}"
-    assert launcher_words() == "nohup, tmux or slurm"
+    assert launcher_words() == "nohup, tmux, slurm, sge or pbs"
 
 
 def test_start_up_loads_no_certificate_code_and_leaves_the_collector_on():

@@ -109,7 +109,7 @@ class Settings:
            "kernels idle that long; 0: never", "seconds", "3600", True, "Jupyter reads it at start",
         option="--idle-timeout")
     job_options: tuple = setting(
-        (), "options for the batch job, one per directive line of its script (#SBATCH for slurm)",
+        (), "options for the batch job, one per directive line of its script (#SBATCH, #$ or #PBS)",
         "list of options", '["--partition=gpu", "--time=04:00:00"]',
         True, "for a batch job: setup cancels the job and submits a new one with these options",
         option="--job-option, --sbatch", shown_default="none",

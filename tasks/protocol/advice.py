@@ -16,6 +16,7 @@ DETAIL = {
     "job_ended": "JOB",
     "queue_timeout": "SECONDS JOB PENDING",
     "cancelled": "JOB",
+    "job_unknown": "JOB",
     "port_taken": "PORT",
     "bad_launcher": "LAUNCHER",
     "no_jupyter": "",
@@ -42,8 +43,8 @@ ADVICE = {
                 "up to 40 characters, not starting with `-` or `_`.",
     "no_tmux": "Install tmux on the host, or use `--launcher nohup` (the default), which needs nothing.",
     "no_scheduler": "The batch launcher runs the scheduler's commands on the host you connect to: connect to "
-                    "the cluster's login node. If the commands come from a module, `activate: module load slurm` "
-                    "in hosts.yaml loads it first.",
+                    "the cluster's login node. If the commands come from a module, `activate:` in hosts.yaml "
+                    "loads it first (`module load slurm`, or the cluster's name for its scheduler's module).",
     "submit_failed": "The scheduler refused the job and said why (after the colon): often a partition, "
                      "account or time limit. Fix the options in `job_options:` (or `--job-option`) and run setup again.",
     "scheduler": "The scheduler's own command failed; the lines after the message are what it printed. "
@@ -102,6 +103,11 @@ ADVICE = {
                   "if it stays.",
     "bad_request": "Two versions of this tool are mixed, or a bug: run again with one version, and report it "
                    "if it stays.",
+    "job_unknown": "The scheduler's query command kept failing (its controller down or restarting): while "
+                   "setup waited, for ten minutes or past the wait's own limit; or while stop waited for the job "
+                   "to go. The lines after the message are what it said. A failing query never counts as an "
+                   "ended job, so nothing was cancelled on it and the job is still recorded: `status` shows its "
+                   "state once the scheduler answers, `stop` cancels it, setup again keeps it when it runs.",
 }
 
 # title: the heading; message: as the user sees it, with HOST and the like for what varies; find: a literal piece of

@@ -10,9 +10,12 @@ ERRORS = {
     "unknown_instance": "no instance {detail!r} there (instances there: {known}); `{fab} setup --name {detail}` makes it",
     "bad_name": "{detail} is not an instance name (letters, digits, - and _; up to 40, not starting with - or _)",
     "no_tmux": "tmux is not installed there; install it, or use --launcher nohup",
-    "no_scheduler": "{detail} is not on the PATH there (is this the cluster's login node? `activate: module load slurm` may bring it)",
+    "no_scheduler": "{detail} is not on the PATH there (is this the cluster's login node? an `activate:` line that loads the scheduler's module, e.g. `module load slurm`, may bring it)",
     "submit_failed": "{detail} refused the job: {log_line}",
     "scheduler": "the scheduler could not be asked ({detail}):{logs}",
+    "job_unknown": "the scheduler could not be asked about job {detail} for too long; the job is kept as it is, and nothing "
+    "was started beside it (`{fab} status{named}` shows it once the scheduler answers; `{fab} stop{named}` cancels it). "
+    "It said:{logs}",
     "job_ended": "the batch job ended before Jupyter answered: job {detail}; its log ends with:{logs}",
     "queue_timeout": "{queue_words}; cancelled it (queue_timeout: in hosts.yaml, or --queue-timeout, waits longer)",
     "cancelled": "job {detail} cancelled: this run was interrupted while it waited",

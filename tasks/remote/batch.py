@@ -11,8 +11,10 @@ from .fail import PROTOCOL, Fail
 from .files import json_text, make_dir, write_atomic
 from .kinds import KINDS, SHIMMED_CLASSES
 from .launchers import cancel_job
-from .schedulers import job_answers
+from .schedulers import is_unknown, job_answers
 from .shell import sh_quote
+
+UNKNOWN_WAIT = 600  # seconds the scheduler may go unasked while a job is waited for
 
 
 def job_failure(run, record):
@@ -46,9 +48,10 @@ def launch_job(run, scheduler, kind, version, root, requested, argv):
     job.where in this (shared) directory: where Jupyter listens, or why it is not serving."""
     inst, k = run.inst, KINDS[kind]
     options = list(run.req["sbatch"])
-    script = "\n".join(["#!/bin/sh"] + scheduler.script_header(inst.job_name, inst.path("jupyter.log"), options) + [
-        "# fabjupyter's batch job: Jupyter for the instance %r on the node this job runs on" % inst.name,
-        "exec sh %s job" % sh_quote(inst.path("run.sh")), ""])
+    log = inst.path("jupyter.log")
+    script = "\n".join(["#!/bin/sh"] + scheduler.script_header(inst.job_name, log, options) + [
+        "# fabjupyter's batch job: Jupyter for the instance %r on the node this job runs on" % inst.name]
+        + scheduler.script_body(log) + ["exec sh %s job" % sh_quote(inst.path("run.sh")), ""])
     run.change("start", "%s job, a free port from %s on its node" % (scheduler.name, requested or 8888),
                diff=script.splitlines())
     if run.dry:
@@ -60,15 +63,14 @@ def launch_job(run, scheduler, kind, version, root, requested, argv):
         "# Jupyter's command line, for run.sh (written at each start)",
         "set -- %s" % " ".join(sh_quote(a) for a in argv),
         "FJ_APP=%s FJ_PORT=%d FJ_PYTHON=%s" % (k.app, requested or 8888, sh_quote(sys.executable)),
-        "FJ_CONFIG_NAME=%s FJ_TIMEOUT=%d" % (k.config_name, run.timeout),
+        "FJ_CONFIG_NAME=%s FJ_TIMEOUT=%d FJ_SCHEDULER=%s" % (k.config_name, run.timeout, sh_quote(scheduler.name)),
         "FJ_IP_CONFIG=%s" % sh_quote(json.dumps(ip_config)), ""]))
     write_job_check(inst)
     write_atomic(inst.path("job.sh"), script, 0o700)
     inst.remove("job.where")
-    log = inst.path("jupyter.log")
     if os.path.exists(log):
         os.replace(log, log + ".1")
-    job_id = scheduler.submit(inst.path("job.sh"))
+    job_id = scheduler.submit(inst.path("job.sh"), inst.job_name)
     state = {
         "v": PROTOCOL, "pid": None, "job_id": job_id, "launcher": scheduler.name, "sbatch": options, "port": None,
         "address": None, "node": None, "socket": None, "requested_port": requested, "mode": "ssh", "started": None,
@@ -83,13 +85,17 @@ def launch_job(run, scheduler, kind, version, root, requested, argv):
 
 
 def follow_job(run, scheduler, job_id):
-    """Until the job's Jupyter asks for the password on its node: {address, port, node}."""
+    """Until the job's Jupyter asks for the password on its node: {address, port, node}. A
+    moment when the scheduler cannot be asked (state UNKNOWN) is no news of the job: the wait
+    goes on by what it last said, and only the user's interrupt cancels the job meanwhile."""
     inst = run.inst
     queue_timeout = run.req["queue_timeout"]
     queue_deadline = time.time() + queue_timeout if queue_timeout else None
-    ready_deadline, last, ticked = None, None, time.time()
+    ready_deadline, last, ticked, known, unknown_since = None, None, time.time(), None, None
 
-    def give_up(failure):
+    def give_up(failure, job):
+        if is_unknown(job):  # nothing to cancel on a guess: the record stays for status and stop
+            raise Fail("job_unknown", job_id, log=[job["reason"]])
         cancel_job(run, scheduler, job_id)
         inst.remove("state")
         raise failure
@@ -98,11 +104,18 @@ def follow_job(run, scheduler, job_id):
         job = scheduler.query(job_id)
         record = inst.job_record(job_id)
         if record and record.get("failed"):  # its Jupyter is not the one listening, or not as we said
-            give_up(job_failure(run, record))
-        if job is None or job["state"] not in scheduler.ACTIVE:
-            ended = scheduler.ended(job_id) or ((job["state"], job["reason"]) if job else ("ENDED", ""))
-            inst.remove("state")
-            raise Fail("job_ended", "%s %s" % (job_id, " ".join(w for w in ended if w)), log=run.log_tail())
+            give_up(job_failure(run, record), None)
+        verdict = scheduler.verdict(job)
+        if verdict == "unknown":
+            unknown_since = unknown_since or time.time()
+        else:
+            known, unknown_since = job, None
+            if verdict == "ended":
+                if job is not None and job["state"] in scheduler.STUCK:
+                    scheduler.cancel(job_id)  # it would stay listed, never to run
+                ended = scheduler.ended(job_id) or ((job["state"], job["reason"]) if job else ("ENDED", ""))
+                inst.remove("state")
+                raise Fail("job_ended", "%s %s" % (job_id, " ".join(w for w in ended if w)), log=run.log_tail())
         seen = (job["state"], job["reason"], job["node"])
         if seen != last:
             run.event("job", job_id=job_id, state=job["state"], reason=job["reason"], node=job["node"])
@@ -111,20 +124,23 @@ def follow_job(run, scheduler, job_id):
             run.event("tick")
             ticked = time.time()
         if run.gone:  # Ctrl-C on the client, or its connection dropped: this job is nobody's
-            give_up(Fail("cancelled", job_id))
-        if job["state"] == "RUNNING":
+            give_up(Fail("cancelled", job_id), None)
+        if scheduler.verdict(known) == "running" or verdict == "unknown" and inst.job_where(job_id):
             # the job's own check waits as long for Jupyter; its verdict may come a little later
+            # (and proves the job runs while the scheduler cannot be asked)
             ready_deadline = ready_deadline or time.time() + run.timeout + 15
             where = inst.job_where(job_id)
             answer = job_answers(where[0], where[1]) if where else None
             if answer == "login":
                 break
             if answer == "open":
-                give_up(Fail("unsafe", "Jupyter in job %s lets anyone in without the password" % job_id))
+                give_up(Fail("unsafe", "Jupyter in job %s lets anyone in without the password" % job_id), None)
             if time.time() > ready_deadline:
-                give_up(Fail("timeout", str(run.timeout), log=run.log_tail()))
+                give_up(Fail("timeout", str(run.timeout), log=run.log_tail()), job)
         elif queue_deadline and time.time() > queue_deadline:
-            give_up(Fail("queue_timeout", "%s %s %s" % (queue_timeout, job_id, job["state"]), log=[job["reason"]] if job["reason"] else []))
+            give_up(Fail("queue_timeout", "%s %s %s" % (queue_timeout, job_id, job["state"]), log=[job["reason"]] if job["reason"] else []), job)
+        if unknown_since and time.time() - unknown_since > UNKNOWN_WAIT:
+            give_up(None, job)
         time.sleep(0.5)
     address, port, node = where
     return {"address": address, "port": port, "node": node}

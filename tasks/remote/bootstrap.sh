@@ -151,8 +151,20 @@ fj_job() {
     fj_settings || { echo "fabjupyter: no settings in $D; run setup"; exit 3; }
     fj_activate || { echo "fabjupyter: the activate line failed"; exit 3; }
     . "$D/serve.sh"
-    node=${SLURMD_NODENAME:-$(hostname)}
-    addr=$(scontrol show node "$node" 2> /dev/null | sed -n 's/.*NodeAddr=\([^ ]*\).*/\1/p' | head -n 1)
+    # the job's id as the agent has it (what submitting answered), and the node's name, from
+    # the variables each scheduler sets (PBS wrappers on SLURM set SLURM's, not PBS_JOBID)
+    case ${FJ_SCHEDULER-slurm} in
+        sge) job=${JOB_ID-} node=${HOSTNAME:-$(hostname)} ;;
+        pbs)
+            job=${PBS_JOBID:-${SLURM_JOB_ID-}} node=${SLURMD_NODENAME-}
+            [ -n "$node" ] || [ ! -r "${PBS_NODEFILE-}" ] || IFS= read -r node < "$PBS_NODEFILE"
+            [ -n "$node" ] || node=$(hostname)
+            ;;
+        *) job=${SLURM_JOB_ID-} node=${SLURMD_NODENAME:-$(hostname)} ;;
+    esac
+    # the node's address as SLURM knows it (the one the login node reaches), else its name
+    addr=
+    [ -z "${SLURMD_NODENAME-}" ] || addr=$(scontrol show node "$node" 2> /dev/null | sed -n 's/.*NodeAddr=\([^ ]*\).*/\1/p' | head -n 1)
     [ -n "$addr" ] || addr=$node
     mkdir -p "$D/job" "$D/runtime" || exit 3
     # the job's check (ready.py and net.py, which the agent wrote in lib/): it writes the
@@ -162,7 +174,7 @@ fj_job() {
         echo "fabjupyter: no free port on $node ($addr)"
         exit 3
     }
-    echo "fabjupyter: job ${SLURM_JOB_ID-} on $node: Jupyter on $addr:$port"
+    echo "fabjupyter: job $job on $node: Jupyter on $addr:$port"
     JUPYTER_CONFIG_PATH=$D/job:$D/password:$D/config${JUPYTER_CONFIG_PATH:+:$JUPYTER_CONFIG_PATH}
     JUPYTER_RUNTIME_DIR=$D/runtime
     export JUPYTER_CONFIG_PATH JUPYTER_RUNTIME_DIR
@@ -171,7 +183,7 @@ fj_job() {
     # to say why it failed; the check runs meanwhile, in the foreground.
     "$@" "--$FJ_APP.port=$port" < /dev/null &
     jupyter=$!
-    (cd "$D/lib" && exec "$FJ_PYTHON" -m fabjupyter_remote.ready job "${SLURM_JOB_ID:-0}" "$node" "$addr" "$port" "$jupyter" \
+    (cd "$D/lib" && exec "$FJ_PYTHON" -m fabjupyter_remote.ready job "${job:-0}" "$node" "$addr" "$port" "$jupyter" \
         "$FJ_TIMEOUT" "$JUPYTER_RUNTIME_DIR" "$D/job.where") < /dev/null || {
         kill "$jupyter" 2> /dev/null
         wait "$jupyter"

@@ -10,7 +10,7 @@ import time
 from . import procs
 from .fail import Fail
 from .files import read_text, write_atomic
-from .schedulers import SCHEDULERS
+from .schedulers import SCHEDULERS, is_unknown
 from .shell import sh_quote
 
 
@@ -93,27 +93,30 @@ class Tmux(Process):
 
 class Batch:
     """A batch job of a scheduler (batch.launch_job starts it): the server is there while the
-    scheduler lists its job as active."""
+    scheduler lists its job as active, or cannot be asked."""
 
     batch = True
-    note = "a batch job on a compute node"
 
     def __init__(self, scheduler):
         self.scheduler, self.name = scheduler, scheduler.name
+        self.note = "a %s job on a compute node" % scheduler.family
 
     def check(self):
         if not shutil.which(self.scheduler.submit_command):
             raise Fail("no_scheduler", self.scheduler.submit_command)
 
     def alive(self, run, state):
-        job = run.job(state)
-        return bool(job and job["state"] in self.scheduler.ACTIVE)
+        """Its job queued or running, or not known now (the scheduler cannot be asked: a job
+        is never taken for ended, or replaced, on a guess)."""
+        return self.scheduler().listed(run.job(state))
 
     def stop(self, run, state, what):
+        """Cancel its job, by id, when the scheduler lists it or cannot be asked."""
         if not state.get("job_id"):
             return Process().stop(run, state, what)
-        if self.alive(run, state):
-            run.change(what, "job %s" % state["job_id"], act=lambda: cancel_job(run, self.scheduler(), state["job_id"]))
+        scheduler, job = self.scheduler(), run.job(state)
+        if scheduler.listed(job) or job and job["state"] in scheduler.STUCK:
+            run.change(what, "job %s" % state["job_id"], act=lambda: cancelled(run, scheduler, state["job_id"]))
 
     def unrecorded(self, run, state):
         """The ids of this instance's queued or running jobs that no record names (its run was
@@ -124,15 +127,29 @@ class Batch:
 
 
 def cancel_job(run, scheduler, job_id, wait=60):
-    """Cancel the job and wait until the scheduler no longer runs it."""
-    scheduler.cancel(job_id)
+    """Cancel the job and wait until the scheduler no longer runs it; asked again every few
+    seconds while the scheduler refused the request or cannot be asked (it may be restarting).
+    The scheduler's last word on the job (UNKNOWN if it could not be asked to the end)."""
+    asked, asked_at = scheduler.cancel(job_id), time.time()
     deadline = time.time() + wait
+    job = None
     while time.time() < deadline:
         job = scheduler.query(job_id)
-        if job is None or job["state"] not in scheduler.ACTIVE:
+        if not scheduler.listed(job):
             break
+        if (not asked or is_unknown(job)) and time.time() - asked_at > 5:
+            asked, asked_at = scheduler.cancel(job_id), time.time()
         time.sleep(0.5)
     run.jobs.pop(job_id, None)
+    return job
+
+
+def cancelled(run, scheduler, job_id):
+    """cancel_job for stop: a job not known to be gone keeps its record (stop again, or status,
+    once the scheduler answers), and nothing is started beside it."""
+    job = cancel_job(run, scheduler, job_id)
+    if is_unknown(job):
+        raise Fail("job_unknown", job_id, log=[job["reason"]])
 
 
 LAUNCHERS = {"nohup": Nohup(), "tmux": Tmux()}

@@ -4,6 +4,7 @@ files, the scheduler's word on a job), each asked once per run."""
 import os
 
 from . import launchers, procs
+from .schedulers import is_unknown, job_answers
 
 
 def status(run, inst=None, state=None):
@@ -51,7 +52,12 @@ def job_status(run, inst, scheduler, state, batch):
         state = dict(state, address=where[0], port=where[1], node=where[2])
     running = bool(job and job["state"] == "RUNNING" and state.get("port"))
     batch.update(job_id=job_id, node=state.get("node") or (job or {}).get("node"), address=state.get("address"))
-    if job and job["state"] in scheduler.ACTIVE:
+    if is_unknown(job):
+        # the scheduler cannot be asked now (job_state UNKNOWN, not ended): Jupyter's own answer
+        # on its node says whether it runs
+        running = bool(state.get("port") and state.get("address") and job_answers(state["address"], state["port"]) == "login")
+        batch.update(job_state=job["state"])
+    elif job and job["state"] in scheduler.ACTIVE:
         batch.update(job_state=job["state"], time_left=job["time_left"])
     else:
         ended = run.ended(job_id, scheduler) or (job and (job["state"], job["reason"]))
