@@ -114,7 +114,7 @@ class Settings:
         True, "for a batch job: setup cancels the job and submits a new one with these options",
         option="--job-option, --sbatch", shown_default="none",
         more="Each option is written as the scheduler's own directive in the job script, as you would write it "
-             "after #SBATCH. `sbatch:` in hosts.yaml (and `--sbatch`) is the same setting under its SLURM name; "
+             "after #SBATCH, #$ or #PBS. `sbatch:` in hosts.yaml (and `--sbatch`) is the same setting under its SLURM name; "
              "give one of the two names, not both.")
     queue_timeout: int = setting(
         0, "seconds a batch job may wait in the queue before it is cancelled (0: until Ctrl-C)", "seconds", "600",
