@@ -41,7 +41,7 @@ def test_hosts_yaml_typo_stops_before_anything(fab):
         ("defaults:\n  port: [1\n", ":3: YAML syntax error"),
         ("defaults:\n  port: 99999\n", ": defaults.port: must be a port number 1-65535 (got 99999)"),
         ("defaults:\n  port: eighty\n", ": defaults.port: must be a port number 1-65535 (got 'eighty')"),
-        ("defaults:\n  launcher: screen\n", ": defaults.launcher: must be one of nohup, tmux, slurm (got 'screen')"),
+        ("defaults:\n  launcher: screen\n", ": defaults.launcher: must be one of nohup, tmux, slurm, sge, pbs (got 'screen')"),
         ("defaults:\n  mode: open\n", ": defaults.mode: must be one of ssh, public (got 'open')"),
         ("defaults:\n  socket: yes please\n", ": defaults.socket: must be true or false (got 'yes please')"),
         ("hosts:\n  fjtest:\n    root_dir: 12\n", ": hosts.fjtest.root_dir: must be a string (got int 12)"),
@@ -67,7 +67,7 @@ def test_missing_hosts_file_named_by_the_variable(fab):
     [
         (["setup", "--port", "http"], "--port: must be a port number 1-65535 (got 'http')"),
         (["setup", "--port", "0"], "--port: must be a port number 1-65535 (got 0)"),
-        (["start", "--launcher", "screen"], "--launcher: must be one of nohup, tmux, slurm (got 'screen')"),
+        (["start", "--launcher", "screen"], "--launcher: must be one of nohup, tmux, slurm, sge, pbs (got 'screen')"),
         (["tunnel", "--local-port", "70000"], "--local-port: must be a port number 1-65535 (got 70000)"),
     ],
 )
