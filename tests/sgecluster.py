@@ -47,7 +47,7 @@ import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from .slurmcluster import cmdline_of, netns_pids, uid_of
+from .slurmcluster import TwoNodes, cmdline_of, netns_pids, uid_of
 from .sshhost import SSHHost, in_slot, kill_pids, subnet
 
 SGE_LIB = Path("/usr/lib/gridengine")  # the programs (/usr/bin/qsub is Debian's wrapper script for them)
@@ -92,7 +92,9 @@ SCHEDULER = {  # a scheduling pass every second, and the reasons a job waits in 
 }
 
 
-class SgeCluster:
+class SgeCluster(TwoNodes):
+    VETH = ("fjgl", "fjgc")
+
     def __init__(self, users=USERS, login_index=44, compute_index=45, slots=4):
         """users: the test accounts (as SSHHost's `users`), present on both nodes.
         login_index/compute_index: the subnet() indexes of the two veth pairs; every name
@@ -153,24 +155,6 @@ class SgeCluster:
         for stale in Path(tempfile.gettempdir()).glob(f"{self.login_prefix}*"):
             if not (self.login and stale == self.login.base):
                 shutil.rmtree(stale, ignore_errors=True)
-
-    def _make_compute_ns(self, index):
-        """The compute namespace and a veth pair from it to the login namespace only (as
-        SlurmCluster's, whose method is its own)."""
-        in_login, in_compute = in_slot(f"fjgl{index}"), in_slot(f"fjgc{index}")
-        net = subnet(index)
-        for cmd in (
-            ["ip", "netns", "add", self.compute_ns],
-            ["ip", "link", "add", in_login, "netns", self.login_ns, "type", "veth", "peer", "name", in_compute, "netns", self.compute_ns],
-            ["ip", "-n", self.login_ns, "addr", "add", f"{net}.1/30", "dev", in_login],
-            ["ip", "-n", self.login_ns, "link", "set", in_login, "up"],
-            ["ip", "-n", self.compute_ns, "addr", "add", f"{net}.2/30", "dev", in_compute],
-            ["ip", "-n", self.compute_ns, "link", "set", in_compute, "up"],
-            ["ip", "-n", self.compute_ns, "link", "set", "lo", "up"],
-            # no default route: a DNS query fails at once instead of timing out
-            ["ip", "-n", self.compute_ns, "route", "add", f"{self.login_addr}/32", "via", f"{net}.1"],
-        ):
-            subprocess.run(cmd, check=True, capture_output=True, text=True)
 
     def _hosts_files(self):
         local = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
@@ -359,21 +343,6 @@ class SgeCluster:
             if time.monotonic() > deadline:
                 raise AssertionError(f"job {job_id} is {state}, not {states}, after {timeout} s")
             time.sleep(0.2)
-
-    def compute_pids(self, user=None):
-        """pids of processes on the compute node (its network namespace): USER's only (an alias
-        of the test users), or every one (sge_execd and the shepherds too)."""
-        return self._ns_pids(self.compute_ns, user)
-
-    def login_pids(self, user=None):
-        return self._ns_pids(self.login_ns, user)
-
-    def _ns_pids(self, ns, user):
-        pids = netns_pids(ns)
-        if user is None:
-            return pids
-        uid = self.login.users[user].uid
-        return [pid for pid in pids if uid_of(pid) == uid]
 
     def daemon_pids(self):
         """pids of this cluster's sge_qmaster, sge_execd and sge_shepherd processes."""

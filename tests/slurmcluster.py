@@ -140,7 +140,50 @@ SQUEUE_FIELDS = [  # (key, squeue -o field)
 ]
 
 
-class SlurmCluster:
+class TwoNodes:
+    """What a test cluster of two network namespaces has, whatever its scheduler: a login node
+    (LOGIN_NS, with LOGIN_ADDR and the SSH test host LOGIN) and a compute node (COMPUTE_NS)
+    linked to it alone; VETH: the prefixes of the link's two ends, the cluster's own."""
+
+    VETH = ("fjsl", "fjsc")
+
+    def _make_compute_ns(self, index):
+        """The compute namespace and a veth pair from it to the login namespace (no other link:
+        its traffic can only go to the login node)."""
+        in_login, in_compute = (in_slot(f"{prefix}{index}") for prefix in self.VETH)
+        net = subnet(index)
+        cmds = [
+            ["ip", "netns", "add", self.compute_ns],
+            ["ip", "link", "add", in_login, "netns", self.login_ns, "type", "veth", "peer", "name", in_compute, "netns", self.compute_ns],
+            ["ip", "-n", self.login_ns, "addr", "add", f"{net}.1/30", "dev", in_login],
+            ["ip", "-n", self.login_ns, "link", "set", in_login, "up"],
+            ["ip", "-n", self.compute_ns, "addr", "add", f"{net}.2/30", "dev", in_compute],
+            ["ip", "-n", self.compute_ns, "link", "set", in_compute, "up"],
+            ["ip", "-n", self.compute_ns, "link", "set", "lo", "up"],
+            # the login node's main address (slurmctld's, sshd's) is reached through the link; no
+            # default route: a DNS query fails at once (unreachable) instead of timing out
+            ["ip", "-n", self.compute_ns, "route", "add", f"{self.login_addr}/32", "via", f"{net}.1"],
+        ]
+        for cmd in cmds:
+            subprocess.run(cmd, check=True, capture_output=True, text=True)
+
+    def compute_pids(self, user=None):
+        """pids of processes running on the compute node (its network namespace): USER's only
+        (an alias of the test users), or every one (the scheduler's daemons too)."""
+        return self._ns_pids(self.compute_ns, user)
+
+    def login_pids(self, user=None):
+        return self._ns_pids(self.login_ns, user)
+
+    def _ns_pids(self, ns, user):
+        pids = netns_pids(ns)
+        if user is None:
+            return pids
+        uid = self.login.users[user].uid
+        return [pid for pid in pids if uid_of(pid) == uid]
+
+
+class SlurmCluster(TwoNodes):
     def __init__(self, users=USERS, login_index=40, compute_index=41, min_job_age=300, kill_wait=2, extra_conf=""):
         """users: the test accounts (as SSHHost's `users`), present on both nodes.
         login_index/compute_index: the subnet() indexes of the two veth pairs (fleet tests use 1-4).
@@ -212,26 +255,6 @@ class SlurmCluster:
         for entry in os.listdir("/proc"):
             if entry.isdigit() and int(entry) != os.getpid():
                 yield int(entry), cmdline_of(entry)
-
-    def _make_compute_ns(self, index):
-        """The compute namespace and a veth pair from it to the login namespace (no other link:
-        its traffic can only go to the login node)."""
-        in_login, in_compute = in_slot(f"fjsl{index}"), in_slot(f"fjsc{index}")
-        net = subnet(index)
-        cmds = [
-            ["ip", "netns", "add", self.compute_ns],
-            ["ip", "link", "add", in_login, "netns", self.login_ns, "type", "veth", "peer", "name", in_compute, "netns", self.compute_ns],
-            ["ip", "-n", self.login_ns, "addr", "add", f"{net}.1/30", "dev", in_login],
-            ["ip", "-n", self.login_ns, "link", "set", in_login, "up"],
-            ["ip", "-n", self.compute_ns, "addr", "add", f"{net}.2/30", "dev", in_compute],
-            ["ip", "-n", self.compute_ns, "link", "set", in_compute, "up"],
-            ["ip", "-n", self.compute_ns, "link", "set", "lo", "up"],
-            # the login node's main address (slurmctld's, sshd's) is reached through the link; no
-            # default route: a DNS query fails at once (unreachable) instead of timing out
-            ["ip", "-n", self.compute_ns, "route", "add", f"{self.login_addr}/32", "via", f"{net}.1"],
-        ]
-        for cmd in cmds:
-            subprocess.run(cmd, check=True, capture_output=True, text=True)
 
     def _hosts_files(self):
         """/etc/hosts of each node: the login node's is this machine's plus the compute node
@@ -421,20 +444,6 @@ class SlurmCluster:
                 raise AssertionError(f"job {job_id} is {state}, not {states}, after {timeout} s: {job}")
             time.sleep(0.2)
 
-    def compute_pids(self, user=None):
-        """pids of processes running on the compute node (its network namespace): USER's only
-        (an alias of the test users), or every one (slurmd and slurmstepd too)."""
-        return self._ns_pids(self.compute_ns, user)
-
-    def login_pids(self, user=None):
-        return self._ns_pids(self.login_ns, user)
-
-    def _ns_pids(self, ns, user):
-        pids = netns_pids(ns)
-        if user is None:
-            return pids
-        uid = self.login.users[user].uid
-        return [pid for pid in pids if uid_of(pid) == uid]
 
     def next_timelimit_check(self, after=None):
         """When (time.time()) slurmctld will next look for jobs over their time limit, after
