@@ -167,6 +167,11 @@ class TwoNodes:
         for cmd in cmds:
             subprocess.run(cmd, check=True, capture_output=True, text=True)
 
+    def in_compute(self, *cmd, check=False, timeout=60):
+        """Run a command as root in the compute node's network namespace."""
+        return subprocess.run(["nsenter", f"--net=/run/netns/{self.compute_ns}", *cmd], env=self.env(), capture_output=True,
+                              text=True, check=check, timeout=timeout)
+
     def compute_pids(self, user=None):
         """pids of processes running on the compute node (its network namespace): USER's only
         (an alias of the test users), or every one (the scheduler's daemons too)."""
@@ -372,11 +377,6 @@ class SlurmCluster(TwoNodes):
         """Run a command as root on the login node (its network namespace)."""
         return subprocess.run(["nsenter", f"--net=/run/netns/{self.login_ns}", *cmd], env=self.env(), capture_output=True,
                               text=True, check=check, timeout=timeout, input=input)
-
-    def in_compute(self, *cmd, check=False, timeout=60):
-        """Run a command as root in the compute node's network namespace."""
-        return subprocess.run(["nsenter", f"--net=/run/netns/{self.compute_ns}", *cmd], env=self.env(), capture_output=True,
-                              text=True, check=check, timeout=timeout)
 
     def slurm(self, *cmd, check=False, timeout=60):
         """A client command (sbatch, squeue, scontrol...) as root on the login node."""

@@ -8,7 +8,7 @@ from fabric import Connection
 
 from tasks.hosts.inventory import Settings
 from tasks.hosts.targets import Target
-from tasks.ops.render import PHRASES, cert_lines, config_lines, said, setup_lines, start_lines, stopped_unrecorded
+from tasks.ops.render import PHRASES, cert_lines, config_lines, job_words, said, setup_lines, start_lines, stopped_unrecorded
 from tasks.protocol import Change, SetupReply, Status
 
 STATUS = Status(running=True, pid=4242, port=8888, socket=None, launcher="nohup", mode="ssh", started=None, current=True,
@@ -107,3 +107,12 @@ class Cert:
 ])
 def test_certificate_lines(outcome, lines):
     assert cert_lines(target(), outcome) == lines
+
+
+def test_a_job_whose_state_is_unknown_says_so():
+    """While the scheduler cannot be asked, status says the job's state is unknown (and kept),
+    not a time left from before."""
+    job = dataclasses.replace(STATUS, launcher="sge", job_id="7", job_state="RUNNING", node="node1", time_left="9:58")
+    assert job_words(job) == "job 7 on node1, 9:58 left"
+    unknown = dataclasses.replace(job, job_state="UNKNOWN", time_left=None)
+    assert job_words(unknown) == "job 7 on node1, state UNKNOWN (the scheduler does not answer now; the job is kept)"

@@ -142,15 +142,20 @@ def test_grid_engine_error_reason_qacct_and_qsub():
 class Answers:
     """A command's answers, one per call, as shell.run_command gives them."""
 
-    def __init__(self, *answers):
-        self.answers, self.calls, self.pauses = list(answers), [], []
+    def __init__(self, *answers, takes=0.1):
+        self.answers, self.calls, self.pauses, self.takes, self.now = list(answers), [], [], takes, 0.0
 
     def run(self, argv, timeout):
         self.calls.append(argv)
+        self.now += self.takes
         return self.answers.pop(0)
 
     def sleep(self, seconds):
         self.pauses.append(seconds)
+        self.now += seconds
+
+    def clock(self):
+        return self.now
 
 
 
@@ -163,10 +168,20 @@ class Answers:
 ])
 def test_a_failing_query_is_asked_again_then_unknown(answers, expected, calls):
     runner = Answers(*answers)
-    got = Slurm().ask(["squeue"], sched_slurm.squeue_verdict, runner=runner.run, sleep=runner.sleep)
+    got = Slurm().ask(["squeue"], sched_slurm.squeue_verdict, runner=runner.run, sleep=runner.sleep, clock=runner.clock)
     assert state(got) == expected and len(runner.calls) == calls and runner.pauses == [1.0] * (calls - 1)
     if expected == UNKNOWN:
         assert got["reason"] == "squeue: " + answers[-1][1].strip()
+
+
+@pytest.mark.parametrize("takes, calls", [(0.1, 3), (10.0, 2), (20.0, 1)])
+def test_a_query_that_hangs_is_not_waited_for_three_times_over(takes, calls):
+    """A controller that hangs: each try waits out the client's timeout (squeue's 10 s, or
+    ours of 20 s). Tries go on while they took less than BUDGET seconds in all: a status is
+    not a minute of waiting, and a quick failure is still asked again."""
+    runner = Answers(TIMED_OUT, TIMED_OUT, TIMED_OUT, takes=takes)
+    got = Slurm().ask(["squeue"], sched_slurm.squeue_verdict, runner=runner.run, sleep=runner.sleep, clock=runner.clock)
+    assert state(got) == UNKNOWN and len(runner.calls) == calls, runner.calls
 
 
 @pytest.mark.parametrize("scheduler", sorted(SCHEDULERS))

@@ -65,8 +65,11 @@ def where(t, port, mode, address=None):
 
 
 def job_words(status):
-    """A batch job's part of a description: job 12 on node1, 3:59:12 left."""
+    """A batch job's part of a description: job 12 on node1, 3:59:12 left; or, while the
+    scheduler cannot be asked: job 12 on node1, state UNKNOWN (...)."""
     left = f", {status.time_left} left" if status.time_left else ""
+    if status.job_state == "UNKNOWN":
+        left = ", state UNKNOWN (the scheduler does not answer now; the job is kept)"
     return f"job {status.job_id} on {status.node}{left}"
 
 

@@ -14,6 +14,8 @@ from .shell import run_command
 # as ended, and nothing is cancelled for it (batchspawner #179 cancelled live jobs so).
 UNKNOWN = "UNKNOWN"
 TRIES, PAUSE = 3, 1.0  # a query that cannot be asked is asked again, this many times, this far apart
+BUDGET = 15.0  # ... while less than this many seconds went by: a controller that hangs (each try waits
+# out the client's timeout, SLURM's MessageTimeout) is not waited for three times over
 
 
 def unknown(words):
@@ -128,13 +130,18 @@ class Scheduler:
         scheduler does not write it to LOG itself)."""
         return []
 
-    def ask(self, argv, verdict, timeout=20, tries=TRIES, pause=PAUSE, runner=run_command, sleep=time.sleep):
+    def ask(self, argv, verdict, timeout=20, tries=TRIES, pause=PAUSE, budget=BUDGET, runner=run_command, sleep=time.sleep,
+            clock=time.monotonic):
         """VERDICT(out, err, code) on ARGV's answer, asked again while that is unknown (a
-        controller restarting, a timeout), TRIES times, PAUSE seconds apart."""
+        controller restarting, a timeout), TRIES times, PAUSE seconds apart, while the tries so
+        far took less than BUDGET seconds."""
+        started = clock()
         for attempt in range(tries):
             out, err, code = runner(argv, timeout=timeout)
             result = verdict(out, err, code)
             if not is_unknown(result) or attempt == tries - 1 or code == 127:  # 127: no such command, for good
+                return result
+            if clock() - started >= budget:
                 return result
             sleep(pause)
         return None

@@ -88,6 +88,16 @@ def error_reason(out):
     return ""
 
 
+def scheduling_info(out):
+    """qstat -j JOB's first "scheduling info" line: why the scheduler did not start a pending
+    job ("" when the cluster does not collect it: schedd_job_info false)."""
+    for line in out.splitlines():
+        if line.startswith("scheduling info:"):
+            text = line.split(":", 1)[1].strip()
+            return "" if text.startswith("(Collecting of scheduler job information is turned off)") else text
+    return ""
+
+
 def qacct_ended(out):
     """qacct -j JOB's answer (accounting(5)): (state, reason) of how the job ended, or None."""
     fields = {}
@@ -146,9 +156,9 @@ class Sge(Scheduler):
 
     def query(self, job):
         job_state = self.ask(["qstat", "-xml", "-r", "-u", user_name()], qstat_verdict(job))
-        if job_state and job_state["state"] == "ERROR":
+        if job_state and job_state["state"] in ("ERROR", "PENDING"):  # why, in qstat -j's words
             out, _, code = run_command(["qstat", "-j", job], timeout=20)
-            why = error_reason(out) if code == 0 else ""
+            why = (error_reason if job_state["state"] == "ERROR" else scheduling_info)(out) if code == 0 else ""
             job_state["reason"] += ": " + why if why else ""
         return job_state
 
