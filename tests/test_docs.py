@@ -163,7 +163,7 @@ def server_wanted(s):
     return {
         "fingerprint": fingerprint(settings, "server2", config_for("server2", settings), None, None),
         "launcher": s.launcher, "requested_port": None if settings.get("sock") == "1" else s.port,
-        "version": "2.0", "upgraded": False, "sbatch": list(s.job_options) if s.launcher in BATCH_LAUNCHERS else None,
+        "version": "2.0", "upgraded": False, "job_options": list(s.job_options) if s.launcher in BATCH_LAUNCHERS else None,
     }
 
 

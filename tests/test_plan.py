@@ -34,7 +34,7 @@ def test_password_step(stored, given, inherited, salted, dry, expected):
 
 RECORD = {"fingerprint": "sha256:a", "launcher": "nohup", "requested_port": 8888, "version": "JupyterLab 4.2.0"}
 WANTED = {"fingerprint": "sha256:a", "launcher": "nohup", "requested_port": 8888, "version": "JupyterLab 4.2.0",
-          "upgraded": False, "sbatch": None}
+          "upgraded": False, "job_options": None}
 
 
 @pytest.mark.parametrize("recorded, alive, wanted, expected", [
@@ -47,12 +47,27 @@ WANTED = {"fingerprint": "sha256:a", "launcher": "nohup", "requested_port": 8888
     (RECORD, True, dict(WANTED, upgraded=True), "keep"),  # --upgrade that changed nothing
     (RECORD, True, dict(WANTED, upgraded=True, version="JupyterLab 4.3.0"), "replace"),
     (RECORD, True, dict(WANTED, version="JupyterLab 4.3.0"), "keep"),  # another version, not by this tool's upgrade
-    (dict(RECORD, launcher="slurm", sbatch=["-p", "a"]), True, dict(WANTED, launcher="slurm", sbatch=["-p", "a"]), "keep"),
-    (dict(RECORD, launcher="slurm", sbatch=["-p", "a"]), True, dict(WANTED, launcher="slurm", sbatch=["-p", "b"]), "replace"),
-    (dict(RECORD, launcher="slurm"), True, dict(WANTED, launcher="slurm", sbatch=[]), "replace"),  # an older record without
+    (dict(RECORD, launcher="slurm", job_options=["-p", "a"]), True, dict(WANTED, launcher="slurm", job_options=["-p", "a"]), "keep"),
+    (dict(RECORD, launcher="slurm", job_options=["-p", "a"]), True, dict(WANTED, launcher="slurm", job_options=["-p", "b"]), "replace"),
+    (dict(RECORD, launcher="slurm"), True, dict(WANTED, launcher="slurm", job_options=[]), "replace"),  # an older record without
 ])
 def test_server_step(recorded, alive, wanted, expected):
     assert plan.server_step(recorded, alive, wanted) == expected
+
+
+@pytest.mark.parametrize("recorded, expected", [
+    # 0.1.0's record names the options "sbatch": the same options are no change (an upgrade of
+    # this tool must not resubmit the job), other ones are
+    (dict(RECORD, launcher="slurm", sbatch=["-p", "a"]), "keep"),
+    (dict(RECORD, launcher="slurm", sbatch=[]), "replace"),
+    (dict(RECORD, launcher="slurm", sbatch=["-p", "b"]), "replace"),
+    # the new name wins where a record has both
+    (dict(RECORD, launcher="slurm", job_options=["-p", "a"], sbatch=["-p", "b"]), "keep"),
+    (dict(RECORD, launcher="slurm", job_options=["-p", "b"], sbatch=["-p", "a"]), "replace"),
+])
+def test_server_step_reads_the_options_of_a_record_from_before_their_rename(recorded, expected):
+    wanted = dict(WANTED, launcher="slurm", job_options=["-p", "a"])
+    assert plan.server_step(recorded, True, wanted) == expected
 
 
 SETTINGS_SH = "FJ_ACTIVATE='' FJ_ROOT=''\n"

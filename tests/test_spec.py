@@ -40,9 +40,10 @@ def sent(action, **fields):
     ("watch", sent("watch", port=8890),
      {"instance": "default", "dry_run": False, "port": 8890, "address": None}),
     ("start", sent("start"),
-     {"instance": "default", "dry_run": False, "fast_start": False, "timeout": 60, "launcher": "nohup", "port": 8888, "sbatch": [], "queue_timeout": 0}),
-    ("restart", sent("restart", launcher="", sbatch=["--time=1:00:00"]),
-     {"instance": "default", "dry_run": False, "fast_start": False, "timeout": 60, "launcher": "", "port": 8888, "sbatch": ["--time=1:00:00"], "queue_timeout": 0}),
+     {"instance": "default", "dry_run": False, "fast_start": False, "timeout": 60, "launcher": "nohup", "port": 8888, "job_options": [], "queue_timeout": 0}),
+    ("restart", sent("restart", launcher="", job_options=["--time=1:00:00"]),
+     {"instance": "default", "dry_run": False, "fast_start": False, "timeout": 60, "launcher": "", "port": 8888, "job_options": ["--time=1:00:00"],
+      "queue_timeout": 0}),
     ("restart", sent("restart"), {"launcher": ""}),  # absent: the launcher it runs with
     ("install", sent("install", probe=True, install=True),
      {"instance": "default", "dry_run": False, "fast_start": False, "timeout": 60,
@@ -76,8 +77,8 @@ def test_a_request_gets_its_defaults(action, request_, expected):
     ("start", sent("start", port=True), "bad_request", "field 'port': expected a number, got True"),
     ("start", sent("start", timeout=1.5), "bad_request", "field 'timeout': expected a number, got 1.5"),
     ("stop", sent("stop", dry_run=1), "bad_request", "field 'dry_run': expected true or false, got 1"),
-    ("start", sent("start", sbatch="--time=1:00"), "bad_request", "field 'sbatch': expected a list of strings, got '--time=1:00'"),
-    ("start", sent("start", sbatch=[1]), "bad_request", "field 'sbatch': expected a list of strings, got [1]"),
+    ("start", sent("start", job_options="--time=1:00"), "bad_request", "field 'job_options': expected a list of strings, got '--time=1:00'"),
+    ("start", sent("start", job_options=[1]), "bad_request", "field 'job_options': expected a list of strings, got [1]"),
     ("status", sent("status", instance=7), "bad_request", "field 'instance': expected a string, got 7"),
     ("install", sent("install", source="there"), "bad_request", "field 'source': expected one of index, here, got 'there'"),
     ("password", sent("password", password_hash=5), "bad_request", "field 'password_hash': expected a string, got 5"),
@@ -104,7 +105,7 @@ def test_a_default_list_is_not_shared():
     first["spec"].append("numpy")
     assert check_request("install", sent("install"))["spec"] == ["jupyterlab"]
     given = ["--time=1:00"]
-    assert check_request("start", sent("start", sbatch=given))["sbatch"] is not given
+    assert check_request("start", sent("start", job_options=given))["job_options"] is not given
 
 
 def test_the_client_reads_the_table():

@@ -47,7 +47,7 @@ def wanted(settings):
         "port": settings.port,
         "timeout": settings.start_timeout,
         "fast_start": settings.fast_start,
-        "sbatch": list(settings.job_options),  # the request's field keeps its first name
+        "job_options": list(settings.job_options),
         "install": settings.install,
         "queue_timeout": settings.queue_timeout,
     }

@@ -35,7 +35,7 @@ class NotRunning(HostError):
 def launch_request(t, dry_run=False):
     s = t.settings
     return {"launcher": s.launcher, "port": s.port, "timeout": s.start_timeout, "fast_start": s.fast_start, "dry_run": dry_run,
-            "sbatch": list(s.job_options), "queue_timeout": s.queue_timeout}
+            "job_options": list(s.job_options), "queue_timeout": s.queue_timeout}
 
 
 def describe_start(t, reply, dry_run=False):

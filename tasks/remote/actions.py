@@ -65,7 +65,7 @@ def act_setup(run):
         "fingerprint": fingerprint(settings, kind, config_for(kind, settings), KINDS[kind].password(h) if h else None,
                                    inst.tls_digests(settings)),
         "launcher": launcher, "requested_port": requested, "version": version, "upgraded": req["upgraded"],
-        "sbatch": list(req["sbatch"]) if entry.batch else None,
+        "job_options": list(req["job_options"]) if entry.batch else None,
     }
     if server_step(state, launchers.server_alive(run, state), wanted) == "keep":
         refresh_tool_files(run)

@@ -47,7 +47,7 @@ def launch_job(run, scheduler, kind, version, root, requested, argv):
     by the job (bootstrap.sh's `job`), which runs ready.py there and writes the verdict to
     job.where in this (shared) directory: where Jupyter listens, or why it is not serving."""
     inst, k = run.inst, KINDS[kind]
-    options = list(run.req["sbatch"])
+    options = list(run.req["job_options"])
     log = inst.path("jupyter.log")
     script = "\n".join(["#!/bin/sh"] + scheduler.script_header(inst.job_name, log, options) + [
         "# fabjupyter's batch job: Jupyter for the instance %r on the node this job runs on" % inst.name]
@@ -72,7 +72,7 @@ def launch_job(run, scheduler, kind, version, root, requested, argv):
         os.replace(log, log + ".1")
     job_id = scheduler.submit(inst.path("job.sh"), inst.job_name)
     state = {
-        "v": PROTOCOL, "pid": None, "job_id": job_id, "launcher": scheduler.name, "sbatch": options, "port": None,
+        "v": PROTOCOL, "pid": None, "job_id": job_id, "launcher": scheduler.name, "job_options": options, "port": None,
         "address": None, "node": None, "socket": None, "requested_port": requested, "mode": "ssh", "started": None,
         "submitted": int(time.time()), "kind": kind, "version": version, "fast_start": False, "python": sys.executable,
         "command": run.command, "fingerprint": inst.disk_fingerprint(kind),

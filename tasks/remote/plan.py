@@ -31,12 +31,15 @@ def password_step(stored, given, inherited, salted, dry):
 def server_step(recorded, alive, wanted):
     """"keep" when the server RECORDED (the state file) runs (ALIVE) as WANTED says: the same
     fingerprint of what Jupyter reads, launcher, port asked for, batch options, and no upgrade of
-    Jupyter since; else "replace". WANTED: fingerprint, launcher, requested_port, sbatch (None
-    for a launcher that is no batch job), version, upgraded (setup --install --upgrade ran)."""
+    Jupyter since; else "replace". WANTED: fingerprint, launcher, requested_port, job_options
+    (None for a launcher that is no batch job), version, upgraded (setup --install --upgrade ran)."""
     upgraded = wanted["upgraded"] and recorded.get("version") != wanted["version"]
+    # records written before the key's rename (0.1.0's, on users' hosts) name the options "sbatch":
+    # the same options under that name are no change, and an upgrade restarts no job for it
+    options = recorded["job_options"] if "job_options" in recorded else recorded.get("sbatch")
     same = (recorded.get("fingerprint") == wanted["fingerprint"] and recorded.get("launcher") == wanted["launcher"]
             and recorded.get("requested_port") == wanted["requested_port"]
-            and (wanted["sbatch"] is None or recorded.get("sbatch") == wanted["sbatch"]))
+            and (wanted["job_options"] is None or options == wanted["job_options"]))
     return "keep" if alive and not upgraded and same else "replace"
 
 

@@ -19,6 +19,7 @@ STATES = {"Q": "PENDING", "H": "PENDING", "W": "PENDING", "T": "PENDING", "R": "
 ATTRIBUTE = re.compile(r"^\s*([A-Za-z_][\w.]*) = ?(.*)$")
 GONE = ("Unknown Job Id", "Job has finished")  # qstat's words for a job it no longer lists
 NO_JSON = re.compile(r"(invalid|unknown|illegal|unrecognized) option|usage:", re.I)
+NO_LIMIT = (2 ** 32 - 1) * 60  # a SLURM wrapper's walltime without one (71582788:15:00: SLURM's INFINITE minutes)
 
 
 def qstat_text(text):
@@ -95,7 +96,7 @@ def pbs_job(attrs, now=None):
     node = first_node(attrs.get("exec_host") or attrs.get("exec_vnode")) if state != "PENDING" else None
     left = None
     limit = seconds_of(attrs.get("Resource_List.walltime"))
-    if state == "RUNNING" and limit is not None:
+    if state == "RUNNING" and limit is not None and limit < NO_LIMIT:
         used = seconds_of(attrs.get("resources_used.walltime"))
         if used is None:
             started = next((t for t in (ctime_seconds(attrs.get(k)) for k in ("stime", "start_time", "mtime")) if t), None)

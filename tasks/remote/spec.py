@@ -82,7 +82,7 @@ SETTINGS = Field("settings_sh", str)  # settings.sh: the host's settings, as the
 LAUNCH = (
     Field("launcher", str, "nohup"),
     Field("port", int, 8888),  # the port wanted (the next free one if taken); not used in socket mode
-    Field("sbatch", [str], []),
+    Field("job_options", [str], []),  # the batch job's, one per directive line
     Field("queue_timeout", int, 0),  # seconds a batch job may wait in the queue (0: until cancelled)
 )
 PASSWORD = Field("password_hash", str, None, null=True)  # None: none given (asked back if needed)
