@@ -6,7 +6,7 @@ Starts its own SSH host (tests/sshhost.py) and a delaying TCP proxy in front of 
 (bench/delayproxy.py) for the latency figures; prints the machine and a table of medians and
 ratios. Not part of the pass/fail tests. Every figure and its floor are measured in turns in one
 run; a floor does the same work as ours, timed the same way; a "(context)" row has no goal.
-Other modes: --slurm, --install, --mux, --fleet32, --extras, --startup (see --help).
+Other modes: --batch, --slurm, --install, --mux, --fleet32, --extras, --startup (see --help).
 
 This file is the command line; the harness (turns, rows, the table, the proxy, a raw ssh -L)
 is bench/harness.py, the bench's host bench/host.py, and each family of figures a file of its own.
@@ -25,7 +25,7 @@ from .jupyter import parallel_jupyter_floor
 from .latency import latency_figures, rtt_curve
 from .mux import mux_figures
 from .roundtrips import round_trip_figures
-from .slurm import print_slurm, slurm_figure
+from .batch import batch_figures, print_batch
 from .startup import print_startup, startup_figures
 from .throughput import forward_figures, forward_local_figure
 
@@ -38,7 +38,8 @@ def main(argv=None):
     ap.add_argument("--rtt-ms", type=float, default=100.0, help="the delaying proxy's RTT for the latency figures (default 100, where their goals are set)")
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--plot", metavar="PNG", help="instead: setup time vs RTT (0-200 ms) against its floor, drawn to PNG (needs matplotlib)")
-    ap.add_argument("--slurm", action="store_true", help="instead: the batch-job figure, on a test SLURM cluster")
+    ap.add_argument("--batch", action="store_true", help="instead: the batch-job figures, on test SLURM, Grid Engine and PBS clusters")
+    ap.add_argument("--slurm", action="store_true", help="instead: the batch-job figure on the test SLURM cluster alone")
     ap.add_argument("--install", action="store_true", help="instead: setup --install on an offline host, from a warm cache")
     ap.add_argument("--mux", action="store_true", help="instead: multiplex: true (this tool's own OpenSSH master) at --rtt-ms: status "
                     "against ssh -S MASTER true, the tunnel's forward on the master against raw ssh -N -L")
@@ -51,7 +52,7 @@ def main(argv=None):
                     "byte, status through a master against ssh -S MASTER sh -s, tunnel alone against raw ssh -L")
     args = ap.parse_args(argv)
     for flag, mode in (("extras", extras), ("startup", startup), ("mux", mux), ("fleet32", fleet32), ("install", install),
-                       ("slurm", slurm), ("plot", plot)):
+                       ("batch", batch), ("slurm", slurm), ("plot", plot)):
         if getattr(args, flag):
             return mode(args)
     return default(args)
@@ -133,10 +134,14 @@ def install(args):
     return 0
 
 
-def slurm(args):
+def batch(args, kinds=("slurm", "sge", "pbs")):
     print(f"Machine: {machine()}")
-    print_slurm(*slurm_figure(args.runs))
+    print_batch(batch_figures(kinds, args.runs))
     return 0
+
+
+def slurm(args):
+    return batch(args, ("slurm",))
 
 
 def plot(args):

@@ -81,7 +81,12 @@ class Site:
         yield
 
     def reset(self):
+        """No jobs, the test users' homes empty."""
         self.cluster.reset()
+
+    def cancel_all(self):
+        """No jobs (the homes as they are)."""
+        self.cluster.cancel_all()
 
     def compute_pids(self, user=None):
         return self.cluster.compute_pids(user or self.user)
@@ -178,6 +183,9 @@ class SgeSite(Site):
 
     def release(self, job_id):
         self.cluster.sge("qrls", job_id, check=True)
+
+    def cancel_all(self):
+        self.cluster.delete_all()
 
     @contextlib.contextmanager
     def controller_away(self):

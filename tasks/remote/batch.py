@@ -15,6 +15,10 @@ from .schedulers import is_unknown, job_answers
 from .shell import sh_quote
 
 UNKNOWN_WAIT = 600  # seconds the scheduler may go unasked while a job is waited for
+# seconds between the scheduler's answers (while the job waits in the queue; once it runs, its own
+# word says more, and a query's CPU would slow down the Jupyter starting on a small node), and
+# between looks at that word
+QUERY_EVERY, QUERY_RUNNING, LOOK_EVERY = 0.5, 2.0, 0.05
 
 
 def job_failure(run, record):
@@ -85,13 +89,17 @@ def launch_job(run, scheduler, kind, version, root, requested, argv):
 
 
 def follow_job(run, scheduler, job_id):
-    """Until the job's Jupyter asks for the password on its node: {address, port, node}. A
-    moment when the scheduler cannot be asked (state UNKNOWN) is no news of the job: the wait
-    goes on by what it last said, and only the user's interrupt cancels the job meanwhile."""
+    """Until the job's Jupyter asks for the password on its node: {address, port, node}. The
+    scheduler is asked every QUERY_EVERY seconds (a line per change of state); the job's own
+    word (job.where, in the shared home) is looked for every LOOK_EVERY: it proves that the job
+    runs, so the wait for Jupyter does not wait for the scheduler's next answer. A moment when
+    the scheduler cannot be asked (state UNKNOWN) is no news of the job: the wait goes on by
+    what it last said, and only the user's interrupt cancels the job meanwhile."""
     inst = run.inst
     queue_timeout = run.req["queue_timeout"]
     queue_deadline = time.time() + queue_timeout if queue_timeout else None
-    ready_deadline, last, ticked, known, unknown_since = None, None, time.time(), None, None
+    ready_deadline, last, ticked, known, unknown_since, asked = None, None, time.time(), None, None, 0.0
+    job = verdict = None
 
     def give_up(failure, job):
         if is_unknown(job):  # nothing to cancel on a guess: the record stays for status and stop
@@ -101,35 +109,35 @@ def follow_job(run, scheduler, job_id):
         raise failure
 
     while True:
-        job = scheduler.query(job_id)
+        if time.time() - asked >= (QUERY_RUNNING if scheduler.verdict(known) == "running" else QUERY_EVERY):
+            job, asked = scheduler.query(job_id), time.time()
+            verdict = scheduler.verdict(job)
+            if verdict == "unknown":
+                unknown_since = unknown_since or time.time()
+            else:
+                known, unknown_since = job, None
+                if verdict == "ended":
+                    if job is not None and job["state"] in scheduler.STUCK:
+                        scheduler.cancel(job_id)  # it would stay listed, never to run
+                    ended = scheduler.ended(job_id) or ((job["state"], job["reason"]) if job else ("ENDED", ""))
+                    inst.remove("state")
+                    raise Fail("job_ended", "%s %s" % (job_id, " ".join(w for w in ended if w)), log=run.log_tail())
+            seen = (job["state"], job["reason"], job["node"])
+            if seen != last:
+                run.event("job", job_id=job_id, state=job["state"], reason=job["reason"], node=job["node"])
+                last = seen
+            elif time.time() - ticked > 2:
+                run.event("tick")
+                ticked = time.time()
         record = inst.job_record(job_id)
         if record and record.get("failed"):  # its Jupyter is not the one listening, or not as we said
             give_up(job_failure(run, record), None)
-        verdict = scheduler.verdict(job)
-        if verdict == "unknown":
-            unknown_since = unknown_since or time.time()
-        else:
-            known, unknown_since = job, None
-            if verdict == "ended":
-                if job is not None and job["state"] in scheduler.STUCK:
-                    scheduler.cancel(job_id)  # it would stay listed, never to run
-                ended = scheduler.ended(job_id) or ((job["state"], job["reason"]) if job else ("ENDED", ""))
-                inst.remove("state")
-                raise Fail("job_ended", "%s %s" % (job_id, " ".join(w for w in ended if w)), log=run.log_tail())
-        seen = (job["state"], job["reason"], job["node"])
-        if seen != last:
-            run.event("job", job_id=job_id, state=job["state"], reason=job["reason"], node=job["node"])
-            last = seen
-        elif time.time() - ticked > 2:
-            run.event("tick")
-            ticked = time.time()
         if run.gone:  # Ctrl-C on the client, or its connection dropped: this job is nobody's
             give_up(Fail("cancelled", job_id), None)
-        if scheduler.verdict(known) == "running" or verdict == "unknown" and inst.job_where(job_id):
+        where = inst.job_where(job_id)
+        if where or scheduler.verdict(known) == "running":
             # the job's own check waits as long for Jupyter; its verdict may come a little later
-            # (and proves the job runs while the scheduler cannot be asked)
             ready_deadline = ready_deadline or time.time() + run.timeout + 15
-            where = inst.job_where(job_id)
             answer = job_answers(where[0], where[1]) if where else None
             if answer == "login":
                 break
@@ -141,6 +149,6 @@ def follow_job(run, scheduler, job_id):
             give_up(Fail("queue_timeout", "%s %s %s" % (queue_timeout, job_id, job["state"]), log=[job["reason"]] if job["reason"] else []), job)
         if unknown_since and time.time() - unknown_since > UNKNOWN_WAIT:
             give_up(None, job)
-        time.sleep(0.5)
+        time.sleep(LOOK_EVERY)
     address, port, node = where
     return {"address": address, "port": port, "node": node}

@@ -1,5 +1,6 @@
-"""launcher slurm on the test cluster (tests/slurmcluster.py): setup tunnel against sbatch of a
-plain JupyterLab (--slurm)."""
+"""The batch launchers on the test clusters (tests/batchsites.py: SLURM, Grid Engine, PBS through
+SLURM's Torque wrappers): setup tunnel against submitting a plain JupyterLab by hand (--batch,
+--slurm for SLURM alone)."""
 
 import os
 import re
@@ -10,29 +11,30 @@ import tempfile
 import time
 from pathlib import Path
 
+from tests.batchsites import Sites
 from tests.jupyter_http import Session
-from tests.slurmcluster import SlurmCluster
 from tests.sshhost import JUPYTER_VENV, free_port
 
 from .harness import FAB, PASSWORD, ROOT, turns
 
 
-def slurm_figure(runs):
-    """launcher slurm, on the test cluster (tests/slurmcluster.py): from `fab setup tunnel` to the
-    first password login through the tunnel, against its floor: sbatch of a plain `jupyter lab`
-    on the node's address until it answers there (the scheduler's submit-to-RUNNING plus a
-    Jupyter start on the node), measured from the login node. The floor's sbatch goes through
-    an ssh login too (SlurmCluster.sbatch): the SSH logins of each side are counted in the login
-    node's sshd log (its "Accepted ..." lines), not assumed. Returns (ours, floor, ours' logins,
-    the floor's logins), the logins as the median count per run."""
-    print("SLURM: a login node and a compute node (slurmctld, slurmd), each in its own network namespace:", flush=True)
-    cluster = SlurmCluster()
+def batch_figure(kind, runs, sites):
+    """launcher KIND on its test cluster (SITES.get(KIND)): from `fab setup tunnel` to the first
+    password login through the tunnel, against its floor: submitting a plain `jupyter lab` on
+    the node's address (sbatch or qsub of a script) until it answers there (the scheduler's
+    submit-to-running plus a Jupyter start on the node), measured from the login node. The
+    floor's submission goes through an ssh login too: the SSH logins of each side are counted in
+    the login node's sshd log (its "Accepted ..." lines), not assumed. Returns (ours, floor,
+    ours' logins, the floor's logins), the logins as the median count per run."""
+    site = sites.get(kind)
+    cluster, user = site.cluster, site.user
+    home = site.login.users[user].home
     tmp = Path(tempfile.mkdtemp())
     try:
         hosts_file = tmp / "hosts.yaml"
-        hosts_file.write_text('hosts:\n  fjslurm:\n    launcher: slurm\n    sbatch: ["--time=00:10:00"]\n')
+        hosts_file.write_text(f'hosts:\n  {user}:\n    launcher: {kind}\n    job_options: ["{site.limit("00:10:00")}"]\n')
         env = dict(os.environ, FABRIC_JUPYTER_HOSTS_FILE=str(hosts_file), XDG_CONFIG_HOME=str(tmp / "xdg"))
-        base = [*FAB, "-S", str(cluster.login.ssh_config), "-H", "fjslurm"]
+        base = [*FAB, "-S", str(cluster.login.ssh_config), "-H", user]
         subprocess.run([*base, "setup", "--password-stdin"], cwd=ROOT, env=env, input=PASSWORD + "\n", capture_output=True, text=True,
                        check=True)
         subprocess.run([*base, "stop"], cwd=ROOT, env=env, capture_output=True, check=True)
@@ -82,29 +84,50 @@ def slurm_figure(runs):
 
         def floor():
             port = free_port()
+            script = home / "bench-floor.sh"  # written before the clock starts, as a user's script would be
+            script.write_text(f"#!/bin/sh\nexec {JUPYTER_VENV}/bin/jupyter-lab --no-browser --ip={site.node_addr} --port={port} "
+                              "--ServerApp.token=bench\n")
+            script.chmod(0o755)
             offset = log.stat().st_size
             start = time.monotonic()
-            job = cluster.sbatch("fjslurm", f"--time=00:10:00 --wrap 'exec {JUPYTER_VENV}/bin/jupyter-lab --no-browser "
-                                            f"--ip={cluster.node_addr} --port={port} --ServerApp.token=bench'")
-            cluster.in_login("python3", "-c", probe, f"http://{cluster.node_addr}:{port}/api", timeout=120)
+            site.submit(script.name, "bench-floor", options=site.limit("00:10:00"))
+            cluster.in_login("python3", "-c", probe, f"http://{site.node_addr}:{port}/api", timeout=120)
             took = time.monotonic() - start
             count_logins("floor", offset)
-            cluster.slurm("scancel", str(job))
-            cluster.cancel_all()
+            site.cancel_all()
             return took
 
         ours_time, floor_time = turns(runs, ours, floor)
         return ours_time, floor_time, statistics.median(logins["ours"]), statistics.median(logins["floor"])
     finally:
-        cluster.close()
+        site.cancel_all()
 
 
-def print_slurm(ours, floor, ours_logins, floor_logins):
+FLOORS = {"slurm": "sbatch", "sge": "qsub", "pbs": "qsub (Torque's, over SLURM)"}
+
+
+def print_batch(results):
+    """RESULTS: {kind: batch_figure's answer}."""
     print("| figure | ours | baseline | ratio |")
     print("|---|---|---|---|")
     logins = lambda n: f"{n:g} SSH login{'' if n == 1 else 's'}"  # noqa: E731
-    print(f"| launcher slurm: `setup tunnel` to the first password login through the tunnel ({logins(ours_logins)}) | "
-          f"{ours:.3f} s | floor (sbatch through an ssh login, then plain jupyter lab until it answers on the node; "
-          f"{logins(floor_logins)}): {floor:.3f} s | {ours / floor:.2f}x |")
-    print(f"SSH logins on the login node (its sshd log, median per run): ours {ours_logins:g}, the floor {floor_logins:g}: "
-          f"{ours_logins - floor_logins:g} more than the floor", flush=True)
+    for kind, (ours, floor, ours_logins, floor_logins) in results.items():
+        print(f"| launcher {kind}: `setup tunnel` to the first password login through the tunnel ({logins(ours_logins)}) | "
+              f"{ours:.3f} s | floor ({FLOORS[kind]} through an ssh login, then plain jupyter lab until it answers on the node; "
+              f"{logins(floor_logins)}): {floor:.3f} s | {ours / floor:.2f}x |")
+    for kind, (_, _, ours_logins, floor_logins) in results.items():
+        print(f"{kind}: SSH logins on the login node (its sshd log, median per run): ours {ours_logins:g}, the floor "
+              f"{floor_logins:g}: {ours_logins - floor_logins:g} more than the floor", flush=True)
+
+
+def batch_figures(kinds, runs):
+    """batch_figure for each of KINDS, on clusters built once (SLURM and PBS share one)."""
+    sites = Sites()
+    try:
+        results = {}
+        for kind in kinds:
+            print(f"{kind}: a login node and a compute node, each in its own network namespace:", flush=True)
+            results[kind] = batch_figure(kind, runs, sites)
+        return results
+    finally:
+        sites.close()
