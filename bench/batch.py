@@ -121,13 +121,18 @@ def print_batch(results):
 
 
 def batch_figures(kinds, runs):
-    """batch_figure for each of KINDS, on clusters built once (SLURM and PBS share one)."""
-    sites = Sites()
-    try:
-        results = {}
-        for kind in kinds:
-            print(f"{kind}: a login node and a compute node, each in its own network namespace:", flush=True)
-            results[kind] = batch_figure(kind, runs, sites)
-        return results
-    finally:
-        sites.close()
+    """batch_figure for each of KINDS, each cluster alone on the machine while its figures run
+    (SLURM and PBS share one; Grid Engine's daemons are not started until it is closed)."""
+    results = {}
+    for group in (("slurm", "pbs"), ("sge",)):
+        wanted = [kind for kind in group if kind in kinds]
+        if not wanted:
+            continue
+        sites = Sites()
+        try:
+            for kind in wanted:
+                print(f"{kind}: a login node and a compute node, each in its own network namespace:", flush=True)
+                results[kind] = batch_figure(kind, runs, sites)
+        finally:
+            sites.close()
+    return {kind: results[kind] for kind in kinds if kind in results}
