@@ -15,7 +15,7 @@ gc.disable()
 try:
     from invoke import Collection
 
-    from .commands import cert, config, password, server, setup
+    from .commands import cert, config, password, server, setup, sshconfig
     from .forwards import tunnel
 finally:
     gc.freeze()
@@ -49,6 +49,7 @@ ns = Collection(
     server.status,
     server.list_,
     server.logs,
+    sshconfig.ssh_config,
 )
 ns.configure(
     {

@@ -29,6 +29,9 @@ class RunContext:
     # forwards: every Tunnel whose ssh may run, closed on the way out whichever thread made it
     live: typing.Set[typing.Any] = field(default_factory=set)
     live_lock: threading.Lock = field(default_factory=threading.Lock)
+    # ops.ssh_entry: the hosts seen this run whose ssh_config entries are written at the task's end
+    entries: typing.List[typing.Any] = field(default_factory=list)
+    entries_lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 _run = RunContext()

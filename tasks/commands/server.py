@@ -7,6 +7,7 @@ from ..hosts.options import (
     SBATCH_HELP, WORKERS_HELP, JOB_OPTION_HELP, job_options, task,
 )
 from ..hosts.targets import target
+from ..ops.ssh_entry import flush
 from ..ops.server import list_host, restart_host, start_host, status_host, stop_all_host, stop_host
 from ..protocol import run_agent
 
@@ -19,8 +20,10 @@ def start(c, launcher=None, port=None, group=None, workers=None, dry_run=False, 
           sbatch=None, queue_timeout=None):
     """Start Jupyter detached on the host and wait until it answers; does nothing if it runs."""
     core = lambda t: start_host(t, dry_run)  # noqa: E731
-    fleet.run(c, fleet.dry("start", core) if dry_run else core, group, workers, launcher=launcher, port=port,
-              fast_start=fast_start or None, name=name, job_options=job_options(job_option, sbatch), queue_timeout=queue_timeout)
+    with flush():
+        fleet.run(c, fleet.dry("start", core) if dry_run else core, group, workers, launcher=launcher, port=port,
+                  fast_start=fast_start or None, name=name, job_options=job_options(job_option, sbatch),
+                  queue_timeout=queue_timeout)
 
 
 @task(help={"group": GROUP_HELP, "workers": WORKERS_HELP, "dry-run": DRY_RUN_HELP, "name": NAME_HELP,
@@ -44,8 +47,10 @@ def stop(c, group=None, workers=None, dry_run=False, name=None, all_=False):
 def restart(c, launcher=None, port=None, group=None, workers=None, fast_start=False, name=None, job_option=None, sbatch=None,
             queue_timeout=None):
     """Stop Jupyter if it runs, then start it with the current configuration (a batch job: resubmitted)."""
-    fleet.run(c, lambda t: restart_host(t, keep_launcher=launcher is None), group, workers, launcher=launcher, port=port,
-              fast_start=fast_start or None, name=name, job_options=job_options(job_option, sbatch), queue_timeout=queue_timeout)
+    with flush():
+        fleet.run(c, lambda t: restart_host(t, keep_launcher=launcher is None), group, workers, launcher=launcher, port=port,
+                  fast_start=fast_start or None, name=name, job_options=job_options(job_option, sbatch),
+                  queue_timeout=queue_timeout)
 
 
 @task(help={"json": "print one JSON object per host instead of a sentence", "group": GROUP_HELP, "workers": WORKERS_HELP,

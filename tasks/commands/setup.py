@@ -8,6 +8,7 @@ from ..hosts.options import (
 )
 from ..ops.password import read_password
 from ..ops.setup import setup_host
+from ..ops.ssh_entry import flush
 
 
 def fab_prefix(c, label):
@@ -58,20 +59,21 @@ def setup(
             raise UserError("--upgrade upgrades the environment --install made: give --install too (or install: true)")
         return setup_host(t, password_stdin, fab_prefix(c, t.host), dry_run, upgrade)
 
-    fleet.run(
-        c,
-        fleet.dry("setup", core) if dry_run else core,
-        group,
-        workers,
-        launcher=launcher,
-        port=port,
-        root_dir=root_dir,
-        mode=mode,
-        socket=listen_on(socket, tcp),
-        fast_start=fast_start or None,
-        name=name,
-        idle_timeout=idle_timeout,
-        job_options=job_options(job_option, sbatch),
-        queue_timeout=queue_timeout,
-        install=install or None,
-    )
+    with flush():  # then the hosts' entries in this tool's ssh_config file, in one write
+        fleet.run(
+            c,
+            fleet.dry("setup", core) if dry_run else core,
+            group,
+            workers,
+            launcher=launcher,
+            port=port,
+            root_dir=root_dir,
+            mode=mode,
+            socket=listen_on(socket, tcp),
+            fast_start=fast_start or None,
+            name=name,
+            idle_timeout=idle_timeout,
+            job_options=job_options(job_option, sbatch),
+            queue_timeout=queue_timeout,
+            install=install or None,
+        )

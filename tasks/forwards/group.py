@@ -13,6 +13,7 @@ from ..hosts.targets import group_targets, target
 from ..protocol import run_agent
 from ..report import table
 from ..ops.server import remember
+from ..ops.ssh_entry import Seen, keep_current
 from ..remote.net import port_is_free
 from .confirmed import open_confirmed
 from .forward import close_all
@@ -98,6 +99,8 @@ def tunnel_group(targets, workers, open_, failed_early=None):
             results[t.label] = (True, tun.url)
         remember_ports({label: port for label, port in ports.items() if label not in pinned})
         remember_seen(found)
+        for line in keep_current([(t, Seen.at(where), ports[t.label]) for t, where in found]):
+            print(line, flush=True)
         rows = [("host", "URL (log in with its password) or error")] + [
             (label, ("" if results[label][0] else "FAILED  ") + results[label][1]) for label in labels
         ]

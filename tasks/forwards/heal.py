@@ -5,6 +5,7 @@ import time
 
 from ..errors import AuthError, HostError, UserError
 from ..ops.server import NotRunning, ask_where
+from ..ops.ssh_entry import Seen, keep_current
 from .confirmed import READY_TIMEOUT, make_tunnel
 from .ports import remember_seen
 
@@ -81,6 +82,8 @@ def _reconnect(t, tun):
             raise AuthError(t.label, "refused", reason=f"ssh said: {fresh.failure()}")
         if fresh.ready:
             remember_seen([(t, where)])
+            for line in keep_current([(t, Seen.at(where), fresh.local_port)]):  # a job moved: its entry follows
+                print(line, flush=True)
             print(f"{t.label}: reconnected; Jupyter is at {fresh.url} again", flush=True)
             return fresh
         fresh.close()

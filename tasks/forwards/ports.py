@@ -85,3 +85,16 @@ def group_local_ports(targets):
         ports[t.label] = candidate
         taken.add(candidate)
     return ports, pinned
+
+
+def usual_local_port(t):
+    """(port, pinned): the local port a tunnel to T takes when it is free, without looking whether
+    it is: hosts.yaml's own local_port for the host or instance (pinned), else the one a group's
+    tunnel had last time, else the local_port setting (8888 by default)."""
+    own = t.pinned_local_port()
+    if own:
+        return own, True
+    saved = read_record(_ports_file()).get(t.label)
+    if isinstance(saved, int) and not isinstance(saved, bool) and 1 <= saved <= 65535:
+        return saved, False
+    return t.settings.local_port, False

@@ -13,7 +13,8 @@ A group's forwards all open at once, each in that way.
 
 The parts: ports.py (local ports, last seen), forward.py (a forward, carried by plain.py's own
 ssh or master.py's ControlMaster), confirmed.py (forwards only to a confirmed server), group.py
-(many at once), heal.py (keep-alive); where a server listens is protocol/where.py's Where."""
+(many at once), heal.py (keep-alive); where a server listens is protocol/where.py's Where. Each
+tunnel keeps its host's entry in this tool's ssh_config file current (ops/ssh_entry.py)."""
 
 from ..errors import AuthError, HostError, UserError, sigterm_as_interrupt, user_task
 from ..hosts.options import LOCAL_PORT_HELP, NAME_HELP, WORKERS_HELP, task
@@ -21,6 +22,7 @@ from ..hosts.targets import group_targets, target
 from .confirmed import open_confirmed
 from .group import all_instances, tunnel_group
 from .heal import keep_alive
+from ..ops.ssh_entry import Seen, keep_current
 from .ports import choose_local_port, remember_seen
 
 
@@ -56,6 +58,8 @@ def tunnel(c, local_port=None, open_=False, group=None, workers=None, name=None,
     try:
         if note:
             print(note, flush=True)
+        for line in keep_current([(t, Seen.at(where), tun.local_port)]):  # ssh fabjupyter-HOST: the same port
+            print(line, flush=True)
         print(f"{t.label}: Jupyter is at {tun.url}  (log in with your password; Ctrl-C closes the tunnel)", flush=True)
         if open_:
             import webbrowser

@@ -7,6 +7,7 @@ from ..hosts.inventory import BATCH_LAUNCHERS
 from ..protocol import run_agent
 from ..remote.instance import TOP
 from ..report import Outcome, Plain, table
+from .ssh_entry import note_running
 from .render import job_words, process, running_line, said, start_lines, stopped_unrecorded, url_for, where
 
 
@@ -87,10 +88,12 @@ def start_host(t, dry_run=False):
         if dry_run:
             return Outcome(lines + [f"Jupyter is running (pid {reply.status.pid}); start would do nothing"], "nothing to change")
         lines.append(describe_running(t, reply.status) + "; nothing to do")
+        note_running(t, reply.status)
         return Outcome(lines, "already running", url_for(t, reply.status.where, reply.status.mode, reply.status.address))
     lines += describe_start(t, reply, dry_run)
     if dry_run:
         return Outcome(lines, "would start")
+    note_running(t, reply.status)
     return Outcome(lines, "started", url_for(t, reply.status.where, reply.status.mode, reply.status.address))
 
 
@@ -112,6 +115,7 @@ def restart_host(t, keep_launcher):
     lines = stopped_unrecorded(reply)
     stop = reply.change("stop")
     lines += [said("stop", False, process=process(stop.detail))] if stop else []
+    note_running(t, reply.status)
     return Outcome(lines + describe_start(t, reply), "restarted", url_for(t, reply.status.where, reply.status.mode, reply.status.address))
 
 

@@ -10,6 +10,7 @@ from .install import install_host
 from .password import fresh_hash, hash_password, read_password
 from .render import cert_lines, setup_lines, stopped_unrecorded, url_for
 from .server import describe_running, describe_start
+from .ssh_entry import note_running
 
 
 def run_setup(t, password_stdin=False, password=None, dry_run=False, upgrade=False):
@@ -84,6 +85,7 @@ def setup_host(t, password_stdin=False, command=None, dry_run=False, upgrade=Fal
         after = [f"Jupyter would keep running (pid {status.pid})"] if reply.unchanged else describe_start(t, reply, dry_run=True)
         return Outcome(lines + changes + after, "nothing to change" if reply.unchanged and not lines else "would change")
     url = url_for(t, status.where, status.mode, status.address)
+    note_running(t, status)
     if reply.unchanged:
         lines += ["nothing changed; " + describe_running(t, status), *changes]
         summary = "unchanged"

@@ -37,12 +37,15 @@ class Where:
     def scheme(self):
         return "https" if self.tls else "http"
 
+    def forward_target(self):
+        """The far end of a forward here, as `ssh -L` and LocalForward take it: the socket's path
+        (OpenSSH forwards to a Unix socket too), or ADDRESS:PORT as the host reaches it (Jupyter on
+        the host itself, or a batch job's on its compute node)."""
+        return self.at if self.socket else f"{self.address or '127.0.0.1'}:{self.at}"
+
     def forward_spec(self, local_port):
         """The `ssh -L` spec that forwards LOCAL_PORT here."""
-        if self.socket:
-            return f"127.0.0.1:{local_port}:{self.at}"  # OpenSSH forwards to a Unix socket too
-        # to Jupyter on the host itself, or through it to the compute node a batch job runs on
-        return f"127.0.0.1:{local_port}:{self.address or '127.0.0.1'}:{self.at}"
+        return f"127.0.0.1:{local_port}:{self.forward_target()}"
 
     def url(self, local_port):
         """The URL of a forward from LOCAL_PORT to here."""

@@ -57,33 +57,53 @@ def _config_mentions_controlpath(conn):
     return _mentions[which]
 
 
-def base_args(conn):
-    """`ssh` options that reach the host exactly as Fabric does: the same ssh_config file (-S),
-    user, port, identities, connect timeout and gateway."""
+def config_file(conn):
+    """The ssh_config file `ssh` is given (-F): the one given to fab (-S), /dev/null where Fabric
+    reads none, else None (ssh's own: ~/.ssh/config, then /etc/ssh/ssh_config)."""
+    explicit = getattr(conn.config, "_runtime_ssh_path", None) or conn.config.get("ssh_config_path")
+    if explicit:
+        return explicit
+    return None if conn.config.get("load_ssh_configs", True) else "/dev/null"
+
+
+def reach(conn):
+    """How Fabric reaches the host, as ssh_config options in `ssh`'s order: (keyword, value)
+    pairs for the user, port, identities, connect timeout, gateway (ProxyJump, or ProxyCommand),
+    and HostName where ssh_config's alias is not the address. The one source of base_args and of
+    the entries of this tool's own ssh_config file (ssh/entries.py)."""
     from fabric import Connection
 
-    args = ["ssh"]
-    ssh_config = getattr(conn.config, "_runtime_ssh_path", None) or conn.config.get("ssh_config_path")
-    if ssh_config:
-        args += ["-F", ssh_config]
-    elif not conn.config.get("load_ssh_configs", True):
-        args += ["-F", "/dev/null"]
-    args += ["-l", conn.user, "-p", str(conn.port)]
+    options = [("User", conn.user), ("Port", str(conn.port))]
     keys = conn.connect_kwargs.get("key_filename") or []
-    for key in dict.fromkeys([keys] if isinstance(keys, str) else keys):  # Fabric may list one twice
-        args += ["-i", key]
+    options += [("IdentityFile", key) for key in dict.fromkeys([keys] if isinstance(keys, str) else keys)]  # Fabric may list one twice
     if conn.connect_timeout:
-        args += ["-o", f"ConnectTimeout={conn.connect_timeout}"]
+        options.append(("ConnectTimeout", str(conn.connect_timeout)))
     if isinstance(conn.gateway, Connection):
         hops, gateway = [], conn.gateway
         while isinstance(gateway, Connection):
             hops.insert(0, f"{gateway.user}@{gateway.original_host}:{gateway.port}")
             gateway = gateway.gateway
-        args += ["-J", ",".join(hops)]
+        options.append(("ProxyJump", ",".join(hops)))
     elif isinstance(conn.gateway, str) and conn.gateway:
-        args += ["-o", f"ProxyCommand={conn.gateway}"]
+        options.append(("ProxyCommand", conn.gateway))
     if conn.host != conn.original_host:
-        args += ["-o", f"HostName={conn.host}"]
+        options.append(("HostName", conn.host))
+    return options
+
+
+# the options `ssh` has a flag of its own for; the others go as -o KEYWORD=VALUE
+_FLAGS = {"User": "-l", "Port": "-p", "IdentityFile": "-i", "ProxyJump": "-J"}
+
+
+def base_args(conn):
+    """`ssh` options that reach the host exactly as Fabric does: the same ssh_config file (-S),
+    user, port, identities, connect timeout and gateway."""
+    args = ["ssh"]
+    ssh_config = config_file(conn)
+    if ssh_config:
+        args += ["-F", ssh_config]
+    for keyword, value in reach(conn):
+        args += [_FLAGS[keyword], value] if keyword in _FLAGS else ["-o", f"{keyword}={value}"]
     return args
 
 
