@@ -136,13 +136,14 @@ def test_dry_runs_of_cert_and_public_setup_on_a_host_set_up_already(fab):
     fab.setup()
     pid = fab.status()["pid"]
     before = sorted((p, p.stat().st_mtime_ns) for p in fab.home.rglob("*"))
+    here = sorted((p, p.stat().st_mtime_ns) for p in fab.config_home.rglob("*"))  # setup's ssh_config entry
     r = fab("cert", "--dry-run")
     assert "would make a new certificate (created)" in r.stdout, r.stdout
     r = fab("setup", "--mode", "public", "--dry-run")
     assert f"fjtest: would restart Jupyter (pid {pid}) with the new settings" in r.stdout, r.stdout
     assert '+    "ip": "0.0.0.0",' in r.stdout
     assert sorted((p, p.stat().st_mtime_ns) for p in fab.home.rglob("*")) == before
-    assert not fab.config_home.exists()
+    assert sorted((p, p.stat().st_mtime_ns) for p in fab.config_home.rglob("*")) == here  # no local certificate
     assert fab.status()["pid"] == pid
 
 

@@ -221,6 +221,8 @@ def _checked_by_ssh(path, text, alias):
         r = subprocess.run(["ssh", "-G", "-F", str(probe), alias], stdin=subprocess.DEVNULL, capture_output=True, text=True,
                            timeout=30)
         return r.returncode == 0, (r.stderr.strip().splitlines() or [""])[-1]
+    except FileNotFoundError:  # no OpenSSH client here to ask (nor a tunnel to make): the checks above stand
+        return True, ""
     except (OSError, subprocess.SubprocessError) as e:
         return False, str(e)
     finally:
