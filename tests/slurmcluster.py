@@ -189,12 +189,16 @@ class TwoNodes:
 
 
 class SlurmCluster(TwoNodes):
-    def __init__(self, users=USERS, login_index=40, compute_index=41, min_job_age=300, kill_wait=2, extra_conf=""):
+    def __init__(self, users=USERS, login_index=40, compute_index=41, min_job_age=300, kill_wait=2, extra_conf="",
+                 node_sshd=False):
         """users: the test accounts (as SSHHost's `users`), present on both nodes.
         login_index/compute_index: the subnet() indexes of the two veth pairs (fleet tests use 1-4).
         min_job_age: seconds a finished job stays in `scontrol show job` (MinJobAge).
         kill_wait: seconds between SIGTERM and SIGKILL at a time limit or scancel (KillWait).
-        extra_conf: lines appended to slurm.conf."""
+        extra_conf: lines appended to slurm.conf.
+        node_sshd: an sshd on the compute node too (port 22 of its address, reached from the login
+        node only), as clusters let a user ssh to a node where a job of theirs runs: see
+        _start_node_sshd."""
         if os.geteuid() != 0:
             raise RuntimeError("the SLURM test cluster needs root")
         missing = [path for path in (SLURMCTLD, SLURMD, MUNGED, str(SLURM_BIN / "sbatch")) if not os.path.exists(path)]
@@ -235,6 +239,9 @@ class SlurmCluster(TwoNodes):
             self._start_slurmctld()
             self._start_slurmd()
             self.login.start()
+            self.node_sshd_log = self.base / "log" / "node-sshd.log"
+            if node_sshd:
+                self._start_node_sshd()
         except BaseException:
             self.close()
             raise
@@ -368,6 +375,32 @@ class SlurmCluster(TwoNodes):
                  f"exec nsenter --net=/run/netns/{self.compute_ns} {SLURMD} -D -N {self.node} -f {shlex.quote(str(self.conf))}")
         self._spawn("slurmd", ["unshare", "--mount", "--uts", "--propagation", "private", "sh", "-c", inner])
         self._wait(f"idle node {self.node}", lambda: self.node_state() == "idle", proc="slurmd")
+
+    def _start_node_sshd(self):
+        """sshd on the compute node: the login node's configuration (the same accounts, keys and
+        session environment) on the node's address, port 22, with a host key of the node's own,
+        listed in the login host's known_hosts (as a site lists its nodes' keys). It runs in
+        slurmd's namespaces (network, hostname, /etc/hosts), so a session there is on the node:
+        `hostname` prints its name. Its log (VERBOSE) says where each connection came from: the
+        login node's end of the compute link, link_addr."""
+        key = self.base / "node_ssh_host_ed25519_key"
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "fabjupyter-test-node", "-f", str(key)],
+                       check=True, capture_output=True)
+        lines = []
+        for line in self.login.sshd_config.read_text().splitlines():
+            word = line.split(" ", 1)[0]
+            lines.append({"Port": "Port 22", "ListenAddress": f"ListenAddress {self.node_addr}", "HostKey": f"HostKey {key}",
+                          "PidFile": f"PidFile {self.base / 'node-sshd.pid'}"}.get(word, line))
+        config = self.base / "node_sshd_config"
+        config.write_text("\n".join(lines) + "\n")
+        public = Path(f"{key}.pub").read_text().split()
+        with open(self.login.known_hosts, "a") as f:
+            f.write(f"{self.node_addr} {public[0]} {public[1]}\n")
+        slurmd = next(pid for pid in netns_pids(self.compute_ns) if cmdline_of(pid).startswith(SLURMD))
+        self._spawn("node-sshd", ["nsenter", f"--target={slurmd}", "--uts", "--mount", "--net", self.login.sshd, "-D",
+                                  "-f", str(config), "-E", str(self.node_sshd_log)])
+        self._wait("the node's sshd listening", lambda: self.node_sshd_log.exists() and "Server listening" in
+                   self.node_sshd_log.read_text(errors="replace"), proc="node-sshd")
 
     # --- use ----------------------------------------------------------------------------
     def env(self):
