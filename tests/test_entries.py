@@ -204,3 +204,18 @@ def test_one_name_one_owner(site):
     write([(site.target("gpu", name="login"), Seen(Where(SOCKET)), None)])
     with pytest.raises(entries.Refused, match="already the entry of gpu's instance login"):
         write([(site.target("gpu", launcher="slurm", socket=False), Seen(Where(8888, "ssh", "10.5.0.3"), batch=True), None)])
+
+
+def test_a_tunnel_to_the_same_job_leaves_the_entry_as_setup_wrote_it(site):
+    """The tunnel knows the node and port, not the job's id: the entry keeps the id (and the
+    file its text, so a tunnel after setup writes nothing)."""
+    t = site.target("login1")
+    write([(t, Seen(Where(8888, "ssh", "10.5.0.3"), batch=True, job_id="42"), None)])
+    assert write([(t, Seen.at(Where(8888, "ssh", "10.5.0.3")), None)])[1] is False
+    assert "job 42" in site.path.read_text()
+
+
+def test_a_batch_host_not_started_yet_has_no_host_block(site):
+    write([(site.target("login1"), Seen(None), None)])
+    text = site.path.read_text()
+    assert "no job runs, no node to reach yet" in text and "Host fabjupyter-login1" not in text

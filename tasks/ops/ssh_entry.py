@@ -97,35 +97,48 @@ def _meta(t, port):
             "hops": [hop.rsplit("@", 1)[-1].rsplit(":", 1)[0] for hop in jump.split(",") if hop]}
 
 
+def _owned(old, alias, name, login):
+    """One name, one owner: host "a-b" and host a's instance b, or an instance named login and a
+    login node, would both be one alias; the second is refused."""
+    for e in old:
+        if e.alias == alias and (e.meta.get("name"), bool(e.meta.get("login_of"))) != (name, login):
+            owner = "login node" if e.meta.get("login_of") else f"instance {e.meta.get('name')}"
+            raise entries.Refused(f"{alias} is already the entry of {e.meta.get('host')}'s {owner}; give the instance "
+                                  "another name")
+
+
 def build(t, seen, old, local_port=None):
     """T's entries, given what the file holds now (OLD): the host's (or the job node's) entry,
     and for a batch job the login node's. LOCAL_PORT: the port a tunnel holds now (else the one
     it would take, kept apart from the other entries')."""
     alias = alias_of(t)
-    for e in old:  # one name, one owner: a host "a-b" and host a's instance b cannot share it
-        if e.alias == alias and (e.meta.get("name"), bool(e.meta.get("login_of"))) != (t.name, False):
-            raise entries.Refused(f"{alias} is already the entry of {e.meta.get('host')}'s "
-                                  f"{'login node' if e.meta.get('login_of') else 'instance ' + str(e.meta.get('name'))}; "
-                                  "give this instance another name")
+    _owned(old, alias, t.name, False)
     wanted, pinned = (local_port, True) if local_port else usual_local_port(t)
-    port = entries.choose_port(old, alias, wanted, pinned)
-    meta = _meta(t, port)
-    where = seen.where
-    fab = f"fab -H {t.host} setup{t.named}"
-    if not seen.batch:
-        if where is None:
-            return [entries.make(alias, meta, [f"{t.label}: Jupyter is not running there (`{fab}`): no LocalForward"],
-                                 connection(t))]
-        forward = ("LocalForward", [f"127.0.0.1:{port}", where.forward_target()])
-        notes = [f"{t.label}: Jupyter at {where.words}; {where.url(port)} while `ssh {alias}` is open"]
-        return [entries.make(alias, meta, notes, connection(t) + [forward])]
-    for e in old:
-        if e.alias == login_alias(t) and not e.meta.get("login_of"):
-            raise entries.Refused(f"{e.alias} is already the entry of {e.meta.get('host')}'s instance {e.meta.get('name')}, "
-                                  "and would be this login node's; give that instance another name")
+    meta = _meta(t, entries.choose_port(old, alias, wanted, pinned))
+    # a job's server is on a node; a host set up for jobs and not running one has no node either
+    if seen.batch or (seen.where is None and t.settings.launcher in BATCH_LAUNCHERS):
+        return _job_entries(t, seen, old, alias, meta)
+    where, port = seen.where, meta["local_port"]
+    if where is None:
+        notes = [f"{t.label}: Jupyter is not running there (`fab -H {t.host} setup{t.named}`): no LocalForward"]
+        return [entries.make(alias, meta, notes, connection(t))]
+    forward = ("LocalForward", [f"127.0.0.1:{port}", where.forward_target()])
+    notes = [f"{t.label}: Jupyter at {where.words}; {where.url(port)} while `ssh {alias}` is open"]
+    return [entries.make(alias, meta, notes, connection(t) + [forward])]
+
+
+def _job_entries(t, seen, old, alias, meta):
+    """A batch job's: the login node's entry, and the job node's (once its node is known; kept,
+    marked and without its forward, once the job has ended)."""
+    _owned(old, login_alias(t), None, True)
     login = entries.make(login_alias(t), dict(meta, name=None, login_of=t.host, local_port=None),
                          [f"{t.host}: the login node, the jump to its batch jobs' nodes"], connection(t))
-    job = f"job {seen.job_id}" if seen.job_id else "the batch job"
+    where, port, fab = seen.where, meta["local_port"], f"fab -H {t.host} setup{t.named}"
+    before = next((e.meta for e in old if e.alias == alias), {})
+    job_id = seen.job_id or (before.get("job_id") if where is not None and before.get("node") == where.address else None)
+    job = f"job {job_id}" if job_id else "the batch job"
+    if job_id:
+        meta["job_id"] = job_id  # a tunnel, which does not know it, keeps the entry as setup wrote it
     if where is not None:
         meta["node"] = where.address
         forward = ("LocalForward", [f"127.0.0.1:{port}", where.forward_target()])
@@ -133,12 +146,11 @@ def build(t, seen, old, local_port=None):
                  f"`ssh {alias}` is open"]
         return [login, entries.make(alias, meta, notes, connection(t, node=where.address) + [forward])]
     why = f"{job} ended ({seen.ended})" if seen.ended else f"{job} is {seen.job_state}" if seen.job_state else "no job runs"
-    node = next((e.meta.get("node") for e in old if e.alias == alias), None)
-    if node:  # kept, marked: the next job's node replaces it
-        meta["node"] = node
+    if before.get("node"):  # kept, marked: the next job's node replaces it
+        meta["node"] = before["node"]
         notes = [f"{t.label}: {why}: this entry still names the last job's node, without a LocalForward; `{fab}` "
                  "starts a new job and this entry follows it"]
-        return [login, entries.make(alias, meta, notes, connection(t, node=node))]
+        return [login, entries.make(alias, meta, notes, connection(t, node=meta["node"]))]
     return [entries.make(alias, meta, [f"{t.label}: {why}, no node to reach yet; `{fab}` starts one"], [])]
 
 
