@@ -239,7 +239,7 @@ class SlurmCluster(TwoNodes):
             self._start_slurmctld()
             self._start_slurmd()
             self.login.start()
-            self.node_sshd_log = self.base / "log" / "node-sshd.log"
+            self.node_sshd_log = self.base / "log" / "node-sshd.out"
             if node_sshd:
                 self._start_node_sshd()
         except BaseException:
@@ -397,8 +397,8 @@ class SlurmCluster(TwoNodes):
         with open(self.login.known_hosts, "a") as f:
             f.write(f"{self.node_addr} {public[0]} {public[1]}\n")
         slurmd = next(pid for pid in netns_pids(self.compute_ns) if cmdline_of(pid).startswith(SLURMD))
-        self._spawn("node-sshd", ["nsenter", f"--target={slurmd}", "--uts", "--mount", "--net", self.login.sshd, "-D",
-                                  "-f", str(config), "-E", str(self.node_sshd_log)])
+        self._spawn("node-sshd", ["nsenter", f"--target={slurmd}", "--uts", "--mount", "--net", self.login.sshd, "-D", "-e",
+                                  "-f", str(config)])  # its log: _spawn's node-sshd.out
         self._wait("the node's sshd listening", lambda: self.node_sshd_log.exists() and "Server listening" in
                    self.node_sshd_log.read_text(errors="replace"), proc="node-sshd")
 

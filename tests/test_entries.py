@@ -219,3 +219,14 @@ def test_a_batch_host_not_started_yet_has_no_host_block(site):
     write([(site.target("login1"), Seen(None), None)])
     text = site.path.read_text()
     assert "no job runs, no node to reach yet" in text and "Host fabjupyter-login1" not in text
+
+
+def test_the_entrys_port_stays_unless_a_tunnel_was_told_another(site):
+    """A saved IDE URL keeps working: a later write keeps the entry's port even where the
+    default changed (not a pinned port); a port given to the tunnel (or pinned) wins."""
+    write([(site.target("gpu"), Seen(Where(SOCKET)), None)])
+    site.hosts_file.write_text("defaults:\n  local_port: 9000\n")
+    write([(site.target("gpu"), Seen(Where(SOCKET)), None)])
+    assert site.ssh_G("fabjupyter-gpu")["localforward"] == [f"[127.0.0.1]:8888 {SOCKET}"]
+    write([(site.target("gpu"), Seen(Where(SOCKET)), 9100)])
+    assert site.ssh_G("fabjupyter-gpu")["localforward"] == [f"[127.0.0.1]:9100 {SOCKET}"]

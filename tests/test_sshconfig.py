@@ -82,7 +82,7 @@ def test_openssh_given_only_the_file_forwards_to_jupyter_and_a_login_works(fab, 
         assert login_and_list(f"http://localhost:{local_port}/", PASSWORD)[:2] == (200, 200)
         assert login_and_list(f"http://localhost:{local_port}/", "wrong")[1] != 200  # the password is asked
 
-    # a tunnel on another port: the entry takes the tunnel's port (the same URL either way)
+    # a tunnel told to take another port: the entry takes it too (one URL either way)
     other = free_port()
     proc, url, out = fab.tunnel("--local-port", str(other))
     assert url == f"http://localhost:{other}/", out

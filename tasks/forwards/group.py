@@ -99,7 +99,7 @@ def tunnel_group(targets, workers, open_, failed_early=None):
             results[t.label] = (True, tun.url)
         remember_ports({label: port for label, port in ports.items() if label not in pinned})
         remember_seen(found)
-        for line in keep_current([(t, Seen.at(where), ports[t.label]) for t, where in found]):
+        for line in keep_current([(t, Seen.at(where), None) for t, where in found]):
             print(line, flush=True)
         rows = [("host", "URL (log in with its password) or error")] + [
             (label, ("" if results[label][0] else "FAILED  ") + results[label][1]) for label in labels

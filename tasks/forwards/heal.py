@@ -82,7 +82,7 @@ def _reconnect(t, tun):
             raise AuthError(t.label, "refused", reason=f"ssh said: {fresh.failure()}")
         if fresh.ready:
             remember_seen([(t, where)])
-            for line in keep_current([(t, Seen.at(where), fresh.local_port)]):  # a job moved: its entry follows
+            for line in keep_current([(t, Seen.at(where), None)]):  # a job moved: its entry follows
                 print(line, flush=True)
             print(f"{t.label}: reconnected; Jupyter is at {fresh.url} again", flush=True)
             return fresh

@@ -58,7 +58,8 @@ def tunnel(c, local_port=None, open_=False, group=None, workers=None, name=None,
     try:
         if note:
             print(note, flush=True)
-        for line in keep_current([(t, Seen.at(where), tun.local_port)]):  # ssh fabjupyter-HOST: the same port
+        # its entry's port stays the usual one when this tunnel only moved off a busy default
+        for line in keep_current([(t, Seen.at(where), tun.local_port if local_port is not None else None)]):
             print(line, flush=True)
         print(f"{t.label}: Jupyter is at {tun.url}  (log in with your password; Ctrl-C closes the tunnel)", flush=True)
         if open_:

@@ -109,8 +109,9 @@ def _owned(old, alias, name, login):
 
 def build(t, seen, old, local_port=None):
     """T's entries, given what the file holds now (OLD): the host's (or the job node's) entry,
-    and for a batch job the login node's. LOCAL_PORT: the port a tunnel holds now (else the one
-    it would take, kept apart from the other entries')."""
+    and for a batch job the login node's. LOCAL_PORT: the port a tunnel was told to take
+    (--local-port); else the entry's own (stable, for a saved IDE URL), or the one a tunnel
+    would take, kept apart from the other entries'."""
     alias = alias_of(t)
     _owned(old, alias, t.name, False)
     wanted, pinned = (local_port, True) if local_port else usual_local_port(t)
