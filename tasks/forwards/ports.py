@@ -87,14 +87,20 @@ def group_local_ports(targets):
     return ports, pinned
 
 
-def usual_local_port(t):
+def saved_ports():
+    """The local ports a group's tunnels had last time, by label."""
+    return read_record(_ports_file())
+
+
+def usual_local_port(t, saved=None):
     """(port, pinned): the local port a tunnel to T takes when it is free, without looking whether
     it is: hosts.yaml's own local_port for the host or instance (pinned), else the one a group's
-    tunnel had last time, else the local_port setting (8888 by default)."""
+    tunnel had last time (SAVED: saved_ports(), read once for many hosts), else the local_port
+    setting (8888 by default)."""
     own = t.pinned_local_port()
     if own:
         return own, True
-    saved = read_record(_ports_file()).get(t.label)
+    saved = (saved_ports() if saved is None else saved).get(t.label)
     if isinstance(saved, int) and not isinstance(saved, bool) and 1 <= saved <= 65535:
         return saved, False
     return t.settings.local_port, False

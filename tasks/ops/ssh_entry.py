@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from ..context import run
 from ..errors import HostError, UserError
-from ..forwards.ports import usual_local_port
+from ..forwards.ports import saved_ports, usual_local_port
 from ..hosts import inventory
 from ..hosts.inventory import BATCH_LAUNCHERS
 from ..protocol import run_agent
@@ -107,14 +107,14 @@ def _owned(old, alias, name, login):
                                   "another name")
 
 
-def build(t, seen, old, local_port=None):
+def build(t, seen, old, local_port=None, saved=None):
     """T's entries, given what the file holds now (OLD): the host's (or the job node's) entry,
     and for a batch job the login node's. LOCAL_PORT: the port a tunnel was told to take
     (--local-port); else the entry's own (stable, for a saved IDE URL), or the one a tunnel
     would take, kept apart from the other entries'."""
     alias = alias_of(t)
     _owned(old, alias, t.name, False)
-    wanted, pinned = (local_port, True) if local_port else usual_local_port(t)
+    wanted, pinned = (local_port, True) if local_port else usual_local_port(t, saved)
     meta = _meta(t, entries.choose_port(old, alias, wanted, pinned))
     # a job's server is on a node; a host set up for jobs and not running one has no node either
     if seen.batch or (seen.where is None and t.settings.launcher in BATCH_LAUNCHERS):
@@ -178,13 +178,13 @@ def write(items, skip_refused=False):
     """Write the entries of ITEMS, (Target, Seen, local port or None) each, in one rewrite.
     Returns (path, changed, {label: the entry's alias}, [refusals]); a value that is not safe is
     Refused (with SKIP_REFUSED: that host's entries are left as they were, said in the list)."""
-    made, refused = {}, []
+    made, refused, saved = {}, [], saved_ports()
 
     def each(old):
         new = []
         for t, seen, local_port in items:
             try:
-                mine = build(t, seen, old + new, local_port)
+                mine = build(t, seen, old + new, local_port, saved)
             except entries.Refused as e:
                 if not skip_refused:
                     raise entries.Refused(f"{t.label}: {e}") from None
