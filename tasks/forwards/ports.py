@@ -57,6 +57,11 @@ def _ports_file():
     return config_path("local-ports.json")
 
 
+def remembered_ports():
+    """{label: the local port it had last time} (a group's tunnels, background tunnels)."""
+    return read_record(_ports_file())
+
+
 def remember_ports(ports):
     update_record(_ports_file(), ports)
 
