@@ -116,8 +116,10 @@ def _start_keeper(t, key, port):
         os.close(ready_r)
     if said.get("record"):
         return said["record"]
-    if proc.poll() is None:  # it said nothing in time: not left running unseen
-        proc.terminate()
+    try:
+        proc.wait(5 if said else 0)  # it said why, and ends
+    except subprocess.TimeoutExpired:
+        proc.terminate()  # it said nothing in time: not left running unseen
     reason = said.get("error") or f"the background tunnel ended before its forward answered (its log: {log})"
     raise HostError(t.label, reason, code=said.get("code", 1))
 
