@@ -71,12 +71,12 @@ def core_options(t):
     """The `fab` options that reach T's host as this call did: -S, -f, -i, -t."""
     config, options = t.conn.config, []
     if getattr(config, "_runtime_ssh_path", None):
-        options += ["-S", str(config._runtime_ssh_path)]
+        options += ["-S", os.path.abspath(config._runtime_ssh_path)]
     if getattr(config, "_runtime_path", None):
-        options += ["-f", str(config._runtime_path)]
+        options += ["-f", os.path.abspath(config._runtime_path)]
     keys = config.get("connect_kwargs", {}).get("key_filename") or []
     for key in dict.fromkeys([keys] if isinstance(keys, str) else keys):
-        options += ["-i", str(key)]
+        options += ["-i", os.path.abspath(os.path.expanduser(str(key)))]
     if t.conn.connect_timeout:
         options += ["-t", str(t.conn.connect_timeout)]
     return options
@@ -102,15 +102,19 @@ def _start_keeper(t, key, port):
     log.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     argv = ["fabjupyter", *core_options(t), "-H", t.host, "tunnel", "--local-port", str(port), "--name", t.name]
     ready_r, ready_w = os.pipe()
-    with open(os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as out:
+    # a new tunnel, a new log: the last one's lines were for a process that has ended
+    with open(os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600), "ab") as out:
         try:
             proc = subprocess.Popen(records.keeper_command(key), stdin=subprocess.PIPE, stdout=out, stderr=out,
                                     pass_fds=(ready_w,), start_new_session=True, env=_keeper_env(t))
         finally:
             os.close(ready_w)
     try:
-        proc.stdin.write(json.dumps({"argv": argv, "ready_fd": ready_w}).encode())
-        proc.stdin.close()
+        try:
+            proc.stdin.write(json.dumps({"argv": argv, "ready_fd": ready_w}).encode())
+            proc.stdin.close()
+        except BrokenPipeError:
+            pass  # it ended at once: its log says why
         said = _read_word(ready_r, START_WAIT)
     finally:
         os.close(ready_r)

@@ -22,7 +22,7 @@ from ..localfiles import read_record, state_path
 from ..remote.net import PORT_SPAN, alive
 
 KEEPER_MODULE = f"{__package__}.keeper"  # tasks.forwards.keeper in a checkout, fabjupyter.forwards.keeper installed
-LOCK_WAIT = 150  # seconds: another call may be logging in and waiting for its forward to answer
+LOCK_WAIT = 200  # seconds: another call may be waiting for its keeper (background.START_WAIT, 180 s)
 END_WAIT = 10  # seconds a keeper has to close its forward after SIGTERM, before SIGKILL
 
 
@@ -50,8 +50,9 @@ def log_path(key):
 
 def keeper_command(key):
     """The keeper's command line: names the module and the key (how a record's pid is checked),
-    and nothing secret."""
-    return [sys.executable, "-m", KEEPER_MODULE, key]
+    and nothing secret. -P: the working directory is not searched for modules (a `tasks` package
+    of the user's own there is not ours)."""
+    return [sys.executable, "-P", "-m", KEEPER_MODULE, key]
 
 
 def is_keeper(pid, key):

@@ -161,21 +161,21 @@ def status_host(t):
 def stop_all_host(t, dry_run=False):
     """stop --all: every instance there that runs (one line each, labelled with it)."""
     listed = run_agent(t, "list")
-    lines, stopped = [], 0
+    lines, stopped = [], set()
     for one in listed.instances:
         if not (one.status.running or one.status.unrecorded):
             continue
         sub = t.instance(one.name)
         outcome = stop_host(sub, dry_run)
-        stopped += 1
+        stopped.add(one.name)
         lines += [Plain(f"{sub.label}: {line}") for line in outcome.lines]
-    for name in open_records(t.conn):  # background tunnels to instances that were not running
+    for name in set(open_records(t.conn)) - stopped:  # background tunnels to instances that were not running
         closed = stop_background(t.instance(name), dry_run)
         if closed:
             lines.append(Plain(f"{t.instance(name).label}: {closed}"))
     if not stopped:
         return Outcome([said("none_running", dry_run)] + lines, "nothing to change" if dry_run else "was not running")
-    return Outcome(lines, said("stopped_instances", dry_run, n=stopped, s="s" if stopped > 1 else ""))
+    return Outcome(lines, said("stopped_instances", dry_run, n=len(stopped), s="s" if len(stopped) > 1 else ""))
 
 
 def uptime(seconds):
