@@ -116,6 +116,9 @@ def _start_keeper(t, key, port):
         except BrokenPipeError:
             pass  # it ended at once: its log says why
         said = _read_word(ready_r, START_WAIT)
+    except KeyboardInterrupt:
+        proc.terminate()  # interrupted while it logs in: no tunnel left behind
+        raise
     finally:
         os.close(ready_r)
     if said.get("record"):
@@ -259,5 +262,5 @@ class _Stamped:
     def isatty(self):
         return False
 
-    def fileno(self):
-        return self.stream.fileno()
+    def __getattr__(self, name):  # encoding, errors, fileno...: the stream's own
+        return getattr(self.stream, name)

@@ -169,7 +169,7 @@ def stop_all_host(t, dry_run=False):
         outcome = stop_host(sub, dry_run)
         stopped.add(one.name)
         lines += [Plain(f"{sub.label}: {line}") for line in outcome.lines]
-    for name in set(open_records(t.conn)) - stopped:  # background tunnels to instances that were not running
+    for name in sorted(set(open_records(t.conn)) - stopped):  # background tunnels to instances that were not running
         closed = stop_background(t.instance(name), dry_run)
         if closed:
             lines.append(Plain(f"{t.instance(name).label}: {closed}"))
