@@ -191,3 +191,26 @@ def test_the_lock_is_waited_for_across_processes(state_home):
     finally:
         holder.kill()
         holder.wait()
+
+
+# --- what the keeper is handed: the options that reach the host, nothing secret ------------------
+
+
+def test_the_keeper_gets_the_options_that_reach_the_host_and_no_secret(tmp_path, monkeypatch):
+    from fabric import Config, Connection
+
+    from tasks.forwards.background import core_options
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "ssh_config").write_text("Host login\n    User ann\n")
+    # as `fab -S ssh_config -i ~/.ssh/id_lab --prompt-for-login-password --prompt-for-passphrase` leaves it
+    config = Config(lazy=True, overrides={"connect_kwargs": {"key_filename": ["~/.ssh/id_lab"], "password": "s3cret",
+                                                              "passphrase": "s3cret"}})
+    config.set_runtime_ssh_path("ssh_config")  # relative: the keeper is given it whole
+    config.load_ssh_config()
+    conn = Connection("login", user="ann", config=config)
+    conn.connect_timeout = 7
+    options = core_options(SimpleNamespace(conn=conn))
+    assert options == ["-S", str(tmp_path / "ssh_config"), "-i", os.path.expanduser("~/.ssh/id_lab"), "-t", "7"]
+    assert "s3cret" not in " ".join(options)
+    assert records.keeper_command(KEY)[1:] == ["-P", "-m", records.KEEPER_MODULE, KEY]
