@@ -40,6 +40,7 @@ def __getattr__(name):
 ns = Collection(
     setup.setup,
     tunnel.tunnel,
+    tunnel.url,
     config.config,
     password.password,
     cert.cert,

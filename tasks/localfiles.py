@@ -1,5 +1,5 @@
 """This machine's own files: where they live (XDG), and the small JSON records kept between runs
-(where Jupyter was last seen, local ports, hosts that ask for a code)."""
+(where Jupyter was last seen, local ports, hosts that ask for a code, background tunnels)."""
 
 import contextlib
 import fcntl
@@ -22,6 +22,13 @@ def config_path(*parts):
 def cache_path(*parts):
     """$XDG_CACHE_HOME/fabjupyter/PARTS (~/.cache/fabjupyter/...)."""
     base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+    return Path(base, "fabjupyter", *parts)
+
+
+def state_path(*parts):
+    """$XDG_STATE_HOME/fabjupyter/PARTS (~/.local/state/fabjupyter/...): what lives as long as a
+    process of ours does (background tunnels, their logs)."""
+    base = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
     return Path(base, "fabjupyter", *parts)
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from .chromium import browser  # noqa: F401  (a fixture, for the browser and site tests)
-from .sshhost import JUPYTER_VENV, SSHHost, free_port
+from .sshhost import JUPYTER_VENV, SSHHost, free_port, kill_pids, proc_files
 
 ROOT = Path(__file__).resolve().parent.parent
 FAB = [sys.executable, "-m", "fabric"]
@@ -85,8 +85,14 @@ class Fab:
         """This machine's XDG_CONFIG_HOME for the run (local certificate copies land here)."""
         return self.hosts_file.parent / "xdg-config"
 
+    @property
+    def state_home(self):
+        """This machine's XDG_STATE_HOME for the run (background tunnels' records and logs)."""
+        return self.hosts_file.parent / "xdg-state"
+
     def env(self):
-        env = dict(os.environ, FABRIC_JUPYTER_HOSTS_FILE=str(self.hosts_file), XDG_CONFIG_HOME=str(self.config_home))
+        env = dict(os.environ, FABRIC_JUPYTER_HOSTS_FILE=str(self.hosts_file), XDG_CONFIG_HOME=str(self.config_home),
+                   XDG_STATE_HOME=str(self.state_home))
         env.pop("JUPYTER_PORT", None)
         return env
 
@@ -167,6 +173,12 @@ class Fab:
         proc.wait(10)
         return proc, None, "".join(lines) + proc.stderr.read()
 
+    def keepers(self):
+        """pids of the background tunnels this test's `fab` started (their XDG_STATE_HOME is its)."""
+        mine = f"XDG_STATE_HOME={self.state_home}".encode()
+        return [pid for pid, environ in proc_files("environ")
+                if mine in environ.split(b"\0") and b".forwards.keeper" in _cmdline(pid)]
+
     def cleanup(self):
         for proc in self.children:
             if proc.poll() is None:
@@ -176,6 +188,15 @@ class Fab:
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait()
+        kill_pids(self.keepers, survivors_fail=False)  # their ssh dies with them (its parent-death signal)
+
+
+def _cmdline(pid):
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read()
+    except OSError:
+        return b""
 
 
 def _fab_fixture(sshhost, tmp_path, user):

@@ -88,7 +88,7 @@ def group_local_ports(targets):
 
 
 def saved_ports():
-    """The local ports a group's tunnels had last time, by label."""
+    """{label: the local port it had last time} (a group's tunnels, background tunnels)."""
     return read_record(_ports_file())
 
 

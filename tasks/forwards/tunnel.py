@@ -13,17 +13,21 @@ A group's forwards all open at once, each in that way.
 
 The parts: ports.py (local ports, last seen), forward.py (a forward, carried by plain.py's own
 ssh or master.py's ControlMaster), confirmed.py (forwards only to a confirmed server), group.py
-(many at once), heal.py (keep-alive); where a server listens is protocol/where.py's Where. Each
-tunnel keeps its host's entry in this tool's ssh_config file current (ops/ssh_entry.py)."""
+(many at once), heal.py (keep-alive), background.py (the tunnel held by a process of its own,
+keeper.py, with its record in records.py); where a server listens is protocol/where.py's Where.
+Each tunnel keeps its host's entry in this tool's ssh_config file current (ops/ssh_entry.py)."""
+
+import json
 
 from ..errors import AuthError, HostError, UserError, sigterm_as_interrupt, user_task
 from ..hosts.options import LOCAL_PORT_HELP, NAME_HELP, WORKERS_HELP, task
 from ..hosts.targets import group_targets, target
+from . import background
 from .confirmed import open_confirmed
 from .group import all_instances, tunnel_group
 from .heal import keep_alive
 from ..ops.ssh_entry import Seen, keep_current
-from .ports import choose_local_port, remember_seen
+from .ports import choose_local_port, remember_seen, usual_local_port
 
 
 @task(
@@ -34,13 +38,21 @@ from .ports import choose_local_port, remember_seen
         "workers": WORKERS_HELP,
         "name": NAME_HELP,
         "all": "one tunnel per running instance on the host (or the group's hosts), each on its own local port",
+        "background": "keep the tunnel open in the background, detached from this terminal, and return once it "
+                      "answers; on the same local port as last time; a second call says the open one's URL",
+        "stop": "close the host's background tunnel (tunnel --background)",
     }
 )
 @user_task
-def tunnel(c, local_port=None, open_=False, group=None, workers=None, name=None, all_=False):
-    """Forward a local port to Jupyter on the host (OpenSSH) and keep it open until Ctrl-C."""
+def tunnel(c, local_port=None, open_=False, group=None, workers=None, name=None, all_=False, background_=False,
+           stop=False):
+    """Forward a local port to Jupyter on the host (OpenSSH): open until Ctrl-C, or in the background."""
+    if background.holds():  # this process is a background tunnel's keeper
+        return background.hold(target(c, local_port=local_port, name=name))
     if all_ and name is not None:
         raise UserError("give either --name NAME or --all, not both")
+    if background_ or stop:
+        return _background(c, local_port, open_, group, all_, background_, stop, name)
     if (group is not None or all_) and local_port is not None:
         raise UserError("--local-port names one port: with --group or --all, set local_port per host or instance in hosts.yaml")
     if all_:
@@ -49,9 +61,11 @@ def tunnel(c, local_port=None, open_=False, group=None, workers=None, name=None,
     if group is not None:
         return tunnel_group(group_targets(c, group, name=name), workers, open_)
     t = target(c, local_port=local_port, name=name)
-    port, note = choose_local_port(t.label, t.settings.local_port, pinned=local_port is not None)
+    # the port it had last time (a background or group tunnel's), for a URL saved in an IDE
+    wanted, pinned = (local_port, True) if local_port is not None else usual_local_port(t)
+    port, note = choose_local_port(t.label, wanted, pinned=pinned)
     sigterm_as_interrupt()
-    tun, error, where = open_confirmed(t, port, pinned=local_port is not None)
+    tun, error, where = open_confirmed(t, port, pinned=pinned)
     if tun is None:
         raise HostError(t.label, error)
     remember_seen([(t, where)])
@@ -73,3 +87,36 @@ def tunnel(c, local_port=None, open_=False, group=None, workers=None, name=None,
         print(f"{t.label}: tunnel closed", flush=True)
     finally:
         tun.close()
+
+
+def _background(c, local_port, open_, group, all_, start, stop, name):
+    """tunnel --background / --stop: one host's instance (-H, --name)."""
+    if start and stop:
+        raise UserError("give either --background or --stop, not both")
+    if group is not None or all_:
+        raise UserError(f"--{'background' if start else 'stop'} is for one host and instance: -H HOST (and --name NAME)")
+    t = target(c, local_port=local_port, name=name)
+    if stop:
+        if local_port is not None or open_:
+            raise UserError("--stop takes no --local-port or --open")
+        said = background.stop_background(t)
+        print(f"{t.label}: {said or 'no background tunnel is open'}", flush=True)
+        return
+    lines = background.open_background(t, local_port)
+    for line in lines:
+        print(f"{t.label}: {line}", flush=True)
+    if open_:
+        import webbrowser
+
+        webbrowser.open(background.open_record(t)["url"])
+
+
+@task(help={"name": NAME_HELP, "json": "print one JSON object: url, local_port, host, name, tunnel_pid"})
+@user_task
+def url(c, name=None, json_=False):
+    """Print the URL of the host's background tunnel, for an IDE (VS Code, PyCharm): http://localhost:PORT/."""
+    t = target(c, name=name)
+    record = background.open_record(t)
+    if record is None:
+        raise HostError(t.label, f"no background tunnel is open; open one with `{t.fab('tunnel --background')}`")
+    print(json.dumps(background.url_record(t, record)) if json_ else record["url"], flush=True)

@@ -2,6 +2,8 @@
 
 from ..context import run
 from ..errors import HostError
+from ..forwards.background import stop_background
+from ..forwards.records import open_records
 from ..protocol.where import Where
 from ..hosts.inventory import BATCH_LAUNCHERS
 from ..protocol import run_agent
@@ -102,9 +104,12 @@ def stop_host(t, dry_run=False):
     lines = stopped_unrecorded(reply, dry_run)
     stop = reply.change("stop")
     stopped = "would stop" if dry_run else "stopped"
+    closed = stop_background(t, dry_run)  # it would only wait for a server that is gone
+    tunnel = [closed] if closed else []
     if stop:
-        return Outcome(lines + [said("stop", dry_run, process=process(stop.detail))], stopped)
-    return Outcome(lines + [said("not_running", dry_run)], stopped if lines else "nothing to change" if dry_run else "was not running")
+        return Outcome(lines + [said("stop", dry_run, process=process(stop.detail))] + tunnel, stopped)
+    return Outcome(lines + [said("not_running", dry_run)] + tunnel,
+                   stopped if lines else "nothing to change" if dry_run else "was not running")
 
 
 def restart_host(t, keep_launcher):
@@ -160,17 +165,21 @@ def status_host(t):
 def stop_all_host(t, dry_run=False):
     """stop --all: every instance there that runs (one line each, labelled with it)."""
     listed = run_agent(t, "list")
-    lines, stopped = [], 0
+    lines, stopped = [], set()
     for one in listed.instances:
         if not (one.status.running or one.status.unrecorded):
             continue
         sub = t.instance(one.name)
         outcome = stop_host(sub, dry_run)
-        stopped += 1
+        stopped.add(one.name)
         lines += [Plain(f"{sub.label}: {line}") for line in outcome.lines]
+    for name in sorted(set(open_records(t.conn)) - stopped):  # background tunnels to instances that were not running
+        closed = stop_background(t.instance(name), dry_run)
+        if closed:
+            lines.append(Plain(f"{t.instance(name).label}: {closed}"))
     if not stopped:
-        return Outcome([said("none_running", dry_run)], "nothing to change" if dry_run else "was not running")
-    return Outcome(lines, said("stopped_instances", dry_run, n=stopped, s="s" if stopped > 1 else ""))
+        return Outcome([said("none_running", dry_run)] + lines, "nothing to change" if dry_run else "was not running")
+    return Outcome(lines, said("stopped_instances", dry_run, n=len(stopped), s="s" if len(stopped) > 1 else ""))
 
 
 def uptime(seconds):
@@ -187,31 +196,34 @@ def uptime(seconds):
     return f"{minutes}m {secs:02d}s"
 
 
-def list_records(t, listed):
-    """One record per server there: this tool's instances, then the user's other Jupyter servers."""
+def list_records(t, listed, tunnels=None):
+    """One record per server there: this tool's instances, then the user's other Jupyter servers.
+    TUNNELS: the open background tunnels' records here, by instance name."""
     records = []
     for one in listed.instances:
         s, sub = one.status, t.instance(one.name)
+        tunnel = (tunnels or {}).get(one.name)
         records.append({
             "host": t.host, "name": one.name, "ours": True, "running": s.running, "pid": s.pid, "port": s.port,
             "socket": s.socket, "url": url_for(sub, s.where, s.mode, s.address) if s.running else None, "launcher": s.launcher,
             "version": s.version, "kind": s.kind, "mode": s.mode,
             "uptime": listed.now - s.started if s.running and s.started else None,
             "current": s.current, "configured": s.configured, "job_id": s.job_id, "node": s.node,
+            "tunnel": {"url": tunnel["url"], "local_port": tunnel["local_port"], "pid": tunnel["pid"]} if tunnel else None,
         })
     for other in listed.others:
         records.append({
             "host": t.host, "name": None, "ours": False, "running": True, "pid": other.pid, "port": other.port,
             "socket": other.socket, "url": other.url, "launcher": None, "version": other.version, "kind": other.kind,
             "mode": None, "uptime": None, "current": None, "configured": None, "job_id": None, "node": None,
-            "root_dir": other.root_dir,
+            "tunnel": None, "root_dir": other.root_dir,
         })
     return records
 
 
 def list_host(t):
     listed = run_agent(t, "list")
-    records = list_records(t, listed)
+    records = list_records(t, listed, open_records(t.conn))
     if not records:
         return Outcome(["no Jupyter server there (none set up by this tool, none of yours running)"], "none", "", [])
     rows = [("name", "state", "pid", "where", "launcher", "version", "uptime")]
@@ -225,6 +237,8 @@ def list_host(t):
             str(r["pid"] or ""), where_, r["launcher"] or "", r["version"] or "", uptime(r["uptime"]),
         ))
     lines = [Plain(line) for line in table(rows)]
+    lines += [Plain(f"background tunnel to {r['name']}: {r['tunnel']['url']} (pid {r['tunnel']['pid']})")
+              for r in records if r["tunnel"]]
     running = sum(1 for r in records if r["running"])
     ours = sum(1 for r in records if r["ours"])
     summary = f"{ours} instance{'s' if ours != 1 else ''}, {running} server{'s' if running != 1 else ''} running"
