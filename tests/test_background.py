@@ -118,6 +118,8 @@ def test_survives_its_caller_is_reused_and_stop_leaves_no_ssh(fab):
     fab("tunnel", "--stop")
     # ... unless another program took it meanwhile: another one, said
     blocker = socket.socket()
+    # SO_REUSEADDR as ssh sets it: our own connections above may leave the port in TIME_WAIT
+    blocker.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     blocker.bind(("127.0.0.1", port))
     blocker.listen()
     try:
