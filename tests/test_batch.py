@@ -382,7 +382,11 @@ def test_idle_timeout_ends_the_job_by_itself(site, fab):
     job_id = fab.status()["job_id"]
     # Jupyter looks at its activity once a minute; its exit ends the job
     assert wait_until(lambda: site.jobs() == [], 150, every=3)
-    record = fab.status()
+    # Grid Engine writes a job's accounting (what qacct reads) up to its flush_time, 15 s by
+    # default, after the job left qstat: until then the job is ENDED, no longer known
+    records = []
+    wait_until(lambda: records.append(fab.status()) or records[-1]["job_state"] != "ENDED", 40, every=2)
+    record = records[-1]
     assert not record["running"] and record["job_id"] == job_id and record["job_state"] == "COMPLETED", record
     assert wait_until(lambda: not site.compute_pids(), 30)
 
