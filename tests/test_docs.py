@@ -151,6 +151,7 @@ OTHER = {
     "activate": "source ~/venv/bin/activate", "start_timeout": 120, "mode": "public", "cert_names": ("a.example.org",),
     "socket": None, "fast_start": True, "name": "lab", "idle_timeout": 3600, "job_options": ("--partition=gpu",),
     "queue_timeout": 600, "install": True, "install_spec": ("jupyterlab==4.*",), "install_from": "here", "multiplex": True,
+    "container": "~/images/lab.sif", "container_runtime": "podman", "container_options": ("--bind", "/scratch"), "gpus": True,
 }
 # restarts that the plan does not show: cert_names makes a new certificate (whose files the
 # fingerprint covers) only in public mode, when a name is missing from the current one
@@ -176,10 +177,10 @@ def replaces(base, key):
 
 
 def bases():
-    """A socket in ssh mode (the default), a TCP port, and a batch job."""
+    """A socket in ssh mode (the default), a TCP port, a batch job, and a container."""
     inv = Inventory("hosts.yaml")
     return [inv.settings_for("h"), inv.settings_for("h", {"socket": False}),
-            inv.settings_for("h", {"launcher": BATCH_LAUNCHERS[0]})]
+            inv.settings_for("h", {"launcher": BATCH_LAUNCHERS[0]}), inv.settings_for("h", {"container": "/srv/lab.sif"})]
 
 
 def test_every_setting_has_another_value_to_try():

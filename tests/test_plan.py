@@ -70,6 +70,26 @@ def test_server_step_reads_the_options_of_a_record_from_before_their_rename(reco
     assert plan.server_step(recorded, True, wanted) == expected
 
 
+IMAGE = {"container": "/srv/lab.sif", "image_id": "path:/srv/lab.sif:1:2:3:4"}
+IMAGE_WANTED = dict(WANTED, image="/srv/lab.sif", image_id="path:/srv/lab.sif:1:2:3:4")
+
+
+@pytest.mark.parametrize("recorded, alive, wanted, expected, changed", [
+    (dict(RECORD, **IMAGE), True, IMAGE_WANTED, "keep", False),  # the same image: setup again restarts nothing
+    # the same name, another image (a new file there, a new podman image id): restarted, and why
+    (dict(RECORD, **IMAGE), True, dict(IMAGE_WANTED, image_id="path:/srv/lab.sif:1:9:3:4"), "replace", True),
+    (dict(RECORD, **IMAGE), False, dict(IMAGE_WANTED, image_id="path:/srv/lab.sif:1:9:3:4"), "replace", False),  # not running
+    # another image named (the settings' fingerprint changes too): no "changed" for it
+    (dict(RECORD, **IMAGE), True, dict(IMAGE_WANTED, image="/srv/b.sif", image_id="path:/srv/b.sif:1:5:3:4"), "replace", False),
+    (RECORD, True, IMAGE_WANTED, "replace", False),  # into a container
+    (dict(RECORD, **IMAGE), True, WANTED, "replace", False),  # out of one
+    (RECORD, True, dict(WANTED, image=None, image_id=None), "keep", False),  # none before, none now: an upgrade restarts nothing
+])
+def test_server_step_for_a_container_image(recorded, alive, wanted, expected, changed):
+    assert plan.server_step(recorded, alive, wanted) == expected
+    assert plan.image_changed(recorded, alive, wanted) is changed
+
+
 SETTINGS_SH = "FJ_ACTIVATE='' FJ_ROOT=''\n"
 CONFIG = {"ServerApp": {"ip": "127.0.0.1"}}
 NOW = {"settings_text": SETTINGS_SH, "legacy_text": None, "settings": {"activate": "", "root": ""},

@@ -14,7 +14,7 @@ from tasks.protocol import Change, SetupReply, Status
 STATUS = Status(running=True, pid=4242, port=8888, socket=None, launcher="nohup", mode="ssh", started=None, current=True,
                 kind="lab", version="JupyterLab 4.6", fast_start=False, stale_pid=None, idle_shutdown=None, has_password=True,
                 configured=True, unrecorded=(), busy=None, job_id=None, job_state=None, node=None, time_left=None, address=None,
-                ended=None, own_env=False)
+                ended=None, own_env=False, container=None, container_runtime=None)
 
 
 def target(name="default"):

@@ -3,7 +3,7 @@
 from ..errors import UserError, user_task
 from ..hosts import fleet
 from ..hosts.options import (
-    DRY_RUN_HELP, FAST_START_HELP, GROUP_HELP, IDLE_HELP, INSTALL_HELP, LAUNCHER_HELP, MODE_HELP, NAME_HELP, PORT_HELP, QUEUE_TIMEOUT_HELP, ROOT_DIR_HELP,
+    CONTAINER_HELP, CONTAINER_RUNTIME_HELP, DRY_RUN_HELP, FAST_START_HELP, GPUS_HELP, GROUP_HELP, IDLE_HELP, INSTALL_HELP, LAUNCHER_HELP, MODE_HELP, NAME_HELP, PORT_HELP, QUEUE_TIMEOUT_HELP, ROOT_DIR_HELP,
     SBATCH_HELP, SOCKET_HELP, TCP_HELP, WORKERS_HELP, JOB_OPTION_HELP, job_options, listen_on, task,
 )
 from ..ops.password import read_password
@@ -40,6 +40,9 @@ def fab_prefix(c, label):
         "queue-timeout": QUEUE_TIMEOUT_HELP,
         "install": INSTALL_HELP,
         "upgrade": "with --install: upgrade that environment (restarting Jupyter only if its version changed)",
+        "container": CONTAINER_HELP,
+        "container-runtime": CONTAINER_RUNTIME_HELP,
+        "gpus": GPUS_HELP,
     },
     iterable=["job_option", "sbatch"],
 )
@@ -47,7 +50,7 @@ def fab_prefix(c, label):
 def setup(
     c, launcher=None, port=None, root_dir=None, password_stdin=False, mode=None, group=None, workers=None,
     accept_new_host_key=False, socket=False, tcp=False, dry_run=False, fast_start=False, name=None, idle_timeout=None, job_option=None,
-    sbatch=None, queue_timeout=None, install=False, upgrade=False,
+    sbatch=None, queue_timeout=None, install=False, upgrade=False, container=None, container_runtime=None, gpus=False,
 ):
     """Set up Jupyter on the host: config, password, start, wait until it answers."""
     if accept_new_host_key and not dry_run:
@@ -76,4 +79,7 @@ def setup(
             job_options=job_options(job_option, sbatch),
             queue_timeout=queue_timeout,
             install=install or None,
+            container=container,
+            container_runtime=container_runtime,
+            gpus=gpus or None,
         )

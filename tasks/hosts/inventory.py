@@ -14,7 +14,7 @@ import yaml
 from ..remote.instance import NAME_MAX, good_name
 from ..errors import UserError
 from .settings import (  # noqa: F401  (imported from here by the rest of the code)
-    BATCH_LAUNCHERS, CONNECTION_KEYS, INSTANCE_KEYS, LAUNCHERS, MODES, SETTING_KEYS, TOP_KEYS, HostEntry, Settings,
+    BATCH_LAUNCHERS, CONNECTION_KEYS, CONTAINER_RUNTIMES, INSTANCE_KEYS, LAUNCHERS, MODES, SETTING_KEYS, TOP_KEYS, HostEntry, Settings,
     launcher_words,
 )
 
@@ -163,6 +163,10 @@ CHECKS = {
     "install_from": lambda value, where: _choice(value, where, ("auto", "here")),
     "queue_timeout": lambda value, where: 0 if value in (0, "0") else _positive(value, where),
     "multiplex": _bool,
+    "container": lambda value, where: _text(value, where).strip(),
+    "container_runtime": lambda value, where: _choice(value, where, CONTAINER_RUNTIMES),
+    "container_options": _jupyter,
+    "gpus": _bool,
 }
 
 
@@ -238,6 +242,9 @@ class Inventory:
                 f"{name}: launcher {settings.launcher} runs Jupyter on a compute node, reached through the login node's "
                 "forward to its port: it works in ssh mode with a port (not socket: true, not mode: public)"
             )
+        if (settings.gpus or settings.container_options) and not settings.container:
+            given = "gpus: true" if settings.gpus else "container_options:"
+            raise UserError(f"{name}: {given} is for a container; give container: IMAGE too (or leave it out)")
         return settings
 
 

@@ -41,6 +41,9 @@ SOCKET_HELP = about("socket", "the default in ssh mode, unless hosts.yaml says s
 TCP_HELP = "listen on a TCP port on 127.0.0.1 instead of the Unix socket (socket: false in hosts.yaml)"
 FAST_START_HELP = about("fast_start", "off by default: Jupyter then runs exactly as its own script would")
 INSTALL_HELP = about("install")
+CONTAINER_HELP = about("container", "~/path for a file in your home on the host")
+CONTAINER_RUNTIME_HELP = about("container_runtime", "default auto")
+GPUS_HELP = about("gpus", "with a container")
 LOCAL_PORT_HELP = about("local_port", "default: the one it had last time, else hosts.yaml's or 8888; if given here and busy, an error")
 
 def listen_on(socket, tcp):

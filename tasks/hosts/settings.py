@@ -9,7 +9,7 @@ fails when a field lacks any of it, and checks "restarts" against the agent's pl
 import typing
 from dataclasses import dataclass, field, fields
 
-from ..remote import launchers
+from ..remote import containers, launchers
 
 # The launchers as the remote side's table has them (remote/launchers.py: one entry each, a batch
 # scheduler's by itself), with what help texts say of each; every list of launchers in a message,
@@ -18,6 +18,7 @@ from ..remote import launchers
 LAUNCHERS = {name: entry.note for name, entry in launchers.LAUNCHERS.items()}
 BATCH_LAUNCHERS = tuple(name for name, entry in launchers.LAUNCHERS.items() if entry.batch)
 MODES = ("ssh", "public")
+CONTAINER_RUNTIMES = ("auto",) + containers.AUTO_ORDER
 
 
 def launcher_words(described=False):
@@ -132,6 +133,29 @@ class Settings:
         "auto", "where pip's packages come from: auto, the host's own package index if it reaches it, else wheels "
                "sent from here; here, always sent from here",
         "auto or here", "here", False, "it is read when installing")
+    container: str = setting(
+        "", "run Jupyter from this container image: a .sif file or sandbox directory (Apptainer, Singularity), "
+            "an image in your podman storage, or a Charliecloud directory image", "image", "~/images/lab.sif", True,
+        "setup stops the server and starts it from the new image; also when the image under the same name "
+        "changed (another file, or a new image id)", option="--container", shown_default="none: Jupyter runs on the host",
+        more="The home directory is shared at the same path (this tool's settings, password and TLS files are there), "
+             "Jupyter listens in the host's network as without a container, and writes its runtime files to a "
+             "directory of the instance's own. The kind of Jupyter is found inside the image.")
+    container_runtime: str = setting(
+        "auto", "which runtime runs the image: auto (the first of apptainer, singularity, podman, ch-run on the "
+                "host's PATH, after the activate line), apptainer, singularity, podman or charliecloud",
+        "one of " + ", ".join(CONTAINER_RUNTIMES), "podman", True, "setup starts the server with that runtime",
+        option="--container-runtime")
+    container_options: tuple = setting(
+        (), "extra options for the runtime, before the image (binds, environment)",
+        "a string or a list of words", '["--bind", "/scratch"]', True, "the runtime reads them at start",
+        shown_default="none")
+    gpus: bool = setting(
+        False, "give the container the host's GPUs: --nv for Apptainer and Singularity, the CDI device "
+               "nvidia.com/gpu=all for podman", "true or false", "true", True, "the runtime reads it at start",
+        option="--gpus",
+        more="Only with `container:`. Charliecloud has no option for it: `ch-fromhost --nvidia IMAGE` puts the "
+             "host's GPU libraries into the image once.")
     multiplex: bool = setting(
         False, "reach the host through an OpenSSH master of this tool's own, kept 10 minutes, so a login node "
                "that asks for a one-time code asks once for many runs", "true or false", "true", False,

@@ -36,7 +36,19 @@ def settings_sh(settings):
         ]
         # only when set: a host set up before these settings existed reads the same settings
         + ([sh_assign("FJ_IDLE", str(settings.idle_timeout))] if settings.idle_timeout else [])
+        + (container_sh(settings) if settings.container else [])
     ) + "\n"
+
+
+def container_sh(settings):
+    """The container's lines of settings.sh (none without one, so that a host set up before
+    containers existed reads the same file, and an upgrade restarts nothing)."""
+    return [
+        sh_assign("FJ_CONTAINER", settings.container),
+        sh_assign("FJ_CONTAINER_RUNTIME", settings.container_runtime),
+        sh_assign("FJ_CONTAINER_OPTIONS", sh_words(settings.container_options)),
+        sh_assign("FJ_GPUS", "1" if settings.gpus else ""),
+    ]
 
 
 def wanted(settings):

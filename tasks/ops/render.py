@@ -22,6 +22,10 @@ PHRASES = {
     "password_from": ("would set the password ({detail})",  # the default instance's; in a dry run also "asked for then"
                       "password: the same as the default instance's (`{fab_password}` sets one of its own)"),
     "password_task": ("would {verb} the password (hash only, mode 0600)", "password set (Argon2id hash in {dir}/password, mode 0600)"),
+    "image": ("the container image {image} is not the one Jupyter runs from (built, pulled or imported again): "
+              "would restart Jupyter from it",
+              "the container image {image} changed since Jupyter started (built, pulled or imported again): "
+              "Jupyter restarts from it"),
     "restart": ("would restart Jupyter ({process}) with the new settings", "stopped the running Jupyter ({process}) to apply the changes"),
     "stop": ("would stop Jupyter ({process})", "Jupyter stopped ({process})"),
     "not_running": ("Jupyter is not running; stop would do nothing", "Jupyter was not running"),
@@ -116,6 +120,9 @@ def setup_lines(t, reply, dry_run):
         lines.append(said("password_from", dry_run, detail=password.detail, fab_password=t.fab("password")))
     elif password:
         lines.append(said("password", dry_run, verb="replace" if reply.status.has_password else "set"))
+    image = reply.change("image")
+    if image:
+        lines.append(said("image", dry_run, image=image.detail))
     stop = reply.change("stop")
     if stop:
         lines.append(said("restart", dry_run, process=process(stop.detail)))

@@ -77,6 +77,8 @@ def status_record(t, status):
         "unrecorded": list(status.unrecorded),
         "busy": status.busy,  # a changing run going on there now
         "own_env": status.own_env,  # Jupyter from this tool's environment (setup --install)
+        "container": status.container,  # the image it runs from, and the runtime that runs it
+        "container_runtime": status.container_runtime,
         # a batch job (launcher slurm): its id, state (or how it ended), node and time left
         **({"job_id": status.job_id, "job_state": status.job_state, "node": status.node, "time_left": status.time_left,
             "address": status.address, "ended": status.ended} if status.job_id or t.settings.launcher in BATCH_LAUNCHERS else {}),
@@ -142,6 +144,8 @@ def status_host(t):
     extra_lines = unrecorded_lines(t, status)
     if status.running:
         how = job_words(status) if status.job_id else f"pid {status.pid}, {status.launcher}{'; fast_start' if status.fast_start else ''}"
+        if status.container:
+            how += f"; in the {status.container_runtime} image {status.container}"
         line = f"running ({how}) at {where(t, status.where, status.mode, status.address)}"
         if status.own_env:
             line += f"; Jupyter from this tool's own environment (~/{TOP}/venv)"
@@ -209,6 +213,7 @@ def list_records(t, listed, tunnels=None):
             "version": s.version, "kind": s.kind, "mode": s.mode,
             "uptime": listed.now - s.started if s.running and s.started else None,
             "current": s.current, "configured": s.configured, "job_id": s.job_id, "node": s.node,
+            "container": s.container, "container_runtime": s.container_runtime,
             "tunnel": {"url": tunnel["url"], "local_port": tunnel["local_port"], "pid": tunnel["pid"]} if tunnel else None,
         })
     for other in listed.others:
@@ -216,6 +221,7 @@ def list_records(t, listed, tunnels=None):
             "host": t.host, "name": None, "ours": False, "running": True, "pid": other.pid, "port": other.port,
             "socket": other.socket, "url": other.url, "launcher": None, "version": other.version, "kind": other.kind,
             "mode": None, "uptime": None, "current": None, "configured": None, "job_id": None, "node": None,
+            "container": None, "container_runtime": None,
             "tunnel": None, "root_dir": other.root_dir,
         })
     return records

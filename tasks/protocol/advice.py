@@ -21,6 +21,10 @@ DETAIL = {
     "bad_launcher": "LAUNCHER",
     "no_jupyter": "",
     "no_venv": "python3",
+    "no_container_runtime": "RUNTIME",
+    "no_image": "IMAGE (why)",
+    "container_gpus": "RUNTIME",
+    "container_failed": "RUNTIME IMAGE: what it said",
     "no_python": "COMMAND",
     "unsupported": "jupyter_server VERSION",
     "root_not_dir": "PATH",
@@ -64,6 +68,19 @@ ADVICE = {
                   "your `~/.bashrc`). Set `jupyter:` to its full path (`~/venv/bin/jupyter lab`), or "
                   "`activate:` to what your `.bashrc` would do, or let setup install JupyterLab "
                   "(`setup --install`).",
+    "no_container_runtime": "`container:` asks for Jupyter from an image, and no runtime was found on the host's PATH "
+                            "after the activate line: apptainer, singularity, podman or ch-run (`container_runtime: "
+                            "auto` tries them in that order), or the one `container_runtime:` names. On a cluster "
+                            "the runtime often comes from a module: `activate: module load apptainer`.",
+    "no_image": "The image `container:` names was not found: a path on the host (a `.sif` file, a directory image, "
+                "`~/` for your home) or, for podman, an image in your own storage (`podman images` lists them; "
+                "this tool never pulls one). Nothing was changed on the host.",
+    "container_gpus": "`gpus: true` is given to Apptainer and Singularity as `--nv` and to podman as the CDI device "
+                      "`nvidia.com/gpu=all`; Charliecloud has no such option: `ch-fromhost --nvidia IMAGE` puts the "
+                      "host's GPU libraries into the image once, then leave `gpus:` off.",
+    "container_failed": "The runtime could not start a container from the image to look for Jupyter in it; what "
+                        "it said is after the colon. Try the same by hand on the host (`podman run --rm IMAGE true`, "
+                        "`ch-run IMAGE -- true`, `apptainer exec IMAGE true`).",
     "no_venv": "The host's Python lacks the venv module that `--install` needs. Install it there (on "
                "Debian and Ubuntu, the `python3-venv` package), then run setup again.",
     "install_failed": "pip could not install what `install_spec:` asks for; the lines after the message "

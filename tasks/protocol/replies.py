@@ -45,6 +45,8 @@ class Status:
     address: typing.Optional[str]  # where Jupyter listens, as the host (the login node) reaches it
     ended: typing.Optional[str]
     own_env: bool  # it runs from this tool's environment (setup --install)
+    container: typing.Optional[str]  # the image it runs from (container:), and its runtime
+    container_runtime: typing.Optional[str]
 
     @property
     def where(self):

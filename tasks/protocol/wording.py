@@ -23,6 +23,14 @@ ERRORS = {
     "before any login; run setup again (it chooses a free port again)",
     "bad_launcher": "unknown launcher {detail!r}; use " + launcher_words(),
     "no_jupyter": "no Jupyter found there{detail_in}; set `jupyter:` (the command, e.g. ~/venv/bin/jupyter lab) or `activate:` (e.g. source ~/venv/bin/activate) in hosts.yaml, or let setup install JupyterLab into an environment of its own there (--install, or install: true)",
+    "no_container_runtime": "no container runtime {detail} on the PATH there; install one (apptainer, singularity, "
+    "podman or Charliecloud's ch-run), or load its module with `activate:` (e.g. module load apptainer), or name the one "
+    "there with container_runtime:",
+    "no_image": "the container image {detail} is not there; check `container:` (a path on the host, or an image in your "
+    "podman storage: `podman images`); nothing was changed",
+    "container_gpus": "gpus: true, but {detail} has no option for GPUs; for Charliecloud run `ch-fromhost --nvidia IMAGE` "
+    "once and set gpus: false",
+    "container_failed": "the container could not be started to look for Jupyter in it ({detail}); nothing was changed",
     "no_venv": "{detail} there cannot make an environment (no venv/ensurepip module); install it there, e.g. `sudo apt install {detail}-venv` (Debian/Ubuntu), then run setup again",
     "install_failed": "installing failed ({detail}); nothing was changed. It said:{logs}",
     "no_python": "cannot find the Python that runs {detail}, and there is no python3 there; set `jupyter:` to the "

@@ -15,7 +15,7 @@ from .kinds import KINDS, config_for
 from .launch import launch, stop_server, stop_unrecorded
 from .legacy import settings_from_sh
 from .listing import act_list
-from .plan import password_step, server_step
+from .plan import image_changed, password_step, server_step
 from .shell import command_output
 from .status import status
 from .watch import act_watch
@@ -58,7 +58,7 @@ def act_setup(run):
     launcher = req["launcher"]
     entry = launchers.launcher(launcher)
     check_root(inst, settings)
-    kind, version = probe(run)
+    kind, version = probe(run, settings)
     h = new or stored
     requested = requested_port(run, settings)
     wanted = {
@@ -66,10 +66,14 @@ def act_setup(run):
                                    inst.tls_digests(settings)),
         "launcher": launcher, "requested_port": requested, "version": version, "upgraded": req["upgraded"],
         "job_options": list(req["job_options"]) if entry.batch else None,
+        "image": (run.container or {}).get("image"), "image_id": (run.container or {}).get("image_id"),
     }
-    if server_step(state, launchers.server_alive(run, state), wanted) == "keep":
+    alive = launchers.server_alive(run, state)
+    if server_step(state, alive, wanted) == "keep":
         refresh_tool_files(run)
         return setup_reply(run, unchanged=True)
+    if image_changed(state, alive, wanted):
+        run.change("image", wanted["image"])
     write_config(run, kind, settings_sh)
     if h:
         write_password(run, kind, h, new=bool(new))
@@ -93,7 +97,7 @@ def restart_needed(run):
 def act_config(run):
     settings = settings_from_sh(run.req["settings_sh"])
     check_root(run.inst, settings)
-    kind, _ = probe(run)  # the kind of Jupyter decides the file (nothing is written if this fails)
+    kind, _ = probe(run, settings)  # the kind of Jupyter decides the file (nothing is written if this fails)
     write_config(run, kind, run.req["settings_sh"])
     return {"changes": run.changes, "restart_needed": not run.dry and restart_needed(run)}
 
@@ -117,7 +121,7 @@ def act_start(run):
     stop_unrecorded(run, state)
     if not launchers.server_alive(run, state):
         settings = inst.disk_settings()
-        kind, version = probe(run)
+        kind, version = probe(run, settings)
         refresh_tool_files(run)
         launch(run, kind, version, settings, run.req["launcher"], requested_port(run, settings or {}))
     return {"changes": run.changes, "status": status(run), "note": run.note}
@@ -132,7 +136,7 @@ def act_restart(run):
     launcher = run.req["launcher"] or state.get("launcher") or "nohup"  # "": the one it ran with
     launchers.launcher(launcher)
     settings = inst.disk_settings()
-    kind, version = probe(run)
+    kind, version = probe(run, settings)
     stop_unrecorded(run, state)
     stop_server(run, state)
     refresh_tool_files(run)

@@ -6,13 +6,13 @@ import os
 import sys
 import time
 
-from . import own
+from . import containers, own
 from .fail import PROTOCOL, Fail
 from .files import json_text, make_dir, write_atomic
 from .kinds import KINDS, SHIMMED_CLASSES
 from .launchers import cancel_job
 from .schedulers import is_unknown, job_answers
-from .shell import sh_quote
+from .shell import env_lines, sh_quote
 
 UNKNOWN_WAIT = 600  # seconds the scheduler may go unasked while a job is waited for
 # seconds between the scheduler's answers (while the job waits in the queue; once it runs, its own
@@ -65,7 +65,7 @@ def launch_job(run, scheduler, kind, version, root, requested, argv):
         ip_config.update({name: {"ip": "@ADDR@"} for name in SHIMMED_CLASSES})
     write_atomic(inst.path("serve.sh"), "\n".join([
         "# Jupyter's command line, for run.sh (written at each start)",
-        "set -- %s" % " ".join(sh_quote(a) for a in argv),
+        "set -- %s" % " ".join(sh_quote(a) for a in argv)] + env_lines(run) + [
         "FJ_APP=%s FJ_PORT=%d FJ_PYTHON=%s" % (k.app, requested or 8888, sh_quote(sys.executable)),
         "FJ_CONFIG_NAME=%s FJ_TIMEOUT=%d FJ_SCHEDULER=%s" % (k.config_name, run.timeout, sh_quote(scheduler.name)),
         "FJ_IP_CONFIG=%s" % sh_quote(json.dumps(ip_config)), ""]))
@@ -81,6 +81,7 @@ def launch_job(run, scheduler, kind, version, root, requested, argv):
         "submitted": int(time.time()), "kind": kind, "version": version, "fast_start": False, "python": sys.executable,
         "command": run.command, "fingerprint": inst.disk_fingerprint(kind),
     }
+    state.update(containers.record(run))
     write_atomic(inst.path("state"), json_text(state))
     write_atomic(inst.path("python"), sys.executable + "\n")
     run.event("job", job_id=job_id, state="SUBMITTED", reason="", node=None)

@@ -242,11 +242,26 @@ fj_boot() {
     fi
     fj_settings || { fj_agent not_configured ""; return; }
     fj_activate || { fj_agent activate_failed ""; return; }
-    EXE=
-    if [ -n "${FJ_JUPYTER-}" ]; then
-        eval "set -- $FJ_JUPYTER"
+    if [ -n "${FJ_JUPYTER-}" ]; then eval "set -- $FJ_JUPYTER"; else set --; fi
+    if [ -n "${FJ_CONTAINER-}" ]; then
+        # Jupyter is inside an image: the agent, in this host's python3, finds the runtime and
+        # asks the image (containers.py), with jupyter:'s words as they are
+        fj_agent "" "" "$@"
+        return
+    fi
+    fj_with_jupyter fj_agent_for "$@" || fj_agent no_jupyter "$MISSING"
+}
+
+# fj_with_jupyter THEN [WORD...]: EXE, Jupyter's command: the WORDs (jupyter:), else as `jupyter
+# lab` would, else `jupyter notebook`, else `jupyter server`; then `THEN EXE ARG...`. Status 1
+# when there is none (MISSING: the word not found, if one was given). The agent's way, and the
+# probe of an image (containers.py) inside it.
+fj_with_jupyter() {
+    cont=$1 EXE= MISSING=
+    shift
+    if [ $# -gt 0 ]; then
         case $1 in "~/"*) EXE=$HOME/${1#"~/"} && shift && set -- "$EXE" "$@" ;; esac
-        EXE=$(command -v "$1") || { fj_agent no_jupyter "$1"; return; }
+        EXE=$(command -v "$1") || { MISSING=$1; return 1; }
         shift
         # `jupyter lab` runs jupyter-lab in a second interpreter, from the directory of the
         # jupyter command or of the file it links to, as Jupyter looks: run that directly
@@ -265,10 +280,9 @@ fj_boot() {
             esac
         fi
     else
-        # As `jupyter lab` would, else `jupyter notebook`, else `jupyter server`: first in the
-        # environment the activate line activated, then beside the first `jupyter` on the PATH
-        # (or the file it links to), then anywhere on the PATH; last, the environment this tool
-        # installed (setup --install), which never shadows one of the user's.
+        # first in the environment the activate line activated, then beside the first `jupyter`
+        # on the PATH (or the file it links to), then anywhere on the PATH; last, the environment
+        # this tool installed (setup --install), which never shadows one of the user's
         j=$(command -v jupyter 2> /dev/null)
         case $j in /*) ;; *) j= ;; esac
         fj_jupyter_in "${VIRTUAL_ENV:+$VIRTUAL_ENV/bin}" "${CONDA_PREFIX:+$CONDA_PREFIX/bin}" \
@@ -279,15 +293,37 @@ fj_boot() {
             done
             [ -n "$EXE" ] || fj_jupyter_in "$HOME/.fabjupyter/venv/bin" || EXE=
         }
-        [ -n "$EXE" ] || { fj_agent no_jupyter ""; return; }
-        set --
+        [ -n "$EXE" ] || return 1
     fi
-    # the Python that runs Jupyter's script: the agent runs in it, to see what Jupyter sees. A
-    # command that is no Python script (a shell wrapper, a container's runner), or whose Python
-    # is gone: python3, never the wrapper's own interpreter
-    fj_python_of "$EXE" 2> /dev/null
+    "$cont" "$EXE" "$@"
+}
+
+# fj_python_for EXE: PY, the Python that runs Jupyter's script EXE. A command that is no Python
+# script (a shell wrapper, a container's runner), or whose Python is gone: python3, never the
+# wrapper's own interpreter. Status 1 when there is neither.
+fj_python_for() {
+    fj_python_of "$1" 2> /dev/null
     case ${PY##*/} in python* | pypy*) ;; *) PY= ;; esac
     [ -n "$PY" ] && [ -x "$PY" ] || PY= PLAIN=
-    [ -n "$PY" ] || PY=$(command -v python3 2> /dev/null) || { fj_agent no_python "$EXE"; return; }
-    fj_agent "" "" "$EXE" "$@"
+    [ -n "$PY" ] || PY=$(command -v python3 2> /dev/null)
+}
+
+# fj_agent_for EXE ARG...: the agent, in the Python that runs Jupyter (to see what Jupyter sees)
+fj_agent_for() {
+    fj_python_for "$1" || { fj_agent no_python "$1"; return; }
+    fj_agent "" "" "$@"
+}
+
+# fj_probe VERSIONS_PY [WORD...]: inside a container image, Jupyter's command (as the agent
+# finds one on a host) and its Python, which prints them with its versions (install.py's
+# VERSIONS_PY); one line "no_jupyter WORD" or "no_python EXE" if not
+fj_probe() {
+    FJ_VERSIONS_PY=$1
+    shift
+    fj_with_jupyter fj_probe_in "$@" || echo "no_jupyter $MISSING"
+}
+
+fj_probe_in() {
+    fj_python_for "$1" || { echo "no_python $1"; return; }
+    "$PY" -c "$FJ_VERSIONS_PY" "$@"
 }

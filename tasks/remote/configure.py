@@ -3,7 +3,7 @@ password file), and this tool's own scripts on the host (run.sh, boot.py)."""
 
 import os
 
-from . import own
+from . import containers, own
 from .fail import Fail
 from .files import json_text, make_dir, read_json, read_text, write_atomic
 from .kinds import KINDS, config_for, describe_versions, kind_for
@@ -12,8 +12,12 @@ from .plan import config_steps, tool_steps
 from .versions import installed_versions
 
 
-def probe(run):
-    """The kind and version of the Jupyter the bootstrap found (this is its Python)."""
+def probe(run, settings):
+    """The kind and version of the Jupyter the bootstrap found (this is its Python), or of the
+    one in the container image SETTINGS name (containers.py asks the image)."""
+    c = containers.settings_of(settings)
+    if c is not None:
+        return containers.probe(run, c)
     if not run.command:
         raise Fail("no_jupyter")
     versions = installed_versions()

@@ -120,12 +120,13 @@ class Instance:
                         return h
         return None
 
-    def unrecorded(self, pid):
+    def unrecorded(self, pid, client=None):
         """Jupyter servers this tool launched that still run but are not the recorded one (a run
-        killed between the start and the record)."""
+        killed between the start and the record). CLIENT: the recorded one's container runtime
+        process, which started it."""
         found = []
         for word in (read_text(self.path("launched")) or "").split():
-            if word.isdigit() and int(word) != pid and alive(int(word)) and int(word) not in found:
+            if word.isdigit() and int(word) not in (pid, client) and alive(int(word)) and int(word) not in found:
                 found.append(int(word))
         return found
 

@@ -7,7 +7,7 @@ import os
 import sys
 import time
 
-from . import launchers, net, own, procs
+from . import containers, launchers, net, own, procs
 from .configure import check_root, root_dir, write_password
 from .fail import PROTOCOL, Fail
 from .files import json_text, make_dir, read_text, remove, write_atomic
@@ -32,7 +32,10 @@ def launch(run, kind, version, settings, launcher, requested):
     if entry.batch:
         from .batch import launch_job  # here: most starts are no batch job
 
-        return launch_job(run, entry.scheduler(), kind, version, root, requested, jupyter_argv(run, kind, root, None, "", False))
+        argv = jupyter_argv(run, kind, root, None, "", False)
+        if run.container:
+            argv, _ = containers.prepare(run, argv, root)
+        return launch_job(run, entry.scheduler(), kind, version, root, requested, argv)
     where = "socket" if sock else "port %s or the next free one" % requested
     run.change("start", "%s, %s" % (launcher, where))
     if run.dry:
@@ -56,12 +59,12 @@ def launch(run, kind, version, settings, launcher, requested):
             port = net.first_free_port(want, ip)
             if port is None:
                 raise Fail("no_free_port", str(want))
-        pid = start_process(run, entry, kind, root, port, sock_path, tls)
-        result = wait_ready(run, pid, port, sock_path, ip, tls)
+        pid, mark = start_process(run, entry, kind, root, port, sock_path, tls)
+        result = wait_ready(run, pid, port, sock_path, ip, tls, mark)
         if result.startswith("ready "):
             break
         if result.startswith("unsafe "):
-            procs.kill(pid)
+            stop_started(run, pid)
             raise Fail("unsafe", result[len("unsafe "):])
         if result == "died":
             # a port taken between our check and Jupyter's bind: the next one. (A socket in use
@@ -71,18 +74,29 @@ def launch(run, kind, version, settings, launcher, requested):
                 continue
             raise Fail("died", log=run.log_tail())
         if result == "timeout":
-            procs.kill(pid)
+            stop_started(run, pid)
             raise Fail("timeout", str(run.timeout), log=run.log_tail())
         raise Fail("launch_failed", result)
+    if run.container:  # the runtime's process started it: the server is Jupyter's own
+        client, pid = pid, int(result.split()[1])
     state = {
         "v": PROTOCOL, "pid": pid, "port": port, "socket": sock_path or None, "requested_port": requested,
         "launcher": launcher, "mode": "public" if tls else "ssh", "started": int(time.time()), "kind": kind,
         "version": version, "fast_start": run.fast_start_used, "python": sys.executable,
         "command": run.command, "fingerprint": inst.disk_fingerprint(kind),
     }
+    if run.container:
+        state.update(containers.record(run), client_pid=client)
     write_atomic(inst.path("state"), json_text(state))
     write_atomic(inst.path("python"), sys.executable + "\n")
     os.close(lock)
+
+
+def stop_started(run, pid):
+    """A start that is not kept (not ours, or too slow): the process started, and its container."""
+    procs.kill(pid)
+    if run.container:
+        containers.remove_stopped(containers.record(run))
 
 
 def fresh_cookie_secret(inst):
@@ -133,13 +147,18 @@ def jupyter_argv(run, kind, root, port, sock_path, tls):
 
 
 def start_process(run, entry, kind, root, port, sock_path, tls):
+    """Jupyter started by the launcher ENTRY: (its pid, the mark in its environment that tells
+    a container's Jupyter apart, or None)."""
     inst = run.inst
-    argv = jupyter_argv(run, kind, root, port, sock_path, tls)
+    argv, mark = jupyter_argv(run, kind, root, port, sock_path, tls), None
     # fast_start (opt-in): through boot.py, when Jupyter is a Python script run by its own
     # Python as its first line says
     run.fast_start_used = bool(run.req.get("fast_start") and run.plain and read_text(inst.path("boot.py")) == own.text("boot.py"))
     if run.fast_start_used:
         argv = [sys.executable, inst.path("boot.py")] + argv
+    if run.container:
+        argv, mark = containers.prepare(run, argv, root)
+        make_dir(inst.path("runtime"))
     log = inst.path("jupyter.log")
     if os.path.exists(log):
         os.replace(log, log + ".1")
@@ -147,10 +166,10 @@ def start_process(run, entry, kind, root, port, sock_path, tls):
         if kind != "nb6":
             f.write(MOVED_NOTE)
     inst.remove("pid")
-    return entry.start(run, argv, log)
+    return entry.start(run, argv, log), mark
 
 
-def wait_ready(run, pid, port, sock_path, ip, tls):
+def wait_ready(run, pid, port, sock_path, ip, tls, mark=None):
     """ready.check, here: until it answers, then that the server answering is the one started and
     runs with our settings (Jupyter's runtime file and what it answers)."""
     from . import ready  # here: only a start asks
@@ -162,13 +181,14 @@ def wait_ready(run, pid, port, sock_path, ip, tls):
             return child.poll() is None  # our own child: a zombie is dead
         return net.alive(p)
 
+    env = dict(os.environ, **run.extra_env)
     return ready.check(ready.Target(pid, port=port, sock=sock_path, ip=ip, tls=tls, timeout=float(run.timeout),
-                                    runtime_dir=runtime_dir(os.environ), alive=started_alive))
+                                    runtime_dir=runtime_dir(env), alive=started_alive, mark=mark))
 
 
 def stop_unrecorded(run, state):
     inst = run.inst
-    pids = inst.unrecorded(state.get("pid"))
+    pids = inst.unrecorded(state.get("pid"), state.get("client_pid"))
     if pids:
         run.change("stop_unrecorded", " ".join(map(str, pids)), act=lambda: [procs.end(p) for p in pids])
     recorded = launchers.recorded(state)
@@ -186,6 +206,7 @@ def stop_unrecorded(run, state):
 def stop_server(run, state, what="stop"):
     launchers.recorded(state).stop(run, state, what)
     if not run.dry:
+        containers.remove_stopped(state)
         if launchers.Tmux.usable():
             launchers.Tmux.kill_session(run.inst)
         run.inst.remove("state")

@@ -11,7 +11,7 @@ from . import procs
 from .fail import Fail
 from .files import read_text, write_atomic
 from .schedulers import SCHEDULERS, is_unknown
-from .shell import sh_quote
+from .shell import env_lines, sh_quote
 
 
 class Process:
@@ -42,6 +42,7 @@ class Nohup(Process):
         env = dict(os.environ)
         env["JUPYTER_CONFIG_PATH"] = os.pathsep.join(
             [inst.path("password"), inst.path("config")] + ([env["JUPYTER_CONFIG_PATH"]] if env.get("JUPYTER_CONFIG_PATH") else []))
+        env.update(run.extra_env)
         with open(log, "a") as out, open(os.devnull) as devnull:
             run.child = subprocess.Popen(argv, stdin=devnull, stdout=out, stderr=out, cwd=inst.home, env=env,
                                          start_new_session=True, close_fds=True)
@@ -74,8 +75,8 @@ class Tmux(Process):
         inst = run.inst
         self.kill_session(inst)
         # the command line goes in a file, not on tmux's (whose server keeps its first client's)
-        write_atomic(inst.path("serve.sh"), "# Jupyter's command line, for run.sh (written at each start)\nset -- %s\n" % " ".join(
-            sh_quote(a) for a in argv))
+        write_atomic(inst.path("serve.sh"), "\n".join(["# Jupyter's command line, for run.sh (written at each start)",
+                                                      "set -- %s" % " ".join(sh_quote(a) for a in argv)] + env_lines(run) + [""]))
         p = subprocess.Popen(["tmux", "-L", "fabjupyter", "new-session", "-d", "-s", inst.tmux_session, "sh", inst.path("run.sh"), "serve"],
                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=inst.home, close_fds=True)
         err = p.communicate()[0].decode("utf-8", "replace").strip()

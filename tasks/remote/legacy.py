@@ -18,8 +18,9 @@ def settings_from_sh(text):
         name, sep, value = word.partition("=")
         if sep and name.startswith("FJ_"):
             values[name[3:].lower()] = value
-    if "jupyter" in values:
-        values["jupyter"] = shlex.split(values["jupyter"])
+    for key in ("jupyter", "container_options"):  # lists of words
+        if key in values:
+            values[key] = shlex.split(values[key])
     return values
 
 

@@ -141,6 +141,28 @@ def family(root):
     return found
 
 
+def own_pids():
+    """The processes of this user (Linux /proc), by their real uid."""
+    me, found = os.getuid(), []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if os.stat("/proc/" + entry).st_uid == me:
+                    found.append(int(entry))
+            except OSError:
+                continue
+    return found
+
+
+def environ_has(p, item):
+    """Whether process P's environment holds ITEM (NAME=VALUE): only a process of ours can be read."""
+    try:
+        with open("/proc/%d/environ" % p, "rb") as f:
+            return item.encode() in f.read().split(b"\0")
+    except OSError:
+        return False
+
+
 def socket_inodes(p):
     """The inodes of the sockets process P holds (none where /proc cannot tell)."""
     found = []

@@ -31,16 +31,27 @@ def password_step(stored, given, inherited, salted, dry):
 def server_step(recorded, alive, wanted):
     """"keep" when the server RECORDED (the state file) runs (ALIVE) as WANTED says: the same
     fingerprint of what Jupyter reads, launcher, port asked for, batch options, and no upgrade of
-    Jupyter since; else "replace". WANTED: fingerprint, launcher, requested_port, job_options
-    (None for a launcher that is no batch job), version, upgraded (setup --install --upgrade ran)."""
+    Jupyter since, the same container image (its id: another file or image under the same name is
+    another image); else "replace". WANTED: fingerprint, launcher, requested_port, job_options
+    (None for a launcher that is no batch job), version, upgraded (setup --install --upgrade ran),
+    image_id (None without a container)."""
     upgraded = wanted["upgraded"] and recorded.get("version") != wanted["version"]
     # records written before the key's rename (0.1.0's, on users' hosts) name the options "sbatch":
     # the same options under that name are no change, and an upgrade restarts no job for it
     options = recorded["job_options"] if "job_options" in recorded else recorded.get("sbatch")
     same = (recorded.get("fingerprint") == wanted["fingerprint"] and recorded.get("launcher") == wanted["launcher"]
             and recorded.get("requested_port") == wanted["requested_port"]
-            and (wanted["job_options"] is None or options == wanted["job_options"]))
+            and (wanted["job_options"] is None or options == wanted["job_options"])
+            and recorded.get("image_id") == wanted.get("image_id"))
     return "keep" if alive and not upgraded and same else "replace"
+
+
+def image_changed(recorded, alive, wanted):
+    """Whether the running server's container image, under the same name, is not the one WANTED
+    now (rebuilt, pulled or imported again since it started): the reason setup gives for a
+    restart that no setting explains."""
+    return bool(alive and wanted.get("image_id") and recorded.get("container") == wanted.get("image")
+                and recorded.get("image_id") not in (None, wanted["image_id"]))
 
 
 def config_steps(now, wanted):

@@ -29,15 +29,21 @@ import time
 from . import net
 
 
+START_ENV = "FABJUPYTER_START"  # a container's start: its mark in Jupyter's environment (containers.py)
+
+
 class Target:
     """The server started and where it was told to listen: PORT on IP, or the Unix socket SOCK;
     asked over TCP at HOST (a batch job's Jupyter listens on its node's address only). ALIVE
-    says whether a pid still runs (the agent knows its own child's end at once)."""
+    says whether a pid still runs (the agent knows its own child's end at once). MARK: the
+    start's mark in the environment of a container's Jupyter, which is no child of the pid
+    started (podman's runs under conmon)."""
 
     def __init__(self, pid, port=0, sock="", ip="127.0.0.1", host="127.0.0.1", tls=False, timeout=60.0, runtime_dir="",
-                 alive=net.alive):
+                 alive=net.alive, mark=None):
         self.pid, self.port, self.sock, self.ip, self.host = pid, port or 0, sock, ip, host
         self.tls, self.timeout, self.runtime_dir, self.alive = tls, timeout, runtime_dir, alive
+        self.mark = mark
         # a real TLS handshake: a key that does not match the certificate fails here
         self.wrap = net.unverified_tls().wrap_socket if tls else None
 
@@ -75,11 +81,17 @@ def listening(t):
 
 
 def serving_pid(t):
-    """The pid (ours or a child of ours) that holds the listening socket; None if another
-    process does; pid itself where the system cannot tell."""
+    """The pid (ours or a child of ours; for a container, a process of this user's with the
+    start's mark) that holds the listening socket; None if another process does; pid itself
+    where the system cannot tell."""
     inodes = listening(t)
     if inodes is None:
         return t.pid
+    if t.mark:
+        for p in net.own_pids():
+            if inodes.intersection(net.socket_inodes(p)) and net.environ_has(p, "%s=%s" % (START_ENV, t.mark)):
+                return p
+        return None
     if not os.path.isdir("/proc/%d/fd" % t.pid):
         # gone (it lost the port to another server and exited), or /proc hides it
         return None if not t.alive(t.pid) else t.pid
@@ -202,7 +214,8 @@ def job_check(argv):
     """JOB_ID NODE ADDR PORT PID TIMEOUT RUNTIME_DIR WHERE: the checks, and the verdict to WHERE."""
     job_id, node, ip = argv[0], argv[1], argv[2]
     where = argv[7]
-    t = Target(int(argv[4]), port=int(argv[3]), ip=ip, host=ip, timeout=float(argv[5]), runtime_dir=argv[6])
+    t = Target(int(argv[4]), port=int(argv[3]), ip=ip, host=ip, timeout=float(argv[5]), runtime_dir=argv[6],
+               mark=os.environ.get(START_ENV) or None)
     try:
         record = job_verdict(t, check(t), job_id, node)
     except Exception as e:  # a bug here: the job must not serve unchecked

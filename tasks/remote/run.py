@@ -32,6 +32,8 @@ class Run:
         self.lock_fd = None
         self.child = None  # a Jupyter started here with nohup (ours to reap)
         self.fast_start_used = False
+        self.container = None  # the container Jupyter runs in (containers.probe), if any
+        self.extra_env = {}  # what a start adds to Jupyter's environment (a container's)
         self.password_from = ""  # where a new instance's password came from
         self.jobs = {}  # job id -> the scheduler's answer, asked once per run
         self.gone = False  # the client went away (a reply could not be written)

@@ -32,3 +32,8 @@ def command_output(argv):
     """A command's output, or None if it failed (or is not there)."""
     out, _, code = run_command(argv, timeout=10)
     return out.strip() if code == 0 else None
+
+
+def env_lines(run):
+    """serve.sh's lines that export what a start adds to Jupyter's environment (run.extra_env)."""
+    return ["export %s=%s" % (name, sh_quote(value)) for name, value in sorted(run.extra_env.items())]

@@ -35,10 +35,12 @@ def status(run, inst=None, state=None):
         "idle_shutdown": inst.idle_shutdown() if pid and not running and not batch["job_id"] else None,
         "has_password": inst.stored_hash() is not None,
         "configured": configured,
-        "unrecorded": inst.unrecorded(pid),
+        "unrecorded": inst.unrecorded(pid, state.get("client_pid")),
         "busy": inst.busy(),
     }
     status.update(batch)
+    status["container"] = state.get("container") if running else None  # the image Jupyter runs from
+    status["container_runtime"] = state.get("container_runtime") if running else None
     status["own_env"] = bool(running and inst.own_env(state.get("command") or []))
     return status
 
