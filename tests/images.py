@@ -268,12 +268,17 @@ def podman_image(user, name="lab"):
 
 def podman_leftovers(uid):
     """What rootless podman keeps outside the home of the account with UID (no XDG_RUNTIME_DIR:
-    its run and temporary directories under /tmp), which outlive the account."""
+    its run and temporary directories under /tmp; its lock file in /dev/shm), which outlive the
+    account, and which a later account with the same uid would find."""
     return [p for p in (Path(f"/tmp/podman-run-{uid}"), Path(f"/tmp/containers-user-{uid}"),
-                        Path(f"/tmp/storage-run-{uid}"), Path(f"/tmp/run-{uid}")) if os.path.lexists(p)]
+                        Path(f"/tmp/storage-run-{uid}"), Path(f"/dev/shm/libpod_rootless_lock_{uid}"))
+            if os.path.lexists(p)]
 
 
 def forget_podman(uid):
     """Remove podman_leftovers(UID): after the account's processes are gone."""
     for path in podman_leftovers(uid):
-        shutil.rmtree(path, ignore_errors=True)
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
