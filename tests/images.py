@@ -74,8 +74,7 @@ def ensure():
             old = json.loads(manifest.read_text())
         except (OSError, ValueError):
             old = None
-        if old and old.get("version") == VERSION and all((IMAGES / n).is_dir() for n in NAMES) \
-                and _sources(old["libraries"]) == old["sources"]:
+        if up_to_date(old):
             return old
         new = _build()
         tmp = manifest.with_suffix(".tmp")
@@ -83,6 +82,13 @@ def ensure():
         tmp.chmod(0o644)
         tmp.replace(manifest)
         return new
+
+
+def up_to_date(manifest):
+    """Whether the images a build's MANIFEST describes are there and made of what this machine
+    has now (the same files, of the same sizes and times)."""
+    return bool(manifest) and manifest.get("version") == VERSION and all((IMAGES / n).is_dir() for n in NAMES) \
+        and _sources(manifest["libraries"]) == manifest["sources"]
 
 
 def stamp():

@@ -4,6 +4,7 @@ podman with the image imported into the account's storage. Besides checking the 
 tests pin down how each runtime runs Jupyter (which pid, whose child, what a signal stops), which
 the container support relies on."""
 
+import fcntl
 import json
 import os
 import re
@@ -12,6 +13,7 @@ import shutil
 import socket
 import statistics
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -147,6 +149,37 @@ def test_images_are_built_once():
     before = images.rootfs("lab").stat().st_ino
     images.ensure()
     assert images.rootfs("lab").stat().st_ino == before
+
+
+def test_images_are_rebuilt_when_what_they_are_made_of_changes():
+    manifest = images.ensure()
+    assert images.up_to_date(manifest)
+    venv_python = next(p for p in manifest["sources"] if p.startswith(f"{JUPYTER_VENV}/lib/") and p.endswith(".py"))
+    changed = json.loads(json.dumps(manifest))
+    changed["sources"][venv_python][1] += 1  # another mtime
+    assert not images.up_to_date(changed)
+    fewer = json.loads(json.dumps(manifest))
+    del fewer["sources"][venv_python]  # a file the last build did not have
+    assert not images.up_to_date(fewer)
+    assert not images.up_to_date(dict(manifest, version=images.VERSION - 1))
+    libc = next(p for p in manifest["libraries"] if p.endswith("/libc.so.6"))
+    assert libc in manifest["sources"]  # a library's update is seen too
+
+
+def test_images_are_built_under_a_lock():
+    """A second test process waits for the build of the first (here: for the lock this test holds)."""
+    images.ensure()
+    code = "import sys; sys.path.insert(0, sys.argv[1]); from tests import images; images.ensure(); print('ready')"
+    with open(images.IMAGES / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        other = subprocess.Popen([sys.executable, "-c", code, str(Path(__file__).resolve().parent.parent)],
+                                 stdout=subprocess.PIPE, text=True)
+        try:
+            time.sleep(3)
+            assert other.poll() is None
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    assert other.communicate(timeout=60)[0] == "ready\n"
 
 
 # --- Charliecloud -------------------------------------------------------------------------------
