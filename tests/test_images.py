@@ -288,6 +288,22 @@ def test_jupyter_in_podman_is_conmons_child_and_stops_with_the_client(host):
         kill_pids(lambda: [p for p in (client, pid) if p and _alive(p)], survivors_fail=False)
 
 
+def test_podman_stops_jupyter_when_the_first_client_is_killed(host):
+    """podman run re-executes itself in the user namespace; SIGKILL to the first process alone
+    (the pid `$!` names) still stops Jupyter: the second gets SIGTERM as it loses its parent and
+    proxies it."""
+    user, port = host.users["fjimage"], free_port()
+    client, runtime_dir = _start(host, "fjimage", _podman_lab(host, "fjimage", port), port)
+    pid = _server_file(runtime_dir)["pid"]
+    try:
+        ssh(host, "fjimage", f"kill -KILL {client}")
+        _wait(lambda: not _alive(pid) and _port_closed(port), 30, "stopped")
+        _wait(lambda: ssh(host, "fjimage", "podman ps -a -q").stdout == "", 30, "the container removed")
+        assert "received signal 15, stopping" in (user.home / f"jupyter-{port}.log").read_text()
+    finally:
+        kill_pids(lambda: [pid] if _alive(pid) else [], survivors_fail=False)
+
+
 def test_podman_container_outlives_a_killed_client(host):
     """SIGKILL to every podman run process (as killing a launcher's process group would do):
     nobody proxies a signal, and Jupyter goes on under conmon, its container Up. SIGTERM to
