@@ -91,9 +91,15 @@ def up_to_date(manifest):
         and _sources(manifest["libraries"]) == manifest["sources"]
 
 
+# the image's configuration in podman: an image made for Jupyter has it on the PATH it sets (podman
+# passes the session's PATH in no more than the rest of its environment)
+PODMAN_CHANGES = ("CMD=/bin/sh", f"ENV=PATH={JUPYTER_VENV}/bin:/usr/local/bin:/usr/bin:/bin")
+
+
 def stamp():
     """A short name of the current build: podman_image() imports again when it changes."""
-    return hashlib.sha256(json.dumps(ensure()["sources"], sort_keys=True).encode()).hexdigest()[:16]
+    made_of = [ensure()["sources"], PODMAN_CHANGES]
+    return hashlib.sha256(json.dumps(made_of, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _files(path):
@@ -262,8 +268,9 @@ def podman_image(user, name="lab"):
     tar = subprocess.Popen(["tar", "-C", str(rootfs(name)), "--numeric-owner", "--owner=0", "--group=0", "-cf", "-", "."],
                            stdout=subprocess.PIPE)
     try:
+        changes = [word for change in PODMAN_CHANGES for word in ("--change", change)]
         r = as_account(user, "podman", "import", "--quiet", "--change", f"LABEL=fabjupyter.build={built}",
-                       "--change", "CMD=/bin/sh", "-", ref, stdin=tar.stdout, timeout=600)
+                       *changes, "-", ref, stdin=tar.stdout, timeout=600)
     finally:
         tar.stdout.close()
         tar.wait()

@@ -21,6 +21,7 @@ DETAIL = {
     "bad_launcher": "LAUNCHER",
     "no_jupyter": "",
     "no_venv": "python3",
+    "no_jupyter_image": "IMAGE (COMMAND not found)",
     "no_container_runtime": "RUNTIME",
     "no_image": "IMAGE (why)",
     "container_gpus": "RUNTIME",
@@ -68,6 +69,10 @@ ADVICE = {
                   "your `~/.bashrc`). Set `jupyter:` to its full path (`~/venv/bin/jupyter lab`), or "
                   "`activate:` to what your `.bashrc` would do, or let setup install JupyterLab "
                   "(`setup --install`).",
+    "no_jupyter_image": "Jupyter is looked for inside the image as on a host: the command `jupyter:` names, else "
+                        "`jupyter lab`, `jupyter notebook` or `jupyter server` on the image's PATH (podman: the PATH "
+                        "the image sets; Apptainer and Charliecloud: your session's). Set `jupyter:` to the full path "
+                        "inside the image.",
     "no_container_runtime": "`container:` asks for Jupyter from an image, and no runtime was found on the host's PATH "
                             "after the activate line: apptainer, singularity, podman or ch-run (`container_runtime: "
                             "auto` tries them in that order), or the one `container_runtime:` names. On a cluster "

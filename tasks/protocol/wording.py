@@ -23,6 +23,8 @@ ERRORS = {
     "before any login; run setup again (it chooses a free port again)",
     "bad_launcher": "unknown launcher {detail!r}; use " + launcher_words(),
     "no_jupyter": "no Jupyter found there{detail_in}; set `jupyter:` (the command, e.g. ~/venv/bin/jupyter lab) or `activate:` (e.g. source ~/venv/bin/activate) in hosts.yaml, or let setup install JupyterLab into an environment of its own there (--install, or install: true)",
+    "no_jupyter_image": "no Jupyter found in the container image {detail}; set `jupyter:` to its command inside the image "
+    "(e.g. /opt/conda/bin/jupyter lab), else the image's own PATH is searched; nothing was changed",
     "no_container_runtime": "no container runtime {detail} on the PATH there; install one (apptainer, singularity, "
     "podman or Charliecloud's ch-run), or load its module with `activate:` (e.g. module load apptainer), or name the one "
     "there with container_runtime:",

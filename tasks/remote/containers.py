@@ -227,7 +227,8 @@ def ask_image(run, runtime, exe, image, options):
         except ValueError:
             pass
     if said.startswith("no_jupyter"):
-        raise Fail("no_jupyter", "in the image %s%s" % (image, (": " + said[len("no_jupyter "):]) if said != "no_jupyter" else ""))
+        missing = said[len("no_jupyter"):].strip()
+        raise Fail("no_jupyter_image", image + (" (%s not found)" % missing if missing else ""))
     if said.startswith("no_python"):
         raise Fail("no_python", said[len("no_python "):] + " in the image " + image)
     raise Fail("container_failed", "%s %s: %s" % (runtime.name, image, last_line(err) or "exit status %d" % code))
