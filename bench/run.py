@@ -6,7 +6,7 @@ Starts its own SSH host (tests/sshhost.py) and a delaying TCP proxy in front of 
 (bench/delayproxy.py) for the latency figures; prints the machine and a table of medians and
 ratios. Not part of the pass/fail tests. Every figure and its floor are measured in turns in one
 run; a floor does the same work as ours, timed the same way; a "(context)" row has no goal.
-Other modes: --batch, --slurm, --install, --mux, --fleet32, --extras, --startup (see --help).
+Other modes: --containers, --batch, --slurm, --install, --mux, --fleet32, --extras, --startup (see --help).
 
 This file is the command line; the harness (turns, rows, the table, the proxy, a raw ssh -L)
 is bench/harness.py, the bench's host bench/host.py, and each family of figures a file of its own.
@@ -26,6 +26,7 @@ from .latency import latency_figures, rtt_curve
 from .mux import mux_figures
 from .roundtrips import round_trip_figures
 from .batch import batch_figures, print_batch
+from .containers import container_figures
 from .startup import print_startup, startup_figures
 from .throughput import forward_figures, forward_local_figure
 
@@ -50,8 +51,10 @@ def main(argv=None):
     ap.add_argument("--hosts", type=int, default=50, help="with --extras: how many host aliases (default 50)")
     ap.add_argument("--startup", action="store_true", help="instead: the client's own start-up: fabjupyter --version, start to first "
                     "byte, status through a master against ssh -S MASTER sh -s, tunnel alone against raw ssh -L")
+    ap.add_argument("--containers", action="store_true", help="instead: setup with a podman and a ch-run image at --rtt-ms, "
+                    "against the same Jupyter started in the same image over one ssh login")
     args = ap.parse_args(argv)
-    for flag, mode in (("extras", extras), ("startup", startup), ("mux", mux), ("fleet32", fleet32), ("install", install),
+    for flag, mode in (("containers", containers), ("extras", extras), ("startup", startup), ("mux", mux), ("fleet32", fleet32), ("install", install),
                        ("batch", batch), ("slurm", slurm), ("plot", plot)):
         if getattr(args, flag):
             return mode(args)
@@ -147,6 +150,20 @@ def slurm(args):
 def plot(args):
     print(f"Machine: {machine()}")
     rtt_curve([0, 50, 100, 200], min(args.runs, 3), args.plot)
+    return 0
+
+
+def containers(args):
+    intro(args.runs)
+    b = Bench(args.rtt_ms, args.runs)
+    try:
+        container_figures(b)
+    finally:
+        b.close()
+        left = leftovers(str(b.host.base))
+        print(f"Left running after the end (processes naming {b.host.base}): {'; '.join(left) or 'none'}", flush=True)
+    print()
+    b.print_table()
     return 0
 
 

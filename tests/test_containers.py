@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from . import images
+from .batchsites import Sites, wait_until
 from .conftest import Fab
 from .jupyter_http import login_and_list, run_code
 from .sshhost import SSHHost, kill_pids
@@ -32,6 +33,8 @@ def host():
     images.ensure()
     h = SSHHost(users=[(USER, "/bin/bash", True, False)], prefix="fabjupyter-containers-")
     uids = [u.uid for u in h.users.values()]
+    for uid in uids:
+        images.forget_podman(uid)  # what an earlier account with this uid left in /tmp
     try:
         yield h
     finally:
@@ -44,10 +47,14 @@ def host():
 
 
 def fresh_home(host):
-    """Nothing of this tool's, no process of the account's; its podman storage stays (importing
-    the image takes a while)."""
+    """Nothing of this tool's, no process of the account's but podman's pause process; its podman
+    storage stays (importing the image takes a while)."""
     user = host.users[USER]
-    kill_pids(lambda: _pids_of([user.uid]), timeout=10.0, survivors_fail=False)
+    # containers first, by podman (a conmon killed leaves its container for dead, and the next
+    # --replace of that name waits for an exit that never comes)
+    images.as_account(user.name, "podman", "rm", "--all", "--force", "--time", "2")
+    # then all but podman's pause process: killed, podman refuses to work until `podman system migrate`
+    kill_pids(lambda: [pid for pid, _ in leftovers(host)], timeout=10.0, survivors_fail=False)
     for child in user.home.iterdir():
         if child.name == ".local":
             continue
@@ -78,8 +85,8 @@ def podman_ref(host, name="lab"):
     return images.podman_image(host.users[USER].name, name)
 
 
-def use(fab, image, runtime, extra=""):
-    fab.hosts(f"hosts:\n  {USER}:\n    container: {image}\n    container_runtime: {runtime}\n{extra}")
+def use(fab, image, runtime, extra="", tcp=True):
+    fab.hosts(f"hosts:\n  {USER}:\n    container: {image}\n    container_runtime: {runtime}\n{extra}", tcp=tcp)
 
 
 def image_of(pid):
@@ -114,15 +121,15 @@ def check_serves(fab, code="open('/etc/fabjupyter-test-image').read()"):
         proc.wait(10)
 
 
-@pytest.mark.parametrize("launcher", ["nohup", "tmux"])
-def test_podman_image_serves_through_the_tunnel_and_stop_leaves_nothing(host, fab, launcher):
+@pytest.mark.parametrize("launcher, tcp", [("nohup", True), ("tmux", False)])  # a port; the socket (the default)
+def test_podman_image_serves_through_the_tunnel_and_stop_leaves_nothing(host, fab, launcher, tcp):
     ref = podman_ref(host)
-    use(fab, ref, "auto", f"    launcher: {launcher}\n")  # auto: podman is the first one on this PATH
+    use(fab, ref, "auto", f"    launcher: {launcher}\n", tcp=tcp)  # auto: podman is the first one on this PATH
     r = fab.setup()
     assert "Jupyter started" in r.stdout, r.stdout
     record = fab.status()
     assert record["running"] and record["container"] == ref and record["container_runtime"] == "podman"
-    assert record["launcher"] == launcher
+    assert record["launcher"] == launcher and bool(record["socket"]) is not tcp
     pid = record["pid"]
     # the recorded pid is Jupyter's own, in the image, in the host's pid namespace
     assert image_of(pid) == "lab" and b"jupyter" in Path(f"/proc/{pid}/cmdline").read_bytes()
@@ -208,3 +215,55 @@ def test_a_missing_image_or_runtime_is_one_line_and_changes_nothing(host, fab, s
     after = fab.status()
     assert after["running"] and after["pid"] == before["pid"] and after.get("container") is None
     assert (fab.home / ".fabjupyter" / "settings.sh").read_text() == settings
+
+
+@pytest.fixture(scope="module")
+def slurm():
+    sites = Sites()
+    try:
+        yield sites.get("slurm")
+    finally:
+        sites.close()
+
+
+def test_a_slurm_job_runs_jupyter_from_the_image_on_the_compute_node(slurm, tmp_path):
+    slurm.reset()
+    fab = Fab(slurm.login, slurm.user, tmp_path / "hosts.yaml")
+    try:
+        image = images.rootfs("lab")
+        slurm.hosts(fab, slurm.limit("00:10:00"), extra=f"    container: {image}\n    container_runtime: charliecloud\n")
+        r = fab.setup()
+        [job_id] = slurm.jobs()
+        record = fab.status()
+        assert record["running"] and record["job_id"] == job_id and record["container_runtime"] == "charliecloud", r.stdout
+        assert record["container"] == str(image) and f"at http://{slurm.address}:" in r.stdout, r.stdout
+        # the job's proof names Jupyter in the image, on the node
+        where = json.loads((fab.home / ".fabjupyter" / "job.where").read_text())
+        assert where["job_id"] == job_id and where["ours"] and image_of(where["pid"]) == "lab", where
+        assert where["pid"] in slurm.compute_pids()
+        assert check_serves(fab) == "lab"
+        assert "nothing changed" in fab.setup().stdout and slurm.jobs() == [job_id]
+        fab("stop")
+        assert slurm.jobs() == []
+        assert wait_until(lambda: not slurm.compute_pids(), 20), slurm.compute_pids()
+    finally:
+        fab.cleanup()
+        slurm.reset()
+
+
+def test_podman_clients_killed_leave_jupyter_tracked_and_stop_removes_all(host, fab):
+    """SIGKILL to every `podman run` process (an OOM killer, a kill of the launcher's group):
+    Jupyter goes on under conmon. It is still the server this tool tracks: setup keeps it, and
+    stop ends it and leaves no container."""
+    use(fab, podman_ref(host), "podman")
+    fab.setup()
+    pid = fab.status()["pid"]
+    clients = [p for p in _pids_of([host.users[USER].uid]) if (_stat(p) or ("", 0, ""))[2] == "podman"]
+    assert clients
+    kill_pids(lambda: [p for p in clients if _alive(p)])
+    assert _alive(pid) and fab.status()["running"] and fab.status()["pid"] == pid
+    assert "Jupyter started" not in fab.setup().stdout and fab.status()["pid"] == pid
+    assert podman(host, "ps", "--quiet").stdout.strip()  # its container, Up
+    fab("stop")
+    _wait(lambda: not leftovers(host), 20, f"no process left: {leftovers(host)}")
+    assert podman(host, "ps", "--all", "--quiet").stdout == ""

@@ -83,8 +83,9 @@ ADVICE = {
     "container_gpus": "`gpus: true` is given to Apptainer and Singularity as `--nv` and to podman as the CDI device "
                       "`nvidia.com/gpu=all`; Charliecloud has no such option: `ch-fromhost --nvidia IMAGE` puts the "
                       "host's GPU libraries into the image once, then leave `gpus:` off.",
-    "container_failed": "The runtime could not start a container from the image to look for Jupyter in it; what "
-                        "it said is after the colon. Try the same by hand on the host (`podman run --rm IMAGE true`, "
+    "container_failed": "The runtime failed before Jupyter was started: asked about the image, or started with "
+                        "`sh` in it to look for Jupyter; what it said is after the colon (podman's own advice, such "
+                        "as `podman system migrate`, included). Try the same by hand on the host (`podman run --rm IMAGE true`, "
                         "`ch-run IMAGE -- true`, `apptainer exec IMAGE true`).",
     "no_venv": "The host's Python lacks the venv module that `--install` needs. Install it there (on "
                "Debian and Ubuntu, the `python3-venv` package), then run setup again.",

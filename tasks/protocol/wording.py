@@ -32,7 +32,7 @@ ERRORS = {
     "podman storage: `podman images`); nothing was changed",
     "container_gpus": "gpus: true, but {detail} has no option for GPUs; for Charliecloud run `ch-fromhost --nvidia IMAGE` "
     "once and set gpus: false",
-    "container_failed": "the container could not be started to look for Jupyter in it ({detail}); nothing was changed",
+    "container_failed": "the container runtime failed ({detail}); nothing was changed",
     "no_venv": "{detail} there cannot make an environment (no venv/ensurepip module); install it there, e.g. `sudo apt install {detail}-venv` (Debian/Ubuntu), then run setup again",
     "install_failed": "installing failed ({detail}); nothing was changed. It said:{logs}",
     "no_python": "cannot find the Python that runs {detail}, and there is no python3 there; set `jupyter:` to the "

@@ -84,7 +84,11 @@ class Podman(object):
     def identity(self, exe, image):
         out, err, code = run_command([exe, "image", "inspect", "--format", "{{.Id}}", image], timeout=60)
         if code != 0 or not out.strip():
-            raise Fail("no_image", "%s (%s)" % (image, last_line(err) or "podman image inspect found nothing"))
+            said = last_line(err) or "podman image inspect found nothing"
+            if code != 0 and not any(words in said for words in ("image not known", "no such image")):
+                # podman itself failed (its state, its storage): not a missing image
+                raise Fail("container_failed", "podman image inspect %s: %s" % (image, said))
+            raise Fail("no_image", "%s (%s)" % (image, said))
         return "podman:" + out.strip().splitlines()[0]
 
     def remove(self, exe, name):
