@@ -110,15 +110,20 @@ def run_code(base, password, code, timeout=60):
             "content": {"code": code, "silent": False, "store_history": False, "user_expressions": {}, "allow_stdin": False,
                         "stop_on_error": True},
         }))
-        printed = []
-        while True:
+        # the reply comes on the shell channel, the output on iopub, which ends with the kernel
+        # idle again: the two channels are not ordered with each other, so wait for both
+        printed, replied, idle = [], False, False
+        while not (replied and idle):
             message = json.loads(ws.recv())
             if message.get("parent_header", {}).get("msg_id") != msg_id:
                 continue
             if message["msg_type"] == "stream":
                 printed.append(message["content"]["text"])
             elif message["msg_type"] == "execute_reply":
-                return "".join(printed)
+                replied = True
+            elif message["msg_type"] == "status" and message["content"].get("execution_state") == "idle":
+                idle = True
+        return "".join(printed)
     finally:
         ws.close()
         s.request(f"api/kernels/{kernel}", method="DELETE", headers=headers)

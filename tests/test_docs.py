@@ -150,7 +150,7 @@ OTHER = {
     "launcher": "tmux", "port": 9999, "local_port": 9999, "root_dir": "~/work", "jupyter": ("jupyter", "notebook"),
     "activate": "source ~/venv/bin/activate", "start_timeout": 120, "mode": "public", "cert_names": ("a.example.org",),
     "socket": None, "fast_start": True, "name": "lab", "idle_timeout": 3600, "job_options": ("--partition=gpu",),
-    "queue_timeout": 600, "install": True, "install_spec": ("jupyterlab==4.*",), "install_from": "here", "multiplex": True,
+    "queue_timeout": 600, "install": True, "install_spec": ("jupyterlab==4.*",), "install_from": "here", "multiplex": True, "control_master": "no",
     "container": "~/images/lab.sif", "container_runtime": "podman", "container_options": ("--bind", "/scratch"), "gpus": True,
 }
 # restarts that the plan does not show: cert_names makes a new certificate (whose files the

@@ -506,3 +506,24 @@ def test_one_context_per_run_is_what_the_modules_share(monkeypatch):
     assert server.seen_running(t) is None
     server.remember(t, SimpleNamespace(where="/s.sock", mode=None, address=None))
     assert server.seen_running(t) == Where("/s.sock", "ssh", None) == context.run().seen[("ana", "login", 22, "default")]
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("control_master: no", "no"),  # YAML reads a bare no as false: the same word
+    ("control_master: 'no'", "no"),
+    ("control_master: auto", "auto"),
+    ("control_master: yes", "auto"),
+    ("{}", "auto"),
+])
+def test_control_master_reads_yaml_booleans_as_its_words(tmp_path, text, expected):
+    path = tmp_path / "hosts.yaml"
+    path.write_text(f"defaults:\n  {text}\n" if text != "{}" else "defaults: {}\n")
+    assert inventory.load(str(path)).settings_for("h").control_master == expected
+
+
+def test_control_master_refuses_other_words(tmp_path):
+    path = tmp_path / "hosts.yaml"
+    path.write_text("defaults:\n  control_master: sometimes\n")
+    with pytest.raises(UserError) as e:
+        inventory.load(str(path))
+    assert "control_master: must be one of auto, no (got 'sometimes')" in str(e.value)

@@ -9,7 +9,8 @@ from ..errors import HostError
 from ..protocol import run_agent
 from ..ops.server import ask_where, seen_running
 from ..ssh import openssh
-from .forward import master_tunnel, plain_tunnel
+from ..ssh.console import ConsoleRoute
+from .forward import inproc_tunnel, master_tunnel, plain_tunnel
 from .ports import last_seen, next_free_port, taken_lock
 
 READY_TIMEOUT = 30  # seconds for the forward to answer, on top of the SSH connect timeout
@@ -48,7 +49,9 @@ def make_tunnel(t, local_port, where, speculative=False):
     if speculative and not where.socket:
         raise ValueError("a TCP port is forwarded only once the host confirmed it")
     route = openssh.route_for(t.conn, t.settings)
-    if route is not None:
+    if isinstance(route, ConsoleRoute):
+        tun = inproc_tunnel(route, t, local_port, where)
+    elif route is not None:
         tun = master_tunnel(route, t.label, local_port, where)
     else:
         tun = plain_tunnel(t.conn, local_port, where, batch=speculative)

@@ -136,6 +136,14 @@ def master_tunnel(route, label, local_port, where):
     return Tunnel(local_port, where, lambda spec, heard: MasterForward(route, label, spec))
 
 
+def inproc_tunnel(route, t, local_port, where):
+    """A forward carried by this process over the host's login on this console (ROUTE, a
+    ConsoleRoute), made first if need be."""
+    from .inproc import InprocForward  # here: paramiko's channel internals only where needed
+
+    return Tunnel(local_port, where, lambda spec, heard: InprocForward(route, t, local_port, where, heard))
+
+
 def close_all():
     """End every forward still open (a group's, when it ends or is interrupted)."""
     with run().live_lock:

@@ -167,6 +167,9 @@ CHECKS = {
     "container_runtime": lambda value, where: _choice(value, where, CONTAINER_RUNTIMES),
     "container_options": _jupyter,
     "gpus": _bool,
+    # YAML reads a bare no as false (and yes as true): the same words
+    "control_master": lambda value, where: _choice({False: "no", True: "auto"}.get(value, value) if isinstance(value, bool)
+                                                   else value, where, ("auto", "no")),
 }
 
 

@@ -133,6 +133,14 @@ class Settings:
         "auto", "where pip's packages come from: auto, the host's own package index if it reaches it, else wheels "
                "sent from here; here, always sent from here",
         "auto or here", "here", False, "it is read when installing")
+    control_master: str = setting(
+        "auto", "how a host that asks for more than a key (a one-time code, a password) is logged in to: auto: "
+                "through an OpenSSH master (ControlMaster) where this machine's ssh can make one (not on Windows), "
+                "else no: by this tool's own SSH library, asking on this console, its sessions and the tunnel "
+                "carried by that one login", "auto or no", "no", False, "it changes only how this machine connects",
+        more="Either way the code is asked once per run. Without a master, the tunnel is forwarded by this process "
+             "instead of OpenSSH (slower for large transfers: see the benchmarks), and `multiplex: true` (one login "
+             "for many runs) is not available.")
     container: str = setting(
         "", "run Jupyter from this container image: a .sif file or sandbox directory (Apptainer, Singularity), "
             "an image in your podman storage, or a Charliecloud directory image", "image", "~/images/lab.sif", True,

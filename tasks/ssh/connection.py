@@ -9,7 +9,8 @@ import time
 import paramiko
 from paramiko.ssh_exception import NoValidConnectionsError
 
-from . import hostkeys, master, openssh
+from . import console, hostkeys, master, openssh
+from .master import _host_key, remember_asks
 from ..errors import AuthError, HostError, UserError
 
 # paramiko logs transport failures itself; ours is the one message the user sees
@@ -191,11 +192,17 @@ def open_session(t, command):
                 # no key was taken; the password the server would take instead cannot be asked
                 # for here (cron): the key is what to fix
                 raise auth_failed(t, " (no key was accepted; a password would need a terminal)") from None
-            route = openssh.interactive_route(t.conn)
+            if console.master_possible(t.settings):
+                route = openssh.interactive_route(t.conn)
+            else:
+                route = console.console_route(t.conn)
+                remember_asks(_host_key(t.conn))
         else:
             chan = transport.open_session(timeout=30)
             chan.exec_command(command)
             return _ParamikoSession(chan)
+    if isinstance(route, console.ConsoleRoute):
+        return route.session(t, command)
     return openssh.Session(route, t.label, command)
 
 

@@ -33,7 +33,12 @@ def route_for(conn, settings):
     with run().routes_lock:
         if key in routes:
             return routes[key]
+    from .console import console_route, master_possible  # console imports this module
+
     route = None
+    if not master_possible(settings):
+        # no OpenSSH master here: a host known to ask is logged in to on this console
+        return console_route(conn) if _host_key(conn) in _asking_hosts() else _remember_none(key)
     if settings.multiplex:
         route = Route(conn, _own_socket(conn), MULTIPLEX_PERSIST)
     elif _config_mentions_controlpath(conn):
@@ -48,6 +53,12 @@ def route_for(conn, settings):
         route = Route(conn, _own_socket(conn), 0)
     with run().routes_lock:
         return routes.setdefault(key, route)
+
+
+def _remember_none(key):
+    """The paramiko path for this host, unless this run already found that it asks."""
+    with run().routes_lock:
+        return run().routes.setdefault(key, None)
 
 
 def interactive_route(conn):
