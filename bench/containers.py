@@ -12,6 +12,7 @@ from tests import images
 from tests.sshhost import kill_pids
 
 from .harness import PASSWORD, USER, turns, until_authenticated, wait_api
+from .install import WAIT_API
 
 FLOOR_PORT = 18893  # the floor's Jupyter, on the host's loopback (this machine's: 127.0.0.1)
 
@@ -62,7 +63,7 @@ def container_figures(b):
         # variables the podman line names, set in the session as the agent sets them
         script = (f"export JUPYTER_RUNTIME_DIR=$HOME/floor-runtime JUPYTER_CONFIG_PATH= FABJUPYTER_START=floor; "
                   f"mkdir -p $JUPYTER_RUNTIME_DIR; nohup {shlex.join(argv)} </dev/null >$HOME/floor.log 2>&1 & "
-                  f"python3 -c {shlex.quote(WAIT)} http://127.0.0.1:{FLOOR_PORT}/api")
+                  f"python3 -c {shlex.quote(WAIT_API)} http://127.0.0.1:{FLOOR_PORT}/api")
 
         def floor():
             keep_storage_reset(b)
@@ -112,16 +113,3 @@ def authenticated_after(b):
     t0 = time.monotonic()
     until_authenticated(f"http://127.0.0.1:{status['port']}/", sock=status.get("socket"))
     return time.monotonic() - t0
-
-
-# polls a URL until it answers (any HTTP status): the floor's readiness, on the host
-WAIT = ("import sys, time, urllib.error, urllib.request as u\n"
-        "end = time.monotonic() + 120\n"
-        "while True:\n"
-        "    try:\n"
-        "        u.urlopen(sys.argv[1], timeout=2).close(); break\n"
-        "    except urllib.error.HTTPError:\n"
-        "        break\n"
-        "    except OSError:\n"
-        "        time.sleep(0.02)\n"
-        "        if time.monotonic() > end: sys.exit('no answer from ' + sys.argv[1])\n")

@@ -6,7 +6,7 @@ Starts its own SSH host (tests/sshhost.py) and a delaying TCP proxy in front of 
 (bench/delayproxy.py) for the latency figures; prints the machine and a table of medians and
 ratios. Not part of the pass/fail tests. Every figure and its floor are measured in turns in one
 run; a floor does the same work as ours, timed the same way; a "(context)" row has no goal.
-Other modes: --containers, --batch, --slurm, --install, --mux, --fleet32, --extras, --startup (see --help).
+Other modes: --inproc, --containers, --batch, --slurm, --install, --mux, --fleet32, --extras, --startup (see --help).
 
 This file is the command line; the harness (turns, rows, the table, the proxy, a raw ssh -L)
 is bench/harness.py, the bench's host bench/host.py, and each family of figures a file of its own.
@@ -27,6 +27,7 @@ from .mux import mux_figures
 from .roundtrips import round_trip_figures
 from .batch import batch_figures, print_batch
 from .containers import container_figures
+from .inproc import inproc_figures
 from .startup import print_startup, startup_figures
 from .throughput import forward_figures, forward_local_figure
 
@@ -53,8 +54,10 @@ def main(argv=None):
                     "byte, status through a master against ssh -S MASTER sh -s, tunnel alone against raw ssh -L")
     ap.add_argument("--containers", action="store_true", help="instead: setup with a podman and a ch-run image at --rtt-ms, "
                     "against the same Jupyter started in the same image over one ssh login")
+    ap.add_argument("--inproc", action="store_true", help="instead: the forward this process carries for a host that asks for "
+                    "a code where no ControlMaster can be made (Windows), against raw ssh -N -L, at 0 ms and --rtt-ms")
     args = ap.parse_args(argv)
-    for flag, mode in (("containers", containers), ("extras", extras), ("startup", startup), ("mux", mux), ("fleet32", fleet32), ("install", install),
+    for flag, mode in (("inproc", inproc), ("containers", containers), ("extras", extras), ("startup", startup), ("mux", mux), ("fleet32", fleet32), ("install", install),
                        ("batch", batch), ("slurm", slurm), ("plot", plot)):
         if getattr(args, flag):
             return mode(args)
@@ -153,11 +156,14 @@ def plot(args):
     return 0
 
 
-def containers(args):
-    intro(args.runs)
+def on_one_host(args, *figures, note=" unless noted, each figure and its baseline in turns"):
+    """A mode whose FIGURES (each called with the Bench) share one throwaway host: the table, and
+    what was left running after the end."""
+    intro(args.runs, note)
     b = Bench(args.rtt_ms, args.runs)
     try:
-        container_figures(b)
+        for figure in figures:
+            figure(b)
     finally:
         b.close()
         left = leftovers(str(b.host.base))
@@ -165,24 +171,21 @@ def containers(args):
     print()
     b.print_table()
     return 0
+
+
+def inproc(args):
+    return on_one_host(args, inproc_figures, note=", each figure and its baseline in turns, both open at once")
+
+
+def containers(args):
+    return on_one_host(args, container_figures)
 
 
 def extras(args):
     """--extras: the figures of ready_figure, forward_local_figure and footprint_figures, each
     against its baseline in turns, in one run."""
-    intro(args.runs, " unless noted, each figure and its baseline in turns")
-    b = Bench(args.rtt_ms, args.runs)
-    try:
-        ready_figure(b, max(args.runs, 15))
-        forward_local_figure(b, args.runs)
-        footprint_figures(b, args.runs, args.hosts)
-    finally:
-        b.close()
-        left = leftovers(str(b.host.base))
-        print(f"Left running after the end (processes naming {b.host.base}): {'; '.join(left) or 'none'}", flush=True)
-    print()
-    b.print_table()
-    return 0
+    return on_one_host(args, lambda b: ready_figure(b, max(args.runs, 15)), lambda b: forward_local_figure(b, args.runs),
+                       lambda b: footprint_figures(b, args.runs, args.hosts))
 
 
 if __name__ == "__main__":

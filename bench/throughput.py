@@ -38,32 +38,12 @@ def forward_figures(b, size_mib=200, requests=200, ours_host=USER, raw_host=USER
             sessions[name] = Session(f"http://127.0.0.1:{lp}/")
             sessions[name].login(PASSWORD)
 
-        def download(s):
-            # /files/ wants a same-origin Referer, as a browser sends
-            req = urllib.request.Request(s.base + "files/big.bin", headers={"Referer": s.base + "lab"})
-            start = time.monotonic()
-            with s.opener.open(req, timeout=120) as r:
-                while r.read(1 << 20):
-                    pass
-            return time.monotonic() - start
-
-        def new_connection(s):
-            start = time.monotonic()
-            Session(s.base).get("api")  # a new connection each time
-            return time.monotonic() - start
-
-        secs, lat = {n: [] for n in names}, {n: [] for n in names}
-        for i in range(4):
-            for name in names if i % 2 == 0 else names[::-1]:
-                secs[name].append(download(sessions[name]))
-        for i in range(requests):
-            for name in names if i % 2 == 0 else names[::-1]:
-                lat[name].append(new_connection(sessions[name]))
+        measured = measure_in_turns(sessions, names, size_mib, requests)
     finally:
         for p in procs:
             p.send_signal(signal.SIGTERM)
             p.wait()
-    raw, ours = [(size_mib / statistics.median(secs[n]), statistics.median(lat[n]) * 1000) for n in names]
+    raw, ours = (measured[n] for n in names)
     where = f", {at}" if at else ""
     b.row(f"tunnel throughput ({size_mib} MiB download, median of 4){where}", ours[0], raw[0], "raw ssh -N -L",
           ">= 0.9x" if goals else "(context, >= 0.9x)", ours[0] >= 0.9 * raw[0], unit="MiB/s")
@@ -71,6 +51,34 @@ def forward_figures(b, size_mib=200, requests=200, ours_host=USER, raw_host=USER
           "<= 1.2x" if goals else "(context, <= 1.2x)", ours[1] <= 1.2 * raw[1], unit="ms")
     return ours_port
 
+
+
+def measure_in_turns(sessions, names, size_mib, requests, downloads=4):
+    """Through each of SESSIONS (logged-in Sessions by name, all open at once), in turns (ABBA):
+    DOWNLOADS downloads of big.bin and REQUESTS new connections. {name: (MiB/s, ms)}, medians."""
+
+    def download(s):
+        # /files/ wants a same-origin Referer, as a browser sends
+        req = urllib.request.Request(s.base + "files/big.bin", headers={"Referer": s.base + "lab"})
+        start = time.monotonic()
+        with s.opener.open(req, timeout=600) as r:
+            while r.read(1 << 20):
+                pass
+        return time.monotonic() - start
+
+    def new_connection(s):
+        start = time.monotonic()
+        Session(s.base).get("api")  # a new connection each time
+        return time.monotonic() - start
+
+    secs, lat = {n: [] for n in names}, {n: [] for n in names}
+    for i in range(downloads):
+        for name in names if i % 2 == 0 else names[::-1]:
+            secs[name].append(download(sessions[name]))
+    for i in range(requests):
+        for name in names if i % 2 == 0 else names[::-1]:
+            lat[name].append(new_connection(sessions[name]))
+    return {n: (size_mib / statistics.median(secs[n]), statistics.median(lat[n]) * 1000) for n in names}
 
 
 def forward_local_figure(b, runs, size_mib=50, requests=20):

@@ -167,11 +167,12 @@ def otp_host():
         closed_clean(host)
 
 
-def _fresh_account(host, prefix, tmp_path):
-    """AuthFab for an account added to HOST now; its processes ended afterwards."""
+def _fresh_account(host, prefix, tmp_path, cls=None):
+    """AuthFab (or CLS, one of its kind) for an account added to HOST now; its processes ended
+    afterwards."""
     alias = f"{prefix}{next(_serial)}"
     host.add_user(alias)
-    fab = AuthFab(host, alias, tmp_path / "hosts.yaml")
+    fab = (cls or AuthFab)(host, alias, tmp_path / "hosts.yaml")
     try:
         yield fab
     finally:

@@ -11,7 +11,7 @@ import pytest
 
 from .conftest import ROOT
 from .jupyter_http import login_and_list, run_code
-from .test_auth import PASSWORD, PROMPT, URL, AuthFab, _serial, otp_host  # noqa: F401 (a fixture)
+from .test_auth import PASSWORD, PROMPT, URL, AuthFab, _fresh_account, otp_host  # noqa: F401 (a fixture)
 
 NO_MASTER = "defaults:\n  control_master: no\n"
 
@@ -51,16 +51,7 @@ class NoMasterFab(AuthFab):
 @pytest.fixture
 def nm_fab(otp_host, tmp_path):
     """NoMasterFab against a fresh account of the two-factor host (no code of its used yet)."""
-    alias = f"fjnm{next(_serial)}"
-    otp_host.add_user(alias)
-    fab = NoMasterFab(otp_host, alias, tmp_path / "hosts.yaml")
-    try:
-        yield fab
-    finally:
-        try:
-            fab.cleanup()
-        finally:
-            otp_host.kill_user_processes(alias)
+    yield from _fresh_account(otp_host, "fjnm", tmp_path, NoMasterFab)
 
 
 def our_ssh_children(fab):

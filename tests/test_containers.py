@@ -18,8 +18,8 @@ from . import images
 from .batchsites import Sites, wait_until
 from .conftest import Fab
 from .jupyter_http import login_and_list, run_code
-from .sshhost import SSHHost, kill_pids
-from .test_images import _alive, _pids_of, _stat, _wait
+from .sshhost import kill_pids
+from .test_images import _alive, _pids_of, _stat, _wait, container_host
 
 PASSWORD = "correct horse"
 USER = "fjbox"
@@ -27,23 +27,7 @@ USER = "fjbox"
 
 @pytest.fixture(scope="module")
 def host():
-    for cmd in ("ch-run", "podman", "newuidmap"):
-        if not shutil.which(cmd):
-            pytest.fail(f"{cmd} is missing: run .ci/setup first")
-    images.ensure()
-    h = SSHHost(users=[(USER, "/bin/bash", True, False)], prefix="fabjupyter-containers-")
-    uids = [u.uid for u in h.users.values()]
-    for uid in uids:
-        images.forget_podman(uid)  # what an earlier account with this uid left in /tmp
-    try:
-        yield h
-    finally:
-        try:
-            kill_pids(lambda: _pids_of(uids), timeout=10.0, survivors_fail=False)  # conmon, podman's pause
-        finally:
-            h.close()
-            for uid in uids:
-                images.forget_podman(uid)
+    yield from container_host([(USER, "/bin/bash", True, False)], "fabjupyter-containers-")
 
 
 def fresh_home(host):

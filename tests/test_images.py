@@ -28,24 +28,33 @@ PYTHON = f"{JUPYTER_VENV}/bin/python"
 PODMAN_RUN = ["podman", "run", "--rm", "--pull=never", "--network=host", "--pid=host", "--userns=keep-id"]
 
 
-@pytest.fixture(scope="module")
-def host():
+def container_host(users, prefix):
+    """A test host whose accounts (USERS, as SSHHost takes them) run the test images: the
+    runtimes there, the images built, nothing in /tmp from an earlier account with the same uid;
+    afterwards every process of theirs ended (conmon, podman's pause) and podman's leftovers gone."""
     for cmd in ("ch-run", "podman", "newuidmap"):
         if not shutil.which(cmd):
             pytest.fail(f"{cmd} is missing: run .ci/setup first")
     images.ensure()
-    h = SSHHost(users=[("fjimage", "/bin/bash", True, False), ("fjimgnew", "/bin/bash", True, False)],
-                prefix="fabjupyter-images-")
+    h = SSHHost(users=users, prefix=prefix)
     uids = [u.uid for u in h.users.values()]
+    for uid in uids:
+        images.forget_podman(uid)
     try:
         yield h
     finally:
         try:
-            kill_pids(lambda: _pids_of(uids), timeout=10.0, survivors_fail=False)  # conmon, podman's pause
+            kill_pids(lambda: _pids_of(uids), timeout=10.0, survivors_fail=False)
         finally:
             h.close()
             for uid in uids:
                 images.forget_podman(uid)
+
+
+@pytest.fixture(scope="module")
+def host():
+    yield from container_host([("fjimage", "/bin/bash", True, False), ("fjimgnew", "/bin/bash", True, False)],
+                              "fabjupyter-images-")
 
 
 def ssh(host, alias, script, check=True, timeout=120):
