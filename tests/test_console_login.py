@@ -5,6 +5,8 @@ tool's own login, which carries the agent's sessions and the tunnel's forward, b
 Unix socket. Against the two-factor test sshd of test_auth.py."""
 
 import os
+import re
+import signal
 import subprocess
 
 import pytest
@@ -88,6 +90,28 @@ def test_setup_and_tunnel_in_one_run_ask_once_without_a_master(nm_fab, tcp):
     assert term.wait(30) in (0, 130), fab.shown(term)
     assert "tunnel closed" in term.output and "Traceback" not in term.output
     assert term.count(PROMPT) == 1, term.output
+
+
+def test_a_lost_connection_asks_once_again_and_the_tunnel_heals(nm_fab):
+    """The login carrying the tunnel is lost (its sshd session killed): the tunnel says so, logs
+    in again asking for one new code, and forwards again on the same local port."""
+    fab = nm_fab
+    term = fab.terminal("setup", "--password-stdin", "tunnel", stdin_text=PASSWORD + "\n")
+    fab.answer(term, 60)
+    url = term.expect(URL, 180).group(1)
+    assert login_and_list(url, PASSWORD)[1] == 200
+    sessions = fab.sshhost.session_pids()
+    assert sessions
+    for pid in sessions:
+        os.kill(pid, signal.SIGKILL)
+    term.expect("connection lost", 60)
+    fab.answer(term, 90)
+    term.expect(r"reconnected; Jupyter is at " + re.escape(url), 120)
+    assert login_and_list(url, PASSWORD)[1] == 200
+    assert term.count(PROMPT) == 2 and fab.sshhost.otp_accepted(fab.user) == 2, fab.shown(term)
+    term.interrupt()
+    assert term.wait(30, fail_on=PROMPT) in (0, 130), fab.shown(term)
+    assert fab.masters_asked() == []
 
 
 def test_tunnel_alone_asks_once_and_the_next_run_again_once(nm_fab):

@@ -121,7 +121,10 @@ class InprocForward:
             client.close()
 
     def running(self):
-        return not self._closed.is_set() and self.transport.is_active() and self.route.generation == self.generation
+        alive = not self._closed.is_set() and self.transport.is_active() and self.route.generation == self.generation
+        if not alive and not self._closed.is_set():
+            self.close()  # the login is gone: free the port for the forward that replaces this one
+        return alive
 
     def refused(self):
         return False  # the login was made, or refused (said) before the forward existed
@@ -133,9 +136,12 @@ class InprocForward:
         """Stop listening and end every connection; the local port is free again on return."""
         self._closed.set()
         try:
-            self.listener.close()
+            # shutdown first: a close() alone leaves the socket listening while the accept thread
+            # is blocked in accept() on it (Linux), and the next forward could not bind the port
+            self.listener.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
+        self.listener.close()
         with self._lock:
             pairs = list(self._pairs)
         for client, chan in pairs:
