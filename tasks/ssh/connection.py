@@ -188,7 +188,7 @@ def open_session(t, command):
             transport = connect(t)
         except NeedsInteractive as e:
             t.conn.close()
-            if e.key_refused and not master.can_prompt():
+            if e.key_refused and not (master.can_prompt() if console.master_possible(t.settings) else console.can_ask()):
                 # no key was taken; the password the server would take instead cannot be asked
                 # for here (cron): the key is what to fix
                 raise auth_failed(t, " (no key was accepted; a password would need a terminal)") from None

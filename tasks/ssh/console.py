@@ -50,6 +50,14 @@ def ask(title, instructions, prompts):
     return [getpass.getpass(prompt if prompt.endswith(" ") else prompt + " ") for prompt, _echo in prompts]
 
 
+def can_ask():
+    """Whether a question can be put to the user: the controlling terminal (POSIX), or the
+    console that standard input is (Windows, which has no /dev/tty; getpass reads the console)."""
+    if sys.platform == "win32":
+        return sys.stdin is not None and sys.stdin.isatty()
+    return can_prompt()
+
+
 class ConsoleClient(paramiko.SSHClient):
     """paramiko's client, where a host that asks after the key (or instead of one) is answered on
     this console. ASKED is set once a question was put."""
@@ -108,7 +116,7 @@ class ConsoleRoute:
                 return live
             if self.refused:
                 raise AuthError(t.label, self.refused + "; not asked again in this run", reason=self.refused)
-            if not can_prompt():  # this route is for a host known to ask
+            if not can_ask():  # this route is for a host known to ask
                 raise AuthError(t.label, NO_TERMINAL, reason=NO_TERMINAL)
             conn = t.conn
             conn.close()
