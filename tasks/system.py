@@ -81,12 +81,24 @@ def on_termination(handler):
 
 def process_alive(pid, command=None):
     """Whether PID is a live process of this user's (not a zombie) and, given COMMAND, one whose
-    command line contains it. Linux: signal 0 and /proc/PID/{stat,cmdline}; macOS: signal 0 and
-    `ps` (tasks/remote/net.py: alive). Windows: OpenProcess and its exit code, and the command
+    command line contains it. Linux: signal 0 and /proc/PID/{stat,cmdline} (tasks/remote/net.py:
+    alive). macOS: signal 0, and `ps -ww` for the command line (net.py's own fallback, `ps`
+    without -ww, cuts it at 80 columns). Windows: OpenProcess and its exit code, and the command
     line from Win32_Process through PowerShell (os.kill(pid, 0) there would send Ctrl-C)."""
     if sys.platform == "win32":
         return _windows_alive(pid, command)
-    return net.alive(pid, command)
+    if sys.platform == "linux":
+        return net.alive(pid, command)
+    return net.alive(pid) and (command is None or command in _command_by_ps(pid))
+
+
+def _command_by_ps(pid):
+    """PID's command line, its arguments joined by spaces, from `ps -ww` ("" if gone)."""
+    try:
+        return subprocess.run(["ps", "-ww", "-p", str(pid), "-o", "command="], capture_output=True, text=True,
+                              timeout=30).stdout.strip() + " "
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
 
 
 if sys.platform == "win32":
@@ -136,8 +148,17 @@ def pids_of(argv):
             except OSError:
                 continue
         return found
+    return _pids_by_ps(argv)
+
+
+def _pids_by_ps(argv):
+    """pids_of without /proc: `ps` (-ww: whole lines, not cut at 80 columns; the same on Linux
+    and macOS)."""
+    found: list[int] = []
+    if sys.platform == "win32":
+        return found
     try:
-        out = subprocess.run(["ps", "-U", str(os.getuid()), "-o", "pid=", "-o", "command="], capture_output=True,
+        out = subprocess.run(["ps", "-ww", "-U", str(os.getuid()), "-o", "pid=", "-o", "command="], capture_output=True,
                              text=True, timeout=30).stdout
     except (OSError, subprocess.TimeoutExpired):
         return found
