@@ -99,7 +99,8 @@ class Session:
 
 
 def end_process(proc, grace=5):
-    """TERM, and KILL after GRACE seconds; returns once it is gone."""
+    """TERM, and KILL after GRACE seconds; returns once it is gone. (Popen's own terminate and
+    kill: on Windows both are TerminateProcess, so nothing here needs tasks/system.py.)"""
     if proc.poll() is None:
         proc.terminate()
         try:
