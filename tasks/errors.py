@@ -3,10 +3,11 @@
 import atexit
 import functools
 import os
-import signal
 import sys
 
 from invoke import Exit
+
+from . import system
 
 
 class UserError(Exception):
@@ -56,8 +57,9 @@ def user_task(body):
 
 
 def sigterm_as_interrupt():
-    """Let SIGTERM unwind like Ctrl-C, so that `finally:` blocks clean up (tunnel children)."""
-    signal.signal(signal.SIGTERM, _raise_interrupt)
+    """Let SIGTERM unwind like Ctrl-C, so that `finally:` blocks clean up (tunnel children);
+    system.on_termination says what stands for it on Windows."""
+    system.on_termination(_raise_interrupt)
 
 
 def _stdout_to_devnull():
@@ -87,14 +89,20 @@ def quiet_broken_pipe():
     was still buffered then. Exit status 1 if a write failed, as Python's documentation does."""
     if getattr(sys.excepthook, "quiet_broken_pipe", False):
         return
-    previous = sys.excepthook
+    sys.excepthook = _QuietBrokenPipe(sys.excepthook)
+    atexit.register(_flush_or_drop)
 
-    def hook(kind, value, tb):
+
+class _QuietBrokenPipe:
+    """The exception hook of quiet_broken_pipe, which it knows by its mark."""
+
+    quiet_broken_pipe = True
+
+    def __init__(self, previous):
+        self.previous = previous
+
+    def __call__(self, kind, value, tb):
         if issubclass(kind, BrokenPipeError):
             _stdout_to_devnull()
             return
-        previous(kind, value, tb)
-
-    hook.quiet_broken_pipe = True
-    sys.excepthook = hook
-    atexit.register(_flush_or_drop)
+        self.previous(kind, value, tb)

@@ -1,35 +1,41 @@
-"""This machine's own files: where they live (XDG), and the small JSON records kept between runs
-(where Jupyter was last seen, local ports, hosts that ask for a code, background tunnels)."""
+"""This machine's own files: where they live (platformdirs: the XDG folders on Linux, as before;
+the system's own on macOS and Windows; a relative $XDG_*_HOME is ignored, as the XDG spec says),
+and the small JSON records kept between runs (where Jupyter was last seen, local ports, hosts that
+ask for a code, background tunnels)."""
 
 import contextlib
-import fcntl
 import json
 import os
 import threading
-import time
 from pathlib import Path
 
+import platformdirs
+from filelock import FileLock, Timeout
 
+APP = "fabjupyter"
 LOCK_WAIT = 10  # seconds to wait for another run's update of a record
 
 
 def config_path(*parts):
-    """$XDG_CONFIG_HOME/fabjupyter/PARTS (~/.config/fabjupyter/...)."""
-    base = os.environ.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config")
-    return Path(base, "fabjupyter", *parts)
+    """This tool's configuration folder, PARTS in it. Linux: $XDG_CONFIG_HOME/fabjupyter
+    (~/.config/fabjupyter); macOS: the same when $XDG_CONFIG_HOME is set, else ~/Library/Application
+    Support/fabjupyter; Windows: %LOCALAPPDATA%\\fabjupyter."""
+    return Path(platformdirs.user_config_dir(APP, appauthor=False), *parts)
 
 
 def cache_path(*parts):
-    """$XDG_CACHE_HOME/fabjupyter/PARTS (~/.cache/fabjupyter/...)."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
-    return Path(base, "fabjupyter", *parts)
+    """This tool's cache folder, PARTS in it. Linux: $XDG_CACHE_HOME/fabjupyter (~/.cache/fabjupyter);
+    macOS: the same when $XDG_CACHE_HOME is set, else ~/Library/Caches/fabjupyter; Windows:
+    %LOCALAPPDATA%\\fabjupyter\\Cache."""
+    return Path(platformdirs.user_cache_dir(APP, appauthor=False), *parts)
 
 
 def state_path(*parts):
-    """$XDG_STATE_HOME/fabjupyter/PARTS (~/.local/state/fabjupyter/...): what lives as long as a
-    process of ours does (background tunnels, their logs)."""
-    base = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
-    return Path(base, "fabjupyter", *parts)
+    """This tool's state folder, PARTS in it: what lives as long as a process of ours does
+    (background tunnels, their logs). Linux: $XDG_STATE_HOME/fabjupyter (~/.local/state/fabjupyter);
+    macOS: the same when $XDG_STATE_HOME is set, else ~/Library/Application Support/fabjupyter;
+    Windows: %LOCALAPPDATA%\\fabjupyter."""
+    return Path(platformdirs.user_state_dir(APP, appauthor=False), *parts)
 
 
 def read_record(path):
@@ -43,22 +49,21 @@ def read_record(path):
 
 @contextlib.contextmanager
 def locked(path, wait=LOCK_WAIT):
-    """Hold PATH.lock (flock: released when the process ends, however) while the block runs, so
-    that runs at the same time (a group's tunnels, cron) take turns at PATH. Raises TimeoutError
-    when another run holds it WAIT seconds."""
+    """Hold PATH.lock (filelock: flock on Linux and macOS, released when the process ends,
+    however) while the block runs, so that runs at the same time (a group's tunnels, cron) take
+    turns at PATH. Raises TimeoutError when another run holds it WAIT seconds."""
     path = Path(path)
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    with open(path.with_name(path.name + ".lock"), "a") as lock:
-        deadline = time.monotonic() + wait
-        while True:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"{path}: another run holds {path.name}.lock") from None
-                time.sleep(0.01)
+    # mode 0600: the folder is ours alone (filelock would probe the folder for a shared one)
+    lock = FileLock(path.with_name(path.name + ".lock"), mode=0o600)
+    try:
+        lock.acquire(timeout=wait, poll_interval=0.01)
+    except Timeout:
+        raise TimeoutError(f"{path}: another run holds {path.name}.lock") from None
+    try:
         yield
+    finally:
+        lock.release()
 
 
 def write_private(path, text):

@@ -14,16 +14,18 @@ import os
 import select
 import subprocess
 import time
+import typing
 from datetime import datetime, timezone
 from pathlib import Path
 
+from .. import system
 from ..errors import AuthError, HostError, UserError, sigterm_as_interrupt
 from ..remote.net import port_is_free
 from . import records
 from .ports import remember_ports, remember_seen, saved_ports
 
 # Set by keeper.py in the keeper process: the key it holds and the pipe on which it says "ready".
-holding = {}
+holding: dict[str, typing.Any] = {}
 
 START_WAIT = 180  # seconds for the keeper to log in and see its forward answer (it has its own timeouts)
 
@@ -105,11 +107,12 @@ def _start_keeper(t, key, port):
     with open(os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600), "ab") as out:
         try:
             proc = subprocess.Popen(records.keeper_command(key), stdin=subprocess.PIPE, stdout=out, stderr=out,
-                                    pass_fds=(ready_w,), start_new_session=True, env=_keeper_env(t))
+                                    pass_fds=(ready_w,), env=_keeper_env(t), **system.new_session())
         finally:
             os.close(ready_w)
     try:
         try:
+            assert proc.stdin is not None  # stdin=PIPE
             proc.stdin.write(json.dumps({"argv": argv, "ready_fd": ready_w}).encode())
             proc.stdin.close()
         except BrokenPipeError:

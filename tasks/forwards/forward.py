@@ -7,43 +7,41 @@ import sys
 import threading
 import time
 
+from .. import system
 from ..context import run
-from ..remote.net import holds_socket, listening_inodes, unverified_tls
+from ..remote.net import unverified_tls
 from .master import MasterForward
 from .plain import PlainForward
 
-_listening = {"at": 0.0, "inodes": {}}
-_listening_lock = threading.Lock()
+class _Listening:
+    at = 0.0
+    inodes: dict[int, set[str]] | None = {}
+    lock = threading.Lock()
 
 
 def _listeners():
-    """{port: socket inodes} listening on 127.0.0.1 (None where /proc cannot tell), read at most
-    every 10 ms whatever the number of forwards waiting (a thousand would otherwise each read it
-    100 times a second)."""
-    with _listening_lock:
-        if time.monotonic() - _listening["at"] > 0.01:
-            read = listening_inodes(loopback_only=True)
-            found = None if read is None else {}  # None: /proc cannot tell (not Linux)
-            for port, inode in read or ():
-                found.setdefault(port, set()).add(inode)
-            _listening.update(at=time.monotonic(), inodes=found)
-        return _listening["inodes"]
+    """{port: socket inodes} listening on 127.0.0.1 (None where that cannot be read: not Linux,
+    no /proc), read at most every 10 ms whatever the number of forwards waiting (a thousand
+    would otherwise each read it 100 times a second)."""
+    with _Listening.lock:
+        if time.monotonic() - _Listening.at > 0.01:
+            _Listening.inodes = system.loopback_listeners()
+            _Listening.at = time.monotonic()
+        return _Listening.inodes
 
 
 def listener_owner_is(pid, port):
     """Whether process PID listens on 127.0.0.1:PORT: True/False on Linux (from /proc), None
-    where that cannot be read. Any answer on the port could be another program's that bound it
-    between our check and ssh's bind; this tells the forward we started from one that is not."""
+    where that cannot be read (system.py). Any answer on the port could be another program's that
+    bound it between our check and ssh's bind; this tells the forward we started from one that
+    is not."""
     listeners = _listeners()
     if listeners is None:
         return None
     inodes = listeners.get(port)
     if not inodes:
         return False
-    try:
-        return holds_socket(pid, inodes)
-    except (OSError, TypeError):
-        return None
+    return system.holds_socket(pid, inodes)
 
 
 class Tunnel:
@@ -87,7 +85,7 @@ class Tunnel:
         import urllib.error  # here, not at the top: a run that forwards nothing does not load them
         import urllib.request
 
-        handlers = [urllib.request.ProxyHandler({})]
+        handlers: list[urllib.request.BaseHandler] = [urllib.request.ProxyHandler({})]
         if self.where.tls:  # any answer will do: the name is localhost here
             handlers.append(urllib.request.HTTPSHandler(context=unverified_tls()))
         opener = urllib.request.build_opener(*handlers)

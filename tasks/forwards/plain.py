@@ -1,12 +1,11 @@
 """The plain forward: an `ssh -N -L` child of our own, which reaches the host exactly as Fabric
 did, and ends with us."""
 
-import ctypes
-import signal
 import subprocess
 import sys
 import threading
 
+from .. import system
 from ..ssh import openssh
 
 
@@ -28,20 +27,6 @@ def ssh_command(conn, forward, batch=False):
     return args
 
 
-try:
-    # looked up here, not in the child: a dlopen between fork and exec can deadlock when other
-    # threads (a group's) held the loader's lock at the fork
-    _prctl = ctypes.CDLL(None, use_errno=True).prctl
-except (OSError, AttributeError):
-    _prctl = None
-
-
-def _die_with_parent():
-    """In the ssh child: get SIGTERM if this process dies, even by SIGKILL (Linux)."""
-    if _prctl is not None:
-        _prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
 class PlainForward:
     """One `ssh -N -L SPEC` child, with its stderr collected (shown if it fails) and each line
     handed to HEARD (which passes it on once the forward answers)."""
@@ -55,13 +40,14 @@ class PlainForward:
             stdin=subprocess.DEVNULL if not sys.stdin.isatty() else None,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
-            start_new_session=True,  # Ctrl-C reaches us, and we end ssh ourselves
-            preexec_fn=_die_with_parent,
+            **system.new_session(),  # Ctrl-C reaches us, and we end ssh ourselves
+            **system.dies_with_parent(),
         )
         self._reader = threading.Thread(target=self._read_stderr, daemon=True)
         self._reader.start()
 
     def _read_stderr(self):
+        assert self.proc.stderr is not None  # stderr=PIPE
         for raw in self.proc.stderr:
             line = raw.decode("utf-8", "replace").rstrip()
             self.errors.append(line)

@@ -5,21 +5,22 @@ by the process that holds the tunnel (keeper.py) once its forward answers, remov
 A record is believed only if its pid is alive and is that very keeper: its command line names the
 keeper module and the record's key. A keeper killed without a word (SIGKILL, a reboot) leaves a
 record whose pid may since be another program's; such a record is stale, and removed by whoever
-holds the key's lock. Starting, reusing and stopping a tunnel take that lock (KEY.lock, flock:
-released when the process ends, however), so two calls at once end with one tunnel."""
+holds the key's lock. Starting, reusing and stopping a tunnel take that lock (KEY.lock, a
+filelock: flock on Linux and macOS, released when the process ends, however), so two calls at once end with one tunnel."""
 
 import contextlib
-import fcntl
 import json
 import os
-import signal
 import sys
 import time
 from urllib.parse import quote
 
+from filelock import FileLock, Timeout
+
+from .. import system
 from ..errors import HostError
 from ..localfiles import read_record, state_path
-from ..remote.net import PORT_SPAN, alive
+from ..remote.net import PORT_SPAN
 
 KEEPER_MODULE = f"{__package__}.keeper"  # tasks.forwards.keeper in a checkout, fabjupyter.forwards.keeper installed
 LOCK_WAIT = 200  # seconds: another call may be waiting for its keeper (background.START_WAIT, 180 s)
@@ -58,7 +59,7 @@ def keeper_command(key):
 def is_keeper(pid, key):
     """Whether PID is alive and is the keeper of KEY (not a recycled pid of another program)."""
     # cmdline() joins the arguments with a space and ends with one: the key is matched whole
-    return alive(pid, " ".join(["-m", KEEPER_MODULE, key]) + " ")
+    return system.process_alive(pid, " ".join(["-m", KEEPER_MODULE, key]) + " ")
 
 
 @contextlib.contextmanager
@@ -66,21 +67,16 @@ def locked(key, label, wait=LOCK_WAIT):
     """Hold KEY's lock: one start, reuse or stop of that tunnel at a time, across processes."""
     path = _path(key, ".lock")
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    with open(path, "a") as lock:
-        deadline = time.monotonic() + wait
-        while True:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise HostError(label, f"another fabjupyter call has been starting or stopping this tunnel for "
-                                           f"{wait} s; try again once it is done") from None
-                time.sleep(0.05)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    lock = FileLock(path, mode=0o600)
+    try:
+        lock.acquire(timeout=wait, poll_interval=0.05)
+    except Timeout:
+        raise HostError(label, f"another fabjupyter call has been starting or stopping this tunnel for "
+                               f"{wait} s; try again once it is done") from None
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def write_record(key, record):
@@ -120,7 +116,7 @@ def remove_record(key, pid):
 def open_records(conn):
     """The records of the open background tunnels to CONN's host (every instance), by name."""
     prefix = key_of(conn, "")
-    found = {}
+    found: dict[str, dict] = {}
     try:
         paths = sorted(tunnels_dir().glob("*.json"))
     except OSError:
@@ -158,17 +154,18 @@ def choose_port(remembered, default, pinned, is_free, avoid=()):
 
 def end(key, record, wait=END_WAIT):
     """End the keeper of RECORD (it closes its forward and removes its record); True once gone.
-    SIGKILL after WAIT seconds, and then the record is removed here."""
+    SIGKILL after WAIT seconds, and then the record is removed here. (Windows: the first is
+    already final (TerminateProcess), and the keeper's ssh child is left running: system.py.)"""
     pid = record["pid"]
     try:
-        os.kill(pid, signal.SIGTERM)
+        system.terminate(pid)
     except ProcessLookupError:
         pass
     deadline = time.monotonic() + wait
     while is_keeper(pid, key):
         if time.monotonic() > deadline:
             try:
-                os.kill(pid, signal.SIGKILL)
+                system.kill(pid)
             except ProcessLookupError:
                 pass
             time.sleep(0.1)

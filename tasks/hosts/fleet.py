@@ -10,12 +10,12 @@ certificates made at most CPU_BOUND at a time (cert.generate)."""
 
 import json
 import os
-import resource
 import threading
 from concurrent.futures import ThreadPoolExecutor, as_completed
 
 from invoke import Exit
 
+from .. import system
 from ..errors import HostError, UserError
 from .targets import group_targets, target
 from ..report import json_lines, say, show, table
@@ -36,12 +36,10 @@ def pool_size(count, workers=None):
 
 def room_for_files(needed):
     """Make sure this process may open NEEDED file descriptors: raise its soft limit up to the
-    hard one (any user may), else one line saying what to raise."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if needed <= soft:
-        return
-    if hard == resource.RLIM_INFINITY or needed <= hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (needed if hard == resource.RLIM_INFINITY else hard, hard))
+    hard one (any user may; system.py says what happens on Windows), else one line saying what
+    to raise."""
+    hard = system.raise_open_files(needed)
+    if hard is None:
         return
     raise UserError(f"this needs about {needed} open files here and the limit is {hard}; raise it (`ulimit -n {needed}`, "
                     "or the hard limit in /etc/security/limits.conf), or use fewer --workers")

@@ -259,7 +259,8 @@ def uses_socket(settings):
 
 def _instances(raw, where):
     """A host's `instances:`: name -> its settings. Two of them never ask for one port."""
-    out, seen = {}, {}
+    out: dict[str, dict] = {}
+    seen: dict[tuple, str] = {}
     for name, settings in _mapping(raw, where).items():
         _name(name, f"{where}")
         out[name], _ = _settings(settings, f"{where}.{name}", keys=INSTANCE_KEYS)

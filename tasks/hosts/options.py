@@ -62,7 +62,7 @@ class _WholeNumber(Argument):
         try:
             return super().set_value(value, cast)
         except ValueError:
-            what = "a port number 1-65535" if self.name.endswith("port") else "a whole number"
+            what = "a port number 1-65535" if (self.name or "").endswith("port") else "a whole number"
             raise ParseError(f"--{self.name}: must be {what} (got {value!r})") from None
 
 

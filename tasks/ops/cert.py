@@ -195,6 +195,8 @@ def ensure_cert(t, days=365, extra_names=(), force=False, cert_file=None, key_fi
     if bool(cert_file) != bool(key_file):
         raise UserError("--cert and --key go together")
     warnings = []
+    cert_pem: bytes | None
+    key_pem: bytes | None
     if cert_file:
         try:
             cert_pem, key_pem = Path(cert_file).expanduser().read_bytes(), Path(key_file).expanduser().read_bytes()
@@ -254,6 +256,7 @@ def ensure_cert(t, days=365, extra_names=(), force=False, cert_file=None, key_fi
     pushed = bool(reason) or not facts.same
     if pushed:
         push(t, cert_pem, key_pem)
+    assert cert_pem is not None  # read above, or made here (a missing one is a REASON)
     cert = x509.load_pem_x509_certificate(cert_pem)
     return CertOutcome(fingerprint(cert), spki_hash(cert), generated=reason, pushed=pushed, local_path=str(cert_path))
 

@@ -4,7 +4,6 @@ the host reaches it; otherwise (an offline compute node, or install_from: here) 
 downloads the wheels for the host's Python and platform into a local cache, sends them in one
 transfer, and the host installs them with --no-index."""
 
-import fcntl
 import hashlib
 import json
 import subprocess
@@ -14,6 +13,8 @@ import threading
 import time
 from pathlib import Path
 
+from filelock import FileLock
+
 from ..errors import HostError
 from ..localfiles import cache_path
 from ..protocol import run_agent, sh_quote
@@ -22,7 +23,7 @@ from ..report import say
 from ..ssh.connection import session
 from .config import settings_sh
 
-_locks = {}
+_locks: dict[str, threading.Lock] = {}
 _locks_lock = threading.Lock()
 
 
@@ -47,8 +48,7 @@ def download(t, spec, facts, upgrade=False):
         lock = _locks.setdefault(key, threading.Lock())
     with lock:  # the hosts of a group that are of one kind download once
         folder.mkdir(parents=True, exist_ok=True)
-        with open(folder / ".lock", "w") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)  # and two runs of this tool at once
+        with FileLock(folder / ".lock", mode=0o600):  # and two runs of this tool at once
             marker = folder / "complete.json"
             if marker.exists() and not upgrade:
                 names = json.loads(marker.read_text())["files"]

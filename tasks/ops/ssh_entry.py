@@ -135,7 +135,7 @@ def _job_entries(t, seen, old, alias, meta):
     login = entries.make(login_alias(t), dict(meta, name=None, login_of=t.host, local_port=None),
                          [f"{t.host}: the login node, the jump to its batch jobs' nodes"], connection(t))
     where, port, fab = seen.where, meta["local_port"], f"fab -H {t.host} setup{t.named}"
-    before = next((e.meta for e in old if e.alias == alias), {})
+    before: dict = next((e.meta for e in old if e.alias == alias), {})
     job_id = seen.job_id or (before.get("job_id") if where is not None and before.get("node") == where.address else None)
     job = f"job {job_id}" if job_id else "the batch job"
     if job_id:
@@ -158,7 +158,7 @@ def _job_entries(t, seen, old, alias, meta):
 def vanished_hosts():
     """VANISHED(meta) for entries.update: its host is gone from the hosts.yaml it came from
     (each file read once)."""
-    read = {}
+    read: dict[str, set | None] = {}
 
     def vanished(meta):
         path = meta.get("inventory")
@@ -169,7 +169,8 @@ def vanished_hosts():
                 read[path] = set(inventory.load(path).hosts)
             except UserError:
                 read[path] = None  # a file being edited: keep its hosts' entries
-        return read[path] is not None and meta.get("host") not in read[path]
+        hosts = read[path]
+        return hosts is not None and meta.get("host") not in hosts
 
     return vanished
 
@@ -181,7 +182,7 @@ def write(items, skip_refused=False):
     made, refused, saved = {}, [], saved_ports()
 
     def each(old):
-        new = []
+        new: list = []
         for t, seen, local_port in items:
             try:
                 mine = build(t, seen, old + new, local_port, saved)

@@ -57,6 +57,8 @@ class Status:
 class Changes:
     """Replies that carry the changes made (or, in a dry run, that would be made)."""
 
+    changes: typing.Tuple["Change", ...]  # each reply's own field
+
     def change(self, what):
         return next((c for c in self.changes if c.what == what), None)
 

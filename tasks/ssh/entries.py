@@ -181,12 +181,12 @@ def render(path, entries):
     lines = [*HEADER, "#   " + include_line(path), ""]
     for e in entries:
         lines += e.text() + [""]
-    includes = {}
+    includes: dict[str, list[str]] = {}
     for e in entries:
         if e.meta.get("include") and "Host " + e.alias in e.lines:
             includes.setdefault(e.meta["include"], []).extend([e.alias, *e.meta.get("hops", [])])
-    for file, names in sorted(includes.items()):
-        names = ",".join(check("Match", n, "name") for n in dict.fromkeys(names))
+    for file, aliases in sorted(includes.items()):
+        names = ",".join(check("Match", n, "name") for n in dict.fromkeys(aliases))
         lines += [f"Match originalhost {names}", directive("Include", [file]), ""]
     return "\n".join(lines)
 

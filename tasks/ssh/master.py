@@ -4,18 +4,18 @@ it is used, and every way starting it can fail as one sentence. tasks/ssh/openss
 hosts go through one."""
 
 import contextlib
-import fcntl
 import hashlib
 import os
 import re
 import select
-import socket
 import stat
 import subprocess
 import tempfile
 import threading
-from pathlib import Path
 
+from filelock import FileLock
+
+from .. import system
 from ..errors import AuthError, HostError
 from ..localfiles import cache_path, config_path, read_record, update_record
 from .hostkeys import changed_key_message
@@ -37,7 +37,7 @@ def _private_dir(path):
     try:
         os.makedirs(path, mode=0o700, exist_ok=True)
         info = os.lstat(path)
-        if info.st_uid != os.getuid() or not os.path.isdir(path) or os.path.islink(path):
+        if not system.owned_by_me(info) or not os.path.isdir(path) or os.path.islink(path):
             return None
         if info.st_mode & 0o077:
             os.chmod(path, 0o700)
@@ -48,12 +48,16 @@ def _private_dir(path):
 
 def control_dir():
     """This tool's directory for control sockets: $XDG_RUNTIME_DIR/fabjupyter/ssh, else
-    ~/.cache/fabjupyter/ssh, else /tmp/fabjupyter-ssh-UID when those would make a socket path too
-    long for Unix sockets (108 bytes). Mode 0700."""
+    the cache folder's ssh (~/.cache/fabjupyter/ssh on Linux), else /tmp/fabjupyter-ssh-UID when
+    those would make a socket path too long for Unix sockets (108 bytes). Mode 0700. (Windows: no
+    /tmp one; its OpenSSH makes no control sockets anyway.)"""
     candidates = []
     if os.environ.get("XDG_RUNTIME_DIR"):
         candidates.append(os.path.join(os.environ["XDG_RUNTIME_DIR"], "fabjupyter", "ssh"))
-    candidates += [str(cache_path("ssh")), f"/tmp/fabjupyter-ssh-{os.getuid()}"]
+    candidates.append(str(cache_path("ssh")))
+    uid = system.user_id()
+    if uid is not None:
+        candidates.append(f"/tmp/fabjupyter-ssh-{uid}")
     for path in candidates:
         if len(path) + 1 + 24 < 100 and _private_dir(path):
             return path
@@ -143,11 +147,14 @@ class Route:
             return
         except OSError as e:
             raise HostError(label, f"cannot use the control socket {self.path}: {e.strerror}")
-        if not stat.S_ISSOCK(info.st_mode) or info.st_uid != os.getuid():
+        if not stat.S_ISSOCK(info.st_mode) or not system.owned_by_me(info):
             what = "another user's socket" if stat.S_ISSOCK(info.st_mode) else "not a socket"
             raise HostError(label, f"{self.path} (the ControlPath for {self.host}) is {what}, so no master can start "
                                    "there; nothing was changed; move it away or set another ControlPath")
-        s = socket.socket(socket.AF_UNIX)
+        try:
+            s = system.unix_socket()
+        except OSError:
+            return
         try:
             s.connect(self.path)
         except ConnectionRefusedError:
@@ -163,7 +170,10 @@ class Route:
     def _hold(self):
         """Connect to the master's socket and keep the connection: while it is open the master
         does not end by ControlPersist, and when the master ends it reads as closed."""
-        s = socket.socket(socket.AF_UNIX)
+        try:
+            s = system.unix_socket()
+        except OSError:
+            return False
         s.settimeout(2)
         try:
             s.connect(self.path)
@@ -189,8 +199,7 @@ class Route:
             # another run starting a master at this path at the same moment would leave one of
             # the two without multiplexing: one start at a time per path, across processes
             lock_path = os.path.join(control_dir(), hashlib.sha256(self.path.encode()).hexdigest()[:24] + ".lock")
-            with open(lock_path, "a") as lock, (_asking if prompt else contextlib.nullcontext()):
-                fcntl.flock(lock, fcntl.LOCK_EX)
+            with (_asking if prompt else contextlib.nullcontext()), FileLock(lock_path, mode=0o600):
                 if self._hold():  # the other run's master
                     return
                 self._clear_stale(label)
@@ -289,11 +298,9 @@ class Route:
 
 
 def _end_strays(argv):
-    """End this user's processes whose command line is exactly ARGV (Linux: read from /proc)."""
-    wanted = "\0".join(argv).encode() + b"\0"
-    for entry in Path("/proc").glob("[0-9]*"):
+    """End this user's processes whose command line is exactly ARGV (system.pids_of)."""
+    for pid in system.pids_of(argv):
         try:
-            if entry.stat().st_uid == os.getuid() and (entry / "cmdline").read_bytes() == wanted:
-                os.kill(int(entry.name), 15)
-        except (OSError, ValueError):
+            system.terminate(pid)
+        except OSError:
             continue

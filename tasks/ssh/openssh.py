@@ -82,11 +82,16 @@ class Session:
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self.stdin = self.proc.stdin
         self.stdout = self.proc.stdout
-        self._stderr = []
-        self._reader = threading.Thread(target=lambda: self._stderr.append(self.proc.stderr.read()), daemon=True)
+        self._stderr: list[bytes] = []
+        self._reader = threading.Thread(target=self._read_stderr, daemon=True)
         self._reader.start()
 
+    def _read_stderr(self):
+        assert self.proc.stderr is not None  # stderr=PIPE
+        self._stderr.append(self.proc.stderr.read())
+
     def close_stdin(self):
+        assert self.proc.stdin is not None  # stdin=PIPE
         self.proc.stdin.close()
 
     def stderr_text(self):
@@ -105,7 +110,8 @@ class Session:
 
 
 def end_process(proc, grace=5):
-    """TERM, and KILL after GRACE seconds; returns once it is gone."""
+    """TERM, and KILL after GRACE seconds; returns once it is gone. (Popen's own terminate and
+    kill: on Windows both are TerminateProcess, so nothing here needs tasks/system.py.)"""
     if proc.poll() is None:
         proc.terminate()
         try:

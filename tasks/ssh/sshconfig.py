@@ -15,7 +15,8 @@ def _config_files(conn):
         return []
     else:
         roots = [(os.path.expanduser("~/.ssh/config"), os.path.expanduser("~/.ssh")), ("/etc/ssh/ssh_config", "/etc/ssh")]
-    found, todo = [], list(roots)
+    found: list[str] = []
+    todo = list(roots)
     while todo and len(found) < 64:
         path, base = todo.pop(0)
         if path in found:
@@ -35,7 +36,7 @@ def _config_files(conn):
     return found
 
 
-_mentions = {}
+_mentions: dict[tuple, bool] = {}
 
 
 def _config_mentions_controlpath(conn):
@@ -79,7 +80,8 @@ def reach(conn):
     if conn.connect_timeout:
         options.append(("ConnectTimeout", str(conn.connect_timeout)))
     if isinstance(conn.gateway, Connection):
-        hops, gateway = [], conn.gateway
+        hops: list[str] = []
+        gateway = conn.gateway
         while isinstance(gateway, Connection):
             hops.insert(0, f"{gateway.user}@{gateway.original_host}:{gateway.port}")
             gateway = gateway.gateway
@@ -110,7 +112,7 @@ def base_args(conn):
 def effective_config(conn):
     """`ssh -G`: the options OpenSSH would use for this host, Match blocks and all."""
     r = subprocess.run(base_args(conn) + ["-G", conn.original_host], stdin=subprocess.DEVNULL, capture_output=True, text=True)
-    options = {}
+    options: dict[str, str] = {}
     for line in r.stdout.splitlines():
         key, _, value = line.partition(" ")
         options.setdefault(key.lower(), value)
