@@ -13,6 +13,7 @@ import json
 import os
 import select
 import subprocess
+import sys
 import time
 import typing
 from datetime import datetime, timezone
@@ -41,6 +42,10 @@ def holds():
 def open_background(t, local_port=None):
     """The background tunnel of host T's instance: the open one (same URL, nothing started), else a
     keeper started and its forward answering. Returns the lines to print."""
+    if sys.platform == "win32":
+        # its keeper is handed a pipe to say it is ready (pass_fds) and read with select(): neither
+        # exists for pipes on Windows
+        raise UserError("tunnel --background is not available on Windows yet; run `tunnel` in a window of its own")
     key = records.key_of(t.conn, t.name)
     with records.locked(key, t.label):
         record = records.read_open(key, tidy=True)
