@@ -9,6 +9,7 @@ starts from a home with nothing of this tool's in it."""
 import json
 import os
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 
@@ -244,6 +245,10 @@ def test_podman_clients_killed_leave_jupyter_tracked_and_stop_removes_all(host, 
     pid = fab.status()["pid"]
     clients = [p for p in _pids_of([host.users[USER].uid]) if (_stat(p) or ("", 0, ""))[2] == "podman"]
     assert clients
+    # all at once: stopped first, since the second `podman run` gets SIGTERM when the first dies
+    # (its parent-death signal) and would pass it on to Jupyter
+    for p in clients:
+        os.kill(p, signal.SIGSTOP)
     kill_pids(lambda: [p for p in clients if _alive(p)])
     assert _alive(pid) and fab.status()["running"] and fab.status()["pid"] == pid
     assert "Jupyter started" not in fab.setup().stdout and fab.status()["pid"] == pid
