@@ -56,6 +56,7 @@ class PlainForward:
         threading.Thread(target=self._read_stdout, daemon=True).start()
 
     def _read_stdout(self):
+        assert self.proc.stdout is not None  # stdout=PIPE
         for raw in self.proc.stdout:
             if raw.decode("utf-8", "replace").strip() == BOUND:
                 self._bound.set()
