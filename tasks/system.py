@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 import typing
 
 from .remote import net
@@ -173,6 +174,58 @@ def _pids_by_ps(argv):
 def _read(path):
     with open(path, "rb") as f:
         return f.read()
+
+
+def hold_for_life(path):
+    """Lock the file PATH until this process ends, however it ends, with our pid written in it:
+    whoever cannot read our command line (no /proc, and ps reads /proc too) can still tell that
+    we live (life_lock_holder). Returns the open file: keep a reference to it. Linux, macOS:
+    flock, which the kernel releases with the last descriptor (the file is not inherited by
+    children: Python opens it close-on-exec). Windows: None, nothing held (its only user, a
+    background tunnel's keeper, does not run there yet)."""
+    if sys.platform == "win32":
+        return None
+    import fcntl
+
+    held = open(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600), "w")
+    deadline = time.monotonic() + 5
+    while True:
+        try:
+            fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:  # a look by life_lock_holder lasts a moment; a holder, for ever
+            if time.monotonic() > deadline:
+                held.close()
+                raise OSError(f"{path} is held by another process") from None
+            time.sleep(0.01)
+    held.truncate(0)
+    held.write(f"{os.getpid()}\n")
+    held.flush()
+    return held
+
+
+def life_lock_holder(path):
+    """The pid written in PATH by the living process that holds it (hold_for_life), else None.
+    Linux, macOS: a shared flock that fails while the holder lives (looks do not block each
+    other). Windows: None."""
+    if sys.platform == "win32":
+        return None
+    import fcntl
+
+    try:
+        f = open(path)
+    except OSError:
+        return None  # nobody ever held it
+    with f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            return None  # nobody holds it (our shared lock goes with the file)
+        except BlockingIOError:
+            pass
+        try:
+            return int(f.read())
+        except ValueError:
+            return None
 
 
 # --- local listening sockets --------------------------------------------------------------------

@@ -9,6 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from tasks import system
 from tasks.errors import HostError
 from tasks.forwards import records
 
@@ -132,6 +133,43 @@ def test_a_keeper_of_another_instance_is_not_this_ones(processes):
     assert records.read_open(KEY) is None
     assert not records.is_keeper(proc.pid, KEY)
     assert records.is_keeper(proc.pid, KEY + "s")
+
+
+def lock_holder(processes, key, state_home):
+    """A process that holds KEY's keeper lock, as a keeper does, and says so."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from tasks.forwards import records\n"
+         "held = records.hold_keeper_lock(sys.argv[1]); print('held', flush=True); time.sleep(60)", key],
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))), stdout=subprocess.PIPE, text=True,
+        env=dict(os.environ, XDG_STATE_HOME=str(state_home)))
+    processes.append(proc)
+    assert proc.stdout.readline() == "held\n"
+    return proc
+
+
+def holder(key):
+    return system.life_lock_holder(records._path(key, ".keeper"))
+
+
+def test_where_no_command_line_can_be_read_the_keeper_lock_decides(processes, state_home, monkeypatch):
+    """No /proc and no ps (no command line matches): a live pid is trusted only while a process
+    holds the key's keeper lock with that pid in it, as a keeper does for its life; a pid that
+    cannot be checked otherwise is never trusted (and so never signalled)."""
+    alive = system.process_alive
+    monkeypatch.setattr(system, "process_alive", lambda pid, command=None: alive(pid) and command is None)
+    other = sleeper(processes)  # alive, holds no lock
+    records.write_record(KEY, record_for(other.pid))
+    assert not records.is_keeper(other.pid, KEY)
+    assert records.read_open(KEY, tidy=True) is None and not records.record_path(KEY).exists()
+    keeper = lock_holder(processes, KEY, state_home)
+    assert holder(KEY) == keeper.pid
+    assert not records.is_keeper(other.pid, KEY)  # a keeper lives, but the record's pid is not it
+    records.write_record(KEY, record_for(keeper.pid))
+    assert records.is_keeper(keeper.pid, KEY) and records.read_open(KEY)["pid"] == keeper.pid
+    assert holder(records.key_of(CONN, "gpu")) is None  # another instance's: its own lock
+    assert records.end(KEY, record_for(keeper.pid))
+    assert keeper.wait(5) is not None and holder(KEY) is None
+    assert other.poll() is None  # nothing was done to the program that is not a keeper
 
 
 def test_open_records_are_this_hosts_only(processes):

@@ -197,6 +197,7 @@ def hold(t):
               "user": t.conn.user, "started": datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds"),
               "log": str(records.log_path(key))}
     try:
+        holding["lock"] = records.hold_keeper_lock(key)  # for the life of this process
         records.write_record(key, record)
         print(f"{t.label}: Jupyter is at {tun.url}  (background tunnel, pid {os.getpid()})", flush=True)
         # its host's ssh_config entry forwards the same local port (one URL for an IDE either way),

@@ -93,7 +93,10 @@ class Tunnel:
         while not (stop and stop.is_set()):
             if not self.running():
                 return False
-            if listener_owner_is(self.carrier.owner_pid, self.local_port) is False:
+            owner = listener_owner_is(self.carrier.owner_pid, self.local_port)
+            # where /proc cannot tell who listens (macOS, Windows), the carrier's word that it
+            # does: before it, an answer there could be another program's that took the port
+            if owner is False or (owner is None and not self.carrier.bound()):
                 if time.monotonic() > deadline:
                     return False
                 time.sleep(0.01)  # ssh is still logging in; whatever answers there now is not ours

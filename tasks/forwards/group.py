@@ -58,8 +58,8 @@ def tunnel_group(targets, workers, open_, failed_early=None):
     for label, reason in (failed_early or {}).items():
         results[label] = (False, reason)
     size = fleet.pool_size(len(targets), workers)
-    # each forward holds its ssh's stderr here, and each host being asked its SSH socket
-    fleet.room_for_files(fleet.FILES_SPARE + len(targets) + fleet.FILES_PER_HOST * size)
+    # each forward holds its ssh's stderr and stdout here, and each host being asked its SSH socket
+    fleet.room_for_files(fleet.FILES_SPARE + 2 * len(targets) + fleet.FILES_PER_HOST * size)
 
     def one(t):
         try:

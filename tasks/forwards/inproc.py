@@ -126,6 +126,9 @@ class InprocForward:
             self.close()  # the login is gone: free the port for the forward that replaces this one
         return alive
 
+    def bound(self):
+        return not self.busy  # this process bound the port before it returned
+
     def refused(self):
         return False  # the login was made, or refused (said) before the forward existed
 

@@ -25,6 +25,9 @@ class MasterForward:
         with self.route.lock:
             return self.route.alive() and self.route.generation == self.generation
 
+    def bound(self):
+        return self.added  # `ssh -O forward` answers once the master listens on the port
+
     def refused(self):
         return False  # the master logged in, or the forward was never added
 

@@ -8,6 +8,9 @@ import threading
 from .. import system
 from ..ssh import openssh
 
+# what ssh's LocalCommand prints on its stdout: ssh runs it only once its forward listens
+BOUND = "fabjupyter: forward bound"
+
 
 def ssh_command(conn, forward, batch=False):
     """An `ssh -N -L` command line that reaches the host exactly as Fabric did (openssh.base_args).
@@ -21,6 +24,10 @@ def ssh_command(conn, forward, batch=False):
         "-o", "ServerAliveCountMax=3",
         "-o", "ControlMaster=no",
         "-o", "ControlPath=none",  # a shared master would keep the forward after we end
+        # run by ssh once it listens on the local port (a port it cannot bind ends it before,
+        # ExitOnForwardFailure): where the system cannot show which process listens there (no
+        # /proc: macOS, Windows), this word tells ssh's listener from another program's
+        "-o", "PermitLocalCommand=yes", "-o", f"LocalCommand=echo {BOUND}",
         "-N", "-L", forward,
         conn.original_host,
     ]
@@ -35,16 +42,28 @@ class PlainForward:
         self.command = ssh_command(conn, spec, batch)
         self.errors = []
         self._heard = heard
+        self._bound = threading.Event()
         self.proc = subprocess.Popen(
             self.command,
             stdin=subprocess.DEVNULL if not sys.stdin.isatty() else None,
-            stdout=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,  # nothing but LocalCommand's word (-N: no session)
             stderr=subprocess.PIPE,
             **system.new_session(),  # Ctrl-C reaches us, and we end ssh ourselves
             **system.dies_with_parent(),
         )
         self._reader = threading.Thread(target=self._read_stderr, daemon=True)
         self._reader.start()
+        threading.Thread(target=self._read_stdout, daemon=True).start()
+
+    def _read_stdout(self):
+        assert self.proc.stdout is not None  # stdout=PIPE
+        for raw in self.proc.stdout:
+            if raw.decode("utf-8", "replace").strip() == BOUND:
+                self._bound.set()
+
+    def bound(self):
+        """Whether ssh said it listens on the local port (LocalCommand ran)."""
+        return self._bound.is_set()
 
     def _read_stderr(self):
         assert self.proc.stderr is not None  # stderr=PIPE

@@ -3,7 +3,8 @@ $XDG_STATE_HOME/fabjupyter/tunnels/ (pid, local port, host, instance, URL, when 
 by the process that holds the tunnel (keeper.py) once its forward answers, removed when it ends.
 
 A record is believed only if its pid is alive and is that very keeper: its command line names the
-keeper module and the record's key. A keeper killed without a word (SIGKILL, a reboot) leaves a
+keeper module and the record's key, or (where no command line can be read) the lock the keeper
+holds for its life, KEY.keeper, names its pid. A keeper killed without a word (SIGKILL, a reboot) leaves a
 record whose pid may since be another program's; such a record is stale, and removed by whoever
 holds the key's lock. Starting, reusing and stopping a tunnel take that lock (KEY.lock, a
 filelock: flock on Linux and macOS, released when the process ends, however), so two calls at once end with one tunnel."""
@@ -59,7 +60,19 @@ def keeper_command(key):
 def is_keeper(pid, key):
     """Whether PID is alive and is the keeper of KEY (not a recycled pid of another program)."""
     # cmdline() joins the arguments with a space and ends with one: the key is matched whole
-    return system.process_alive(pid, " ".join(["-m", KEEPER_MODULE, key]) + " ")
+    if system.process_alive(pid, " ".join(["-m", KEEPER_MODULE, key]) + " "):
+        return True
+    # not that command line, or none can be read (an empty /proc, and ps reads /proc too): then
+    # only the lock a living keeper of KEY holds, naming this very pid, says it is one
+    return system.process_alive(pid) and system.life_lock_holder(_path(key, ".keeper")) == pid
+
+
+def hold_keeper_lock(key):
+    """In the keeper, before it writes its record: KEY's keeper lock, held (with its pid in it)
+    until this process ends, however; see is_keeper. Returns what to keep a reference to."""
+    path = _path(key, ".keeper")
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return system.hold_for_life(path)
 
 
 @contextlib.contextmanager

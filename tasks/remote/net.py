@@ -54,12 +54,14 @@ def listening_inodes(port=None, sock=None, loopback_only=False):
                     if len(parts) >= 8 and parts[7] == sock:
                         inodes.add(parts[6])
             return inodes
+        read = 0
         for name in ("/proc/net/tcp",) if loopback_only else ("/proc/net/tcp", "/proc/net/tcp6"):
             try:
                 with open(name) as f:
                     rows = f.read().splitlines()[1:]
             except FileNotFoundError:
-                continue
+                continue  # tcp6: a kernel without IPv6
+            read += 1
             for line in rows:
                 parts = line.split()
                 address, _, hex_port = parts[1].rpartition(":")
@@ -67,6 +69,10 @@ def listening_inodes(port=None, sock=None, loopback_only=False):
                     continue
                 if port is None or int(hex_port, 16) == port:
                     inodes.add(parts[9] if port is not None else (int(hex_port, 16), parts[9]))
+        if not read:
+            # no /proc/net/tcp at all (macOS, Windows, an empty /proc): cannot tell, which is not
+            # "nothing listens" (a forward would then never count as ours, and never be used)
+            return None
     except OSError:
         return None
     return inodes
