@@ -469,6 +469,18 @@ class SSHHost:
                 p = parents.get(p)
         return found
 
+    def drop_everything(self):
+        """sshd goes away completely: its listener stopped and every session of its killed (as a
+        host that reboots or a network that drops); start() brings the listener back."""
+        sessions = self.session_pids()
+        assert sessions, "no session to drop"
+        self.stop()
+        for pid in sessions:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
     def stop(self):
         """Stop sshd: the host becomes unreachable (connection refused)."""
         if self.proc and self.proc.poll() is None:

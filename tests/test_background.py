@@ -6,7 +6,6 @@ password login and a cell run work through it."""
 
 import json
 import os
-import signal
 import socket
 import threading
 import time
@@ -178,14 +177,7 @@ def test_heals_after_sshd_restarts(fab):
 
     # sshd goes away completely (listener and every session), then comes back
     h = fab.sshhost
-    sessions = h.session_pids()
-    assert sessions
-    h.stop()
-    for pid in sessions:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    h.drop_everything()
     wait_for(lambda: "connection lost" in log_text(fab), 30, lambda: log_text(fab))
     h.start()
 

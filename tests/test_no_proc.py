@@ -131,14 +131,7 @@ def test_tcp_tunnel_heals_after_sshd_restarts(fab, local_port):
     assert without_proc(proc.pid)
     assert login_and_list(url, PASSWORD)[1] == 200
     h = fab.sshhost
-    sessions = h.session_pids()
-    assert sessions
-    h.stop()
-    for pid in sessions:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    h.drop_everything()
     assert wait_for_line(proc, "connection lost", 30), "".join(proc.output_lines)
     h.start()
     assert wait_for_line(proc, "reconnected; Jupyter is at", 60), "".join(proc.output_lines)
