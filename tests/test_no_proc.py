@@ -24,7 +24,7 @@ from .jupyter_http import login_and_list
 from .sshhost import SSHHost
 from .test_background import log_text, opened, port_of, record, ssh_children, wait_for
 from .test_core import PASSWORD, ssh_forwarders, stop_tunnel
-from .test_only_ours import OtherServer, Tab
+from .test_only_ours import stopped_taken_and_followed
 from .test_only_ours import wait_for as wait_for_line
 
 # the command that follows, in a mount namespace of its own with an empty /proc (a tmpfs); its
@@ -162,25 +162,7 @@ def test_tcp_tunnel_follows_jupyter_to_another_port_and_never_reaches_the_old_on
     fab.setup()
     proc, url, out = fab.tunnel("--local-port", str(local_port))
     assert url, out
-    tab = Tab(url)
-    time.sleep(0.5)
-    fab("stop")
-    other = OtherServer(fab.sshhost, fab.port)
-    try:
-        assert wait_for_line(proc, "stopped; the forward to it is closed"), "".join(proc.output_lines)
-        time.sleep(2)
-        assert proc.poll() is None and other.requests == [], other.requests
-        fab.setup()
-        assert fab.status()["port"] != fab.port
-        assert wait_for_line(proc, "reconnected; Jupyter is at"), "".join(proc.output_lines)
-        time.sleep(1)
-        tab.stop()
-        assert other.requests == [], other.requests
-        assert tab.answers[-1] == 403  # ours again: a new start, the old cookie no longer opens it
-        assert tab.session.login(PASSWORD) == 200 and tab.session.get("api/contents")[0] == 200
-    finally:
-        tab.stop()
-        other.close()
+    stopped_taken_and_followed(fab, proc, url)
     ended_cleanly(proc, local_port)
 
 

@@ -113,13 +113,12 @@ def test_tunnel_started_again_never_reaches_a_server_that_took_the_old_port(fab,
         other.close()
 
 
-def test_open_tunnel_closes_its_forward_when_jupyter_stops_and_follows_it(fab, local_port):
-    """TCP: a tunnel left open while Jupyter is stopped, another user binds its port, and setup
-    starts Jupyter on the next one. The forward closes the moment Jupyter stops (nothing is
-    forwarded while it is not running), then follows it to the new port, confirmed."""
-    fab.setup()
-    proc, url, out = fab.tunnel("--local-port", str(local_port))
-    assert url, out
+def stopped_taken_and_followed(fab, proc, url):
+    """A logged-in tab keeps asking through the open tunnel PROC (at URL, to a TCP port) while
+    Jupyter is stopped, another user's server takes its port, and setup starts Jupyter on the
+    next one: the forward closes when Jupyter stops (nothing is forwarded while it is not
+    running), follows it once the host confirms the new port, and not one request reaches the
+    other server. Also run by a client without /proc (test_no_proc.py)."""
     tab = Tab(url)
     time.sleep(0.5)
     fab("stop")
@@ -130,6 +129,7 @@ def test_open_tunnel_closes_its_forward_when_jupyter_stops_and_follows_it(fab, l
         assert proc.poll() is None
         assert other.requests == [], other.requests
         fab.setup()
+        assert fab.status()["port"] != fab.port
         assert wait_for(proc, "reconnected; Jupyter is at"), "".join(proc.output_lines)
         time.sleep(1)
         tab.stop()
@@ -139,6 +139,16 @@ def test_open_tunnel_closes_its_forward_when_jupyter_stops_and_follows_it(fab, l
     finally:
         tab.stop()
         other.close()
+
+
+def test_open_tunnel_closes_its_forward_when_jupyter_stops_and_follows_it(fab, local_port):
+    """TCP: a tunnel left open while Jupyter is stopped, another user binds its port, and setup
+    starts Jupyter on the next one. The forward closes the moment Jupyter stops (nothing is
+    forwarded while it is not running), then follows it to the new port, confirmed."""
+    fab.setup()
+    proc, url, out = fab.tunnel("--local-port", str(local_port))
+    assert url, out
+    stopped_taken_and_followed(fab, proc, url)
     code, _, err = stop_tunnel(proc)
     assert code == 0, err
 
